@@ -1,0 +1,910 @@
+//! Configuration: reading `xgate.toml` and `departments/*.toml`, checking every value, and
+//! reporting every problem with its file and key.
+//!
+//! Loading never stops at the first problem: `xgate check` prints them all. What comes out of
+//! [`load`] is fully parsed (newtypes, socket addresses, durations, methods, field paths), so
+//! nothing downstream re-checks a raw string.
+
+pub mod file;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+
+use crate::domain::{
+    CertificateType, Compatibility, DepartmentId, Role, SchemaName, SchemaRef, ServiceName,
+};
+use crate::pointer::FieldPath;
+use crate::registry::Registry;
+use crate::translate::FormatSpec;
+
+/// One thing wrong with the configuration: where, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// The dotted key (empty for the file as a whole).
+    pub key: String,
+    /// What is wrong, in a sentence.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            problem.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Values that replace configured ones, from the environment (`XGATE_LISTEN`,
+/// `XGATE_ADMIN_LISTEN`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `[gateway] listen`.
+    pub listen: Option<String>,
+    /// Replaces `[gateway] admin_listen`.
+    pub admin_listen: Option<String>,
+}
+
+impl Overrides {
+    /// Reads the overrides from the process environment.
+    pub fn from_env() -> Overrides {
+        Overrides {
+            listen: std::env::var("XGATE_LISTEN").ok(),
+            admin_listen: std::env::var("XGATE_ADMIN_LISTEN").ok(),
+        }
+    }
+}
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main file it was read from.
+    pub path: PathBuf,
+    /// `[gateway]`.
+    pub gateway: GatewaySettings,
+    /// `[registry]`.
+    pub registry: RegistrySettings,
+    /// `[tls]`, with paths resolved.
+    pub tls: Option<TlsSettings>,
+    /// `[certificates]`.
+    pub certificates: CertificateCacheSettings,
+    /// `[audit]`.
+    pub audit: AuditSettings,
+    /// Every department, sorted by id.
+    pub departments: Vec<Department>,
+}
+
+/// `[gateway]`, parsed.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The data plane's address.
+    pub listen: SocketAddr,
+    /// The admin plane's address.
+    pub admin_listen: SocketAddr,
+    /// The largest body read for validation.
+    pub max_body_bytes: usize,
+    /// How long an upstream may take to answer.
+    pub upstream_timeout: Duration,
+    /// How long a client may take to send its request head.
+    pub header_read_timeout: Duration,
+    /// The largest request head.
+    pub max_header_bytes: usize,
+    /// The most headers in one HTTP/1.1 request.
+    pub max_headers: usize,
+    /// The most open connections per listener.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// `[registry]`, parsed.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// The schema folder, resolved against the main file's folder.
+    pub dir: PathBuf,
+    /// The mode of schemas without their own settings.
+    pub default_compatibility: Compatibility,
+}
+
+/// `[tls]`, with paths resolved.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CAs whose client certificates identify departments.
+    pub client_ca: Option<PathBuf>,
+    /// Extra roots for https upstreams.
+    pub upstream_ca: Option<PathBuf>,
+}
+
+/// `[certificates]`, parsed.
+#[derive(Debug, Clone)]
+pub struct CertificateCacheSettings {
+    /// The most entries.
+    pub capacity: u64,
+    /// Freshness of a found certificate.
+    pub ttl: Duration,
+    /// How long "not found" is remembered.
+    pub not_found_ttl: Duration,
+    /// How long past expiry an entry may stand in for a failing issuer.
+    pub stale_if_error: Duration,
+}
+
+/// The hash function chaining audit entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditHash {
+    /// SHA-256 (the default).
+    Sha256,
+    /// SM3 (GB/T 32905).
+    Sm3,
+}
+
+/// `[audit]`, parsed.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The SQLite file, resolved.
+    pub path: PathBuf,
+    /// The chain's hash.
+    pub hash: AuditHash,
+}
+
+/// A department as configured.
+#[derive(Debug, Clone)]
+pub struct Department {
+    /// Its id.
+    pub id: DepartmentId,
+    /// Its human name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// SHA-256 digests of its bearer tokens.
+    pub token_digests: Vec<[u8; 32]>,
+    /// Client-certificate subjects that identify it.
+    pub cert_subjects: Vec<String>,
+    /// The services it provides.
+    pub services: Vec<Service>,
+    /// Its own layouts, by shared schema.
+    pub formats: BTreeMap<SchemaName, FormatSpec>,
+    /// The certificate types it issues.
+    pub certificate_types: Vec<CertificateTypeSettings>,
+}
+
+/// A service as configured.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The providing department.
+    pub provider: DepartmentId,
+    /// The service's name.
+    pub name: ServiceName,
+    /// The upstream base URL (no query, no fragment).
+    pub upstream: reqwest::Url,
+    /// The methods callers may use.
+    pub methods: Vec<Method>,
+    /// The request body's schema.
+    pub request_schema: Option<SchemaRef>,
+    /// The 2xx response body's schema.
+    pub response_schema: Option<SchemaRef>,
+    /// Who may call it.
+    pub consumers: BTreeSet<DepartmentId>,
+    /// Per consumer, the shared response fields it receives.
+    pub fields: BTreeMap<DepartmentId, Vec<FieldPath>>,
+}
+
+/// A certificate type as configured.
+#[derive(Debug, Clone)]
+pub struct CertificateTypeSettings {
+    /// The type.
+    pub certificate_type: CertificateType,
+    /// The issuing department.
+    pub issuer: DepartmentId,
+    /// The lookup URL template with `{id}`.
+    pub lookup: String,
+    /// The schema of issuer answers.
+    pub schema: SchemaRef,
+    /// The identifier format of ids.
+    pub id_format: String,
+    /// Who may look certificates of this type up.
+    pub consumers: BTreeSet<DepartmentId>,
+}
+
+/// Loads and checks the configuration at `path` and the schemas it names, reporting every problem.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Registry), Problems> {
+    let mut problems = Vec::new();
+    let config = load_config(path, overrides, &mut problems);
+    let registry = config.as_ref().map(|config| {
+        Registry::load(
+            &config.registry.dir,
+            config.registry.default_compatibility,
+            &mut problems,
+        )
+    });
+    if let (Some(config), Some(registry)) = (&config, &registry) {
+        check_references(config, registry, &mut problems);
+    }
+    match (config, registry) {
+        (Some(config), Some(registry)) if problems.is_empty() => Ok((config, registry)),
+        _ => {
+            if problems.is_empty() {
+                problems.push(Problem {
+                    file: path.to_owned(),
+                    key: String::new(),
+                    reason: "the configuration could not be loaded".to_owned(),
+                });
+            }
+            Err(Problems(problems))
+        }
+    }
+}
+
+/// Collects problems for one file.
+struct Reporter<'a> {
+    file: &'a Path,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Reporter<'_> {
+    fn report(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            problems.push(Problem {
+                file: path.to_owned(),
+                key: String::new(),
+                reason: format!("cannot read the file: {error}"),
+            });
+            return None;
+        }
+    };
+    match toml::from_str(&text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            // The toml error names the line and the key (for unknown keys: which ones exist).
+            let reason = error.message().to_owned();
+            let location = error
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            problems.push(Problem {
+                file: path.to_owned(),
+                key: String::new(),
+                reason: format!("{reason}{location}"),
+            });
+            None
+        }
+    }
+}
+
+fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) -> Option<Config> {
+    let main: file::MainFile = read_toml(path, problems)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut report = Reporter {
+        file: path,
+        problems,
+    };
+
+    let gateway = check_gateway(&main.gateway, overrides, &mut report);
+    let default_compatibility = match Compatibility::parse(&main.registry.default_compatibility) {
+        Some(mode) => mode,
+        None => {
+            report.report(
+                "registry.default_compatibility",
+                format!(
+                    "unknown mode {:?}; expected one of {}",
+                    main.registry.default_compatibility,
+                    Compatibility::ALL.map(Compatibility::as_str).join(", ")
+                ),
+            );
+            Compatibility::Backward
+        }
+    };
+    let registry = RegistrySettings {
+        dir: base.join(&main.registry.dir),
+        default_compatibility,
+    };
+    if !registry.dir.is_dir() {
+        report.report("registry.dir", "is not a folder");
+    }
+    let tls = main.tls.as_ref().map(|tls| {
+        let resolve = |key: &str, value: &Path, report: &mut Reporter<'_>| {
+            let resolved = base.join(value);
+            if !resolved.is_file() {
+                report.report(format!("tls.{key}"), "is not a readable file");
+            }
+            resolved
+        };
+        TlsSettings {
+            cert: resolve("cert", &tls.cert, &mut report),
+            key: resolve("key", &tls.key, &mut report),
+            client_ca: tls
+                .client_ca
+                .as_deref()
+                .map(|p| resolve("client_ca", p, &mut report)),
+            upstream_ca: tls
+                .upstream_ca
+                .as_deref()
+                .map(|p| resolve("upstream_ca", p, &mut report)),
+        }
+    });
+    let cache = &main.certificates;
+    for (key, value) in [
+        ("certificates.capacity", cache.capacity),
+        ("certificates.ttl_seconds", cache.ttl_seconds),
+    ] {
+        if value == 0 {
+            report.report(key, "must be greater than 0");
+        }
+    }
+    let certificates = CertificateCacheSettings {
+        capacity: cache.capacity,
+        ttl: Duration::from_secs(cache.ttl_seconds),
+        not_found_ttl: Duration::from_secs(cache.not_found_ttl_seconds),
+        stale_if_error: Duration::from_secs(cache.stale_if_error_seconds),
+    };
+    let hash = match main.audit.hash.as_str() {
+        "sha256" => AuditHash::Sha256,
+        "sm3" => AuditHash::Sm3,
+        other => {
+            report.report(
+                "audit.hash",
+                format!("unknown hash {other:?}; expected sha256 or sm3"),
+            );
+            AuditHash::Sha256
+        }
+    };
+    let audit = AuditSettings {
+        path: base.join(&main.audit.path),
+        hash,
+    };
+
+    let departments = load_departments(&base.join("departments"), problems);
+    Some(Config {
+        path: path.to_owned(),
+        gateway: gateway?,
+        registry,
+        tls,
+        certificates,
+        audit,
+        departments,
+    })
+}
+
+fn check_gateway(
+    section: &file::GatewaySection,
+    overrides: &Overrides,
+    report: &mut Reporter<'_>,
+) -> Option<GatewaySettings> {
+    let mut address = |key: &str, configured: &str, overridden: &Option<String>| {
+        let (value, source) = match overridden {
+            Some(value) => (value.as_str(), " (from the environment)"),
+            None => (configured, ""),
+        };
+        match value.parse::<SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                report.report(
+                    key,
+                    format!(
+                        "{value:?}{source} is not an IP address with a port, e.g. 127.0.0.1:8080"
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let listen = address("gateway.listen", &section.listen, &overrides.listen);
+    let admin_listen = address(
+        "gateway.admin_listen",
+        &section.admin_listen,
+        &overrides.admin_listen,
+    );
+    let mut positive = |key: &str, value: u64, max: u64| -> usize {
+        if value == 0 || value > max {
+            report.report(key, format!("must be between 1 and {max}"));
+        }
+        usize::try_from(value.clamp(1, max)).unwrap_or(usize::MAX)
+    };
+    const GIB: u64 = 1 << 30;
+    const DAY_MS: u64 = 86_400_000;
+    let settings = GatewaySettings {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        max_body_bytes: positive("gateway.max_body_bytes", section.max_body_bytes, GIB),
+        upstream_timeout: Duration::from_millis(positive(
+            "gateway.upstream_timeout_ms",
+            section.upstream_timeout_ms,
+            DAY_MS,
+        ) as u64),
+        header_read_timeout: Duration::from_millis(positive(
+            "gateway.header_read_timeout_ms",
+            section.header_read_timeout_ms,
+            DAY_MS,
+        ) as u64),
+        max_header_bytes: positive(
+            "gateway.max_header_bytes",
+            section.max_header_bytes,
+            1 << 24,
+        ),
+        max_headers: positive("gateway.max_headers", section.max_headers, 10_000),
+        max_connections: positive("gateway.max_connections", section.max_connections, 1 << 20),
+        shutdown_grace: Duration::from_millis(positive(
+            "gateway.shutdown_grace_ms",
+            section.shutdown_grace_ms,
+            DAY_MS,
+        ) as u64),
+    };
+    if settings.max_header_bytes < 8192 {
+        report.report("gateway.max_header_bytes", "must be at least 8192");
+    }
+    Some(settings)
+}
+
+fn load_departments(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Department> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(Problem {
+                file: dir.to_owned(),
+                key: String::new(),
+                reason: format!("cannot read the departments folder: {error}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    let mut departments: Vec<Department> = Vec::with_capacity(paths.len());
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for path in paths {
+        let Some(raw) = read_toml::<file::DepartmentFile>(&path, problems) else {
+            continue;
+        };
+        let mut report = Reporter {
+            file: &path,
+            problems,
+        };
+        if let Some(first) = seen.insert(raw.id.clone(), path.clone()) {
+            report.report(
+                "id",
+                format!("{:?} is already the id in {}", raw.id, first.display()),
+            );
+            continue;
+        }
+        if let Some(department) = check_department(&path, raw, &mut report) {
+            departments.push(department);
+        }
+    }
+    departments.sort_by(|a, b| a.id.cmp(&b.id));
+    departments
+}
+
+fn check_department(
+    path: &Path,
+    raw: file::DepartmentFile,
+    report: &mut Reporter<'_>,
+) -> Option<Department> {
+    let id = match DepartmentId::parse(&raw.id) {
+        Ok(id) => id,
+        Err(error) => {
+            report.report("id", error.to_string());
+            return None;
+        }
+    };
+    if path.file_stem().and_then(|stem| stem.to_str()) != Some(id.as_str()) {
+        report.report(
+            "id",
+            format!("must equal the file name: {id}.toml holds department {id}"),
+        );
+    }
+    if raw.name.trim().is_empty() {
+        report.report("name", "must not be empty");
+    }
+    let mut token_digests = Vec::with_capacity(raw.token_sha256.len());
+    for (index, digest) in raw.token_sha256.iter().enumerate() {
+        let mut bytes = [0u8; 32];
+        let lowercase_hex = digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match hex::decode_to_slice(digest, &mut bytes) {
+            Ok(()) if lowercase_hex => token_digests.push(bytes),
+            _ => report.report(
+                format!("token_sha256[{index}]"),
+                "must be 64 lowercase hex digits (the SHA-256 that `xgate token new` prints)",
+            ),
+        }
+    }
+    for (index, subject) in raw.cert_subjects.iter().enumerate() {
+        if subject.trim().is_empty() {
+            report.report(format!("cert_subjects[{index}]"), "must not be empty");
+        }
+    }
+    if raw.role != Role::Department && !raw.services.is_empty() {
+        report.report(
+            "services",
+            format!(
+                "a department with role {} provides no services",
+                raw.role.as_str()
+            ),
+        );
+    }
+
+    let mut services = Vec::with_capacity(raw.services.len());
+    for (name, section) in &raw.services {
+        if let Some(service) = check_service(&id, name, section, report) {
+            services.push(service);
+        }
+    }
+    let mut formats = BTreeMap::new();
+    for (schema, section) in &raw.formats {
+        let key = format!("formats.{schema}");
+        let name = match SchemaName::parse(schema) {
+            Ok(name) => name,
+            Err(error) => {
+                report.report(key, error.to_string());
+                continue;
+            }
+        };
+        match FormatSpec::parse(section) {
+            Ok(spec) => {
+                formats.insert(name, spec);
+            }
+            Err(errors) => {
+                for (subkey, reason) in errors {
+                    report.report(format!("{key}.{subkey}"), reason);
+                }
+            }
+        }
+    }
+    let mut certificate_types = Vec::with_capacity(raw.certificates.len());
+    for (name, section) in &raw.certificates {
+        if let Some(settings) = check_certificate_type(&id, name, section, report) {
+            certificate_types.push(settings);
+        }
+    }
+    Some(Department {
+        id,
+        name: raw.name,
+        role: raw.role,
+        token_digests,
+        cert_subjects: raw.cert_subjects,
+        services,
+        formats,
+        certificate_types,
+    })
+}
+
+fn check_consumers(
+    key: &str,
+    consumers: &[String],
+    report: &mut Reporter<'_>,
+) -> BTreeSet<DepartmentId> {
+    let mut parsed = BTreeSet::new();
+    for (index, consumer) in consumers.iter().enumerate() {
+        match DepartmentId::parse(consumer) {
+            Ok(id) => {
+                if !parsed.insert(id) {
+                    report.report(
+                        format!("{key}[{index}]"),
+                        format!("{consumer:?} is listed twice"),
+                    );
+                }
+            }
+            Err(error) => report.report(format!("{key}[{index}]"), error.to_string()),
+        }
+    }
+    parsed
+}
+
+fn check_schema_ref(key: &str, value: &str, report: &mut Reporter<'_>) -> Option<SchemaRef> {
+    match SchemaRef::parse(value) {
+        Ok(reference) => Some(reference),
+        Err(error) => {
+            report.report(key, format!("{error} (write \"name\" or \"name@N\")"));
+            None
+        }
+    }
+}
+
+fn check_service(
+    provider: &DepartmentId,
+    name: &str,
+    section: &file::ServiceSection,
+    report: &mut Reporter<'_>,
+) -> Option<Service> {
+    let key = format!("services.{name}");
+    let service_name = match ServiceName::parse(name) {
+        Ok(name) => Some(name),
+        Err(error) => {
+            report.report(&key, error.to_string());
+            None
+        }
+    };
+    let upstream = check_upstream_url(&format!("{key}.upstream"), &section.upstream, report);
+    let mut methods = Vec::with_capacity(section.methods.len());
+    if section.methods.is_empty() {
+        report.report(format!("{key}.methods"), "must list at least one method");
+    }
+    for (index, method) in section.methods.iter().enumerate() {
+        let well_formed = !method.is_empty()
+            && method.len() <= 32
+            && method.bytes().all(|b| b.is_ascii_uppercase());
+        match Method::from_bytes(method.as_bytes()) {
+            Ok(parsed) if well_formed && parsed != Method::CONNECT => {
+                if methods.contains(&parsed) {
+                    report.report(format!("{key}.methods[{index}]"), "is listed twice");
+                }
+                methods.push(parsed);
+            }
+            _ => report.report(
+                format!("{key}.methods[{index}]"),
+                format!("{method:?} is not an upper-case HTTP method (CONNECT is not proxied)"),
+            ),
+        }
+    }
+    let request_schema = section
+        .request_schema
+        .as_deref()
+        .map(|value| check_schema_ref(&format!("{key}.request_schema"), value, report));
+    let response_schema = section
+        .response_schema
+        .as_deref()
+        .map(|value| check_schema_ref(&format!("{key}.response_schema"), value, report));
+    let consumers = check_consumers(&format!("{key}.consumers"), &section.consumers, report);
+    let mut fields = BTreeMap::new();
+    for (consumer, paths) in &section.fields {
+        let field_key = format!("{key}.fields.{consumer}");
+        let Ok(consumer_id) = DepartmentId::parse(consumer) else {
+            report.report(&field_key, "is not a department id");
+            continue;
+        };
+        if !consumers.contains(&consumer_id) {
+            report.report(
+                &field_key,
+                format!("{consumer} is not one of the service's consumers"),
+            );
+        }
+        if section.response_schema.is_none() {
+            report.report(&field_key, "a projection needs a response_schema");
+        }
+        let mut parsed = Vec::with_capacity(paths.len());
+        for (index, path) in paths.iter().enumerate() {
+            match FieldPath::parse(path) {
+                Ok(path) => parsed.push(path),
+                Err(reason) => report.report(format!("{field_key}[{index}]"), reason),
+            }
+        }
+        fields.insert(consumer_id, parsed);
+    }
+    Some(Service {
+        provider: provider.clone(),
+        name: service_name?,
+        upstream: upstream?,
+        methods,
+        request_schema: request_schema.flatten(),
+        response_schema: response_schema.flatten(),
+        consumers,
+        fields,
+    })
+}
+
+fn check_upstream_url(key: &str, value: &str, report: &mut Reporter<'_>) -> Option<reqwest::Url> {
+    let url = match reqwest::Url::parse(value) {
+        Ok(url) => url,
+        Err(error) => {
+            report.report(key, format!("{value:?} is not a URL: {error}"));
+            return None;
+        }
+    };
+    let problem = if url.scheme() != "http" {
+        Some("only http:// upstreams are supported")
+    } else if url.host().is_none() {
+        Some("has no host")
+    } else if url.query().is_some() || url.fragment().is_some() {
+        Some("must have no query or fragment (the caller's query is appended)")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some("must not carry credentials")
+    } else {
+        None
+    };
+    match problem {
+        Some(reason) => {
+            report.report(key, reason);
+            None
+        }
+        None => Some(url),
+    }
+}
+
+fn check_certificate_type(
+    issuer: &DepartmentId,
+    name: &str,
+    section: &file::CertificateTypeSection,
+    report: &mut Reporter<'_>,
+) -> Option<CertificateTypeSettings> {
+    let key = format!("certificates.{name}");
+    let certificate_type = match CertificateType::parse(name) {
+        Ok(certificate_type) => Some(certificate_type),
+        Err(error) => {
+            report.report(&key, error.to_string());
+            None
+        }
+    };
+    let lookup_ok = match section.lookup.split_once("{id}") {
+        Some((before, after)) => {
+            !after.contains("{id}")
+                && check_upstream_url(
+                    &format!("{key}.lookup"),
+                    &format!("{before}0{after}"),
+                    report,
+                )
+                .is_some()
+        }
+        None => {
+            report.report(format!("{key}.lookup"), "must contain {id} exactly once");
+            false
+        }
+    };
+    let schema = check_schema_ref(&format!("{key}.schema"), &section.schema, report);
+    if !crate::identifiers::FORMATS
+        .iter()
+        .any(|(format, _)| *format == section.id_format)
+    {
+        report.report(
+            format!("{key}.id_format"),
+            format!(
+                "unknown identifier format {:?}; expected one of {}",
+                section.id_format,
+                crate::identifiers::FORMATS.map(|(name, _)| name).join(", ")
+            ),
+        );
+    }
+    let consumers = check_consumers(&format!("{key}.consumers"), &section.consumers, report);
+    if !lookup_ok {
+        return None;
+    }
+    Some(CertificateTypeSettings {
+        certificate_type: certificate_type?,
+        issuer: issuer.clone(),
+        lookup: section.lookup.clone(),
+        schema: schema?,
+        id_format: section.id_format.clone(),
+        consumers,
+    })
+}
+
+/// Checks that every department, schema and version the configuration names exists.
+fn check_references(config: &Config, registry: &Registry, problems: &mut Vec<Problem>) {
+    let known: BTreeSet<&DepartmentId> = config.departments.iter().map(|d| &d.id).collect();
+    let mut certificate_types: HashMap<&CertificateType, &DepartmentId> = HashMap::new();
+    let mut token_owner: HashMap<[u8; 32], &DepartmentId> = HashMap::new();
+    let mut subject_owner: HashMap<&str, &DepartmentId> = HashMap::new();
+    for department in &config.departments {
+        let file = config
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("departments")
+            .join(format!("{}.toml", department.id));
+        let mut report = Reporter {
+            file: &file,
+            problems,
+        };
+        let mut schema_exists = |key: String, reference: &SchemaRef| {
+            if let Err(reason) = registry.resolve(reference) {
+                report.report(key, reason);
+            }
+        };
+        for service in &department.services {
+            let key = format!("services.{}", service.name);
+            if let Some(reference) = &service.request_schema {
+                schema_exists(format!("{key}.request_schema"), reference);
+            }
+            if let Some(reference) = &service.response_schema {
+                schema_exists(format!("{key}.response_schema"), reference);
+            }
+        }
+        for schema in department.formats.keys() {
+            schema_exists(
+                format!("formats.{schema}"),
+                &SchemaRef {
+                    name: schema.clone(),
+                    version: None,
+                },
+            );
+        }
+        for certificate in &department.certificate_types {
+            schema_exists(
+                format!("certificates.{}.schema", certificate.certificate_type),
+                &certificate.schema,
+            );
+        }
+        for service in &department.services {
+            for consumer in &service.consumers {
+                if !known.contains(consumer) {
+                    report.report(
+                        format!("services.{}.consumers", service.name),
+                        format!("unknown department {consumer}"),
+                    );
+                }
+            }
+        }
+        for certificate in &department.certificate_types {
+            let key = format!("certificates.{}", certificate.certificate_type);
+            for consumer in &certificate.consumers {
+                if !known.contains(consumer) {
+                    report.report(
+                        format!("{key}.consumers"),
+                        format!("unknown department {consumer}"),
+                    );
+                }
+            }
+            if let Some(other) =
+                certificate_types.insert(&certificate.certificate_type, &department.id)
+            {
+                report.report(&key, format!("certificate type already issued by {other}"));
+            }
+        }
+        for digest in &department.token_digests {
+            if let Some(other) = token_owner.insert(*digest, &department.id) {
+                report.report(
+                    "token_sha256",
+                    format!("the same token is configured for {other}; a token identifies one department"),
+                );
+            }
+        }
+        for subject in &department.cert_subjects {
+            if let Some(other) = subject_owner.insert(subject, &department.id) {
+                report.report(
+                    "cert_subjects",
+                    format!("{subject:?} already identifies {other}"),
+                );
+            }
+        }
+    }
+}

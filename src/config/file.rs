@@ -1,0 +1,286 @@
+//! The configuration files as written: serde types with `deny_unknown_fields`, no meaning yet.
+//!
+//! Every field here is documented because these are the keys operators write. Values are kept
+//! raw (strings, numbers); `config::check` turns them into runtime types and reports problems.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::domain::Role;
+
+/// `config/xgate.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MainFile {
+    /// The listeners and request limits.
+    pub gateway: GatewaySection,
+    /// Where the shared schemas live.
+    #[serde(default)]
+    pub registry: RegistrySection,
+    /// TLS on the data plane; absent means plain HTTP.
+    pub tls: Option<TlsSection>,
+    /// The electronic-certificate cache.
+    #[serde(default)]
+    pub certificates: CertificatesSection,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// The data plane's address, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// The admin plane's address; bind it to an internal interface.
+    pub admin_listen: String,
+    /// The largest request body read for validation (and upstream body read for validation).
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// How long to wait for an upstream's response headers (and a validated response's body).
+    #[serde(default = "defaults::upstream_timeout_ms")]
+    pub upstream_timeout_ms: u64,
+    /// How long a client may take to send its request headers (slow-client protection).
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// The largest request head (HTTP/1.1 header buffer, HTTP/2 header list).
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: u64,
+    /// The most request headers one HTTP/1.1 request may carry.
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: u64,
+    /// The most client connections open at once per listener; further ones wait to be accepted.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u64,
+    /// How long a graceful shutdown waits for in-flight requests before closing connections.
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// The schema folder: `<dir>/<name>/<version>.json` and `<dir>/<name>/settings.toml`.
+    #[serde(default = "defaults::registry_dir")]
+    pub dir: PathBuf,
+    /// The compatibility mode of schemas without their own `settings.toml`.
+    #[serde(default = "defaults::compatibility")]
+    pub default_compatibility: String,
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        RegistrySection {
+            dir: defaults::registry_dir(),
+            default_compatibility: defaults::compatibility(),
+        }
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The gateway's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The gateway's private key (PEM).
+    pub key: PathBuf,
+    /// Present: client certificates signed by these CAs identify departments.
+    pub client_ca: Option<PathBuf>,
+    /// Extra trusted roots for `https` upstreams.
+    pub upstream_ca: Option<PathBuf>,
+}
+
+/// `[certificates]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatesSection {
+    /// The most cached certificate lookups (entries).
+    #[serde(default = "defaults::certificate_capacity")]
+    pub capacity: u64,
+    /// How long a looked-up certificate is served from the cache.
+    #[serde(default = "defaults::certificate_ttl_seconds")]
+    pub ttl_seconds: u64,
+    /// How long an issuer's "not found" is remembered.
+    #[serde(default = "defaults::certificate_not_found_ttl_seconds")]
+    pub not_found_ttl_seconds: u64,
+    /// How long past expiry an entry may be served when the issuer fails.
+    #[serde(default = "defaults::certificate_stale_if_error_seconds")]
+    pub stale_if_error_seconds: u64,
+}
+
+impl Default for CertificatesSection {
+    fn default() -> Self {
+        CertificatesSection {
+            capacity: defaults::certificate_capacity(),
+            ttl_seconds: defaults::certificate_ttl_seconds(),
+            not_found_ttl_seconds: defaults::certificate_not_found_ttl_seconds(),
+            stale_if_error_seconds: defaults::certificate_stale_if_error_seconds(),
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The SQLite database of the audit trail (created on first start).
+    #[serde(default = "defaults::audit_path")]
+    pub path: PathBuf,
+    /// The hash chaining entries: `sha256` (default) or `sm3`.
+    #[serde(default = "defaults::audit_hash")]
+    pub hash: String,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            path: defaults::audit_path(),
+            hash: defaults::audit_hash(),
+        }
+    }
+}
+
+/// `config/departments/<id>.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentFile {
+    /// The department's id; must equal the file's stem.
+    pub id: String,
+    /// A human name, e.g. `税务局 Tax Bureau`.
+    pub name: String,
+    /// `department`, `auditor` or `admin`.
+    pub role: Role,
+    /// Lowercase hex SHA-256 digests of the department's bearer tokens.
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+    /// Client-certificate subjects (e.g. `CN=tax`) that identify the department.
+    #[serde(default)]
+    pub cert_subjects: Vec<String>,
+    /// The services this department provides, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSection>,
+    /// How this department's own layout maps to each shared schema, by schema name.
+    #[serde(default)]
+    pub formats: BTreeMap<String, FormatSection>,
+    /// The certificate types this department issues, by type.
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertificateTypeSection>,
+}
+
+/// `[services.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The provider's endpoint; the caller's path rest and query are appended.
+    pub upstream: String,
+    /// The HTTP methods callers may use.
+    pub methods: Vec<String>,
+    /// The schema request bodies must match: `name` (latest) or `name@N` (pinned).
+    pub request_schema: Option<String>,
+    /// The schema 2xx response bodies must match.
+    pub response_schema: Option<String>,
+    /// The departments allowed to call the service.
+    pub consumers: Vec<String>,
+    /// Per consumer, the shared response fields it receives (JSON Pointers, `*` for array elements).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+/// `[formats.<schema>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatSection {
+    /// What happens to a field no rule covers: `reject`, `drop` or `keep`.
+    #[serde(default = "defaults::unmapped")]
+    pub unmapped: String,
+    /// The mapping rules.
+    #[serde(default)]
+    pub fields: Vec<FieldRuleSection>,
+}
+
+/// One entry of `fields = [...]` in a format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRuleSection {
+    /// Where the value sits in the department's own layout (JSON Pointer, `*` for array elements).
+    pub own: String,
+    /// Where it sits in the shared layout.
+    pub shared: String,
+    /// A conversion: `date:<strftime>`, `datetime:<strftime>[@<offset>]`, `scale:<factor>`,
+    /// `number`, `string` or `boolean:<true>/<false>`.
+    pub convert: Option<String>,
+    /// A one-to-one table of own values to shared values.
+    pub codes: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// `[certificates.<type>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateTypeSection {
+    /// The issuer's lookup URL with an `{id}` placeholder.
+    pub lookup: String,
+    /// The schema the issuer's answers must match.
+    pub schema: String,
+    /// The identifier format ids are checked against before any lookup.
+    pub id_format: String,
+    /// The departments allowed to look certificates of this type up.
+    pub consumers: Vec<String>,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    pub fn max_body_bytes() -> u64 {
+        1024 * 1024
+    }
+    pub fn upstream_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn max_header_bytes() -> u64 {
+        64 * 1024
+    }
+    pub fn max_headers() -> u64 {
+        100
+    }
+    pub fn max_connections() -> u64 {
+        10_000
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        30_000
+    }
+    pub fn registry_dir() -> PathBuf {
+        PathBuf::from("../schemas")
+    }
+    pub fn compatibility() -> String {
+        "backward".to_owned()
+    }
+    pub fn certificate_capacity() -> u64 {
+        100_000
+    }
+    pub fn certificate_ttl_seconds() -> u64 {
+        300
+    }
+    pub fn certificate_not_found_ttl_seconds() -> u64 {
+        30
+    }
+    pub fn certificate_stale_if_error_seconds() -> u64 {
+        3600
+    }
+    pub fn audit_path() -> PathBuf {
+        PathBuf::from("../data/audit.db")
+    }
+    pub fn audit_hash() -> String {
+        "sha256".to_owned()
+    }
+    pub fn unmapped() -> String {
+        "reject".to_owned()
+    }
+}

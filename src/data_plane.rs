@@ -1,0 +1,433 @@
+//! The data plane (`[gateway] listen`): what departments call.
+//!
+//! Routes:
+//! - ANY `/exchange/{provider}/{service}[/{rest}]`: the exchange path ([`crate::exchange`]).
+//! - GET `/catalog`: the services and certificate types the caller may use.
+//! - POST `/validate/{schema}[?version=N]`: validate a record (JSON) or many (NDJSON) without
+//!   sending them.
+//! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not draining).
+//!
+//! Anything else is a 404 problem.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::routing::{any, get, post};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::domain::SchemaVersion;
+use crate::exchange::{self, identify_department};
+use crate::gateway::Gateway;
+use crate::headers;
+use crate::i18n::Lang;
+use crate::problem::ExchangeError;
+use crate::registry::{CompiledSchema, Violation};
+use crate::server::PeerAddr;
+
+/// The data plane's routes over the shared gateway state.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/exchange/{*rest}", any(exchange_handler))
+        .route("/catalog", get(catalog))
+        .route("/validate/{schema}", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(gateway)
+}
+
+async fn exchange_handler(State(gateway): State<Arc<Gateway>>, request: Request) -> Response<Body> {
+    let peer = request
+        .extensions()
+        .get::<PeerAddr>()
+        .map(|peer| peer.0)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    exchange::exchange(&gateway, request, peer).await
+}
+
+/// The language and request id every non-exchange handler answers with.
+pub struct Caller {
+    /// From `Accept-Language`.
+    pub lang: Lang,
+    /// From `X-Request-Id` or generated.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// Reads the caller's language and request id from the request headers.
+    pub fn from_headers(headers: &HeaderMap) -> Caller {
+        Caller {
+            lang: Lang::from_accept_language(
+                headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|value| value.to_str().ok()),
+            ),
+            request_id: headers::request_id(headers),
+        }
+    }
+
+    /// A problem response in the caller's language.
+    pub fn problem(&self, error: &ExchangeError) -> Response<Body> {
+        error.into_response(self.lang, &self.request_id)
+    }
+
+    /// A JSON response with the request id.
+    pub fn json(&self, status: StatusCode, body: &impl Serialize) -> Response<Body> {
+        // Serializing our own response types cannot fail.
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let mut response = Response::new(Body::from(bytes));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self.tag(response)
+    }
+
+    /// Adds `X-Request-Id` to a response.
+    pub fn tag(&self, mut response: Response<Body>) -> Response<Body> {
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(headers::X_REQUEST_ID, value);
+        }
+        response
+    }
+}
+
+async fn not_found(headers: HeaderMap) -> Response<Body> {
+    Caller::from_headers(&headers).problem(&ExchangeError::NotFound)
+}
+
+/// Liveness: the process answers.
+pub async fn healthz() -> Response<Body> {
+    plain_json(StatusCode::OK, json!({"status": "ok"}))
+}
+
+/// Readiness: configuration loaded, listeners up, not draining.
+pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response<Body> {
+    if gateway.is_ready() {
+        plain_json(StatusCode::OK, json!({"status": "ready"}))
+    } else {
+        plain_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready"}),
+        )
+    }
+}
+
+fn plain_json(status: StatusCode, value: Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[derive(Serialize)]
+struct SchemaUse {
+    name: String,
+    version: u32,
+    pinned: bool,
+}
+
+#[derive(Serialize)]
+struct CatalogService {
+    provider: String,
+    service: String,
+    path: String,
+    methods: Vec<String>,
+    request_schema: Option<SchemaUse>,
+    response_schema: Option<SchemaUse>,
+    /// The shared response fields this caller receives, when the service projects for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct CatalogCertificateType {
+    #[serde(rename = "type")]
+    certificate_type: String,
+    issuer: String,
+    path: String,
+    schema: Option<SchemaUse>,
+    id_format: String,
+}
+
+#[derive(Serialize)]
+struct Catalog {
+    department: String,
+    services: Vec<CatalogService>,
+    certificate_types: Vec<CatalogCertificateType>,
+}
+
+/// GET `/catalog`: what the caller may use, with the schema versions in force now.
+async fn catalog(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = gateway.snapshot();
+    let department = match identify_department(&snapshot, &headers) {
+        Ok(department) => department,
+        Err(error) => return caller.problem(&error),
+    };
+    let schema_use = |reference: &crate::domain::SchemaRef| {
+        snapshot
+            .registry
+            .resolve(reference)
+            .ok()
+            .map(|schema| SchemaUse {
+                name: schema.name.to_string(),
+                version: schema.version.get(),
+                pinned: reference.version.is_some(),
+            })
+    };
+    let services = snapshot
+        .routes()
+        .filter(|route| route.service.consumers.contains(&department.id))
+        .map(|route| {
+            let service = &route.service;
+            CatalogService {
+                provider: service.provider.to_string(),
+                service: service.name.to_string(),
+                path: format!("/exchange/{}/{}", service.provider, service.name),
+                methods: service.methods.iter().map(|m| m.to_string()).collect(),
+                request_schema: service.request_schema.as_ref().and_then(schema_use),
+                response_schema: service.response_schema.as_ref().and_then(schema_use),
+                fields: service
+                    .fields
+                    .get(&department.id)
+                    .map(|paths| paths.iter().map(|p| p.to_string()).collect()),
+            }
+        })
+        .collect();
+    let certificate_types = snapshot
+        .config
+        .departments
+        .iter()
+        .flat_map(|issuer| issuer.certificate_types.iter())
+        .filter(|certificate| certificate.consumers.contains(&department.id))
+        .map(|certificate| CatalogCertificateType {
+            certificate_type: certificate.certificate_type.to_string(),
+            issuer: certificate.issuer.to_string(),
+            path: format!("/certificates/{}/{{id}}", certificate.certificate_type),
+            schema: schema_use(&certificate.schema),
+            id_format: certificate.id_format.clone(),
+        })
+        .collect();
+    caller.json(
+        StatusCode::OK,
+        &Catalog {
+            department: department.id.to_string(),
+            services,
+            certificate_types,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct ValidateQuery {
+    version: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ValidationResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+    valid: bool,
+    errors: &'a [Violation],
+}
+
+/// POST `/validate/{schema}`: `{"valid", "errors"}` for a JSON record; for
+/// `application/x-ndjson`, one such result per non-blank input line (with its line number),
+/// streamed as the input streams, each line bounded by `max_body_bytes`.
+async fn validate(
+    State(gateway): State<Arc<Gateway>>,
+    Path(schema): Path<String>,
+    query: Result<Query<ValidateQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = gateway.snapshot();
+    if let Err(error) = identify_department(&snapshot, &headers) {
+        return caller.problem(&error);
+    }
+    let version = match query.map(|Query(query)| query.version) {
+        Ok(None) => None,
+        Ok(Some(text)) => match SchemaVersion::parse(&text) {
+            Ok(version) => Some(version),
+            Err(_) => return caller.problem(&ExchangeError::NotFound),
+        },
+        Err(_) => return caller.problem(&ExchangeError::NotFound),
+    };
+    let Some(schema) = snapshot.registry.get(&schema, version) else {
+        return caller.problem(&ExchangeError::NotFound);
+    };
+    let limit = snapshot.config.gateway.max_body_bytes;
+    if is_ndjson(&headers) {
+        return caller.tag(validate_ndjson(schema, body, limit, caller.lang));
+    }
+    let bytes = match exchange::read_json_body(&headers, body, limit).await {
+        Ok(bytes) => bytes,
+        Err(ExchangeError::UnsupportedMediaType { .. }) => {
+            return caller.problem(&ExchangeError::UnsupportedMediaType {
+                expected: "application/json or application/x-ndjson",
+            });
+        }
+        Err(error) => return caller.problem(&error),
+    };
+    let record = match exchange::parse_json(&bytes) {
+        Ok(record) => record,
+        Err(error) => return caller.problem(&error),
+    };
+    let errors = schema.validate(&record, caller.lang);
+    caller.json(
+        StatusCode::OK,
+        &ValidationResult {
+            line: None,
+            valid: errors.is_empty(),
+            errors: &errors,
+        },
+    )
+}
+
+fn is_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/x-ndjson")
+                || essence.eq_ignore_ascii_case("application/jsonl")
+        })
+}
+
+/// State of the NDJSON validator between chunks of input.
+struct NdjsonState {
+    input: axum::body::BodyDataStream,
+    schema: Arc<CompiledSchema>,
+    lang: Lang,
+    limit: usize,
+    buffer: BytesMut,
+    line: u64,
+    /// The current line passed the limit: its rest is skipped up to the next newline.
+    skipping: bool,
+    finished: bool,
+}
+
+fn validate_ndjson(
+    schema: Arc<CompiledSchema>,
+    body: Body,
+    limit: usize,
+    lang: Lang,
+) -> Response<Body> {
+    let state = NdjsonState {
+        input: body.into_data_stream(),
+        schema,
+        lang,
+        limit,
+        buffer: BytesMut::new(),
+        line: 0,
+        skipping: false,
+        finished: false,
+    };
+    let output = futures_util::stream::unfold(state, |mut state| async move {
+        let chunk = next_result(&mut state).await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(chunk), state))
+    });
+    let mut response = Response::new(Body::from_stream(output));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+/// The next output line, or `None` at the end of input.
+async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
+    loop {
+        if let Some(newline) = state.buffer.iter().position(|b| *b == b'\n') {
+            let line = state.buffer.split_to(newline + 1);
+            state.line += 1;
+            if std::mem::take(&mut state.skipping) {
+                continue;
+            }
+            if let Some(result) = line_result(state, &line[..newline]) {
+                return Some(result);
+            }
+            continue;
+        }
+        if state.finished {
+            if state.buffer.is_empty() || state.skipping {
+                return None;
+            }
+            let line = state.buffer.split();
+            state.line += 1;
+            if let Some(result) = line_result(state, &line) {
+                return Some(result);
+            }
+            return None;
+        }
+        if state.buffer.len() > state.limit && !state.skipping {
+            state.buffer.clear();
+            state.skipping = true;
+            let violation = Violation {
+                pointer: String::new(),
+                shared_pointer: None,
+                keyword: "maxLength",
+                message: match state.lang {
+                    Lang::Zh => format!("该行超过 {} 字节的上限", state.limit),
+                    Lang::En => format!("The line exceeds the limit of {} bytes", state.limit),
+                },
+            };
+            return Some(result_line(state.line + 1, &[violation]));
+        }
+        if state.skipping {
+            state.buffer.clear();
+        }
+        match state.input.next().await {
+            Some(Ok(chunk)) => state.buffer.extend_from_slice(&chunk),
+            // A client that breaks off gets no more results; nothing else is affected.
+            Some(Err(_)) => return None,
+            None => state.finished = true,
+        }
+    }
+}
+
+/// The result for one input line; `None` for a blank line.
+fn line_result(state: &NdjsonState, line: &[u8]) -> Option<Bytes> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let errors = match serde_json::from_slice::<Value>(line) {
+        Ok(record) => state.schema.validate(&record, state.lang),
+        Err(error) => vec![Violation {
+            pointer: String::new(),
+            shared_pointer: None,
+            keyword: "json",
+            message: match state.lang {
+                Lang::Zh => format!("不是有效的 JSON：{error}"),
+                Lang::En => format!("Not valid JSON: {error}"),
+            },
+        }],
+    };
+    Some(result_line(state.line, &errors))
+}
+
+fn result_line(line: u64, errors: &[Violation]) -> Bytes {
+    let result = ValidationResult {
+        line: Some(line),
+        valid: errors.is_empty(),
+        errors,
+    };
+    let mut bytes = serde_json::to_vec(&result).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}

@@ -1,0 +1,565 @@
+//! The exchange path of SPEC §3, phase by phase, in order.
+//!
+//! [`exchange`] reads top-down as the spec lists the phases: identify, route, authorize, read
+//! request, to shared, validate request, to provider, forward, response to shared, validate
+//! response, project, to consumer, record. Each phase is a function of its own below, in the same
+//! order; only `read_request` and `forward` touch the network.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header, request::Parts};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::Department;
+use crate::gateway::Gateway;
+use crate::headers::{self, ForwardContext};
+use crate::i18n::Lang;
+use crate::problem::ExchangeError;
+use crate::registry::CompiledSchema;
+use crate::snapshot::{Route, Snapshot};
+
+/// What the record phase learns about one call, whatever its outcome.
+#[derive(Debug, Default)]
+pub struct ExchangeRecord {
+    /// The request id (the caller's or generated).
+    pub request_id: String,
+    /// The identified consumer, once known.
+    pub consumer: Option<String>,
+    /// `provider/service`, once routed.
+    pub service: Option<String>,
+    /// The request method.
+    pub method: String,
+    /// The schemas used, `name@version`.
+    pub request_schema: Option<String>,
+    /// The response schema used.
+    pub response_schema: Option<String>,
+    /// Bytes of the request body, when it was read.
+    pub request_bytes: Option<usize>,
+    /// Time spent waiting for the upstream.
+    pub upstream_duration: Option<Duration>,
+}
+
+/// A request body on its way through the phases.
+enum RequestBody {
+    /// Streamed to the upstream unread (services without a request schema).
+    Stream(Body),
+    /// A parsed JSON record.
+    Record(Record),
+}
+
+/// A JSON record and, while no phase has changed it, the bytes it was parsed from (sent on
+/// as they came, saving a serialization).
+struct Record {
+    value: Value,
+    original: Option<Bytes>,
+}
+
+impl Record {
+    fn into_bytes(self) -> Bytes {
+        match self.original {
+            Some(bytes) => bytes,
+            // Serializing a `Value` cannot fail: its keys are strings and its numbers finite.
+            None => Bytes::from(serde_json::to_vec(&self.value).unwrap_or_default()),
+        }
+    }
+}
+
+/// Serves one `/exchange/...` call through every phase and records it.
+pub async fn exchange(
+    gateway: &Gateway,
+    request: Request<Body>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let snapshot = gateway.snapshot();
+    let lang = Lang::from_accept_language(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok()),
+    );
+    let mut record = ExchangeRecord {
+        request_id: headers::request_id(request.headers()),
+        method: request.method().as_str().to_owned(),
+        ..ExchangeRecord::default()
+    };
+    let result = run_phases(gateway, &snapshot, request, peer, lang, &mut record).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => error.into_response(lang, &record.request_id),
+    };
+    record_exchange(&record, &response, started.elapsed());
+    response
+}
+
+async fn run_phases(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    request: Request<Body>,
+    peer: SocketAddr,
+    lang: Lang,
+    record: &mut ExchangeRecord,
+) -> Result<Response<Body>, ExchangeError> {
+    let (parts, body) = request.into_parts();
+
+    let consumer = identify(snapshot, &parts.headers)?;
+    record.consumer = Some(consumer.id.to_string());
+
+    let (route, rest) = route(snapshot, parts.uri.path())?;
+    record.service = Some(format!("{}/{}", route.service.provider, route.service.name));
+
+    authorize(consumer, route, &parts.method)?;
+
+    let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?;
+    let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
+    record.request_schema = request_schema.as_ref().map(|schema| schema.label());
+    record.response_schema = response_schema.as_ref().map(|schema| schema.label());
+
+    let max_body_bytes = snapshot.config.gateway.max_body_bytes;
+    let body = read_request(
+        request_schema.is_some(),
+        &parts.headers,
+        body,
+        max_body_bytes,
+    )
+    .await?;
+    if let RequestBody::Record(record_body) = &body {
+        record.request_bytes = record_body.original.as_ref().map(Bytes::len);
+    }
+    let body = to_shared(consumer, body)?;
+    validate_request(request_schema.as_deref(), &body, lang)?;
+    let body = to_provider(route, body)?;
+
+    let upstream_started = Instant::now();
+    let upstream = forward(
+        gateway,
+        snapshot,
+        &parts,
+        route,
+        rest,
+        consumer,
+        body,
+        peer,
+        &record.request_id,
+    )
+    .await;
+    record.upstream_duration = Some(upstream_started.elapsed());
+    let upstream = upstream?;
+
+    let validated = response_schema.filter(|_| upstream.status().is_success());
+    let Some(response_schema) = validated else {
+        return Ok(stream_response(upstream, &record.request_id));
+    };
+    let (status, upstream_headers, response) = read_response(
+        upstream,
+        &response_schema,
+        max_body_bytes,
+        snapshot.config.gateway.upstream_timeout,
+    )
+    .await?;
+    let response = response_to_shared(route, response)?;
+    validate_response(&response_schema, &response)?;
+    let response = project(route, consumer, response);
+    let response = to_consumer(consumer, response)?;
+    Ok(respond(
+        status,
+        &upstream_headers,
+        response,
+        &record.request_id,
+    ))
+}
+
+/// Phase 1, identify: the bearer token's SHA-256 names the consumer.
+fn identify<'s>(
+    snapshot: &'s Snapshot,
+    headers: &HeaderMap,
+) -> Result<&'s Department, ExchangeError> {
+    identify_department(snapshot, headers)
+}
+
+/// Identifies the department of a request's credentials; shared by every authenticated route.
+pub fn identify_department<'s>(
+    snapshot: &'s Snapshot,
+    headers: &HeaderMap,
+) -> Result<&'s Department, ExchangeError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
+        .ok_or(ExchangeError::Unauthenticated)?;
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    snapshot
+        .department_by_token(digest)
+        .ok_or(ExchangeError::Unauthenticated)
+}
+
+/// Phase 2, route: `/exchange/{provider}/{service}[/{rest}]` names the service; `rest` is kept
+/// byte for byte, but dot segments (which an upstream URL would resolve upwards, out of the
+/// service's base path) are refused.
+fn route<'s>(
+    snapshot: &'s Snapshot,
+    path: &'s str,
+) -> Result<(&'s Arc<Route>, &'s str), ExchangeError> {
+    let after = path
+        .strip_prefix("/exchange/")
+        .ok_or(ExchangeError::NotFound)?;
+    let (provider, after) = after.split_once('/').ok_or(ExchangeError::NotFound)?;
+    let (service, rest) = match after.find('/') {
+        Some(index) => after.split_at(index),
+        None => (after, ""),
+    };
+    if rest.split('/').any(is_dot_segment) || rest.contains('\\') {
+        return Err(ExchangeError::NotFound);
+    }
+    let route = snapshot
+        .route(provider, service)
+        .ok_or(ExchangeError::NotFound)?;
+    Ok((route, rest))
+}
+
+/// `.` or `..`, also percent-encoded (`%2e`, `.%2E`, ...).
+fn is_dot_segment(segment: &str) -> bool {
+    if segment.len() > 6 {
+        return false;
+    }
+    let decoded = percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>();
+    decoded == b"." || decoded == b".."
+}
+
+/// Phase 3, authorize: the consumer must be listed (403), then the method allowed (405).
+fn authorize(consumer: &Department, route: &Route, method: &Method) -> Result<(), ExchangeError> {
+    if !route.service.consumers.contains(&consumer.id) {
+        return Err(ExchangeError::Forbidden);
+    }
+    if !route.service.methods.contains(method) {
+        return Err(ExchangeError::MethodNotAllowed {
+            allowed: route.service.methods.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The schema version a service's reference means at this moment.
+fn resolve_schema(
+    snapshot: &Snapshot,
+    reference: Option<&crate::domain::SchemaRef>,
+) -> Result<Option<Arc<CompiledSchema>>, ExchangeError> {
+    match reference {
+        None => Ok(None),
+        // Config loading proved every reference resolves; failing here is the gateway's fault.
+        Some(reference) => snapshot
+            .registry
+            .resolve(reference)
+            .map(Some)
+            .map_err(|reason| {
+                tracing::error!(%reference, %reason, "a checked schema reference did not resolve");
+                ExchangeError::Internal
+            }),
+    }
+}
+
+/// Phase 4, read request: with a request schema, a bounded JSON body; otherwise the body
+/// streams through unread.
+async fn read_request(
+    has_schema: bool,
+    headers: &HeaderMap,
+    body: Body,
+    max_body_bytes: usize,
+) -> Result<RequestBody, ExchangeError> {
+    if !has_schema {
+        return Ok(RequestBody::Stream(body));
+    }
+    let bytes = read_json_body(headers, body, max_body_bytes).await?;
+    let value = parse_json(&bytes)?;
+    Ok(RequestBody::Record(Record {
+        value,
+        original: Some(bytes),
+    }))
+}
+
+/// Reads a JSON request body: `application/json` or `application/*+json` (415 otherwise), at
+/// most `limit` bytes (413), refused early when `Content-Length` already says it is too large.
+pub async fn read_json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ExchangeError> {
+    if !is_json_media_type(headers) {
+        return Err(ExchangeError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    read_bounded(headers, body, limit).await
+}
+
+/// Reads a whole body of at most `limit` bytes.
+pub async fn read_bounded(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ExchangeError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ExchangeError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ExchangeError::PayloadTooLarge { limit })
+        }
+        Err(_) => Err(ExchangeError::MalformedJson {
+            reason: "the body was cut off before its end".to_owned(),
+        }),
+    }
+}
+
+/// Whether `Content-Type` is `application/json` or `application/<x>+json`, with no charset
+/// other than UTF-8.
+pub fn is_json_media_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let utf8 = parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    json && utf8
+}
+
+/// Parses JSON (UTF-8, nesting bounded by serde_json's recursion limit of 128).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ExchangeError> {
+    serde_json::from_slice(bytes).map_err(|error| ExchangeError::MalformedJson {
+        reason: error.to_string(),
+    })
+}
+
+/// Phase 5, to shared: the consumer's layout into the shared layout (identity until formats
+/// are compiled).
+fn to_shared(_consumer: &Department, body: RequestBody) -> Result<RequestBody, ExchangeError> {
+    Ok(body)
+}
+
+/// Phase 6, validate request: every violation, at most [`crate::registry::MAX_VIOLATIONS`].
+fn validate_request(
+    schema: Option<&CompiledSchema>,
+    body: &RequestBody,
+    lang: Lang,
+) -> Result<(), ExchangeError> {
+    let (Some(schema), RequestBody::Record(record)) = (schema, body) else {
+        return Ok(());
+    };
+    let violations = schema.validate(&record.value, lang);
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ExchangeError::SchemaValidation {
+            schema: schema.label(),
+            violations,
+        })
+    }
+}
+
+/// Phase 7, to provider: the shared layout into the provider's layout (identity until formats
+/// are compiled).
+fn to_provider(_route: &Route, body: RequestBody) -> Result<RequestBody, ExchangeError> {
+    Ok(body)
+}
+
+/// Phase 8, forward: the upstream URL + rest + the raw query, the method kept, headers per
+/// SPEC §3.8, answered within the upstream timeout.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    parts: &Parts,
+    route: &Route,
+    rest: &str,
+    consumer: &Department,
+    body: RequestBody,
+    peer: SocketAddr,
+    request_id: &str,
+) -> Result<reqwest::Response, ExchangeError> {
+    let mut url = String::with_capacity(route.upstream_base.len() + rest.len() + 64);
+    url.push_str(&route.upstream_base);
+    url.push_str(rest);
+    if rest.is_empty() && route.service.upstream.path() == "/" {
+        url.push('/');
+    }
+    if let Some(query) = parts.uri.query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let url = reqwest::Url::parse(&url).map_err(|_| ExchangeError::NotFound)?;
+    let (body, rewritten) = match body {
+        RequestBody::Stream(body) if http_body::Body::is_end_stream(&body) => (None, false),
+        RequestBody::Stream(body) => (
+            Some(reqwest::Body::wrap_stream(body.into_data_stream())),
+            false,
+        ),
+        RequestBody::Record(record) => {
+            let unchanged = record.original.is_some();
+            (Some(reqwest::Body::from(record.into_bytes())), !unchanged)
+        }
+    };
+    let context = ForwardContext {
+        consumer: consumer.id.as_str(),
+        service: route.label.to_str().unwrap_or_default(),
+        request_id,
+        peer,
+        scheme: "http",
+    };
+    let mut request = reqwest::Request::new(parts.method.clone(), url);
+    *request.headers_mut() = headers::upstream_request_headers(&parts.headers, &context, rewritten);
+    *request.body_mut() = body;
+    let timeout = snapshot.config.gateway.upstream_timeout;
+    match tokio::time::timeout(timeout, gateway.upstream.execute(request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) if error.is_timeout() => Err(ExchangeError::UpstreamTimeout),
+        Ok(Err(error)) => {
+            tracing::warn!(service = %route.service.name, provider = %route.service.provider, error = %error, "upstream call failed");
+            Err(ExchangeError::UpstreamUnavailable)
+        }
+        Err(_) => Err(ExchangeError::UpstreamTimeout),
+    }
+}
+
+/// Passes a response on as it streams (no response schema, or a non-2xx status).
+fn stream_response(upstream: reqwest::Response, request_id: &str) -> Response<Body> {
+    let status = upstream.status();
+    let headers = headers::downstream_response_headers(upstream.headers(), request_id, false);
+    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Reads a 2xx response that a schema describes: JSON, bounded in size and time.
+async fn read_response(
+    upstream: reqwest::Response,
+    schema: &CompiledSchema,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(StatusCode, HeaderMap, Record), ExchangeError> {
+    let invalid = || ExchangeError::UpstreamInvalidResponse {
+        schema: schema.label(),
+        violation_count: 0,
+    };
+    let status = upstream.status();
+    let upstream_headers = upstream.headers().clone();
+    if !is_json_media_type(&upstream_headers) {
+        return Err(invalid());
+    }
+    let body = Body::from_stream(upstream.bytes_stream());
+    let bytes =
+        match tokio::time::timeout(timeout, read_bounded(&upstream_headers, body, limit)).await {
+            Err(_) => return Err(ExchangeError::UpstreamTimeout),
+            Ok(Err(ExchangeError::PayloadTooLarge { .. })) => return Err(invalid()),
+            Ok(Err(_)) => return Err(ExchangeError::UpstreamUnavailable),
+            Ok(Ok(bytes)) => bytes,
+        };
+    let value = parse_json(&bytes).map_err(|_| invalid())?;
+    Ok((
+        status,
+        upstream_headers,
+        Record {
+            value,
+            original: Some(bytes),
+        },
+    ))
+}
+
+/// Phase 9, response to shared: the provider's layout into the shared layout (identity until
+/// formats are compiled).
+fn response_to_shared(_route: &Route, response: Record) -> Result<Record, ExchangeError> {
+    Ok(response)
+}
+
+/// Phase 10, validate response: an invalid body is not passed on (502).
+fn validate_response(schema: &CompiledSchema, response: &Record) -> Result<(), ExchangeError> {
+    let violations = schema.validate(&response.value, Lang::En);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    for violation in violations.iter().take(10) {
+        // Pointers and keywords only: the provider's values may be personal data.
+        tracing::warn!(schema = %schema.label(), pointer = %violation.pointer, keyword = violation.keyword, "upstream response violates its schema");
+    }
+    Err(ExchangeError::UpstreamInvalidResponse {
+        schema: schema.label(),
+        violation_count: violations.len(),
+    })
+}
+
+/// Phase 11, project: only the shared fields the service lists for this consumer (data
+/// minimisation); all fields when it lists none.
+fn project(route: &Route, consumer: &Department, response: Record) -> Record {
+    match route.service.fields.get(&consumer.id) {
+        None => response,
+        Some(fields) => Record {
+            value: crate::projection::project(&response.value, fields),
+            original: None,
+        },
+    }
+}
+
+/// Phase 12, to consumer: the shared layout into the consumer's layout (identity until formats
+/// are compiled).
+fn to_consumer(_consumer: &Department, response: Record) -> Result<Record, ExchangeError> {
+    Ok(response)
+}
+
+/// Builds the response to the caller from a (possibly rewritten) record.
+fn respond(
+    status: StatusCode,
+    upstream_headers: &HeaderMap,
+    response: Record,
+    request_id: &str,
+) -> Response<Body> {
+    let rewritten = response.original.is_none();
+    let headers = headers::downstream_response_headers(upstream_headers, request_id, rewritten);
+    let mut reply = Response::new(Body::from(response.into_bytes()));
+    *reply.status_mut() = status;
+    *reply.headers_mut() = headers;
+    reply
+}
+
+/// Phase 13, record: one event per call, whatever the outcome. Never bodies, tokens or paths
+/// (a path can hold a personal identifier).
+fn record_exchange(record: &ExchangeRecord, response: &Response<Body>, elapsed: Duration) {
+    let status = response.status().as_u16();
+    tracing::info!(
+        request_id = %record.request_id,
+        consumer = record.consumer.as_deref().unwrap_or("unknown"),
+        service = record.service.as_deref().unwrap_or("-"),
+        method = %record.method,
+        status,
+        request_schema = record.request_schema.as_deref().unwrap_or("-"),
+        response_schema = record.response_schema.as_deref().unwrap_or("-"),
+        request_bytes = record.request_bytes.unwrap_or(0),
+        upstream_ms = record.upstream_duration.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        total_ms = elapsed.as_secs_f64() * 1000.0,
+        "exchange"
+    );
+}

@@ -1,0 +1,62 @@
+//! The composition root: the shared state every listener serves from, built from configuration.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, GatewaySettings};
+use crate::registry::Registry;
+use crate::snapshot::Snapshot;
+
+/// What every request handler shares: the current snapshot, the upstream client, readiness.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    /// The pooled keep-alive client for upstream calls.
+    pub upstream: reqwest::Client,
+    ready: AtomicBool,
+}
+
+impl Gateway {
+    /// Builds the runtime parts from a checked configuration.
+    pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
+        let upstream = upstream_client(&config.gateway)?;
+        Ok(Arc::new(Gateway {
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
+            upstream,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// The current snapshot; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Whether the gateway takes traffic: listeners up and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the gateway ready (listeners up) or not (draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The upstream client: keep-alive pool, no redirects followed (a provider's redirect goes back
+/// to the caller), no proxies from the environment, nothing decompressed, idle reads bounded.
+fn upstream_client(settings: &GatewaySettings) -> anyhow::Result<reqwest::Client> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .connect_timeout(settings.upstream_timeout)
+        .read_timeout(settings.upstream_timeout)
+        .tcp_nodelay(true)
+        .http1_only()
+        .build()?;
+    Ok(client)
+}

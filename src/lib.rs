@@ -1,0 +1,26 @@
+//! xgate: a data-exchange gateway between government department systems.
+//!
+//! It authenticates departments, authorizes calls, validates records against shared versioned
+//! JSON Schemas, translates between department layouts and forwards to the providing
+//! department. See `ARCHITECTURE.md` for the map; the exchange path reads top-down in
+//! [`exchange`].
+
+pub mod admin;
+pub mod config;
+pub mod data_plane;
+pub mod demo;
+pub mod domain;
+pub mod exchange;
+pub mod gateway;
+pub mod headers;
+pub mod i18n;
+pub mod identifiers;
+pub mod pointer;
+pub mod problem;
+pub mod projection;
+pub mod registry;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;
+pub mod token;
+pub mod translate;

@@ -1,0 +1,168 @@
+//! The `xgate` command: serve, check, demo, token new.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use xgate::config::{self, Overrides};
+use xgate::gateway::Gateway;
+use xgate::telemetry::{self, LogFormat};
+
+/// xgate: a data-exchange gateway between government department systems.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// How log lines look.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default command).
+    Serve(ConfigArg),
+    /// Load the configuration, schemas and formats; print every problem.
+    Check(ConfigArg),
+    /// Run the gateway on the example configuration with simulated department backends.
+    Demo,
+    /// Bearer tokens for departments.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random token and the SHA-256 that goes in `token_sha256`.
+    New,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The main configuration file.
+    #[arg(long, env = "XGATE_CONFIG", default_value = "config/xgate.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Serve(ConfigArg {
+            config: std::env::var_os("XGATE_CONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("config/xgate.toml")),
+        })
+    });
+    match command {
+        Command::Check(ConfigArg { config }) => check(&config),
+        Command::Token {
+            command: TokenCommand::New,
+        } => {
+            let token = xgate::token::new_token();
+            println!("token:  {}", token.token);
+            println!("sha256: {}", token.sha256);
+            println!("Give the token to the department; put only the sha256 in its token_sha256.");
+            ExitCode::SUCCESS
+        }
+        Command::Serve(ConfigArg { config }) => {
+            report(runtime().and_then(|rt| rt.block_on(serve(config))))
+        }
+        Command::Demo => {
+            report(runtime().and_then(|rt| rt.block_on(xgate::demo::run(shutdown_signal()))))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path, &Overrides::from_env()) {
+        Ok((config, registry)) => {
+            let services: usize = config.departments.iter().map(|d| d.services.len()).sum();
+            let versions: usize = registry
+                .schemas()
+                .map(|(_, entry)| entry.versions.len())
+                .sum();
+            println!(
+                "{}: ok ({} departments, {} services, {} schemas with {} versions)",
+                path.display(),
+                config.departments.len(),
+                services,
+                registry.schemas().count(),
+                versions
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems.0 {
+                println!("{problem}");
+            }
+            println!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let (config, registry) = config::load(&path, &Overrides::from_env())
+        .map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))?;
+    let data = TcpListener::bind(config.gateway.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (data plane)", config.gateway.listen))?;
+    let admin = TcpListener::bind(config.gateway.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (admin plane)",
+                config.gateway.admin_listen
+            )
+        })?;
+    tracing::info!(data = %config.gateway.listen, admin = %config.gateway.admin_listen, "listening");
+    let gateway = Gateway::new(config, registry)?;
+    xgate::server::run(gateway, data, admin, shutdown_signal()).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,329 @@
+//! Errors and their one mapping to HTTP: RFC 9457 `application/problem+json` (SPEC §10).
+//!
+//! Every refusal the gateway makes is an [`ExchangeError`]. Its variants say whose fault it is
+//! and which problem `type` it becomes; [`ExchangeError::into_response`] is the only place
+//! that turns one into an HTTP response. Nothing internal (paths, upstream addresses, library
+//! error text that could carry them) is ever put in a response.
+
+use axum::body::Body;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::i18n::Lang;
+use crate::registry::Violation;
+
+/// Whose fault a refusal is; decides logging level and, later, alerting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The caller sent something it may not or should not.
+    Caller,
+    /// The provider's upstream failed or answered wrongly.
+    Upstream,
+    /// The gateway itself failed.
+    Gateway,
+}
+
+/// Why a request was not (fully) served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExchangeError {
+    /// No credentials, or credentials no department has.
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such provider, service, schema or route.
+    #[error("not found")]
+    NotFound,
+    /// The service does not accept this method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The methods it does accept.
+        allowed: Vec<Method>,
+    },
+    /// The body is not JSON (or not UTF-8, or nested too deeply).
+    #[error("malformed JSON: {reason}")]
+    MalformedJson {
+        /// The parser's description (position and kind; never the input itself).
+        reason: String,
+    },
+    /// The body is not `application/json` (or `+json`).
+    #[error("unsupported media type")]
+    UnsupportedMediaType {
+        /// The media types accepted here.
+        expected: &'static str,
+    },
+    /// The body is larger than `max_body_bytes`.
+    #[error("payload too large")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The record breaks its schema.
+    #[error("schema validation failed")]
+    SchemaValidation {
+        /// `name@version` of the schema.
+        schema: String,
+        /// Every violation (bounded).
+        violations: Vec<Violation>,
+    },
+    /// The upstream refused the connection, reset it, or failed mid-way.
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    #[error("upstream timeout")]
+    UpstreamTimeout,
+    /// The upstream answered a body that is not what its schema promises.
+    #[error("upstream invalid response")]
+    UpstreamInvalidResponse {
+        /// `name@version` of the response schema.
+        schema: String,
+        /// How many violations (or 0 when the body was not JSON at all).
+        violation_count: usize,
+    },
+    /// The gateway failed; the details are in the log, not in the response.
+    #[error("internal error")]
+    Internal,
+}
+
+/// The problem document of RFC 9457 with xgate's extensions.
+#[derive(Debug, Serialize)]
+struct ProblemDocument<'a> {
+    #[serde(rename = "type")]
+    problem_type: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [Violation]>,
+}
+
+impl ExchangeError {
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ExchangeError::UpstreamUnavailable
+            | ExchangeError::UpstreamTimeout
+            | ExchangeError::UpstreamInvalidResponse { .. } => Fault::Upstream,
+            ExchangeError::Internal => Fault::Gateway,
+            _ => Fault::Caller,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ExchangeError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ExchangeError::Forbidden => StatusCode::FORBIDDEN,
+            ExchangeError::NotFound => StatusCode::NOT_FOUND,
+            ExchangeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ExchangeError::MalformedJson { .. } => StatusCode::BAD_REQUEST,
+            ExchangeError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ExchangeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ExchangeError::SchemaValidation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExchangeError::UpstreamUnavailable | ExchangeError::UpstreamInvalidResponse { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ExchangeError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ExchangeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The last part of the problem `type` URN.
+    pub fn problem_type(&self) -> &'static str {
+        match self {
+            ExchangeError::Unauthenticated => "unauthenticated",
+            ExchangeError::Forbidden => "forbidden",
+            ExchangeError::NotFound => "not-found",
+            ExchangeError::MethodNotAllowed { .. } => "method-not-allowed",
+            ExchangeError::MalformedJson { .. } => "malformed-json",
+            ExchangeError::UnsupportedMediaType { .. } => "unsupported-media-type",
+            ExchangeError::PayloadTooLarge { .. } => "payload-too-large",
+            ExchangeError::SchemaValidation { .. } => "schema-validation",
+            ExchangeError::UpstreamUnavailable => "upstream-unavailable",
+            ExchangeError::UpstreamTimeout => "upstream-timeout",
+            ExchangeError::UpstreamInvalidResponse { .. } => "upstream-invalid-response",
+            ExchangeError::Internal => "internal",
+        }
+    }
+
+    /// The `outcome` label of SPEC §9.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ExchangeError::Unauthenticated => "unauthenticated",
+            ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => "forbidden",
+            ExchangeError::NotFound => "not_found",
+            ExchangeError::MalformedJson { .. }
+            | ExchangeError::UnsupportedMediaType { .. }
+            | ExchangeError::SchemaValidation { .. } => "invalid_request",
+            ExchangeError::PayloadTooLarge { .. } => "too_large",
+            ExchangeError::UpstreamUnavailable | ExchangeError::Internal => "upstream_error",
+            ExchangeError::UpstreamTimeout => "upstream_timeout",
+            ExchangeError::UpstreamInvalidResponse { .. } => "invalid_response",
+        }
+    }
+
+    fn title(&self, lang: Lang) -> &'static str {
+        let (en, zh) = match self {
+            ExchangeError::Unauthenticated => ("Authentication required", "需要身份认证"),
+            ExchangeError::Forbidden => ("Forbidden", "无权访问"),
+            ExchangeError::NotFound => ("Not found", "未找到"),
+            ExchangeError::MethodNotAllowed { .. } => ("Method not allowed", "不允许的请求方法"),
+            ExchangeError::MalformedJson { .. } => ("Malformed JSON", "JSON 格式错误"),
+            ExchangeError::UnsupportedMediaType { .. } => {
+                ("Unsupported media type", "不支持的内容类型")
+            }
+            ExchangeError::PayloadTooLarge { .. } => ("Payload too large", "请求体过大"),
+            ExchangeError::SchemaValidation { .. } => {
+                ("Record does not match schema", "记录不符合数据规范")
+            }
+            ExchangeError::UpstreamUnavailable => ("Upstream unavailable", "提供方服务不可用"),
+            ExchangeError::UpstreamTimeout => ("Upstream timeout", "提供方服务响应超时"),
+            ExchangeError::UpstreamInvalidResponse { .. } => (
+                "Upstream response does not match schema",
+                "提供方响应不符合数据规范",
+            ),
+            ExchangeError::Internal => ("Internal error", "网关内部错误"),
+        };
+        lang.pick(en, zh)
+    }
+
+    fn detail(&self, lang: Lang) -> String {
+        let zh = lang == Lang::Zh;
+        match self {
+            ExchangeError::Unauthenticated if zh => {
+                "请在 Authorization 头中提供有效的 Bearer 令牌或使用已登记的客户端证书".to_owned()
+            }
+            ExchangeError::Unauthenticated => {
+                "Send a valid bearer token in Authorization or a registered client certificate"
+                    .to_owned()
+            }
+            ExchangeError::Forbidden if zh => "本部门无权执行该操作".to_owned(),
+            ExchangeError::Forbidden => "Your department may not do this".to_owned(),
+            ExchangeError::NotFound if zh => "请求的资源不存在".to_owned(),
+            ExchangeError::NotFound => "No such resource".to_owned(),
+            ExchangeError::MethodNotAllowed { allowed } => {
+                let list = allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if zh {
+                    format!("允许的方法：{list}")
+                } else {
+                    format!("Allowed methods: {list}")
+                }
+            }
+            ExchangeError::MalformedJson { reason } if zh => {
+                format!("请求体不是有效的 JSON：{reason}")
+            }
+            ExchangeError::MalformedJson { reason } => {
+                format!("The body is not valid JSON: {reason}")
+            }
+            ExchangeError::UnsupportedMediaType { expected } if zh => {
+                format!("Content-Type 应为 {expected}")
+            }
+            ExchangeError::UnsupportedMediaType { expected } => {
+                format!("Content-Type must be {expected}")
+            }
+            ExchangeError::PayloadTooLarge { limit } if zh => {
+                format!("请求体超过 {limit} 字节的上限")
+            }
+            ExchangeError::PayloadTooLarge { limit } => {
+                format!("The body exceeds the limit of {limit} bytes")
+            }
+            ExchangeError::SchemaValidation { schema, violations } if zh => {
+                format!("记录有 {} 处不符合 {schema}", violations.len())
+            }
+            ExchangeError::SchemaValidation { schema, violations } => {
+                let count = violations.len();
+                let noun = if count == 1 {
+                    "violation"
+                } else {
+                    "violations"
+                };
+                format!("{count} {noun} of {schema}")
+            }
+            ExchangeError::UpstreamUnavailable if zh => {
+                "未能连接提供方服务，或连接被中断".to_owned()
+            }
+            ExchangeError::UpstreamUnavailable => {
+                "The provider's service could not be reached or broke off".to_owned()
+            }
+            ExchangeError::UpstreamTimeout if zh => "提供方服务未在规定时间内响应".to_owned(),
+            ExchangeError::UpstreamTimeout => {
+                "The provider's service did not answer in time".to_owned()
+            }
+            ExchangeError::UpstreamInvalidResponse {
+                schema,
+                violation_count,
+            } => match (zh, violation_count) {
+                (true, 0) => format!("提供方的响应不是 JSON，应符合 {schema}，未予转发"),
+                (true, n) => format!("提供方的响应有 {n} 处不符合 {schema}，未予转发"),
+                (false, 0) => {
+                    format!(
+                        "The provider answered something other than JSON for {schema}; it was not passed on"
+                    )
+                }
+                (false, n) => format!(
+                    "The provider's answer has {n} violations of {schema}; it was not passed on"
+                ),
+            },
+            ExchangeError::Internal if zh => "网关处理请求时出错，请稍后重试".to_owned(),
+            ExchangeError::Internal => {
+                "The gateway failed to handle the request; try again later".to_owned()
+            }
+        }
+    }
+
+    /// The problem response for this error: the one place errors become HTTP.
+    pub fn into_response(&self, lang: Lang, request_id: &str) -> Response<Body> {
+        let status = self.status();
+        let errors = match self {
+            ExchangeError::SchemaValidation { violations, .. } => Some(violations.as_slice()),
+            _ => None,
+        };
+        let document = ProblemDocument {
+            problem_type: format!("urn:xgate:problem:{}", self.problem_type()),
+            title: self.title(lang),
+            status: status.as_u16(),
+            detail: self.detail(lang),
+            request_id,
+            errors,
+        };
+        // Serializing plain strings and numbers cannot fail; an empty body is the fallback.
+        let body = serde_json::to_vec(&document).unwrap_or_default();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.pick("en", "zh")),
+        );
+        if let ExchangeError::MethodNotAllowed { allowed } = self {
+            let list = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = HeaderValue::from_str(&list) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        if let ExchangeError::Unauthenticated = self {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"xgate\""),
+            );
+        }
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert(crate::headers::X_REQUEST_ID, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,123 @@
+//! Projection (SPEC §3 phase 11): keep only the listed shared fields of a record, so a consumer
+//! receives no more personal data than its purpose needs.
+
+use serde_json::{Map, Value};
+
+use crate::pointer::{FieldPath, Segment};
+
+/// A copy of `record` holding only the fields `paths` name (`*` selects every array element).
+/// Fields a path names but the record lacks stay absent; the shape around kept fields (objects,
+/// array lengths) is preserved.
+pub fn project(record: &Value, paths: &[FieldPath]) -> Value {
+    let mut projected = Value::Object(Map::new());
+    for path in paths {
+        copy_path(record, &mut projected, path.segments());
+    }
+    projected
+}
+
+fn copy_path(source: &Value, target: &mut Value, segments: &[Segment]) {
+    let Some((first, rest)) = segments.split_first() else {
+        *target = source.clone();
+        return;
+    };
+    match (first, source) {
+        (Segment::Key(key), Value::Object(object)) => {
+            let Some(child) = object.get(key) else { return };
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(target) = target {
+                let slot = target
+                    .entry(key.clone())
+                    .or_insert_with(|| empty_like(child));
+                copy_path(child, slot, rest);
+            }
+        }
+        (Segment::Key(key), Value::Array(items)) => {
+            let Some(index) = key.parse::<usize>().ok().filter(|i| *i < items.len()) else {
+                return;
+            };
+            let target = ensure_array_like(target, items);
+            copy_path(&items[index], &mut target[index], rest);
+        }
+        (Segment::Each, Value::Array(items)) => {
+            let target = ensure_array_like(target, items);
+            for (item, slot) in items.iter().zip(target.iter_mut()) {
+                copy_path(item, slot, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An empty container of the same kind as `value` (objects and arrays), or `null`.
+fn empty_like(value: &Value) -> Value {
+    match value {
+        Value::Object(_) => Value::Object(Map::new()),
+        Value::Array(items) => Value::Array(items.iter().map(empty_like).collect()),
+        _ => Value::Null,
+    }
+}
+
+fn ensure_array_like<'t>(target: &'t mut Value, items: &[Value]) -> &'t mut Vec<Value> {
+    if !matches!(target, Value::Array(existing) if existing.len() == items.len()) {
+        *target = Value::Array(items.iter().map(empty_like).collect());
+    }
+    match target {
+        Value::Array(array) => array,
+        _ => unreachable!("target was just made an array"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn paths(texts: &[&str]) -> Vec<FieldPath> {
+        texts.iter().map(|t| FieldPath::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn keeps_only_listed_fields() {
+        let record = json!({
+            "uscc": "91350100M000100Y43", "name": "闽江数据", "capital": 100,
+            "legal_representative": {"name": "张三", "resident_id": "11010519491231002X"},
+            "shareholders": [{"name": "甲", "share": 1}, {"name": "乙", "share": 2}, {"share": 3}]
+        });
+        let projected = project(
+            &record,
+            &paths(&[
+                "/uscc",
+                "/legal_representative/name",
+                "/shareholders/*/name",
+                "/missing",
+            ]),
+        );
+        assert_eq!(
+            projected,
+            json!({
+                "uscc": "91350100M000100Y43",
+                "legal_representative": {"name": "张三"},
+                "shareholders": [{"name": "甲"}, {"name": "乙"}, {}]
+            })
+        );
+    }
+
+    #[test]
+    fn whole_subtrees_and_indexes() {
+        let record = json!({"a": {"b": [1, 2, 3]}, "c": [{"d": 1}, {"d": 2}]});
+        assert_eq!(
+            project(&record, &paths(&["/a"])),
+            json!({"a": {"b": [1, 2, 3]}})
+        );
+        assert_eq!(
+            project(&record, &paths(&["/c/1/d"])),
+            json!({"c": [{}, {"d": 2}]})
+        );
+        assert_eq!(project(&record, &paths(&[])), json!({}));
+        assert_eq!(project(&json!("scalar"), &paths(&["/a"])), json!({}));
+    }
+}

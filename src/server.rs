@@ -1,0 +1,144 @@
+//! The listeners: accepting connections on the data and admin planes, HTTP/1.1 and h2c (prior
+//! knowledge) on the same port, bounded (connections, header size, header read time), and
+//! drained gracefully on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::config::GatewaySettings;
+use crate::gateway::Gateway;
+
+/// The address of the client a request came from, set on every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Serves both planes on already-bound listeners until `shutdown` completes, then stops
+/// accepting, reports not-ready and waits (up to `shutdown_grace`) for in-flight requests.
+///
+/// Taking bound listeners lets tests bind port 0 and run many gateways at once.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    data_listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let settings = gateway.snapshot().config.gateway.clone();
+    let builder = Arc::new(connection_builder(&settings));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_sender, stop) = watch::channel(false);
+
+    let data = tokio::spawn(accept_loop(
+        data_listener,
+        crate::data_plane::router(gateway.clone()),
+        builder.clone(),
+        graceful.clone(),
+        settings.max_connections,
+        stop.clone(),
+    ));
+    let admin = tokio::spawn(accept_loop(
+        admin_listener,
+        crate::admin::router(gateway.clone()),
+        builder,
+        graceful.clone(),
+        settings.max_connections,
+        stop,
+    ));
+    gateway.set_ready(true);
+    tracing::info!("xgate is ready");
+
+    shutdown.await;
+    gateway.set_ready(false);
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let _ = stop_sender.send(true);
+    let _ = data.await;
+    let _ = admin.await;
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_shared| GracefulShutdown::new());
+    match tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(
+            grace_ms = settings.shutdown_grace.as_millis() as u64,
+            "shutdown grace ran out; closing the remaining connections"
+        ),
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 and HTTP/2 (h2c by prior knowledge) with the configured limits.
+fn connection_builder(settings: &GatewaySettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes)
+        .max_headers(settings.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    loop {
+        // At the connection limit, stop accepting until a connection closes.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off briefly rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(PeerAddr(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,125 @@
+//! The loaded configuration as one immutable value with the indexes the request path needs.
+//!
+//! A [`Snapshot`] is built once per (re)load and swapped in atomically (`arc-swap`); a request
+//! loads it once at its start and uses it to the end, so a reload never changes a request
+//! mid-way and the request path takes no locks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, Department, Service};
+use crate::domain::DepartmentId;
+use crate::registry::Registry;
+
+/// The SHA-256 of a bearer token. Equality is constant-time, so looking a digest up leaks
+/// nothing about stored digests through timing.
+#[derive(Clone, Copy)]
+pub struct TokenDigest(pub [u8; 32]);
+
+impl PartialEq for TokenDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for TokenDigest {}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(..)")
+    }
+}
+
+impl std::hash::Hash for TokenDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// A service with what the request path precomputes for it.
+#[derive(Debug)]
+pub struct Route {
+    /// The service as configured.
+    pub service: Service,
+    /// `provider/service`, the value of `Xgate-Service`.
+    pub label: HeaderValue,
+    /// The upstream URL up to and excluding the path's trailing `/`, e.g. `http://h:1/licenses`.
+    pub upstream_base: String,
+}
+
+/// Everything the gateway serves from, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// The schemas.
+    pub registry: Registry,
+    departments: HashMap<DepartmentId, Department>,
+    tokens: HashMap<TokenDigest, DepartmentId>,
+    routes: HashMap<DepartmentId, HashMap<Box<str>, Arc<Route>>>,
+}
+
+impl Snapshot {
+    /// Indexes a checked configuration.
+    pub fn new(config: Config, registry: Registry) -> Snapshot {
+        let mut departments = HashMap::with_capacity(config.departments.len());
+        let mut tokens = HashMap::new();
+        let mut routes: HashMap<DepartmentId, HashMap<Box<str>, Arc<Route>>> = HashMap::new();
+        for department in &config.departments {
+            for digest in &department.token_digests {
+                tokens.insert(TokenDigest(*digest), department.id.clone());
+            }
+            let provided = routes.entry(department.id.clone()).or_default();
+            for service in &department.services {
+                let label = format!("{}/{}", service.provider, service.name);
+                let upstream_base = service.upstream.as_str().trim_end_matches('/').to_owned();
+                provided.insert(
+                    service.name.as_str().into(),
+                    Arc::new(Route {
+                        service: service.clone(),
+                        // Ids follow a header-safe pattern, so this never falls back.
+                        label: HeaderValue::from_str(&label)
+                            .unwrap_or(HeaderValue::from_static("invalid")),
+                        upstream_base,
+                    }),
+                );
+            }
+            departments.insert(department.id.clone(), department.clone());
+        }
+        Snapshot {
+            config,
+            registry,
+            departments,
+            tokens,
+            routes,
+        }
+    }
+
+    /// The department a bearer token's digest belongs to.
+    pub fn department_by_token(&self, digest: [u8; 32]) -> Option<&Department> {
+        let id = self.tokens.get(&TokenDigest(digest))?;
+        self.departments.get(id)
+    }
+
+    /// A department by id.
+    pub fn department(&self, id: &str) -> Option<&Department> {
+        self.departments.get(id)
+    }
+
+    /// A provider's service.
+    pub fn route(&self, provider: &str, service: &str) -> Option<&Arc<Route>> {
+        self.routes.get(provider)?.get(service)
+    }
+
+    /// Every service, in provider then service order.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.config
+            .departments
+            .iter()
+            .flat_map(|department| department.services.iter())
+            .filter_map(|service| self.route(service.provider.as_str(), service.name.as_str()))
+    }
+}
