@@ -38,6 +38,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/admin/schemas", get(list_schemas))
         .fallback(fallback)
+        .method_not_allowed_fallback(crate::data_plane::method_not_allowed)
         .with_state(gateway)
 }
 
@@ -65,7 +66,11 @@ async fn fallback(
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
     let path = uri.path();
-    if path.starts_with("/admin/") || path.starts_with("/audit/") {
+    let guarded = ["/admin", "/audit"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if guarded {
         let snapshot = gateway.snapshot();
         if let Err(error) = require_role(&snapshot, &headers, READERS) {
             return caller.problem(&error);

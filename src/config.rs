@@ -318,8 +318,13 @@ fn read_toml<T: serde::de::DeserializeOwned>(
 }
 
 fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) -> Option<Config> {
-    let main: file::MainFile = read_toml(path, problems)?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let Some(main) = read_toml::<file::MainFile>(path, problems) else {
+        // The department files do not depend on the main file: check them anyway, so one run
+        // reports the problems of every file.
+        load_departments(&base.join("departments"), problems);
+        return None;
+    };
     let mut report = Reporter {
         file: path,
         problems,
@@ -402,7 +407,7 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
     let departments = load_departments(&base.join("departments"), problems);
     Some(Config {
         path: path.to_owned(),
-        gateway: gateway?,
+        gateway,
         registry,
         tls,
         certificates,
@@ -415,14 +420,14 @@ fn check_gateway(
     section: &file::GatewaySection,
     overrides: &Overrides,
     report: &mut Reporter<'_>,
-) -> Option<GatewaySettings> {
+) -> GatewaySettings {
     let mut address = |key: &str, configured: &str, overridden: &Option<String>| {
         let (value, source) = match overridden {
             Some(value) => (value.as_str(), " (from the environment)"),
             None => (configured, ""),
         };
         match value.parse::<SocketAddr>() {
-            Ok(address) => Some(address),
+            Ok(address) => address,
             Err(_) => {
                 report.report(
                     key,
@@ -430,7 +435,9 @@ fn check_gateway(
                         "{value:?}{source} is not an IP address with a port, e.g. 127.0.0.1:8080"
                     ),
                 );
-                None
+                // A placeholder, so the checks that follow still run and report; the problem
+                // makes `load` fail, so it is never bound.
+                SocketAddr::from(([0, 0, 0, 0], 0))
             }
         }
     };
@@ -449,8 +456,8 @@ fn check_gateway(
     const GIB: u64 = 1 << 30;
     const DAY_MS: u64 = 86_400_000;
     let settings = GatewaySettings {
-        listen: listen?,
-        admin_listen: admin_listen?,
+        listen,
+        admin_listen,
         max_body_bytes: positive("gateway.max_body_bytes", section.max_body_bytes, GIB),
         upstream_timeout: Duration::from_millis(positive(
             "gateway.upstream_timeout_ms",
@@ -478,7 +485,7 @@ fn check_gateway(
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");
     }
-    Some(settings)
+    settings
 }
 
 fn load_departments(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Department> {
@@ -820,17 +827,22 @@ fn check_certificate_type(
 
 /// Checks that every department, schema and version the configuration names exists.
 fn check_references(config: &Config, registry: &Registry, problems: &mut Vec<Problem>) {
-    let known: BTreeSet<&DepartmentId> = config.departments.iter().map(|d| &d.id).collect();
+    let departments_dir = config
+        .path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("departments");
+    let loaded: BTreeSet<&DepartmentId> = config.departments.iter().map(|d| &d.id).collect();
+    // A department whose file exists but did not load is reported for its own file; naming it
+    // elsewhere is not a second problem.
+    let known = |id: &DepartmentId| {
+        loaded.contains(id) || departments_dir.join(format!("{id}.toml")).is_file()
+    };
     let mut certificate_types: HashMap<&CertificateType, &DepartmentId> = HashMap::new();
     let mut token_owner: HashMap<[u8; 32], &DepartmentId> = HashMap::new();
     let mut subject_owner: HashMap<&str, &DepartmentId> = HashMap::new();
     for department in &config.departments {
-        let file = config
-            .path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("departments")
-            .join(format!("{}.toml", department.id));
+        let file = departments_dir.join(format!("{}.toml", department.id));
         let mut report = Reporter {
             file: &file,
             problems,
@@ -866,7 +878,7 @@ fn check_references(config: &Config, registry: &Registry, problems: &mut Vec<Pro
         }
         for service in &department.services {
             for consumer in &service.consumers {
-                if !known.contains(consumer) {
+                if !known(consumer) {
                     report.report(
                         format!("services.{}.consumers", service.name),
                         format!("unknown department {consumer}"),
@@ -877,7 +889,7 @@ fn check_references(config: &Config, registry: &Registry, problems: &mut Vec<Pro
         for certificate in &department.certificate_types {
             let key = format!("certificates.{}", certificate.certificate_type);
             for consumer in &certificate.consumers {
-                if !known.contains(consumer) {
+                if !known(consumer) {
                     report.report(
                         format!("{key}.consumers"),
                         format!("unknown department {consumer}"),

@@ -7,7 +7,7 @@
 //!   sending them.
 //! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not draining).
 //!
-//! Anything else is a 404 problem.
+//! Anything else is a 404 problem; a listed route with another method is a 405 problem.
 
 use std::sync::Arc;
 
@@ -39,6 +39,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
 }
 
@@ -101,6 +102,13 @@ impl Caller {
 
 async fn not_found(headers: HeaderMap) -> Response<Body> {
     Caller::from_headers(&headers).problem(&ExchangeError::NotFound)
+}
+
+/// A route that exists, with another method: the 405 problem (axum adds `Allow`).
+pub async fn method_not_allowed(headers: HeaderMap) -> Response<Body> {
+    Caller::from_headers(&headers).problem(&ExchangeError::MethodNotAllowed {
+        allowed: Vec::new(),
+    })
 }
 
 /// Liveness: the process answers.
@@ -358,6 +366,10 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
             if std::mem::take(&mut state.skipping) {
                 continue;
             }
+            // A whole line can arrive in one chunk, so the limit is checked here too.
+            if newline > state.limit {
+                return Some(result_line(state.line, &[line_too_long(state)]));
+            }
             if let Some(result) = line_result(state, &line[..newline]) {
                 return Some(result);
             }
@@ -369,6 +381,9 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
             }
             let line = state.buffer.split();
             state.line += 1;
+            if line.len() > state.limit {
+                return Some(result_line(state.line, &[line_too_long(state)]));
+            }
             if let Some(result) = line_result(state, &line) {
                 return Some(result);
             }
@@ -377,16 +392,7 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
         if state.buffer.len() > state.limit && !state.skipping {
             state.buffer.clear();
             state.skipping = true;
-            let violation = Violation {
-                pointer: String::new(),
-                shared_pointer: None,
-                keyword: "maxLength",
-                message: match state.lang {
-                    Lang::Zh => format!("该行超过 {} 字节的上限", state.limit),
-                    Lang::En => format!("The line exceeds the limit of {} bytes", state.limit),
-                },
-            };
-            return Some(result_line(state.line + 1, &[violation]));
+            return Some(result_line(state.line + 1, &[line_too_long(state)]));
         }
         if state.skipping {
             state.buffer.clear();
@@ -397,6 +403,19 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
             Some(Err(_)) => return None,
             None => state.finished = true,
         }
+    }
+}
+
+/// The violation of a line longer than `max_body_bytes`.
+fn line_too_long(state: &NdjsonState) -> Violation {
+    Violation {
+        pointer: String::new(),
+        shared_pointer: None,
+        keyword: "maxLength",
+        message: match state.lang {
+            Lang::Zh => format!("该行超过 {} 字节的上限", state.limit),
+            Lang::En => format!("The line exceeds the limit of {} bytes", state.limit),
+        },
     }
 }
 

@@ -90,11 +90,14 @@ pub async fn exchange(
         ..ExchangeRecord::default()
     };
     let result = run_phases(gateway, &snapshot, request, peer, lang, &mut record).await;
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => error.into_response(lang, &record.request_id),
+    let (response, outcome) = match result {
+        Ok(response) => (response, "ok"),
+        Err(error) => (
+            error.into_response(lang, &record.request_id),
+            error.outcome(),
+        ),
     };
-    record_exchange(&record, &response, started.elapsed());
+    record_exchange(&record, &response, outcome, started.elapsed());
     response
 }
 
@@ -547,7 +550,12 @@ fn respond(
 
 /// Phase 13, record: one event per call, whatever the outcome. Never bodies, tokens or paths
 /// (a path can hold a personal identifier).
-fn record_exchange(record: &ExchangeRecord, response: &Response<Body>, elapsed: Duration) {
+fn record_exchange(
+    record: &ExchangeRecord,
+    response: &Response<Body>,
+    outcome: &'static str,
+    elapsed: Duration,
+) {
     let status = response.status().as_u16();
     tracing::info!(
         request_id = %record.request_id,
@@ -555,6 +563,7 @@ fn record_exchange(record: &ExchangeRecord, response: &Response<Body>, elapsed: 
         service = record.service.as_deref().unwrap_or("-"),
         method = %record.method,
         status,
+        outcome,
         request_schema = record.request_schema.as_deref().unwrap_or("-"),
         response_schema = record.response_schema.as_deref().unwrap_or("-"),
         request_bytes = record.request_bytes.unwrap_or(0),

@@ -106,7 +106,7 @@ pub fn upstream_request_headers(
     remove_hop_by_hop(&mut headers);
 
     let ip = context.peer.ip();
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match joined_values(&headers, &X_FORWARDED_FOR) {
         Some(previous) => format!("{previous}, {ip}"),
         None => ip.to_string(),
     };
@@ -115,7 +115,7 @@ pub fn upstream_request_headers(
         IpAddr::V4(v4) => format!("for={v4};proto={}", context.scheme),
         IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={}", context.scheme),
     };
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+    let forwarded = match joined_values(&headers, &header::FORWARDED) {
         Some(previous) => format!("{previous}, {element}"),
         None => element,
     };
@@ -144,6 +144,17 @@ pub fn downstream_response_headers(
     }
     insert(&mut headers, X_REQUEST_ID, request_id);
     headers
+}
+
+/// Every textual value of a list-valued header as one comma-separated list, or `None` when it
+/// has none. A chain split over several header lines (which proxies may do) is kept whole.
+fn joined_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// Inserts a value built from configuration or checked input; a value that is not a valid
@@ -232,5 +243,31 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");
         assert_eq!(headers["forwarded"], "for=\"[::1]\";proto=http");
         assert_eq!(headers["accept-language"], "zh");
+    }
+
+    #[test]
+    fn forwarding_chains_over_several_lines_are_kept_whole() {
+        let incoming = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+            ("forwarded", "for=10.0.0.1"),
+            ("forwarded", "for=10.0.0.2"),
+        ]);
+        let context = ForwardContext {
+            consumer: "tax",
+            service: "market-regulation/business-licenses",
+            request_id: "rid-1",
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            scheme: "http",
+        };
+        let headers = upstream_request_headers(&incoming, &context, false);
+        assert_eq!(
+            headers["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+        );
+        assert_eq!(
+            headers["forwarded"],
+            "for=10.0.0.1, for=10.0.0.2, for=127.0.0.1;proto=http"
+        );
     }
 }

@@ -74,9 +74,10 @@ fn main() -> ExitCode {
         Command::Serve(ConfigArg { config }) => {
             report(runtime().and_then(|rt| rt.block_on(serve(config))))
         }
-        Command::Demo => {
-            report(runtime().and_then(|rt| rt.block_on(xgate::demo::run(shutdown_signal()))))
-        }
+        Command::Demo => report(
+            runtime()
+                .and_then(|rt| rt.block_on(async { xgate::demo::run(shutdown_signal()).await })),
+        ),
     }
 }
 
@@ -144,25 +145,32 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     xgate::server::run(gateway, data, admin, shutdown_signal()).await
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called
+/// (inside the runtime), not when the future is first polled, so a signal that arrives while
+/// the gateway is starting is not lost.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
                 tokio::select! {
-                    _ = interrupt => {}
+                    _ = interrupt.recv() => {}
                     _ = terminate.recv() => {}
                 }
             }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+            // Without signal handlers the process can only be killed; never stop on our own.
+            _ => std::future::pending::<()>().await,
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -203,6 +203,13 @@ impl ExchangeError {
             ExchangeError::Forbidden => "Your department may not do this".to_owned(),
             ExchangeError::NotFound if zh => "请求的资源不存在".to_owned(),
             ExchangeError::NotFound => "No such resource".to_owned(),
+            // A route outside the exchange path: the router sets `Allow` itself.
+            ExchangeError::MethodNotAllowed { allowed } if allowed.is_empty() => lang
+                .pick(
+                    "This route does not accept the method; Allow lists the ones it does",
+                    "该路由不接受此请求方法，可用的方法见 Allow 头",
+                )
+                .to_owned(),
             ExchangeError::MethodNotAllowed { allowed } => {
                 let list = allowed
                     .iter()
@@ -311,7 +318,9 @@ impl ExchangeError {
                 .map(Method::as_str)
                 .collect::<Vec<_>>()
                 .join(", ");
-            if let Ok(value) = HeaderValue::from_str(&list) {
+            // An empty list leaves `Allow` to the router, which knows the route's methods.
+            let value = HeaderValue::from_str(&list).ok();
+            if let Some(value) = value.filter(|_| !allowed.is_empty()) {
                 headers.insert(header::ALLOW, value);
             }
         }

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::GatewaySettings;
@@ -45,6 +45,7 @@ pub async fn run(
         builder.clone(),
         graceful.clone(),
         settings.max_connections,
+        settings.header_read_timeout,
         stop.clone(),
     ));
     let admin = tokio::spawn(accept_loop(
@@ -53,6 +54,7 @@ pub async fn run(
         builder,
         graceful.clone(),
         settings.max_connections,
+        settings.header_read_timeout,
         stop,
     ));
     gateway.set_ready(true);
@@ -99,6 +101,7 @@ async fn accept_loop(
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     max_connections: usize,
+    header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -125,7 +128,10 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let request_seen = Arc::new(Notify::new());
+        let seen = request_seen.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            seen.notify_one();
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(PeerAddr(peer));
             router.clone().oneshot(request)
@@ -135,10 +141,35 @@ async fn accept_loop(
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let served =
+                serve_within_first_request_deadline(connection, &request_seen, header_read_timeout);
+            if let Err(error) = served.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(permit);
         });
     }
+}
+
+/// Drives a connection, closing it when no request has arrived within `header_read_timeout`.
+///
+/// hyper bounds the time to read each HTTP/1.1 request head, but its clock starts only once the
+/// protocol is known: a client that sends nothing, or the first bytes of the HTTP/2 preface and
+/// then nothing, would otherwise hold the connection (and a `max_connections` permit) forever.
+async fn serve_within_first_request_deadline<E>(
+    connection: impl Future<Output = Result<(), E>>,
+    request_seen: &Notify,
+    header_read_timeout: Duration,
+) -> Result<(), E> {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        seen = tokio::time::timeout(header_read_timeout, request_seen.notified()) => {
+            if seen.is_err() {
+                tracing::debug!("closing a connection that sent no request in time");
+                return Ok(());
+            }
+        }
+    }
+    connection.await
 }

@@ -1,0 +1,399 @@
+//! Test harness: real gateways on port 0 over configuration written to a temporary folder, and
+//! real upstream HTTP servers on port 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use xgate::config::{self, Overrides};
+use xgate::gateway::Gateway;
+
+/// The bearer token of a test department.
+pub fn token(department: &str) -> String {
+    format!("token-{department}")
+}
+
+/// The `token_sha256 = [...]` line for a test department.
+pub fn token_line(department: &str) -> String {
+    let digest = hex::encode(Sha256::digest(token(department).as_bytes()));
+    format!("token_sha256 = [\"{digest}\"]")
+}
+
+/// A configuration folder under construction.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+    main_extra: String,
+    gateway_extra: String,
+}
+
+impl ConfigDir {
+    pub fn new() -> ConfigDir {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::create_dir_all(dir.path().join("config/departments")).unwrap();
+        std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+        ConfigDir {
+            dir,
+            main_extra: String::new(),
+            gateway_extra: String::new(),
+        }
+    }
+
+    /// Extra lines in `[gateway]`.
+    pub fn gateway(mut self, lines: &str) -> Self {
+        self.gateway_extra.push_str(lines);
+        self.gateway_extra.push('\n');
+        self
+    }
+
+    /// Extra sections after `[gateway]`.
+    pub fn main(mut self, lines: &str) -> Self {
+        self.main_extra.push_str(lines);
+        self.main_extra.push('\n');
+        self
+    }
+
+    /// A department file; `body` holds everything after `id`, `name`, `role` and the token.
+    pub fn department(self, id: &str, role: &str, body: &str) -> Self {
+        let text = format!(
+            "id = \"{id}\"\nname = \"Test {id}\"\nrole = \"{role}\"\n{}\n{body}\n",
+            token_line(id)
+        );
+        std::fs::write(self.path(&format!("config/departments/{id}.toml")), text).unwrap();
+        self
+    }
+
+    /// A schema version file.
+    pub fn schema(self, name: &str, version: u32, document: Value) -> Self {
+        let folder = self.path(&format!("schemas/{name}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{version}.json")), document.to_string()).unwrap();
+        self
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn main_path(&self) -> PathBuf {
+        self.path("config/xgate.toml")
+    }
+
+    /// Writes `config/xgate.toml`.
+    pub fn write_main(&self) {
+        let text = format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}\n[registry]\ndir = \"../schemas\"\n{}\n",
+            self.gateway_extra, self.main_extra
+        );
+        std::fs::write(self.main_path(), text).unwrap();
+    }
+
+    /// Writes the main file, loads the configuration and starts a gateway on port 0.
+    pub async fn start(self) -> TestGateway {
+        self.write_main();
+        let (config, registry) = config::load(&self.main_path(), &Overrides::default())
+            .unwrap_or_else(|problems| panic!("test configuration has problems:\n{problems}"));
+        let gateway = Gateway::new(config, registry).expect("gateway");
+        let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let data_address = data.local_addr().unwrap();
+        let admin_address = admin.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(xgate::server::run(
+            gateway.clone(),
+            data,
+            admin,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TestGateway {
+            data: data_address,
+            admin: admin_address,
+            gateway,
+            stop: Some(stop),
+            task: Some(task),
+            client: client(),
+            _dir: self.dir,
+        }
+    }
+}
+
+/// A plain HTTP/1.1 client that keeps nothing from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.data, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// A request on the data plane as a department.
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        department: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token(department))
+    }
+
+    /// Asks the gateway to shut down and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+/// A real upstream HTTP server on port 0 that counts its calls.
+pub struct Upstream {
+    pub address: SocketAddr,
+    pub calls: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Serves `router` (every request is counted).
+    pub async fn start(router: Router) -> Upstream {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let router = router.layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    next.run(request).await
+                }
+            },
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Upstream {
+            address,
+            calls,
+            task,
+        }
+    }
+
+    /// An upstream that answers every request with a description of what it received:
+    /// method, raw path and query, headers (lowercase names, values joined by ", "), body size
+    /// and the body's SHA-256.
+    pub async fn echo() -> Upstream {
+        Upstream::start(Router::new().fallback(echo)).await
+    }
+
+    /// An upstream that always answers `status` with `body` as JSON.
+    pub async fn fixed(status: StatusCode, body: Value) -> Upstream {
+        let text = body.to_string();
+        Upstream::start(Router::new().fallback(move || {
+            let text = text.clone();
+            async move {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(text))
+                    .unwrap()
+            }
+        }))
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(request: Request) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let description = json!({
+        "method": parts.method.as_str(),
+        "path_and_query": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        "headers": headers_json(&parts.headers),
+        "body_bytes": bytes.len(),
+        "body_sha256": hex::encode(Sha256::digest(&bytes)),
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("x-upstream", "echo")
+        .body(Body::from(description.to_string()))
+        .unwrap()
+}
+
+fn headers_json(headers: &HeaderMap) -> Value {
+    let mut object = serde_json::Map::new();
+    for name in headers.keys() {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("<binary>"))
+            .collect();
+        object.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+    }
+    Value::Object(object)
+}
+
+/// The test record schema: a business licence in the shared layout, with Chinese id formats.
+pub fn license_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["uscc", "name", "status"],
+        "additionalProperties": false,
+        "properties": {
+            "uscc": {"type": "string", "format": "cn-uscc"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "status": {"enum": ["active", "revoked", "cancelled"]},
+            "established_on": {"type": "string", "format": "date"},
+            "legal_representative": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "resident_id": {"type": "string", "format": "cn-resident-id"}
+                }
+            },
+            "shareholders": {"type": "array", "items": {"type": "object"}}
+        }
+    })
+}
+
+/// A record valid under [`license_schema`].
+pub fn license() -> Value {
+    json!({
+        "uscc": "91350100M000100Y43",
+        "name": "福州闽江数据科技有限公司",
+        "status": "active",
+        "established_on": "2016-08-18",
+        "legal_representative": {"name": "林志远", "resident_id": "11010519491231002X"},
+        "shareholders": [{"name": "甲"}, {"name": "乙"}]
+    })
+}
+
+/// The standard scenario: provider `market` with
+/// - `echo`: no schemas, every common method, upstream = the echo server (under `/base`);
+/// - `licenses`: GET with response schema `license`, upstream = `records`;
+/// - `register`: POST with request schema `license` and response schema `license`, upstream = `records`;
+///
+/// consumers `tax` and `civil` (projected to /uscc and /name on `licenses`); `outsider` is a
+/// department that may call nothing; `auditor` and `admin` have those roles.
+pub fn standard(echo: &Upstream, records: &Upstream) -> ConfigDir {
+    let echo_url = echo.url("/base");
+    let records_url = records.url("/records");
+    ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department(
+            "market",
+            "department",
+            &format!(
+                r#"
+[services.echo]
+upstream = "{echo_url}"
+methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+consumers = ["tax"]
+
+[services.licenses]
+upstream = "{records_url}"
+methods = ["GET"]
+response_schema = "license"
+consumers = ["tax", "civil"]
+[services.licenses.fields]
+civil = ["/uscc", "/name"]
+
+[services.register]
+upstream = "{records_url}"
+methods = ["POST"]
+request_schema = "license@1"
+response_schema = "license"
+consumers = ["tax"]
+"#
+            ),
+        )
+        .department("tax", "department", "")
+        .department("civil", "department", "")
+        .department("outsider", "department", "")
+        .department("auditor", "auditor", "")
+        .department("admin", "admin", "")
+}
+
+/// The standard scenario with a record upstream answering [`license`], started.
+pub async fn standard_gateway() -> (TestGateway, Upstream, Upstream) {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records).start().await;
+    (gateway, echo, records)
+}
+
+/// Reads a problem response, checking its media type and shape.
+pub async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    let body: Value = response.json().await.expect("problem JSON");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:xgate:problem:")
+    );
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    assert!(body["request_id"].is_string());
+    (status, body)
+}

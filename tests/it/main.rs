@@ -1,0 +1,15 @@
+//! The integration tests: real gateways on port 0, real upstream servers, no mocks.
+//!
+//! One test binary (modules below) so the crate links once.
+
+mod helpers;
+
+mod admin;
+mod catalog;
+mod cli;
+mod config_check;
+mod demo;
+mod exchange;
+mod forwarding;
+mod hostile;
+mod validate;
