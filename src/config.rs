@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -20,7 +21,7 @@ use crate::domain::{
 };
 use crate::pointer::FieldPath;
 use crate::registry::Registry;
-use crate::translate::FormatSpec;
+use crate::translate::Format;
 
 /// One thing wrong with the configuration: where, which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +193,7 @@ pub struct Department {
     /// The services it provides.
     pub services: Vec<Service>,
     /// Its own layouts, by shared schema.
-    pub formats: BTreeMap<SchemaName, FormatSpec>,
+    pub formats: BTreeMap<SchemaName, Arc<Format>>,
     /// The certificate types it issues.
     pub certificate_types: Vec<CertificateTypeSettings>,
 }
@@ -597,9 +598,9 @@ fn check_department(
                 continue;
             }
         };
-        match FormatSpec::parse(section) {
-            Ok(spec) => {
-                formats.insert(name, spec);
+        match Format::parse(section) {
+            Ok(format) => {
+                formats.insert(name, Arc::new(format));
             }
             Err(errors) => {
                 for (subkey, reason) in errors {

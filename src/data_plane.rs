@@ -408,15 +408,14 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
 
 /// The violation of a line longer than `max_body_bytes`.
 fn line_too_long(state: &NdjsonState) -> Violation {
-    Violation {
-        pointer: String::new(),
-        shared_pointer: None,
-        keyword: "maxLength",
-        message: match state.lang {
+    Violation::new(
+        "",
+        "maxLength",
+        match state.lang {
             Lang::Zh => format!("该行超过 {} 字节的上限", state.limit),
             Lang::En => format!("The line exceeds the limit of {} bytes", state.limit),
         },
-    }
+    )
 }
 
 /// The result for one input line; `None` for a blank line.
@@ -427,15 +426,14 @@ fn line_result(state: &NdjsonState, line: &[u8]) -> Option<Bytes> {
     }
     let errors = match serde_json::from_slice::<Value>(line) {
         Ok(record) => state.schema.validate(&record, state.lang),
-        Err(error) => vec![Violation {
-            pointer: String::new(),
-            shared_pointer: None,
-            keyword: "json",
-            message: match state.lang {
+        Err(error) => vec![Violation::new(
+            "",
+            "json",
+            match state.lang {
                 Lang::Zh => format!("不是有效的 JSON：{error}"),
                 Lang::En => format!("Not valid JSON: {error}"),
             },
-        }],
+        )],
     };
     Some(result_line(state.line, &errors))
 }

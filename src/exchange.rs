@@ -20,9 +20,10 @@ use crate::config::Department;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext};
 use crate::i18n::Lang;
-use crate::problem::ExchangeError;
+use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
+use crate::translate::Direction;
 
 /// What the record phase learns about one call, whatever its outcome.
 #[derive(Debug, Default)]
@@ -135,9 +136,10 @@ async fn run_phases(
     if let RequestBody::Record(record_body) = &body {
         record.request_bytes = record_body.original.as_ref().map(Bytes::len);
     }
-    let body = to_shared(consumer, body)?;
-    validate_request(request_schema.as_deref(), &body, lang)?;
-    let body = to_provider(route, body)?;
+    let provider = provider(snapshot, route)?;
+    let body = to_shared(consumer, request_schema.as_deref(), body, lang)?;
+    validate_request(consumer, request_schema.as_deref(), &body, lang)?;
+    let body = to_provider(provider, request_schema.as_deref(), body, lang)?;
 
     let upstream_started = Instant::now();
     let upstream = forward(
@@ -166,10 +168,10 @@ async fn run_phases(
         snapshot.config.gateway.upstream_timeout,
     )
     .await?;
-    let response = response_to_shared(route, response)?;
+    let response = response_to_shared(provider, &response_schema, response, lang)?;
     validate_response(&response_schema, &response)?;
     let response = project(route, consumer, response);
-    let response = to_consumer(consumer, response)?;
+    let response = to_consumer(consumer, &response_schema, response, lang)?;
     Ok(respond(
         status,
         &upstream_headers,
@@ -358,14 +360,79 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ExchangeError> {
     })
 }
 
-/// Phase 5, to shared: the consumer's layout into the shared layout (identity until formats
-/// are compiled).
-fn to_shared(_consumer: &Department, body: RequestBody) -> Result<RequestBody, ExchangeError> {
-    Ok(body)
+/// The providing department of a route (configuration guarantees it exists).
+fn provider<'s>(snapshot: &'s Snapshot, route: &Route) -> Result<&'s Department, ExchangeError> {
+    snapshot
+        .department(route.service.provider.as_str())
+        .ok_or(ExchangeError::Internal)
 }
 
-/// Phase 6, validate request: every violation, at most [`crate::registry::MAX_VIOLATIONS`].
+/// Translates a record with `department`'s format for `schema`, if it has one; the record
+/// stays as it is (and keeps its original bytes) when it has none.
+fn translate(
+    department: &Department,
+    schema: &CompiledSchema,
+    record: Record,
+    direction: Direction,
+    lang: Lang,
+    fault: TranslationFault,
+) -> Result<Record, ExchangeError> {
+    let Some(format) = department.formats.get(&schema.name) else {
+        return Ok(record);
+    };
+    match format.translate(&record.value, direction) {
+        Ok(value) => Ok(Record {
+            value,
+            original: None,
+        }),
+        Err(errors) => {
+            tracing::info!(
+                department = %department.id,
+                schema = %schema.label(),
+                direction = direction.as_str(),
+                errors = errors.len(),
+                "record does not translate"
+            );
+            Err(ExchangeError::Translation {
+                schema: schema.label(),
+                department: department.id.to_string(),
+                direction,
+                fault,
+                violations: errors
+                    .iter()
+                    .map(|error| error.to_violation(lang))
+                    .collect(),
+            })
+        }
+    }
+}
+
+/// Phase 5, to shared: the consumer's layout into the shared layout (its format for the
+/// request schema; identity without one). A value that does not convert is the caller's 422.
+fn to_shared(
+    consumer: &Department,
+    schema: Option<&CompiledSchema>,
+    body: RequestBody,
+    lang: Lang,
+) -> Result<RequestBody, ExchangeError> {
+    match (schema, body) {
+        (Some(schema), RequestBody::Record(record)) => translate(
+            consumer,
+            schema,
+            record,
+            Direction::ToShared,
+            lang,
+            TranslationFault::Caller,
+        )
+        .map(RequestBody::Record),
+        (_, body) => Ok(body),
+    }
+}
+
+/// Phase 6, validate request: every violation (at most [`crate::registry::MAX_VIOLATIONS`]),
+/// reported at the consumer's own field names.
 fn validate_request(
+    consumer: &Department,
     schema: Option<&CompiledSchema>,
     body: &RequestBody,
     lang: Lang,
@@ -373,21 +440,39 @@ fn validate_request(
     let (Some(schema), RequestBody::Record(record)) = (schema, body) else {
         return Ok(());
     };
-    let violations = schema.validate(&record.value, lang);
+    let mut violations = schema.validate(&record.value, lang);
     if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(ExchangeError::SchemaValidation {
-            schema: schema.label(),
-            violations,
-        })
+        return Ok(());
     }
+    if let Some(format) = consumer.formats.get(&schema.name) {
+        format.relabel(&mut violations, lang);
+    }
+    Err(ExchangeError::SchemaValidation {
+        schema: schema.label(),
+        violations,
+    })
 }
 
-/// Phase 7, to provider: the shared layout into the provider's layout (identity until formats
-/// are compiled).
-fn to_provider(_route: &Route, body: RequestBody) -> Result<RequestBody, ExchangeError> {
-    Ok(body)
+/// Phase 7, to provider: the shared layout into the provider's layout. A valid shared record
+/// the provider's format cannot express is a gateway configuration fault (502).
+fn to_provider(
+    provider: &Department,
+    schema: Option<&CompiledSchema>,
+    body: RequestBody,
+    lang: Lang,
+) -> Result<RequestBody, ExchangeError> {
+    match (schema, body) {
+        (Some(schema), RequestBody::Record(record)) => translate(
+            provider,
+            schema,
+            record,
+            Direction::FromShared,
+            lang,
+            TranslationFault::Gateway,
+        )
+        .map(RequestBody::Record),
+        (_, body) => Ok(body),
+    }
 }
 
 /// Phase 8, forward: the upstream URL + rest + the raw query, the method kept, headers per
@@ -493,10 +578,22 @@ async fn read_response(
     ))
 }
 
-/// Phase 9, response to shared: the provider's layout into the shared layout (identity until
-/// formats are compiled).
-fn response_to_shared(_route: &Route, response: Record) -> Result<Record, ExchangeError> {
-    Ok(response)
+/// Phase 9, response to shared: the provider's layout into the shared layout. An answer that
+/// does not translate is the provider's fault (502).
+fn response_to_shared(
+    provider: &Department,
+    schema: &CompiledSchema,
+    response: Record,
+    lang: Lang,
+) -> Result<Record, ExchangeError> {
+    translate(
+        provider,
+        schema,
+        response,
+        Direction::ToShared,
+        lang,
+        TranslationFault::Upstream,
+    )
 }
 
 /// Phase 10, validate response: an invalid body is not passed on (502).
@@ -527,10 +624,22 @@ fn project(route: &Route, consumer: &Department, response: Record) -> Record {
     }
 }
 
-/// Phase 12, to consumer: the shared layout into the consumer's layout (identity until formats
-/// are compiled).
-fn to_consumer(_consumer: &Department, response: Record) -> Result<Record, ExchangeError> {
-    Ok(response)
+/// Phase 12, to consumer: the shared layout into the consumer's layout. A valid shared record
+/// the consumer's format cannot express is a gateway configuration fault (502).
+fn to_consumer(
+    consumer: &Department,
+    schema: &CompiledSchema,
+    response: Record,
+    lang: Lang,
+) -> Result<Record, ExchangeError> {
+    translate(
+        consumer,
+        schema,
+        response,
+        Direction::FromShared,
+        lang,
+        TranslationFault::Gateway,
+    )
 }
 
 /// Builds the response to the caller from a (possibly rewritten) record.

@@ -147,6 +147,16 @@ fn parse_qvalue(text: &str) -> Option<u16> {
     }
 }
 
+/// The message of a missing required field, named `name` (in the caller's own layout when a
+/// format maps it).
+pub fn required_message(name: &str, lang: Lang) -> String {
+    let quoted = instance_excerpt(&Value::String(name.to_owned()));
+    match lang {
+        Lang::En => format!("{quoted} is a required property"),
+        Lang::Zh => format!("缺少必填字段 {quoted}"),
+    }
+}
+
 /// The JSON Schema keyword a violation is about ("required", "type", "format", "maxLength", ...):
 /// the keyword name as it appears in the schema; "false" for a `false` schema.
 ///
@@ -411,9 +421,10 @@ fn english_message(error: &ValidationError<'_>, depth: usize) -> String {
                 )
             }
         }
-        ValidationErrorKind::Required { property } => {
-            format!("{} is a required property", instance_excerpt(property))
-        }
+        ValidationErrorKind::Required { property } => match property.as_str() {
+            Some(name) => required_message(name, Lang::En),
+            None => format!("{} is a required property", instance_excerpt(property)),
+        },
         ValidationErrorKind::Type { kind } => format!(
             "{} is not of type {}",
             shown(),
@@ -524,9 +535,10 @@ fn chinese_message(error: &ValidationError<'_>, depth: usize) -> String {
                 )
             }
         }
-        ValidationErrorKind::Required { property } => {
-            format!("缺少必填字段 {}", instance_excerpt(property))
-        }
+        ValidationErrorKind::Required { property } => match property.as_str() {
+            Some(name) => required_message(name, Lang::Zh),
+            None => format!("缺少必填字段 {}", instance_excerpt(property)),
+        },
         ValidationErrorKind::Type { kind } => format!(
             "应为{}类型，实际为{}",
             expected_types(kind, Lang::Zh),

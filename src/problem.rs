@@ -12,6 +12,17 @@ use serde::Serialize;
 use crate::i18n::Lang;
 use crate::registry::Violation;
 
+/// Who caused a record not to translate, which decides the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranslationFault {
+    /// The caller's record (422).
+    Caller,
+    /// The provider's answer (502).
+    Upstream,
+    /// A valid shared record that a department's format cannot express (502).
+    Gateway,
+}
+
 /// Whose fault a refusal is; decides logging level and, later, alerting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -67,6 +78,20 @@ pub enum ExchangeError {
         /// Every violation (bounded).
         violations: Vec<Violation>,
     },
+    /// A record does not translate between a department's layout and the shared one.
+    #[error("translation failed")]
+    Translation {
+        /// `name@version` of the schema.
+        schema: String,
+        /// The department whose format failed.
+        department: String,
+        /// Which way.
+        direction: crate::translate::Direction,
+        /// Whose fault.
+        fault: TranslationFault,
+        /// Every problem, in the department's layout (bounded).
+        violations: Vec<Violation>,
+    },
     /// The upstream refused the connection, reset it, or failed mid-way.
     #[error("upstream unavailable")]
     UpstreamUnavailable,
@@ -107,6 +132,11 @@ impl ExchangeError {
             | ExchangeError::UpstreamTimeout
             | ExchangeError::UpstreamInvalidResponse { .. } => Fault::Upstream,
             ExchangeError::Internal => Fault::Gateway,
+            ExchangeError::Translation { fault, .. } => match fault {
+                TranslationFault::Caller => Fault::Caller,
+                TranslationFault::Upstream => Fault::Upstream,
+                TranslationFault::Gateway => Fault::Gateway,
+            },
             _ => Fault::Caller,
         }
     }
@@ -122,6 +152,10 @@ impl ExchangeError {
             ExchangeError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ExchangeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ExchangeError::SchemaValidation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExchangeError::Translation { fault, .. } => match fault {
+                TranslationFault::Caller => StatusCode::UNPROCESSABLE_ENTITY,
+                TranslationFault::Upstream | TranslationFault::Gateway => StatusCode::BAD_GATEWAY,
+            },
             ExchangeError::UpstreamUnavailable | ExchangeError::UpstreamInvalidResponse { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -141,6 +175,7 @@ impl ExchangeError {
             ExchangeError::UnsupportedMediaType { .. } => "unsupported-media-type",
             ExchangeError::PayloadTooLarge { .. } => "payload-too-large",
             ExchangeError::SchemaValidation { .. } => "schema-validation",
+            ExchangeError::Translation { .. } => "translation",
             ExchangeError::UpstreamUnavailable => "upstream-unavailable",
             ExchangeError::UpstreamTimeout => "upstream-timeout",
             ExchangeError::UpstreamInvalidResponse { .. } => "upstream-invalid-response",
@@ -158,6 +193,7 @@ impl ExchangeError {
             | ExchangeError::UnsupportedMediaType { .. }
             | ExchangeError::SchemaValidation { .. } => "invalid_request",
             ExchangeError::PayloadTooLarge { .. } => "too_large",
+            ExchangeError::Translation { .. } => "translation_error",
             ExchangeError::UpstreamUnavailable | ExchangeError::Internal => "upstream_error",
             ExchangeError::UpstreamTimeout => "upstream_timeout",
             ExchangeError::UpstreamInvalidResponse { .. } => "invalid_response",
@@ -178,6 +214,7 @@ impl ExchangeError {
             ExchangeError::SchemaValidation { .. } => {
                 ("Record does not match schema", "记录不符合数据规范")
             }
+            ExchangeError::Translation { .. } => ("Record does not translate", "记录无法转换"),
             ExchangeError::UpstreamUnavailable => ("Upstream unavailable", "提供方服务不可用"),
             ExchangeError::UpstreamTimeout => ("Upstream timeout", "提供方服务响应超时"),
             ExchangeError::UpstreamInvalidResponse { .. } => (
@@ -252,6 +289,43 @@ impl ExchangeError {
                 };
                 format!("{count} {noun} of {schema}")
             }
+            ExchangeError::Translation {
+                schema,
+                department,
+                direction,
+                fault,
+                violations,
+            } => {
+                let count = violations.len();
+                let layout = match (direction, zh) {
+                    (crate::translate::Direction::ToShared, false) => {
+                        format!(
+                            "from the layout of {department} into the shared layout of {schema}"
+                        )
+                    }
+                    (crate::translate::Direction::FromShared, false) => {
+                        format!(
+                            "from the shared layout of {schema} into the layout of {department}"
+                        )
+                    }
+                    (crate::translate::Direction::ToShared, true) => {
+                        format!("从 {department} 的数据格式转换为 {schema} 共享格式")
+                    }
+                    (crate::translate::Direction::FromShared, true) => {
+                        format!("从 {schema} 共享格式转换为 {department} 的数据格式")
+                    }
+                };
+                match (zh, fault) {
+                    (false, TranslationFault::Caller) => {
+                        format!("{count} field(s) of the record cannot be translated {layout}")
+                    }
+                    (false, _) => format!(
+                        "A record could not be translated {layout} ({count} problem(s)); it was not passed on"
+                    ),
+                    (true, TranslationFault::Caller) => format!("记录有 {count} 处无法{layout}"),
+                    (true, _) => format!("记录有 {count} 处无法{layout}，未予转发"),
+                }
+            }
             ExchangeError::UpstreamUnavailable if zh => {
                 "未能连接提供方服务，或连接被中断".to_owned()
             }
@@ -289,6 +363,13 @@ impl ExchangeError {
         let status = self.status();
         let errors = match self {
             ExchangeError::SchemaValidation { violations, .. } => Some(violations.as_slice()),
+            // Only the caller's own record's problems are shown; another department's values
+            // stay out of the response.
+            ExchangeError::Translation {
+                violations,
+                fault: TranslationFault::Caller,
+                ..
+            } => Some(violations.as_slice()),
             _ => None,
         };
         let document = ProblemDocument {

@@ -30,6 +30,26 @@ pub struct Violation {
     pub keyword: &'static str,
     /// What is wrong, in the caller's language.
     pub message: String,
+    /// The format rule involved, for translation problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// For `required`: the missing property (so a format can name it in the caller's layout).
+    #[serde(skip)]
+    pub missing_property: Option<String>,
+}
+
+impl Violation {
+    /// A violation found by the gateway itself (not by a schema), at `pointer`.
+    pub fn new(pointer: impl Into<String>, keyword: &'static str, message: String) -> Violation {
+        Violation {
+            pointer: pointer.into(),
+            shared_pointer: None,
+            keyword,
+            message,
+            rule: None,
+            missing_property: None,
+        }
+    }
 }
 
 /// One compiled version of a schema.
@@ -63,6 +83,13 @@ impl CompiledSchema {
                 shared_pointer: None,
                 keyword: i18n::violation_keyword(&error),
                 message: i18n::violation_message(&error, lang),
+                rule: None,
+                missing_property: match error.kind() {
+                    jsonschema::error::ValidationErrorKind::Required { property } => {
+                        property.as_str().map(str::to_owned)
+                    }
+                    _ => None,
+                },
             })
             .collect()
     }

@@ -1,16 +1,34 @@
-//! Formats (SPEC §7): how a department's own record layout maps to a shared schema's layout.
+//! Formats (SPEC §7): how a department's own record layout maps to a shared schema's layout,
+//! both ways, from one set of rules.
 //!
-//! This module never does I/O. Today it parses and checks format configuration; the
-//! translations themselves are the identity until the conversion engine lands (the exchange
-//! path already calls them at the right phases: to shared, to provider, response to shared,
-//! to consumer).
+//! A [`Format`] is compiled once at configuration load from `[formats.<schema>]`. Translating
+//! is a pure function of a format and a record: no I/O, no clocks, no panics; problems come back
+//! as data ([`TranslationError`]), every one of them, in the sender's layout.
+//!
+//! How a record is translated (to shared; from shared is the mirror image):
+//! 1. every rule copies each value its `own` path names (with `*` expanded) to its `shared`
+//!    path (the `*`s taking the same indices), converting it; `null` stays `null` unconverted;
+//!    arrays that a `*` goes through keep their length;
+//! 2. fields that no rule covers are refused (`reject`), left out (`drop`) or copied unchanged
+//!    (`keep`): under the same pointer, or, inside an array element that a rule's `*` maps, into
+//!    the corresponding element on the other side.
+
+mod convert;
+mod walk;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+pub use self::convert::{Conversion, Reason};
+use self::walk::Step;
 use crate::config::file::FormatSection;
-use crate::pointer::FieldPath;
+use crate::i18n::Lang;
+use crate::pointer::{FieldPath, Segment};
+use crate::registry::Violation;
+
+/// The most translation errors reported for one record.
+pub const MAX_ERRORS: usize = 100;
 
 /// What happens to a field of a record that no rule covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,41 +41,150 @@ pub enum Unmapped {
     Keep,
 }
 
-/// One mapping rule of a format, checked.
+/// Which way a record is translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The department's own layout into the shared layout.
+    ToShared,
+    /// The shared layout into the department's own layout.
+    FromShared,
+}
+
+impl Direction {
+    /// The `direction` label of metrics and the `?direction=` of the admin route.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ToShared => "to-shared",
+            Direction::FromShared => "from-shared",
+        }
+    }
+}
+
+/// One mapping rule, compiled.
 #[derive(Debug, Clone)]
-pub struct RuleSpec {
+pub struct Rule {
     /// Where the value is in the department's layout.
     pub own: FieldPath,
     /// Where it is in the shared layout.
     pub shared: FieldPath,
-    /// The conversion, as written (`date:%Y%m%d`, `scale:10000`, ...).
-    pub convert: Option<String>,
-    /// The code table, own value → shared value.
-    pub codes: Option<BTreeMap<String, Value>>,
+    /// How the value changes on the way.
+    pub conversion: Conversion,
+    /// The rule as an operator recognises it: `/CLRQ ↔ /established_on (date:%Y%m%d)`.
+    pub description: String,
 }
 
-/// A department's format for one schema, checked but not yet compiled into converters.
+impl Rule {
+    fn paths(&self, direction: Direction) -> (&FieldPath, &FieldPath) {
+        match direction {
+            Direction::ToShared => (&self.own, &self.shared),
+            Direction::FromShared => (&self.shared, &self.own),
+        }
+    }
+}
+
+/// A department's format for one schema.
 #[derive(Debug, Clone)]
-pub struct FormatSpec {
+pub struct Format {
     /// The policy for fields no rule covers.
     pub unmapped: Unmapped,
     /// The rules, in configuration order.
-    pub rules: Vec<RuleSpec>,
+    pub rules: Vec<Rule>,
 }
 
-/// The conversion kinds of SPEC §7, by the text before `:`.
-const CONVERSIONS: [(&str, bool); 6] = [
-    ("date", true),
-    ("datetime", true),
-    ("scale", true),
-    ("number", false),
-    ("string", false),
-    ("boolean", true),
-];
+/// Why part of a record could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A value that its rule's conversion refuses.
+    Conversion {
+        /// The rule's description.
+        rule: String,
+        /// Why.
+        reason: Reason,
+    },
+    /// A field no rule covers, under `unmapped = "reject"`.
+    Unmapped,
+    /// A field kept under `unmapped = "keep"` whose place a rule already fills.
+    Collision,
+    /// The record is not an object or array at all.
+    NotARecord,
+}
 
-impl FormatSpec {
-    /// Checks a `[formats.<schema>]` section; errors are `(key, reason)` pairs relative to it.
-    pub fn parse(section: &FormatSection) -> Result<FormatSpec, Vec<(String, String)>> {
+/// One translation problem, located in both layouts where it can be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslationError {
+    /// Where in the department's own layout.
+    pub own_pointer: Option<String>,
+    /// Where in the shared layout.
+    pub shared_pointer: Option<String>,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
+
+impl TranslationError {
+    /// The error as a violation of the problem document: `pointer` in the department's layout
+    /// (the shared one when the field has no place there), `shared_pointer` beside it.
+    pub fn to_violation(&self, lang: Lang) -> Violation {
+        let zh = lang == Lang::Zh;
+        let (keyword, message, rule) = match &self.kind {
+            ErrorKind::Conversion { rule, reason } => {
+                let message = if zh {
+                    format!("无法按规则 {rule} 转换：{}", reason.message(true))
+                } else {
+                    format!("cannot convert by {rule}: {}", reason.message(false))
+                };
+                ("translation", message, Some(rule.clone()))
+            }
+            ErrorKind::Unmapped => (
+                "unmapped",
+                lang.pick(
+                    "no rule of the format maps this field",
+                    "格式中没有映射该字段的规则",
+                )
+                .to_owned(),
+                None,
+            ),
+            ErrorKind::Collision => (
+                "unmapped",
+                lang.pick(
+                    "this unmapped field would overwrite a mapped one",
+                    "该未映射字段会覆盖已映射的字段",
+                )
+                .to_owned(),
+                None,
+            ),
+            ErrorKind::NotARecord => (
+                "type",
+                lang.pick(
+                    "a record is a JSON object or array",
+                    "记录应为 JSON 对象或数组",
+                )
+                .to_owned(),
+                None,
+            ),
+        };
+        let pointer = self
+            .own_pointer
+            .clone()
+            .or_else(|| self.shared_pointer.clone())
+            .unwrap_or_default();
+        let shared_pointer = self
+            .shared_pointer
+            .clone()
+            .filter(|shared| *shared != pointer);
+        Violation {
+            pointer,
+            shared_pointer,
+            keyword,
+            message,
+            rule,
+            missing_property: None,
+        }
+    }
+}
+
+impl Format {
+    /// Compiles a `[formats.<schema>]` section; errors are `(key, reason)` pairs relative to it.
+    pub fn parse(section: &FormatSection) -> Result<Format, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let unmapped = match section.unmapped.as_str() {
             "reject" => Unmapped::Reject,
@@ -71,70 +198,340 @@ impl FormatSpec {
                 Unmapped::Reject
             }
         };
-        let mut rules = Vec::with_capacity(section.fields.len());
-        for (index, rule) in section.fields.iter().enumerate() {
+        let mut rules: Vec<Rule> = Vec::with_capacity(section.fields.len());
+        for (index, field) in section.fields.iter().enumerate() {
             let key = format!("fields[{index}]");
-            let own = FieldPath::parse(&rule.own)
+            let own = FieldPath::parse(&field.own)
                 .map_err(|reason| errors.push((format!("{key}.own"), reason)))
                 .ok();
-            let shared = FieldPath::parse(&rule.shared)
+            let shared = FieldPath::parse(&field.shared)
                 .map_err(|reason| errors.push((format!("{key}.shared"), reason)))
                 .ok();
-            if let (Some(own), Some(shared)) = (&own, &shared)
-                && own.wildcard_count() != shared.wildcard_count()
-            {
+            let conversion = match (&field.convert, &field.codes) {
+                (Some(_), Some(_)) => Err((
+                    key.clone(),
+                    "a rule has either convert or codes, not both".to_owned(),
+                )),
+                (Some(text), None) => {
+                    Conversion::parse(text).map_err(|reason| (format!("{key}.convert"), reason))
+                }
+                (None, Some(table)) => {
+                    let table: Vec<(String, Value)> = table
+                        .iter()
+                        .map(|(own, shared)| (own.clone(), toml_to_json(shared)))
+                        .collect();
+                    Conversion::codes(&table).map_err(|reason| (format!("{key}.codes"), reason))
+                }
+                (None, None) => Ok(Conversion::Identity),
+            };
+            let conversion = conversion.map_err(|error| errors.push(error)).ok();
+            let (Some(own), Some(shared), Some(conversion)) = (own, shared, conversion) else {
+                continue;
+            };
+            if own.wildcard_count() != shared.wildcard_count() {
                 errors.push((
                     key.clone(),
                     "own and shared must have the same number of * segments".to_owned(),
                 ));
+                continue;
             }
-            if let Some(convert) = &rule.convert {
-                let (kind, argument) = convert.split_once(':').unwrap_or((convert, ""));
-                match CONVERSIONS.iter().find(|(name, _)| *name == kind) {
-                    Some((_, true)) if argument.is_empty() => errors.push((
-                        format!("{key}.convert"),
-                        format!("{kind} needs an argument ({kind}:...)"),
-                    )),
-                    Some((_, false)) if !argument.is_empty() || convert.contains(':') => errors
-                        .push((format!("{key}.convert"), format!("{kind} takes no argument"))),
-                    Some(_) => {}
-                    None => errors.push((
-                        format!("{key}.convert"),
-                        format!(
-                            "unknown conversion {kind:?}; expected one of date, datetime, scale, number, string, boolean"
-                        ),
-                    )),
-                }
-                if rule.codes.is_some() {
+            for (side, path, other) in [("own", &own, false), ("shared", &shared, true)] {
+                let clash = rules.iter().position(|rule| {
+                    let existing = if other { &rule.shared } else { &rule.own };
+                    overlaps(existing.segments(), path.segments())
+                });
+                if let Some(first) = clash {
                     errors.push((
-                        key.clone(),
-                        "a rule has either convert or codes, not both".to_owned(),
+                        format!("{key}.{side}"),
+                        format!(
+                            "{path} overlaps fields[{first}].{side}: two rules would write the same place"
+                        ),
                     ));
                 }
             }
-            let codes = rule.codes.as_ref().map(|table| {
-                table
-                    .iter()
-                    .map(|(own, shared)| (own.clone(), toml_to_json(shared)))
-                    .collect()
+            let description = match &field.convert {
+                Some(text) => format!("{own} ↔ {shared} ({text})"),
+                None if field.codes.is_some() => format!("{own} ↔ {shared} (codes)"),
+                None => format!("{own} ↔ {shared}"),
+            };
+            rules.push(Rule {
+                own,
+                shared,
+                conversion,
+                description,
             });
-            if let (Some(own), Some(shared)) = (own, shared) {
-                rules.push(RuleSpec {
-                    own,
-                    shared,
-                    convert: rule.convert.clone(),
-                    codes,
-                });
-            }
         }
         if errors.is_empty() {
-            Ok(FormatSpec { unmapped, rules })
+            Ok(Format { unmapped, rules })
         } else {
             Err(errors)
         }
     }
+
+    /// Translates a record; on failure, every problem (at most [`MAX_ERRORS`]).
+    pub fn translate(
+        &self,
+        record: &Value,
+        direction: Direction,
+    ) -> Result<Value, Vec<TranslationError>> {
+        let mut errors = Vec::new();
+        if !record.is_object() && !record.is_array() {
+            errors.push(self.error(direction, Vec::new(), None, ErrorKind::NotARecord));
+            return Err(errors);
+        }
+        let mut output = Value::Null;
+        for rule in &self.rules {
+            let (from, to) = rule.paths(direction);
+            let (found, arrays) = walk::find(record, from.segments());
+            // Arrays a `*` goes through keep their length on the other side.
+            for array in arrays {
+                let location = walk::locate(&array_path(to.segments(), array.star), &array.indices);
+                if let Some(Value::Array(items)) = walk::slot(&mut output, &location).map(|slot| {
+                    if slot.is_null() {
+                        *slot = Value::Array(Vec::new());
+                    }
+                    slot
+                }) && items.len() < array.items.len()
+                {
+                    let start = items.len();
+                    items.extend(array.items[start..].iter().map(walk::placeholder));
+                }
+            }
+            for found in found {
+                let converted = if found.value.is_null() {
+                    Ok(Value::Null)
+                } else {
+                    match direction {
+                        Direction::ToShared => rule.conversion.to_shared(found.value),
+                        Direction::FromShared => rule.conversion.to_own(found.value),
+                    }
+                };
+                let target = walk::locate(to.segments(), &found.indices);
+                match converted {
+                    Ok(value) => match walk::slot(&mut output, &target) {
+                        Some(slot) => *slot = value,
+                        None => errors.push(self.error(
+                            direction,
+                            found.location,
+                            Some(target),
+                            ErrorKind::Collision,
+                        )),
+                    },
+                    Err(reason) => errors.push(self.error(
+                        direction,
+                        found.location,
+                        Some(target),
+                        ErrorKind::Conversion {
+                            rule: rule.description.clone(),
+                            reason,
+                        },
+                    )),
+                }
+                if errors.len() >= MAX_ERRORS {
+                    return Err(errors);
+                }
+            }
+        }
+        if self.unmapped != Unmapped::Drop {
+            let paths: Vec<&[Segment]> = self
+                .rules
+                .iter()
+                .map(|rule| rule.paths(direction).0.segments())
+                .collect();
+            for location in walk::uncovered(record, &paths) {
+                if errors.len() >= MAX_ERRORS {
+                    break;
+                }
+                let target = self.corresponding(&location, direction);
+                if self.unmapped == Unmapped::Reject {
+                    errors.push(self.error(direction, location, None, ErrorKind::Unmapped));
+                    continue;
+                }
+                let value = lookup(record, &location).cloned().unwrap_or(Value::Null);
+                if walk::exists(&output, &target)
+                    && !lookup(&output, &target).is_some_and(Value::is_null)
+                {
+                    errors.push(self.error(
+                        direction,
+                        location,
+                        Some(target),
+                        ErrorKind::Collision,
+                    ));
+                } else if let Some(slot) = walk::slot(&mut output, &target) {
+                    *slot = value;
+                } else {
+                    errors.push(self.error(
+                        direction,
+                        location,
+                        Some(target),
+                        ErrorKind::Collision,
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        if output.is_null() {
+            output = walk::placeholder(record);
+        }
+        Ok(output)
+    }
+
+    /// The location on the other side of a field no rule covers: inside an array element that
+    /// a rule's `*` maps, the corresponding element; otherwise the same location.
+    fn corresponding(&self, location: &[Step], direction: Direction) -> Vec<Step> {
+        let mut best: Option<(usize, Vec<Step>)> = None;
+        for rule in &self.rules {
+            let (from, to) = rule.paths(direction);
+            for star in 0..from.wildcard_count() {
+                let anchor = element_path(from.segments(), star);
+                if let Some(indices) = walk::match_prefix(&anchor, location) {
+                    let length = anchor.len();
+                    if best
+                        .as_ref()
+                        .is_none_or(|(best_length, _)| length > *best_length)
+                    {
+                        let mut target = walk::locate(&element_path(to.segments(), star), &indices);
+                        target.extend_from_slice(&location[length..]);
+                        best = Some((length, target));
+                    }
+                }
+            }
+        }
+        best.map(|(_, target)| target)
+            .unwrap_or_else(|| location.to_vec())
+    }
+
+    fn error(
+        &self,
+        direction: Direction,
+        source: Vec<Step>,
+        target: Option<Vec<Step>>,
+        kind: ErrorKind,
+    ) -> TranslationError {
+        let source = Some(walk::pointer(&source));
+        let target = target.map(|target| walk::pointer(&target));
+        let (own_pointer, shared_pointer) = match direction {
+            Direction::ToShared => (source, target),
+            Direction::FromShared => (target, source),
+        };
+        TranslationError {
+            own_pointer,
+            shared_pointer,
+            kind,
+        }
+    }
+
+    /// The department's pointer for a place in the shared layout: through the rule whose
+    /// shared path matches it (or its longest prefix), else through a `*` anchor; `None` when
+    /// no rule maps it.
+    pub fn own_pointer(&self, shared_pointer: &str) -> Option<String> {
+        let location = walk::parse_pointer(shared_pointer)?;
+        if location.is_empty() {
+            return Some(String::new());
+        }
+        let mut best: Option<(usize, Vec<Step>)> = None;
+        for rule in &self.rules {
+            if let Some(indices) = walk::match_prefix(rule.shared.segments(), &location) {
+                let length = rule.shared.segments().len();
+                if best
+                    .as_ref()
+                    .is_none_or(|(best_length, _)| length > *best_length)
+                {
+                    let mut own = walk::locate(rule.own.segments(), &indices);
+                    own.extend_from_slice(&location[length..]);
+                    best = Some((length, own));
+                }
+            }
+        }
+        if let Some((_, own)) = best {
+            return Some(walk::pointer(&own));
+        }
+        let own = self.corresponding(&location, Direction::FromShared);
+        (own != location).then(|| walk::pointer(&own))
+    }
+
+    /// Puts the violations of a shared record into the department's layout: `pointer` becomes
+    /// the department's (when a rule maps it) and `shared_pointer` keeps the shared one; a
+    /// missing required field is named by the department's own field name.
+    pub fn relabel(&self, violations: &mut [Violation], lang: Lang) {
+        for violation in violations {
+            let shared = match &violation.missing_property {
+                Some(property) => format!("{}/{}", violation.pointer, escape(property)),
+                None => violation.pointer.clone(),
+            };
+            let Some(own) = self.own_pointer(&shared) else {
+                continue;
+            };
+            if violation.missing_property.is_some() {
+                let name = own
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .replace("~1", "/")
+                    .replace("~0", "~");
+                violation.message = crate::i18n::required_message(&name, lang);
+            }
+            if own != shared {
+                violation.shared_pointer = Some(shared);
+            }
+            violation.pointer = own;
+        }
+    }
 }
 
+/// Whether one path is a prefix of the other, pattern-wise (`*` and an index both match any
+/// index position): two rules with such paths would write the same place.
+fn overlaps(a: &[Segment], b: &[Segment]) -> bool {
+    a.iter().zip(b).all(|pair| match pair {
+        (Segment::Key(x), Segment::Key(y)) => x == y,
+        (Segment::Each, Segment::Each) => true,
+        (Segment::Each, Segment::Key(key)) | (Segment::Key(key), Segment::Each) => {
+            key.parse::<usize>().is_ok()
+        }
+    })
+}
+
+/// The path of the array that the `star`-th `*` (0-based) of `path` goes through: the segments
+/// before that `*`.
+fn array_path(path: &[Segment], star: usize) -> Vec<Segment> {
+    let end = star_position(path, star).unwrap_or(path.len());
+    path[..end].to_vec()
+}
+
+/// The path of the elements that the `star`-th `*` (0-based) of `path` goes through: the
+/// segments up to and including that `*`.
+fn element_path(path: &[Segment], star: usize) -> Vec<Segment> {
+    let end = star_position(path, star).map_or(path.len(), |position| position + 1);
+    path[..end].to_vec()
+}
+
+fn star_position(path: &[Segment], star: usize) -> Option<usize> {
+    path.iter()
+        .enumerate()
+        .filter(|(_, segment)| matches!(segment, Segment::Each))
+        .nth(star)
+        .map(|(position, _)| position)
+}
+
+fn lookup<'v>(value: &'v Value, location: &[Step]) -> Option<&'v Value> {
+    let mut current = value;
+    for step in location {
+        current = match (step, current) {
+            (Step::Key(key), Value::Object(object)) => object.get(key)?,
+            (Step::Index(index), Value::Array(items)) => items.get(*index)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+fn escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+/// Turns a TOML value of a code table into JSON.
 fn toml_to_json(value: &toml::Value) -> Value {
     match value {
         toml::Value::String(text) => Value::String(text.clone()),
@@ -149,7 +546,94 @@ fn toml_to_json(value: &toml::Value) -> Value {
             table
                 .iter()
                 .map(|(key, value)| (key.clone(), toml_to_json(value)))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
                 .collect(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn format(toml_text: &str) -> Format {
+        let section: FormatSection = toml::from_str(toml_text).unwrap();
+        Format::parse(&section).unwrap()
+    }
+
+    #[test]
+    fn a_business_licence_travels_both_ways() {
+        let format = format(
+            r#"
+unmapped = "reject"
+fields = [
+  { own = "/TYSHXYDM", shared = "/uscc" },
+  { own = "/QYMC", shared = "/name" },
+  { own = "/CLRQ", shared = "/established_on", convert = "date:%Y%m%d" },
+  { own = "/ZCZB", shared = "/registered_capital_yuan", convert = "scale:10000" },
+  { own = "/DJZT", shared = "/status", codes = { "1" = "active", "2" = "revoked", "3" = "cancelled" } },
+  { own = "/GDXX/*/GDMC", shared = "/shareholders/*/name" },
+  { own = "/FR/XM", shared = "/legal_representative/name" },
+]
+"#,
+        );
+        let own = json!({
+            "TYSHXYDM": "91350100M000100Y43", "QYMC": "闽江数据", "CLRQ": "20160818",
+            "ZCZB": 0.3, "DJZT": "1", "GDXX": [{"GDMC": "甲"}, {"GDMC": "乙"}, {}],
+            "FR": {"XM": "林志远"}
+        });
+        let shared = format.translate(&own, Direction::ToShared).unwrap();
+        assert_eq!(
+            shared,
+            json!({
+                "uscc": "91350100M000100Y43", "name": "闽江数据", "established_on": "2016-08-18",
+                "registered_capital_yuan": 3000, "status": "active",
+                "shareholders": [{"name": "甲"}, {"name": "乙"}, {}],
+                "legal_representative": {"name": "林志远"}
+            })
+        );
+        assert_eq!(
+            format.translate(&shared, Direction::FromShared).unwrap(),
+            own
+        );
+        assert_eq!(
+            format.own_pointer("/shareholders/1/name").as_deref(),
+            Some("/GDXX/1/GDMC")
+        );
+
+        let mut bad = own.clone();
+        bad["CLRQ"] = json!("2016-08-18");
+        bad["DJZT"] = json!("9");
+        bad["EXTRA"] = json!(1);
+        bad["GDXX"][0]["ZZ"] = json!(2);
+        let errors = format.translate(&bad, Direction::ToShared).unwrap_err();
+        let pointers: Vec<_> = errors
+            .iter()
+            .map(|e| e.own_pointer.clone().unwrap())
+            .collect();
+        assert_eq!(pointers, ["/CLRQ", "/DJZT", "/GDXX/0/ZZ", "/EXTRA"]);
+    }
+
+    #[test]
+    fn keep_copies_unmapped_fields_into_corresponding_elements() {
+        let format = format(
+            r#"
+unmapped = "keep"
+fields = [{ own = "/GDXX/*/GDMC", shared = "/shareholders/*/name" }]
+"#,
+        );
+        let own = json!({"GDXX": [{"GDMC": "甲", "BL": 0.5}], "BZ": "x"});
+        let shared = format.translate(&own, Direction::ToShared).unwrap();
+        assert_eq!(
+            shared,
+            json!({"shareholders": [{"name": "甲", "BL": 0.5}], "BZ": "x"})
+        );
+        assert_eq!(
+            format.translate(&shared, Direction::FromShared).unwrap(),
+            own
+        );
     }
 }
