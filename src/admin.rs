@@ -5,6 +5,9 @@
 //! - GET `/healthz`: liveness. GET `/readyz`: readiness.
 //! - GET `/admin/schemas`: every schema with its versions, latest and compatibility mode
 //!   (roles admin, auditor).
+//! - POST `/admin/translate/{department}/{schema}?direction=to-shared|from-shared`: dry-run a
+//!   department's format on the body (role admin): 200 with the translated record, or the 422
+//!   translation problem.
 //!
 //! Every other `/admin/...` and `/audit/...` route is refused by role first ([`require_role`]):
 //! no credentials → 401, a department without the role → 403, then 404 for an unknown route.
@@ -13,18 +16,21 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::body::Body as RequestBody;
 use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Path, Query};
+use axum::routing::{get, post};
 use http::{HeaderMap, Response, StatusCode};
 use serde::Serialize;
 
 use crate::config::Department;
 use crate::data_plane::{Caller, healthz, readyz};
 use crate::domain::Role;
-use crate::exchange::identify_department;
+use crate::exchange::{identify_department, parse_json, read_json_body};
 use crate::gateway::Gateway;
-use crate::problem::ExchangeError;
+use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
+use crate::translate::Direction;
 
 /// The roles that may read the registry and the audit trail.
 pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];
@@ -37,6 +43,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/admin/schemas", get(list_schemas))
+        .route("/admin/translate/{department}/{schema}", post(translate))
         .fallback(fallback)
         .method_not_allowed_fallback(crate::data_plane::method_not_allowed)
         .with_state(gateway)
@@ -105,4 +112,66 @@ async fn list_schemas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -
         })
         .collect();
     caller.json(StatusCode::OK, &serde_json::json!({ "schemas": schemas }))
+}
+
+#[derive(serde::Deserialize)]
+struct TranslateQuery {
+    direction: Option<String>,
+}
+
+/// POST `/admin/translate/{department}/{schema}?direction=...`: what a department's format makes
+/// of a record, without sending anything.
+async fn translate(
+    State(gateway): State<Arc<Gateway>>,
+    Path((department, schema)): Path<(String, String)>,
+    query: Result<Query<TranslateQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: RequestBody,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = gateway.snapshot();
+    if let Err(error) = require_role(&snapshot, &headers, WRITERS) {
+        return caller.problem(&error);
+    }
+    let direction = match query
+        .ok()
+        .and_then(|Query(query)| query.direction)
+        .as_deref()
+    {
+        Some("to-shared") => Direction::ToShared,
+        Some("from-shared") => Direction::FromShared,
+        _ => {
+            return caller.problem(&ExchangeError::InvalidParameter { name: "direction" });
+        }
+    };
+    let Some(department) = snapshot.department(&department) else {
+        return caller.problem(&ExchangeError::NotFound);
+    };
+    let Some(schema) = snapshot.registry.get(&schema, None) else {
+        return caller.problem(&ExchangeError::NotFound);
+    };
+    let Some(format) = department.formats.get(&schema.name) else {
+        return caller.problem(&ExchangeError::NotFound);
+    };
+    let limit = snapshot.config.gateway.max_body_bytes;
+    let record = match read_json_body(&headers, body, limit)
+        .await
+        .and_then(|bytes| parse_json(&bytes))
+    {
+        Ok(record) => record,
+        Err(error) => return caller.problem(&error),
+    };
+    match format.translate(&record, direction) {
+        Ok(translated) => caller.json(StatusCode::OK, &translated),
+        Err(errors) => caller.problem(&ExchangeError::Translation {
+            schema: schema.label(),
+            department: department.id.to_string(),
+            direction,
+            fault: TranslationFault::Caller,
+            violations: errors
+                .iter()
+                .map(|error| error.to_violation(caller.lang))
+                .collect(),
+        }),
+    }
 }

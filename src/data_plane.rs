@@ -3,8 +3,8 @@
 //! Routes:
 //! - ANY `/exchange/{provider}/{service}[/{rest}]`: the exchange path ([`crate::exchange`]).
 //! - GET `/catalog`: the services and certificate types the caller may use.
-//! - POST `/validate/{schema}[?version=N]`: validate a record (JSON) or many (NDJSON) without
-//!   sending them.
+//! - POST `/validate/{schema}[?version=N][&format=own]`: validate a record (JSON) or many
+//!   (NDJSON) without sending them; `format=own` first translates from the caller's layout.
 //! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not draining).
 //!
 //! Anything else is a 404 problem; a listed route with another method is a 405 problem.
@@ -29,6 +29,7 @@ use crate::i18n::Lang;
 use crate::problem::ExchangeError;
 use crate::registry::{CompiledSchema, Violation};
 use crate::server::PeerAddr;
+use crate::translate::{Direction, Format};
 
 /// The data plane's routes over the shared gateway state.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -240,6 +241,7 @@ async fn catalog(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Res
 #[derive(Deserialize)]
 struct ValidateQuery {
     version: Option<String>,
+    format: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -262,23 +264,37 @@ async fn validate(
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
-    if let Err(error) = identify_department(&snapshot, &headers) {
-        return caller.problem(&error);
-    }
-    let version = match query.map(|Query(query)| query.version) {
-        Ok(None) => None,
-        Ok(Some(text)) => match SchemaVersion::parse(&text) {
+    let department = match identify_department(&snapshot, &headers) {
+        Ok(department) => department,
+        Err(error) => return caller.problem(&error),
+    };
+    let Ok(Query(query)) = query else {
+        return caller.problem(&ExchangeError::InvalidParameter { name: "query" });
+    };
+    let version = match query.version {
+        None => None,
+        Some(text) => match SchemaVersion::parse(&text) {
             Ok(version) => Some(version),
+            // A version that is not a number is a version that does not exist.
             Err(_) => return caller.problem(&ExchangeError::NotFound),
         },
-        Err(_) => return caller.problem(&ExchangeError::NotFound),
+    };
+    let own_layout = match query.format.as_deref() {
+        None | Some("shared") => false,
+        Some("own") => true,
+        Some(_) => return caller.problem(&ExchangeError::InvalidParameter { name: "format" }),
     };
     let Some(schema) = snapshot.registry.get(&schema, version) else {
         return caller.problem(&ExchangeError::NotFound);
     };
+    // `?format=own`: the record is in the caller's layout. A caller without a format for this
+    // schema speaks the shared layout, as on the exchange path.
+    let format = own_layout
+        .then(|| department.formats.get(&schema.name).cloned())
+        .flatten();
     let limit = snapshot.config.gateway.max_body_bytes;
     if is_ndjson(&headers) {
-        return caller.tag(validate_ndjson(schema, body, limit, caller.lang));
+        return caller.tag(validate_ndjson(schema, format, body, limit, caller.lang));
     }
     let bytes = match exchange::read_json_body(&headers, body, limit).await {
         Ok(bytes) => bytes,
@@ -293,7 +309,7 @@ async fn validate(
         Ok(record) => record,
         Err(error) => return caller.problem(&error),
     };
-    let errors = schema.validate(&record, caller.lang);
+    let errors = check_record(&schema, format.as_deref(), &record, caller.lang);
     caller.json(
         StatusCode::OK,
         &ValidationResult {
@@ -320,6 +336,7 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
 struct NdjsonState {
     input: axum::body::BodyDataStream,
     schema: Arc<CompiledSchema>,
+    format: Option<Arc<Format>>,
     lang: Lang,
     limit: usize,
     buffer: BytesMut,
@@ -331,6 +348,7 @@ struct NdjsonState {
 
 fn validate_ndjson(
     schema: Arc<CompiledSchema>,
+    format: Option<Arc<Format>>,
     body: Body,
     limit: usize,
     lang: Lang,
@@ -338,6 +356,7 @@ fn validate_ndjson(
     let state = NdjsonState {
         input: body.into_data_stream(),
         schema,
+        format,
         lang,
         limit,
         buffer: BytesMut::new(),
@@ -425,7 +444,7 @@ fn line_result(state: &NdjsonState, line: &[u8]) -> Option<Bytes> {
         return None;
     }
     let errors = match serde_json::from_slice::<Value>(line) {
-        Ok(record) => state.schema.validate(&record, state.lang),
+        Ok(record) => check_record(&state.schema, state.format.as_deref(), &record, state.lang),
         Err(error) => vec![Violation::new(
             "",
             "json",
@@ -436,6 +455,30 @@ fn line_result(state: &NdjsonState, line: &[u8]) -> Option<Bytes> {
         )],
     };
     Some(result_line(state.line, &errors))
+}
+
+/// The problems of one record: translation problems when it is in the caller's layout and does
+/// not translate, otherwise schema violations (at the caller's own pointers with a format).
+fn check_record(
+    schema: &CompiledSchema,
+    format: Option<&Format>,
+    record: &Value,
+    lang: Lang,
+) -> Vec<Violation> {
+    let Some(format) = format else {
+        return schema.validate(record, lang);
+    };
+    match format.translate(record, Direction::ToShared) {
+        Ok(shared) => {
+            let mut violations = schema.validate(&shared, lang);
+            format.relabel(&mut violations, lang);
+            violations
+        }
+        Err(errors) => errors
+            .iter()
+            .map(|error| error.to_violation(lang))
+            .collect(),
+    }
 }
 
 fn result_line(line: u64, errors: &[Violation]) -> Bytes {

@@ -52,6 +52,12 @@ pub enum ExchangeError {
         /// The methods it does accept.
         allowed: Vec<Method>,
     },
+    /// A query parameter has a value the route does not know.
+    #[error("invalid parameter")]
+    InvalidParameter {
+        /// The parameter's name.
+        name: &'static str,
+    },
     /// The body is not JSON (or not UTF-8, or nested too deeply).
     #[error("malformed JSON: {reason}")]
     MalformedJson {
@@ -148,7 +154,9 @@ impl ExchangeError {
             ExchangeError::Forbidden => StatusCode::FORBIDDEN,
             ExchangeError::NotFound => StatusCode::NOT_FOUND,
             ExchangeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ExchangeError::MalformedJson { .. } => StatusCode::BAD_REQUEST,
+            ExchangeError::MalformedJson { .. } | ExchangeError::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ExchangeError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ExchangeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ExchangeError::SchemaValidation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -172,6 +180,7 @@ impl ExchangeError {
             ExchangeError::NotFound => "not-found",
             ExchangeError::MethodNotAllowed { .. } => "method-not-allowed",
             ExchangeError::MalformedJson { .. } => "malformed-json",
+            ExchangeError::InvalidParameter { .. } => "invalid-parameter",
             ExchangeError::UnsupportedMediaType { .. } => "unsupported-media-type",
             ExchangeError::PayloadTooLarge { .. } => "payload-too-large",
             ExchangeError::SchemaValidation { .. } => "schema-validation",
@@ -190,6 +199,7 @@ impl ExchangeError {
             ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => "forbidden",
             ExchangeError::NotFound => "not_found",
             ExchangeError::MalformedJson { .. }
+            | ExchangeError::InvalidParameter { .. }
             | ExchangeError::UnsupportedMediaType { .. }
             | ExchangeError::SchemaValidation { .. } => "invalid_request",
             ExchangeError::PayloadTooLarge { .. } => "too_large",
@@ -207,6 +217,7 @@ impl ExchangeError {
             ExchangeError::NotFound => ("Not found", "未找到"),
             ExchangeError::MethodNotAllowed { .. } => ("Method not allowed", "不允许的请求方法"),
             ExchangeError::MalformedJson { .. } => ("Malformed JSON", "JSON 格式错误"),
+            ExchangeError::InvalidParameter { .. } => ("Invalid parameter", "参数无效"),
             ExchangeError::UnsupportedMediaType { .. } => {
                 ("Unsupported media type", "不支持的内容类型")
             }
@@ -258,6 +269,10 @@ impl ExchangeError {
                 } else {
                     format!("Allowed methods: {list}")
                 }
+            }
+            ExchangeError::InvalidParameter { name } if zh => format!("参数 {name} 的取值无效"),
+            ExchangeError::InvalidParameter { name } => {
+                format!("The value of the parameter {name} is not one this route accepts")
             }
             ExchangeError::MalformedJson { reason } if zh => {
                 format!("请求体不是有效的 JSON：{reason}")

@@ -251,3 +251,119 @@ async fn shutdown_finishes_in_flight_exchanges_then_refuses_connections() {
     );
     assert_eq!(slow.call_count(), 1);
 }
+
+#[tokio::test]
+async fn admins_dry_run_a_departments_format() {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records)
+        .department(
+            "tax",
+            "department",
+            r#"
+[formats.license]
+unmapped = "reject"
+fields = [
+  { own = "/nsrsbh", shared = "/uscc" },
+  { own = "/nsrmc", shared = "/name" },
+  { own = "/zt", shared = "/status", codes = { "1" = "active", "2" = "revoked", "3" = "cancelled" } },
+]
+"#,
+        )
+        .start()
+        .await;
+    let post = |path: &str, department: &str, body: serde_json::Value| {
+        gateway
+            .client
+            .post(gateway.admin_url(path))
+            .bearer_auth(token(department))
+            .json(&body)
+            .send()
+    };
+    let own = serde_json::json!({"nsrsbh": "91350100M000100Y43", "nsrmc": "闽江数据", "zt": "1"});
+    let shared =
+        serde_json::json!({"uscc": "91350100M000100Y43", "name": "闽江数据", "status": "active"});
+
+    let response = post(
+        "/admin/translate/tax/license?direction=to-shared",
+        "admin",
+        own.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), shared);
+    let response = post(
+        "/admin/translate/tax/license?direction=from-shared",
+        "admin",
+        shared.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), own);
+
+    // A record that does not translate: the 422 translation problem at the own pointers.
+    let bad = serde_json::json!({"nsrsbh": "x", "zt": "7", "other": 1});
+    let (status, body) = problem(
+        post(
+            "/admin/translate/tax/license?direction=to-shared",
+            "admin",
+            bad,
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["type"], "urn:xgate:problem:translation");
+    let pointers: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/zt", "/other"]);
+    assert_eq!(body["errors"][0]["rule"], "/zt ↔ /status (codes)");
+
+    // Roles, parameters and names.
+    for (department, expected) in [
+        ("auditor", StatusCode::FORBIDDEN),
+        ("tax", StatusCode::FORBIDDEN),
+    ] {
+        let (status, _) = problem(
+            post(
+                "/admin/translate/tax/license?direction=to-shared",
+                department,
+                own.clone(),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(status, expected, "{department}");
+    }
+    for (path, expected) in [
+        ("/admin/translate/tax/license", StatusCode::BAD_REQUEST),
+        (
+            "/admin/translate/tax/license?direction=sideways",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/admin/translate/nobody/license?direction=to-shared",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/admin/translate/tax/nothing?direction=to-shared",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/admin/translate/civil/license?direction=to-shared",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (status, _) = problem(post(path, "admin", own.clone()).await.unwrap()).await;
+        assert_eq!(status, expected, "{path}");
+    }
+    gateway.stop().await;
+}

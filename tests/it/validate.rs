@@ -385,3 +385,152 @@ async fn an_ndjson_line_over_the_body_limit_is_reported_and_later_lines_still_va
     }
     gateway.stop().await;
 }
+
+/// The standard scenario where `tax` speaks its own layout of `license`.
+async fn gateway_with_tax_format() -> (TestGateway, Upstream, Upstream) {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records)
+        .department(
+            "tax",
+            "department",
+            r#"
+[formats.license]
+unmapped = "reject"
+fields = [
+  { own = "/nsrsbh", shared = "/uscc" },
+  { own = "/nsrmc", shared = "/name" },
+  { own = "/zt", shared = "/status", codes = { "1" = "active", "2" = "revoked", "3" = "cancelled" } },
+  { own = "/clrq", shared = "/established_on", convert = "date:%Y%m%d" },
+  { own = "/gd/*/xm", shared = "/shareholders/*/name" },
+]
+"#,
+        )
+        .start()
+        .await;
+    (gateway, echo, records)
+}
+
+#[tokio::test]
+async fn format_own_validates_a_record_in_the_callers_layout() {
+    let (gateway, _echo, _records) = gateway_with_tax_format().await;
+    let own = json!({"nsrsbh": "91350100M000100Y43", "nsrmc": "闽江数据", "zt": "1", "clrq": "20160818",
+                     "gd": [{"xm": "甲"}, {"xm": "乙"}]});
+    // Shared violations are reported at the caller's own pointers, the shared one beside.
+    let mut bad = own.clone();
+    bad["nsrsbh"] = json!("91350100M000100Y44");
+    bad.as_object_mut().unwrap().remove("nsrmc");
+    let result: Value = gateway
+        .call(Method::POST, "/validate/license?format=own", "tax")
+        .header("accept-language", "zh")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["valid"], false, "{result}");
+    let errors = result["errors"].as_array().unwrap();
+    let uscc = errors.iter().find(|e| e["keyword"] == "format").unwrap();
+    assert_eq!(uscc["pointer"], "/nsrsbh");
+    assert_eq!(uscc["shared_pointer"], "/uscc");
+    let missing = errors.iter().find(|e| e["keyword"] == "required").unwrap();
+    assert_eq!(missing["pointer"], "/nsrmc", "{missing}");
+    assert_eq!(missing["message"], "缺少必填字段 \"nsrmc\"");
+
+    // Values that do not convert are translation errors at the caller's pointers.
+    let mut untranslatable = own.clone();
+    untranslatable["clrq"] = json!("2016-08-18");
+    untranslatable["zt"] = json!("9");
+    untranslatable["extra"] = json!(true);
+    let result: Value = gateway
+        .call(Method::POST, "/validate/license?format=own", "tax")
+        .json(&untranslatable)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["valid"], false);
+    let found: Vec<(&str, &str)> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap(),
+                e["keyword"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("/zt", "translation"),
+            ("/clrq", "translation"),
+            ("/extra", "unmapped")
+        ]
+    );
+
+    // A valid own record is valid; the same record in the shared layout is not (in own terms).
+    let good = own.clone();
+    for (path, expected) in [
+        ("/validate/license?format=own", true),
+        ("/validate/license", false),
+    ] {
+        let result: Value = gateway
+            .call(Method::POST, path, "tax")
+            .json(&good)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result["valid"], expected, "{path}: {result}");
+    }
+    // NDJSON in the caller's layout.
+    let body = format!("{good}\n{untranslatable}\n");
+    let text = gateway
+        .call(Method::POST, "/validate/license?format=own", "tax")
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["valid"], true);
+    assert_eq!(lines[1]["errors"][0]["pointer"], "/zt");
+    // A caller without a format speaks the shared layout.
+    let result: Value = gateway
+        .call(Method::POST, "/validate/license?format=own", "civil")
+        .json(&license())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["valid"], true);
+    // An unknown format value is refused.
+    let (status, body) = problem(
+        gateway
+            .call(Method::POST, "/validate/license?format=theirs", "tax")
+            .json(&good)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["type"], "urn:xgate:problem:invalid-parameter");
+}
