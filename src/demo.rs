@@ -191,58 +191,107 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     response
 }
 
-/// The ready-to-paste calls printed at start.
+/// The ready-to-paste calls printed at start: the business licence in three layouts, a push in
+/// market regulation's layout (201, and 422 with the errors at its own field names), a dry-run
+/// validation in its own layout and the admin's translation dry-run.
 fn calls(config: &Config, demo_dir: &Path) -> String {
     let data = format!("http://{}", config.gateway.listen);
     let admin = format!("http://{}", config.gateway.admin_listen);
-    let request = |name: &str| {
-        std::fs::read_to_string(demo_dir.join("requests/tax").join(name))
+    let read = |path: &str| {
+        std::fs::read_to_string(demo_dir.join(path))
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .map(|value| value.to_string().replace('\'', "'\\''"))
-            .unwrap_or_else(|| "{}".to_owned())
+            .unwrap_or_else(|| serde_json::json!({}))
     };
-    let valid = request("taxpayer-registrations.valid.json");
-    let invalid = request("taxpayer-registrations.invalid.json");
+    let quoted = |value: &serde_json::Value| value.to_string().replace('\'', "'\\''");
+    let valid = quoted(&read("requests/tax/taxpayer-registrations.valid.json"));
+    let invalid = quoted(&read("requests/tax/taxpayer-registrations.invalid.json"));
+    let license = read("backends/market-regulation/business-licenses.json");
+    let license_upstream = config
+        .departments
+        .iter()
+        .find(|department| department.id.as_str() == "market-regulation")
+        .and_then(|department| {
+            department
+                .services
+                .iter()
+                .find(|service| service.name.as_str() == "business-licenses")
+        })
+        .map(|service| service.upstream.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| "http://127.0.0.1:7101/licenses".to_owned());
+    let mut impossible_date = license.clone();
+    if let Some(record) = impossible_date.as_object_mut() {
+        record.insert("CLRQ".to_owned(), serde_json::json!("20160231"));
+    }
+    let impossible_date = quoted(&impossible_date);
+    let license = quoted(&license);
     format!(
         r#"
 xgate demo: the gateway is on {data} (data plane) and {admin} (admin plane),
 with simulated backends for the example departments. Demo tokens are demo-<department id>
 (demo only; never use them for real). Ctrl-C stops everything.
 
-# 1. The tax bureau reads a business licence from market regulation (200):
+Each department keeps its own record layout ([formats.<schema>] in config/departments/*.toml);
+the gateway translates through the shared layout of schemas/. Departments without a format
+(human resources for licences, public security) speak the shared layout.
+
+# 1. A business licence as market regulation's own system keeps it (the simulated backend,
+#    called directly): TYSHXYDM, QYMC, ZCZB in 万元, CLRQ as YYYYMMDD, DJZT "1" ...
+curl -s {license_upstream}/91350100M000100Y43
+
+# 2. The tax bureau reads that licence through the gateway, and gets it in the tax bureau's
+#    layout: nsrsbh, nsrmc, zczb "10000000" (元), djrq "2016/08/18", djzt "存续" ... (200):
 curl -s {data}/exchange/market-regulation/business-licenses/91350100M000100Y43 \
   -H 'Authorization: Bearer demo-tax'
 
-# 2. Civil affairs reads the same licence, projected to the fields it needs (200):
+# 3. Human resources has no format for licences: the shared layout (uscc, name,
+#    registered_capital_yuan 10000000, established_on "2016-08-18", status "active" ...) (200):
+curl -s {data}/exchange/market-regulation/business-licenses/91350100M000100Y43 \
+  -H 'Authorization: Bearer demo-human-resources'
+
+# 4. Civil affairs gets only the fields projected for it, in its own layout
+#    (SHXYDM, DWMC, DJZT, FDDBR) (200):
 curl -s {data}/exchange/market-regulation/business-licenses/91350100M000100Y43 \
   -H 'Authorization: Bearer demo-civil-affairs'
 
-# 3. Market regulation pushes a new business to the tax bureau (201):
+# 5. Market regulation pushes a new business to the tax bureau in its own layout; the tax
+#    bureau's system receives it in the tax layout and answers a receipt in the tax layout,
+#    which comes back in market regulation's layout (201):
 curl -s {data}/exchange/tax/taxpayer-registrations \
   -H 'Authorization: Bearer demo-market-regulation' -H 'Content-Type: application/json' \
   -d '{valid}'
 
-# 4. The same record with three mistakes: refused before it reaches the tax bureau (422),
-#    each error explained in Chinese:
+# 6. The same record with three mistakes (a wrong USCC check character, no ZS 住所, a mobile
+#    number one digit short): refused before it reaches the tax bureau (422), each error in
+#    Chinese at market regulation's own field (/TYSHXYDM, /ZS, /FDDBR/YDDH) with the shared
+#    field beside it:
 curl -s {data}/exchange/tax/taxpayer-registrations \
   -H 'Authorization: Bearer demo-market-regulation' -H 'Content-Type: application/json' \
   -H 'Accept-Language: zh-CN' \
   -d '{invalid}'
 
-# 5. Civil affairs may not register taxpayers (403):
+# 7. Civil affairs may not register taxpayers (403):
 curl -s {data}/exchange/tax/taxpayer-registrations \
   -H 'Authorization: Bearer demo-civil-affairs' -H 'Content-Type: application/json' \
   -d '{valid}'
 
-# 6. What the tax bureau may call, and with which schema versions:
+# 8. What the tax bureau may call, and with which schema versions:
 curl -s {data}/catalog -H 'Authorization: Bearer demo-tax'
 
-# 7. Check a record without sending it:
-curl -s {data}/validate/taxpayer-registration -H 'Authorization: Bearer demo-tax' \
-  -H 'Content-Type: application/json' -d '{invalid}'
+# 9. Market regulation checks a licence in its own layout without sending it: CLRQ 20160231
+#    is no date, so it does not convert (valid: false, a translation error at /CLRQ):
+curl -s '{data}/validate/business-license?format=own' \
+  -H 'Authorization: Bearer demo-market-regulation' -H 'Content-Type: application/json' \
+  -H 'Accept-Language: zh-CN' \
+  -d '{impossible_date}'
 
-# 8. The auditor lists the shared schemas on the admin plane:
+# 10. The administrator dry-runs market regulation's format on its licence: the shared record
+#     (admin plane, role admin):
+curl -s '{admin}/admin/translate/market-regulation/business-license?direction=to-shared' \
+  -H 'Authorization: Bearer demo-data-bureau' -H 'Content-Type: application/json' \
+  -d '{license}'
+
+# 11. The auditor lists the shared schemas on the admin plane:
 curl -s {admin}/admin/schemas -H 'Authorization: Bearer demo-audit-office'
 "#
     )

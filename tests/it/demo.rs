@@ -117,46 +117,129 @@ async fn wait_until_ready(demo: &mut Demo, http: &reqwest::Client) {
     }
 }
 
+/// A GET through the gateway as `token`: the status and the JSON body.
+async fn get_json(http: &reqwest::Client, path: &str, token: &str) -> (StatusCode, Value) {
+    let response = http
+        .get(format!("{DATA}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// The sorted member names of a JSON object.
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     let http = client();
     let mut demo = Demo::start();
     wait_until_ready(&mut demo, &http).await;
 
-    // 1. The tax bureau reads a business licence.
-    let response = http
-        .get(format!("{DATA}{LICENSE}"))
-        .bearer_auth("demo-tax")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let license: Value = response.json().await.unwrap();
-    assert_eq!(license["uscc"], "91350100M000100Y43");
-    assert!(license["registered_capital_yuan"].is_number(), "{license}");
-
-    // 2. Civil affairs gets the projected fields only.
-    let response = http
-        .get(format!("{DATA}{LICENSE}"))
-        .bearer_auth("demo-civil-affairs")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let projected: Value = response.json().await.unwrap();
-    let mut keys: Vec<&String> = projected.as_object().unwrap().keys().collect();
-    keys.sort();
+    // 1. The tax bureau reads a business licence that market regulation's backend answers in
+    //    its own layout (TYSHXYDM, ZCZB in 万元, CLRQ YYYYMMDD, DJZT "1"), and gets it in the
+    //    tax bureau's layout.
+    let (status, license) = get_json(&http, LICENSE, "demo-tax").await;
+    assert_eq!(status, StatusCode::OK, "{license}");
+    assert_eq!(license["nsrsbh"], "91350100M000100Y43", "{license}");
+    assert_eq!(license["nsrmc"], "福州闽江数据科技有限公司");
+    assert_eq!(license["djzclx"], "有限责任公司");
+    assert_eq!(license["fddbrxm"], "林志远");
+    assert_eq!(license["zczb"], "10000000", "1000 万元 as 元 text");
+    assert_eq!(license["djrq"], "2016/08/18");
+    assert_eq!(license["djzt"], "存续");
+    assert_eq!(license["hzrq"], "2023/04/12");
     assert_eq!(
-        keys,
-        ["legal_representative", "name", "status", "uscc"],
+        license["tzfxx"],
+        serde_json::json!([
+            {"tzfmc": "林志远", "tzje": "6000000"},
+            {"tzfmc": "福建海峡创新投资有限公司", "tzje": "4000000"}
+        ])
+    );
+    for foreign in ["uscc", "TYSHXYDM", "ZCZB", "registered_capital_yuan"] {
+        assert!(license.get(foreign).is_none(), "{foreign} in {license}");
+    }
+
+    // 2. Human resources has no format for licences: the shared layout.
+    let (status, shared) = get_json(&http, LICENSE, "demo-human-resources").await;
+    assert_eq!(status, StatusCode::OK, "{shared}");
+    assert_eq!(shared["uscc"], "91350100M000100Y43");
+    assert_eq!(shared["type"], "limited_liability_company");
+    assert_eq!(shared["registered_capital_yuan"], 10_000_000);
+    assert_eq!(shared["established_on"], "2016-08-18");
+    assert_eq!(shared["status"], "active");
+    assert_eq!(shared["shareholders"][1]["contribution_yuan"], 4_000_000);
+
+    // 3. Civil affairs gets the projected fields only, in its own layout.
+    let (status, projected) = get_json(&http, LICENSE, "demo-civil-affairs").await;
+    assert_eq!(status, StatusCode::OK, "{projected}");
+    assert_eq!(
+        keys(&projected),
+        ["DJZT", "DWMC", "FDDBR", "SHXYDM"],
         "{projected}"
     );
-    assert_eq!(
-        projected["legal_representative"],
-        serde_json::json!({"name": license["legal_representative"]["name"]})
-    );
+    assert_eq!(projected["SHXYDM"], shared["uscc"]);
+    assert_eq!(projected["DWMC"], shared["name"]);
+    assert_eq!(projected["DJZT"], "存续");
+    assert_eq!(projected["FDDBR"], shared["legal_representative"]["name"]);
 
-    // 3. The invalid registration is refused with its three mistakes, in Chinese.
+    // The other simulated backends answer in their own layouts too; every answer translates
+    // into a valid shared record (a consumer without a format gets that record).
+    let (status, marriage) = get_json(
+        &http,
+        "/exchange/civil-affairs/marriage-records/350104199003080571",
+        "demo-public-security",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{marriage}");
+    assert_eq!(marriage["registration_type"], "marriage");
+    assert_eq!(marriage["registered_on"], "2021-05-20");
+    assert_eq!(marriage["parties"][0]["gender"], "male");
+    assert_eq!(marriage["parties"][1]["gender"], "female");
+    assert_eq!(marriage["parties"][1]["date_of_birth"], "1992-11-21");
+    let (status, insurance) = get_json(
+        &http,
+        "/exchange/human-resources/social-insurance-records/350103199211210848",
+        "demo-tax",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{insurance}");
+    assert_eq!(insurance["insurances"][1]["type"], "medical");
+    assert_eq!(
+        insurance["insurances"][0]["monthly_contribution_base_yuan"],
+        8500
+    );
+    assert_eq!(insurance["pension_contribution_months"], 106);
+    assert_eq!(insurance["updated_at"], "2024-05-06T08:30:00+08:00");
+    assert!(
+        insurance.get("GRBH").is_none(),
+        "the internal person number is dropped: {insurance}"
+    );
+    let (status, clearance) = get_json(
+        &http,
+        "/exchange/tax/tax-clearances/91350100M000100Y43",
+        "demo-market-regulation",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{clearance}");
+    assert_eq!(clearance["has_outstanding_tax"], false);
+    assert_eq!(clearance["outstanding_tax_yuan"], 0);
+    assert_eq!(clearance["credit_rating_year"], 2023);
+    assert_eq!(clearance["checked_at"], "2024-05-20T14:03:11+08:00");
+
+    // 4. The invalid registration, in market regulation's layout, is refused with its three
+    //    mistakes, in Chinese, at market regulation's own fields with the shared ones beside.
     let response = http
         .post(format!("{DATA}{REGISTRATIONS}"))
         .bearer_auth("demo-market-regulation")
@@ -168,14 +251,41 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:xgate:problem:schema-validation");
+    assert!(has_chinese(problem["title"].as_str().unwrap()), "{problem}");
     let errors = problem["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 3, "{problem}");
-    for error in errors {
-        assert!(has_chinese(error["message"].as_str().unwrap()), "{error}");
-    }
-    assert!(has_chinese(problem["title"].as_str().unwrap()), "{problem}");
+    let mut places: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|error| {
+            assert!(has_chinese(error["message"].as_str().unwrap()), "{error}");
+            (
+                error["pointer"].as_str().unwrap(),
+                error["shared_pointer"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    places.sort_unstable();
+    assert_eq!(
+        places,
+        [
+            ("/FDDBR/YDDH", "/legal_representative/mobile_phone"),
+            ("/TYSHXYDM", "/uscc"),
+            ("/ZS", "/address"),
+        ],
+        "{problem}"
+    );
+    let missing = errors
+        .iter()
+        .find(|error| error["pointer"] == "/ZS")
+        .unwrap();
+    assert_eq!(missing["keyword"], "required");
+    assert!(
+        missing["message"].as_str().unwrap().contains("ZS"),
+        "the missing field is named as market regulation names it: {missing}"
+    );
 
-    // 4. The valid one reaches the tax bureau.
+    // 5. The valid one reaches the tax bureau; its receipt (answered in the tax layout) comes
+    //    back in market regulation's layout.
     let response = http
         .post(format!("{DATA}{REGISTRATIONS}"))
         .bearer_auth("demo-market-regulation")
@@ -185,9 +295,14 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let receipt: Value = response.json().await.unwrap();
-    assert_eq!(receipt["status"], "registered", "{receipt}");
+    assert_eq!(receipt["CLJG"], "1", "registered: {receipt}");
+    assert_eq!(receipt["TYSHXYDM"], "91350102MA8RQ1W633");
+    assert_eq!(receipt["NSRSBH"], "91350102MA8RQ1W633");
+    assert_eq!(receipt["ZGSWJGDM"], "13501020000");
+    assert_eq!(receipt["JSSJ"], "2019-03-01 10:15:42");
+    assert!(receipt.get("status").is_none(), "{receipt}");
 
-    // 5. Civil affairs may not register taxpayers.
+    // 6. Civil affairs may not register taxpayers.
     let response = http
         .post(format!("{DATA}{REGISTRATIONS}"))
         .bearer_auth("demo-civil-affairs")
@@ -196,6 +311,52 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    // 7. Market regulation checks a licence in its own layout without sending it: an
+    //    impossible date of establishment does not convert, and is named by its own field.
+    let own_license: Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("demo/backends/market-regulation/business-licenses.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut impossible = own_license.clone();
+    impossible["CLRQ"] = Value::from("20160231");
+    let response = http
+        .post(format!("{DATA}/validate/business-license?format=own"))
+        .bearer_auth("demo-market-regulation")
+        .header("accept-language", "zh-CN")
+        .json(&impossible)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["valid"], false, "{result}");
+    assert_eq!(result["errors"][0]["pointer"], "/CLRQ", "{result}");
+    assert_eq!(
+        result["errors"][0]["shared_pointer"], "/established_on",
+        "{result}"
+    );
+    assert_eq!(result["errors"][0]["keyword"], "translation", "{result}");
+
+    // 8. The administrator's dry run turns the backend's licence into the very shared record
+    //    that consumers without a format receive.
+    let response = http
+        .post(
+            "http://127.0.0.1:9090/admin/translate/market-regulation/business-license\
+             ?direction=to-shared",
+        )
+        .bearer_auth("demo-data-bureau")
+        .json(&own_license)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let dry_run: Value = response.json().await.unwrap();
+    assert_eq!(dry_run, shared);
 
     // SIGTERM stops it cleanly.
     let status = Command::new("kill")
@@ -212,6 +373,14 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
         "{stdout}"
     );
     assert!(stdout.contains("Bearer demo-tax"), "{stdout}");
+    assert!(
+        stdout.contains("/validate/business-license?format=own"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/admin/translate/market-regulation/business-license?direction=to-shared"),
+        "{stdout}"
+    );
     drop(demo);
 
     // With the data port taken, the demo stops at once and says which port.
