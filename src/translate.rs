@@ -11,7 +11,9 @@
 //!    arrays that a `*` goes through keep their length;
 //! 2. fields that no rule covers are refused (`reject`), left out (`drop`) or copied unchanged
 //!    (`keep`): under the same pointer, or, inside an array element that a rule's `*` maps, into
-//!    the corresponding element on the other side.
+//!    the corresponding element on the other side. A `null`, a scalar or an empty object where
+//!    rules expect to find fields inside is such a field too. A kept field joins an object
+//!    already there, and collides with any place a rule writes, or would read on the way back.
 
 mod convert;
 mod walk;
@@ -103,7 +105,7 @@ pub enum ErrorKind {
     },
     /// A field no rule covers, under `unmapped = "reject"`.
     Unmapped,
-    /// A field kept under `unmapped = "keep"` whose place a rule already fills.
+    /// A field kept under `unmapped = "keep"` whose place a rule fills (or would read back).
     Collision,
     /// The record is not an object or array at all.
     NotARecord,
@@ -249,6 +251,27 @@ impl Format {
                     ));
                 }
             }
+            // One shared array filled from two own arrays would take the longer length, and
+            // the shorter own array would come back longer: the round trip breaks.
+            let merged = rules.iter().position(|rule| {
+                (0..own.wildcard_count()).any(|star| {
+                    (0..rule.own.wildcard_count()).any(|other| {
+                        array_path(shared.segments(), star)
+                            == array_path(rule.shared.segments(), other)
+                            && array_path(own.segments(), star)
+                                != array_path(rule.own.segments(), other)
+                    })
+                })
+            });
+            if let Some(first) = merged {
+                errors.push((
+                    format!("{key}.shared"),
+                    format!(
+                        "{shared} and fields[{first}].shared ({}) fill one array from two different arrays ({own} and {}): their lengths would not round-trip",
+                        rules[first].shared, rules[first].own
+                    ),
+                ));
+            }
             let description = match &field.convert {
                 Some(text) => format!("{own} ↔ {shared} ({text})"),
                 None if field.codes.is_some() => format!("{own} ↔ {shared} (codes)"),
@@ -348,18 +371,13 @@ impl Format {
                     continue;
                 }
                 let value = lookup(record, &location).cloned().unwrap_or(Value::Null);
-                if walk::exists(&output, &target)
-                    && !lookup(&output, &target).is_some_and(Value::is_null)
-                {
-                    errors.push(self.error(
-                        direction,
-                        location,
-                        Some(target),
-                        ErrorKind::Collision,
-                    ));
-                } else if let Some(slot) = walk::slot(&mut output, &target) {
-                    *slot = value;
-                } else {
+                // A field kept inside an object that rules also fill (`/FDDBR/XB` beside the
+                // mapped `/FDDBR/XM`) comes back as one uncovered object: it joins the members
+                // already there instead of colliding with them.
+                let kept = !self.claimed(&target, &value, direction)
+                    && walk::slot(&mut output, &target)
+                        .is_some_and(|slot| walk::merge(slot, value));
+                if !kept {
                     errors.push(self.error(
                         direction,
                         location,
@@ -401,6 +419,27 @@ impl Format {
         }
         best.map(|(_, target)| target)
             .unwrap_or_else(|| location.to_vec())
+    }
+
+    /// Whether a field kept at `target` with `value` would be read by a rule on the way back:
+    /// it lies at or under a place a rule writes, or it brings something where a rule reads.
+    /// Keeping it would not round-trip (it would come back under the rule's field), so it
+    /// collides even when the rule wrote nothing this time.
+    fn claimed(&self, target: &[Step], value: &Value, direction: Direction) -> bool {
+        self.rules.iter().any(|rule| {
+            let to = rule.paths(direction).1.segments();
+            if walk::match_prefix(to, target).is_some() {
+                return true;
+            }
+            let Some(rest) = to.get(target.len()..) else {
+                return false;
+            };
+            if walk::match_prefix(&to[..target.len()], target).is_none() {
+                return false;
+            }
+            let (found, arrays) = walk::find(value, rest);
+            !found.is_empty() || !arrays.is_empty()
+        })
     }
 
     fn error(

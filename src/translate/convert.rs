@@ -130,7 +130,7 @@ pub enum Conversion {
     Codes {
         /// Own → shared.
         to_shared: HashMap<String, Value>,
-        /// Shared (as JSON text) → own.
+        /// Shared (as JSON text, numbers by value) → own.
         to_own: HashMap<String, String>,
     },
 }
@@ -254,7 +254,7 @@ impl Conversion {
                     "code {own:?}: a shared value is a string, number or boolean"
                 ));
             }
-            let key = shared.to_string();
+            let key = code_key(shared);
             if let Some(other) = to_own.insert(key, own.clone()) {
                 return Err(format!(
                     "not one-to-one: {other:?} and {own:?} both map to {shared}"
@@ -299,6 +299,10 @@ impl Conversion {
             Conversion::Scale { factor } => {
                 let amount = number_decimal(own)?;
                 let scaled = amount.checked_mul(*factor).ok_or(Reason::OutOfRange)?;
+                // A product past 28 decimal places is rounded: the way back would not meet.
+                if scaled.checked_div(*factor) != Some(amount) {
+                    return Err(Reason::NotExact);
+                }
                 decimal_to_json(scaled)
             }
             Conversion::Number => {
@@ -378,10 +382,19 @@ impl Conversion {
                 }),
             },
             Conversion::Codes { to_own, .. } => to_own
-                .get(&shared.to_string())
+                .get(&code_key(shared))
                 .map(|own| Value::String(own.clone()))
                 .ok_or(Reason::UnknownCode),
         }
+    }
+}
+
+/// The key of a shared code value: its JSON text, numbers by value (so `1.0` is the code `1`,
+/// as JSON Schema's `enum` and `const` see it).
+fn code_key(shared: &Value) -> String {
+    match number_decimal(shared) {
+        Ok(value) => decimal_text(value),
+        Err(_) => shared.to_string(),
     }
 }
 
@@ -456,9 +469,15 @@ fn number_decimal(value: &Value) -> Result<Decimal, Reason> {
         return Decimal::from_str(&integer.to_string()).map_err(|_| Reason::OutOfRange);
     }
     let text = number.to_string();
-    Decimal::from_str(&text)
+    let value = Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|_| Reason::OutOfRange)
+        .map_err(|_| Reason::OutOfRange)?;
+    // Past 28 decimal places a decimal is rounded (4.95e-24 loses digits): refuse it rather
+    // than carry another number.
+    if value.to_string().parse::<f64>().ok() != number.as_f64() {
+        return Err(Reason::NotExact);
+    }
+    Ok(value)
 }
 
 /// The canonical text of a decimal: no exponent, no trailing zeros, no `-0`.
@@ -569,6 +588,13 @@ mod tests {
         both("scale:10000", json!(-0.0001), json!(-1));
         let scale = Conversion::parse("scale:3").unwrap();
         assert_eq!(scale.to_own(&json!(1)), Err(Reason::NotExact));
+        // Digits past the 28 decimal places of an exact decimal are not silently rounded away.
+        let cents = Conversion::parse("scale:0.01").unwrap();
+        assert_eq!(cents.to_shared(&json!(1e-28)), Err(Reason::NotExact));
+        assert_eq!(
+            cents.to_shared(&json!(-4.950528673813275e-24)),
+            Err(Reason::NotExact)
+        );
     }
 
     #[test]
@@ -601,6 +627,14 @@ mod tests {
         assert_eq!(codes.to_shared(&json!("2")), Ok(json!("revoked")));
         assert_eq!(codes.to_own(&json!("active")), Ok(json!("1")));
         assert_eq!(codes.to_shared(&json!("9")), Err(Reason::UnknownCode));
+        let numeric =
+            Conversion::codes(&[("A".to_owned(), json!(1)), ("B".to_owned(), json!("1"))]).unwrap();
+        // Numbers are codes by value; a string of the same digits is another code.
+        assert_eq!(numeric.to_own(&json!(1.0)), Ok(json!("A")));
+        assert_eq!(numeric.to_own(&json!("1")), Ok(json!("B")));
+        assert!(
+            Conversion::codes(&[("1".to_owned(), json!(2)), ("2".to_owned(), json!(2.0))]).is_err()
+        );
         assert!(
             Conversion::codes(&[("1".to_owned(), json!("a")), ("2".to_owned(), json!("a"))])
                 .is_err()

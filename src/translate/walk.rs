@@ -179,21 +179,20 @@ pub fn slot<'t>(target: &'t mut Value, location: &[Step]) -> Option<&'t mut Valu
     Some(current)
 }
 
-/// Whether a value exists at `location`.
-pub fn exists(target: &Value, location: &[Step]) -> bool {
-    let mut current = target;
-    for step in location {
-        let next = match (step, current) {
-            (Step::Key(key), Value::Object(object)) => object.get(key),
-            (Step::Index(index), Value::Array(items)) => items.get(*index),
-            _ => None,
-        };
-        match next {
-            Some(next) => current = next,
-            None => return false,
+/// Puts `value` into `slot`: into an empty one (`null`, as a new or placeholder slot is), or
+/// member by member into an object already there. `false` when something is in the way: a
+/// value other than `null`, or an empty object that would vanish into a filled one.
+pub fn merge(slot: &mut Value, value: Value) -> bool {
+    match (slot, value) {
+        (slot @ Value::Null, value) => {
+            *slot = value;
+            true
         }
+        (Value::Object(existing), Value::Object(members)) if !members.is_empty() => members
+            .into_iter()
+            .all(|(key, member)| merge(existing.entry(key).or_insert(Value::Null), member)),
+        _ => false,
     }
-    true
 }
 
 /// An empty value of the same kind as `value`, standing in for an array element until rules
@@ -208,7 +207,8 @@ pub fn placeholder(value: &Value) -> Value {
 
 /// The locations of the fields of `value` that no path covers. A path covers the value at its
 /// end and everything below; a field is uncovered when it is a member (or element) of a
-/// container some path goes into, and no path goes on into it.
+/// container some path goes into, and no path goes on into it, or when it is an empty object
+/// (or a scalar) where paths expect to go further.
 pub fn uncovered(value: &Value, paths: &[&[Segment]]) -> Vec<Vec<Step>> {
     let mut out = Vec::new();
     let mut location = Vec::new();
@@ -226,6 +226,14 @@ fn uncovered_into(
         return;
     }
     match value {
+        // An empty object that paths go into, as a member: no rule finds anything in it, so
+        // nothing would bring it back on the way home. (An empty array element is kept by its
+        // array's placeholder instead.)
+        Value::Object(object)
+            if object.is_empty() && matches!(location.last(), Some(Step::Key(_))) =>
+        {
+            out.push(location.clone());
+        }
         Value::Object(object) => {
             for (key, child) in object {
                 let next: Vec<&[Segment]> = paths
