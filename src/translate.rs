@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use self::convert::{Conversion, Reason};
-use self::walk::Step;
+use self::walk::{Step, Uncovered};
 use crate::config::file::FormatSection;
 use crate::i18n::Lang;
 use crate::pointer::{FieldPath, Segment};
@@ -107,6 +107,8 @@ pub enum ErrorKind {
     Unmapped,
     /// A field kept under `unmapped = "keep"` whose place a rule fills (or would read back).
     Collision,
+    /// A scalar, `null` or empty object where the format maps fields inside, under `reject`.
+    Shape,
     /// The record is not an object or array at all.
     NotARecord,
 }
@@ -150,6 +152,15 @@ impl TranslationError {
                 lang.pick(
                     "this unmapped field would overwrite a mapped one",
                     "该未映射字段会覆盖已映射的字段",
+                )
+                .to_owned(),
+                None,
+            ),
+            ErrorKind::Shape => (
+                "type",
+                lang.pick(
+                    "expected an object or array with the fields the format maps inside it",
+                    "此处应为包含格式所映射字段的对象或数组",
                 )
                 .to_owned(),
                 None,
@@ -230,6 +241,18 @@ impl Format {
             let (Some(own), Some(shared), Some(conversion)) = (own, shared, conversion) else {
                 continue;
             };
+            let positional = |path: &FieldPath| {
+                path.segments().iter().any(
+                    |segment| matches!(segment, Segment::Key(key) if key.parse::<usize>().is_ok()),
+                )
+            };
+            if positional(&own) || positional(&shared) {
+                errors.push((
+                    key.clone(),
+                    "a numeric segment would be an array position, which rules do not map (write * for every element)".to_owned(),
+                ));
+                continue;
+            }
             if own.wildcard_count() != shared.wildcard_count() {
                 errors.push((
                     key.clone(),
@@ -355,36 +378,50 @@ impl Format {
                 }
             }
         }
-        if self.unmapped != Unmapped::Drop {
-            let paths: Vec<&[Segment]> = self
-                .rules
-                .iter()
-                .map(|rule| rule.paths(direction).0.segments())
-                .collect();
-            for location in walk::uncovered(record, &paths) {
-                if errors.len() >= MAX_ERRORS {
-                    break;
-                }
-                let target = self.corresponding(&location, direction);
-                if self.unmapped == Unmapped::Reject {
-                    errors.push(self.error(direction, location, None, ErrorKind::Unmapped));
+        let paths: Vec<&[Segment]> = self
+            .rules
+            .iter()
+            .map(|rule| rule.paths(direction).0.segments())
+            .collect();
+        for (location, why) in walk::uncovered(record, &paths) {
+            if errors.len() >= MAX_ERRORS {
+                break;
+            }
+            let value = lookup(record, &location).cloned().unwrap_or(Value::Null);
+            // `null` for an array that a rule's `*` goes through is `null` on the other side
+            // too, whatever the policy: departments commonly send it for "no list".
+            if why == Uncovered::Shape
+                && value.is_null()
+                && let Some(target) = self.null_array_target(&location, direction)
+            {
+                if let Some(slot) = walk::slot(&mut output, &target)
+                    && slot.is_null()
+                {
                     continue;
                 }
-                let value = lookup(record, &location).cloned().unwrap_or(Value::Null);
-                // A field kept inside an object that rules also fill (`/FDDBR/XB` beside the
-                // mapped `/FDDBR/XM`) comes back as one uncovered object: it joins the members
-                // already there instead of colliding with them.
-                let kept = !self.claimed(&target, &value, direction)
-                    && walk::slot(&mut output, &target)
-                        .is_some_and(|slot| walk::merge(slot, value));
-                if !kept {
-                    errors.push(self.error(
-                        direction,
-                        location,
-                        Some(target),
-                        ErrorKind::Collision,
-                    ));
+                errors.push(self.error(direction, location, Some(target), ErrorKind::Collision));
+                continue;
+            }
+            match self.unmapped {
+                Unmapped::Drop => continue,
+                Unmapped::Reject => {
+                    let kind = match why {
+                        Uncovered::Field => ErrorKind::Unmapped,
+                        Uncovered::Shape => ErrorKind::Shape,
+                    };
+                    errors.push(self.error(direction, location, None, kind));
+                    continue;
                 }
+                Unmapped::Keep => {}
+            }
+            let target = self.corresponding(&location, direction);
+            // A field kept inside an object that rules also fill (`/FDDBR/XB` beside the
+            // mapped `/FDDBR/XM`) comes back as one uncovered object: it joins the members
+            // already there instead of colliding with them.
+            let kept = !self.claimed(&target, &value, direction)
+                && walk::slot(&mut output, &target).is_some_and(|slot| walk::merge(slot, value));
+            if !kept {
+                errors.push(self.error(direction, location, Some(target), ErrorKind::Collision));
             }
         }
         if !errors.is_empty() {
@@ -419,6 +456,22 @@ impl Format {
         }
         best.map(|(_, target)| target)
             .unwrap_or_else(|| location.to_vec())
+    }
+
+    /// Where `null` for the array that a rule's `*` goes through at `location` belongs on the
+    /// other side: the array the same `*` fills there.
+    fn null_array_target(&self, location: &[Step], direction: Direction) -> Option<Vec<Step>> {
+        self.rules.iter().find_map(|rule| {
+            let (from, to) = rule.paths(direction);
+            (0..from.wildcard_count()).find_map(|star| {
+                let array = array_path(from.segments(), star);
+                if array.len() != location.len() {
+                    return None;
+                }
+                let indices = walk::match_prefix(&array, location)?;
+                Some(walk::locate(&array_path(to.segments(), star), &indices))
+            })
+        })
     }
 
     /// Whether a field kept at `target` with `value` would be read by a rule on the way back:
@@ -486,6 +539,26 @@ impl Format {
         }
         if let Some((_, own)) = best {
             return Some(walk::pointer(&own));
+        }
+        // A container the rules go into (`/legal_representative` for `/legal_representative/name`
+        // ↔ `/FDDBR/XM`): the own container the same rules go into, when they all agree.
+        let mut containers = self.rules.iter().filter_map(|rule| {
+            let shared = rule.shared.segments();
+            let own = rule.own.segments();
+            let depth = shared
+                .len()
+                .checked_sub(location.len())
+                .filter(|d| *d > 0)?;
+            let indices = walk::match_prefix(&shared[..location.len()], &location)?;
+            let own_end = own.len().checked_sub(depth)?;
+            let plain = |segments: &[Segment]| !segments.iter().any(|s| matches!(s, Segment::Each));
+            (plain(&shared[location.len()..]) && plain(&own[own_end..]))
+                .then(|| walk::locate(&own[..own_end], &indices))
+        });
+        if let Some(first) = containers.next()
+            && containers.all(|other| other == first)
+        {
+            return Some(walk::pointer(&first));
         }
         let own = self.corresponding(&location, Direction::FromShared);
         (own != location).then(|| walk::pointer(&own))
@@ -642,6 +715,17 @@ fields = [
             format.own_pointer("/shareholders/1/name").as_deref(),
             Some("/GDXX/1/GDMC")
         );
+        // A container the rules go into maps to the own container (a missing required object
+        // is named in the sender's layout), and unknown places map to nothing.
+        assert_eq!(
+            format.own_pointer("/legal_representative").as_deref(),
+            Some("/FR")
+        );
+        assert_eq!(
+            format.own_pointer("/shareholders/1").as_deref(),
+            Some("/GDXX/1")
+        );
+        assert_eq!(format.own_pointer("/nowhere"), None);
 
         let mut bad = own.clone();
         bad["CLRQ"] = json!("2016-08-18");

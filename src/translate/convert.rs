@@ -21,6 +21,8 @@ pub enum Reason {
         /// `string`, `number` or `boolean`.
         expected: &'static str,
     },
+    /// Text in the pattern's shape naming a day (or time) that does not exist.
+    InvalidDate,
     /// Text that the pattern does not read.
     NoMatch {
         /// The strftime pattern.
@@ -60,6 +62,8 @@ impl Reason {
                 format!("does not match the pattern {pattern}")
             }
             (Reason::NoMatch { pattern }, true) => format!("不符合格式 {pattern}"),
+            (Reason::InvalidDate, false) => "not a valid calendar date or time".to_owned(),
+            (Reason::InvalidDate, true) => "不是有效的日期或时间".to_owned(),
             (Reason::NotCanonical { expected }, false) => {
                 format!("not in canonical form; write {expected}")
             }
@@ -271,22 +275,18 @@ impl Conversion {
             Conversion::Identity => Ok(own.clone()),
             Conversion::Date { pattern } => {
                 let text = expect_str(own)?;
-                let date =
-                    NaiveDate::parse_from_str(text, pattern).map_err(|_| Reason::NoMatch {
-                        pattern: pattern.clone(),
-                    })?;
+                let date = NaiveDate::parse_from_str(text, pattern)
+                    .map_err(|error| parse_reason(&error, pattern))?;
                 canonical(text, date.format(pattern).to_string())?;
                 shared_date(date)
             }
             Conversion::DateTime { pattern, offset } => {
                 let text = expect_str(own)?;
-                let no_match = || Reason::NoMatch {
-                    pattern: pattern.clone(),
-                };
+                let reason = |error: chrono::ParseError| parse_reason(&error, pattern);
                 let moment = match offset {
-                    None => DateTime::parse_from_str(text, pattern).map_err(|_| no_match())?,
+                    None => DateTime::parse_from_str(text, pattern).map_err(reason)?,
                     Some(offset) => NaiveDateTime::parse_from_str(text, pattern)
-                        .map_err(|_| no_match())?
+                        .map_err(reason)?
                         .and_local_timezone(*offset)
                         .single()
                         .ok_or(Reason::OutOfRange)?,
@@ -395,6 +395,19 @@ fn code_key(shared: &Value) -> String {
     match number_decimal(shared) {
         Ok(value) => decimal_text(value),
         Err(_) => shared.to_string(),
+    }
+}
+
+/// Why chrono did not read a text: a well-shaped text naming a day that does not exist
+/// (`20160231`) or text of another shape.
+fn parse_reason(error: &chrono::ParseError, pattern: &str) -> Reason {
+    match error.kind() {
+        chrono::format::ParseErrorKind::OutOfRange | chrono::format::ParseErrorKind::Impossible => {
+            Reason::InvalidDate
+        }
+        _ => Reason::NoMatch {
+            pattern: pattern.to_owned(),
+        },
     }
 }
 
@@ -548,8 +561,9 @@ mod tests {
             json!("2019-03-01"),
         );
         let date = Conversion::parse("date:%Y%m%d").unwrap();
+        assert_eq!(date.to_shared(&json!("20190230")), Err(Reason::InvalidDate));
         assert!(matches!(
-            date.to_shared(&json!("20190230")),
+            date.to_shared(&json!("2019-03-01")),
             Err(Reason::NoMatch { .. })
         ));
         assert!(matches!(

@@ -205,11 +205,20 @@ pub fn placeholder(value: &Value) -> Value {
     }
 }
 
+/// Why a field is not covered by any path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncovered {
+    /// No path goes into it.
+    Field,
+    /// Paths go further into it, but it is a scalar, `null` or an empty object.
+    Shape,
+}
+
 /// The locations of the fields of `value` that no path covers. A path covers the value at its
 /// end and everything below; a field is uncovered when it is a member (or element) of a
 /// container some path goes into, and no path goes on into it, or when it is an empty object
 /// (or a scalar) where paths expect to go further.
-pub fn uncovered(value: &Value, paths: &[&[Segment]]) -> Vec<Vec<Step>> {
+pub fn uncovered(value: &Value, paths: &[&[Segment]]) -> Vec<(Vec<Step>, Uncovered)> {
     let mut out = Vec::new();
     let mut location = Vec::new();
     uncovered_into(value, paths, &mut location, &mut out);
@@ -220,7 +229,7 @@ fn uncovered_into(
     value: &Value,
     paths: &[&[Segment]],
     location: &mut Vec<Step>,
-    out: &mut Vec<Vec<Step>>,
+    out: &mut Vec<(Vec<Step>, Uncovered)>,
 ) {
     if paths.iter().any(|path| path.is_empty()) {
         return;
@@ -232,7 +241,7 @@ fn uncovered_into(
         Value::Object(object)
             if object.is_empty() && matches!(location.last(), Some(Step::Key(_))) =>
         {
-            out.push(location.clone());
+            out.push((location.clone(), Uncovered::Shape));
         }
         Value::Object(object) => {
             for (key, child) in object {
@@ -245,7 +254,7 @@ fn uncovered_into(
                     .collect();
                 location.push(Step::Key(key.clone()));
                 if next.is_empty() {
-                    out.push(location.clone());
+                    out.push((location.clone(), Uncovered::Field));
                 } else {
                     uncovered_into(child, &next, location, out);
                 }
@@ -266,7 +275,7 @@ fn uncovered_into(
                     .collect();
                 location.push(Step::Index(index));
                 if next.is_empty() {
-                    out.push(location.clone());
+                    out.push((location.clone(), Uncovered::Field));
                 } else {
                     uncovered_into(child, &next, location, out);
                 }
@@ -275,7 +284,7 @@ fn uncovered_into(
         }
         // A scalar (or null) where the paths expect a container: the whole value is uncovered,
         // unless it is the record itself (the caller reports a record of the wrong shape).
-        _ if !location.is_empty() => out.push(location.clone()),
+        _ if !location.is_empty() => out.push((location.clone(), Uncovered::Shape)),
         _ => {}
     }
 }

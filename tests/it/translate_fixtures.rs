@@ -205,6 +205,7 @@ fn errors_json(errors: &[TranslationError]) -> Value {
                     ErrorKind::Conversion { .. } => "conversion",
                     ErrorKind::Unmapped => "unmapped",
                     ErrorKind::Collision => "collision",
+                    ErrorKind::Shape => "shape",
                     ErrorKind::NotARecord => "not-a-record",
                 };
                 json!({
