@@ -657,7 +657,9 @@ fn respond(
     reply
 }
 
-/// Phase 13, record: one event per call, whatever the outcome. Never bodies, tokens or paths
+/// Phase 13, record: one event per call, whatever the outcome: `debug` for served calls (the
+/// audit trail and metrics are the per-call record; a log line per call would cost more than
+/// the rest of a passthrough), `info` for refusals and failures. Never bodies, tokens or paths
 /// (a path can hold a personal identifier).
 fn record_exchange(
     record: &ExchangeRecord,
@@ -665,19 +667,28 @@ fn record_exchange(
     outcome: &'static str,
     elapsed: Duration,
 ) {
-    let status = response.status().as_u16();
-    tracing::info!(
-        request_id = %record.request_id,
-        consumer = record.consumer.as_deref().unwrap_or("unknown"),
-        service = record.service.as_deref().unwrap_or("-"),
-        method = %record.method,
-        status,
-        outcome,
-        request_schema = record.request_schema.as_deref().unwrap_or("-"),
-        response_schema = record.response_schema.as_deref().unwrap_or("-"),
-        request_bytes = record.request_bytes.unwrap_or(0),
-        upstream_ms = record.upstream_duration.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-        total_ms = elapsed.as_secs_f64() * 1000.0,
-        "exchange"
-    );
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                request_id = %record.request_id,
+                consumer = record.consumer.as_deref().unwrap_or("unknown"),
+                service = record.service.as_deref().unwrap_or("-"),
+                method = %record.method,
+                status = response.status().as_u16(),
+                outcome,
+                request_schema = record.request_schema.as_deref().unwrap_or("-"),
+                response_schema = record.response_schema.as_deref().unwrap_or("-"),
+                request_bytes = record.request_bytes.unwrap_or(0),
+                upstream_ms = record.upstream_duration.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                total_ms = elapsed.as_secs_f64() * 1000.0,
+                "exchange"
+            )
+        };
+    }
+    if outcome == "ok" {
+        event!(tracing::Level::DEBUG);
+    } else {
+        event!(tracing::Level::INFO);
+    }
 }

@@ -1,0 +1,2 @@
+//! Micro-benchmarks of the exchange path's phases (placeholder; filled in below).
+fn main() {}
