@@ -489,17 +489,16 @@ async fn forward(
     peer: SocketAddr,
     request_id: &str,
 ) -> Result<reqwest::Response, ExchangeError> {
-    let mut url = String::with_capacity(route.upstream_base.len() + rest.len() + 64);
-    url.push_str(&route.upstream_base);
-    url.push_str(rest);
-    if rest.is_empty() && route.service.upstream.path() == "/" {
-        url.push('/');
+    // The upstream URL is parsed once at load; per call only its path and query change.
+    let mut url = route.service.upstream.clone();
+    let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1);
+    path.push_str(&route.upstream_path);
+    path.push_str(rest);
+    if path.is_empty() {
+        path.push('/');
     }
-    if let Some(query) = parts.uri.query() {
-        url.push('?');
-        url.push_str(query);
-    }
-    let url = reqwest::Url::parse(&url).map_err(|_| ExchangeError::NotFound)?;
+    url.set_path(&path);
+    url.set_query(parts.uri.query());
     let (body, rewritten) = match body {
         RequestBody::Stream(body) if http_body::Body::is_end_stream(&body) => (None, false),
         RequestBody::Stream(body) => (
@@ -537,7 +536,8 @@ async fn forward(
 fn stream_response(upstream: reqwest::Response, request_id: &str) -> Response<Body> {
     let status = upstream.status();
     let headers = headers::downstream_response_headers(upstream.headers(), request_id, false);
-    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    let body = http::Response::<reqwest::Body>::from(upstream).into_body();
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

@@ -46,10 +46,12 @@ impl Gateway {
 }
 
 /// The upstream client: keep-alive pool, no redirects followed (a provider's redirect goes back
-/// to the caller), no proxies from the environment, nothing decompressed, idle reads bounded.
+/// to the caller), no retries (a department's request is never replayed behind its back), no
+/// proxies from the environment, nothing decompressed, idle reads bounded.
 fn upstream_client(settings: &GatewaySettings) -> anyhow::Result<reqwest::Client> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)

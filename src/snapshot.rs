@@ -46,8 +46,9 @@ pub struct Route {
     pub service: Service,
     /// `provider/service`, the value of `Xgate-Service`.
     pub label: HeaderValue,
-    /// The upstream URL up to and excluding the path's trailing `/`, e.g. `http://h:1/licenses`.
-    pub upstream_base: String,
+    /// The upstream URL's path without its trailing `/` (`/licenses`; empty for `/`): the
+    /// caller's path rest is appended to it.
+    pub upstream_path: String,
 }
 
 /// Everything the gateway serves from, immutable once built.
@@ -75,7 +76,7 @@ impl Snapshot {
             let provided = routes.entry(department.id.clone()).or_default();
             for service in &department.services {
                 let label = format!("{}/{}", service.provider, service.name);
-                let upstream_base = service.upstream.as_str().trim_end_matches('/').to_owned();
+                let upstream_path = service.upstream.path().trim_end_matches('/').to_owned();
                 provided.insert(
                     service.name.as_str().into(),
                     Arc::new(Route {
@@ -83,7 +84,7 @@ impl Snapshot {
                         // Ids follow a header-safe pattern, so this never falls back.
                         label: HeaderValue::from_str(&label)
                             .unwrap_or(HeaderValue::from_static("invalid")),
-                        upstream_base,
+                        upstream_path,
                     }),
                 );
             }

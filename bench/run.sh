@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# xgate's benchmark: xgate side by side with nginx as a plain reverse proxy, in one run, on
+# loopback. See bench/README.md.
+#
+#   bench/run.sh                  # 3 interleaved rounds: saturation, CPU per request, fixed-rate latency
+#   bench/run.sh --rounds 5 --seconds 20
+#   bench/run.sh --soak           # the full path at saturation for 5 minutes: resident memory over time
+#   bench/run.sh --profile xgate-full   # where the gateway's time goes at saturation (perf, call graphs)
+#
+# The proxy under test runs on CPU 0; the load generator and the upstream on CPU 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+rounds=3
+seconds=10
+soak=0
+soak_seconds=300
+profile=""
+connections=32
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --soak) soak=1; shift ;;
+    --soak-seconds) soak_seconds=$2; shift 2 ;;
+    --profile) profile=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+# --- tools ------------------------------------------------------------------------------------
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ -n "$profile" ] && ! command -v perf >/dev/null 2>&1; then need_apt+=(linux-perf); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} (Debian packages)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v oha >/dev/null 2>&1; then
+  echo "== installing oha (constant-rate load generator) from crates.io"
+  cargo install oha --locked --quiet
+fi
+
+echo "== building xgate (release)"
+cargo build --release --quiet
+xgate="$root/target/release/xgate"
+
+# --- the servers ------------------------------------------------------------------------------
+work=$(mktemp -d /tmp/xgate-bench.XXXXXX)
+mkdir -p "$root/bench/results" "$work/logs"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+response=$(cat "$root/bench/data/response.json")
+cat >"$work/upstream.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/upstream.pid;
+error_log $work/logs/upstream-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:18081 reuseport backlog=4096;
+    location /licenses {
+      default_type application/json;
+      return 200 '$response';
+    }
+  }
+}
+EOF
+cat >"$work/proxy.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/proxy.pid;
+error_log $work/logs/proxy-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $work/logs/proxy-access.log;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:18081;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:18082 reuseport backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+EOF
+
+taskset -c 1 "$nginx_bin" -c "$work/upstream.conf" -p "$work" &
+pids+=($!)
+taskset -c 0 "$nginx_bin" -c "$work/proxy.conf" -p "$work" &
+pids+=($!)
+# One runtime thread on the one CPU the gateway may use, as nginx runs one worker there.
+TOKIO_WORKER_THREADS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$root/bench/config/xgate.toml" \
+  >"$work/logs/xgate.log" 2>&1 &
+xgate_pid=$!
+pids+=($xgate_pid)
+
+wait_for() {
+  for _ in $(seq 1 200); do
+    if curl -s -o /dev/null "$1"; then return 0; fi
+    sleep 0.05
+  done
+  echo "$1 did not come up" >&2
+  exit 1
+}
+wait_for http://127.0.0.1:18081/licenses
+wait_for http://127.0.0.1:18082/licenses
+wait_for http://127.0.0.1:18090/readyz
+
+# The nginx worker processes (children of the masters) do the work.
+worker_of() { pgrep -P "$(cat "$1")" | head -n 1; }
+proxy_worker=$(worker_of "$work/proxy.pid")
+
+cat >"$work/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-consumer"
+local file = io.open("$root/bench/data/request.json", "rb")
+wrk.body = file:read("*a")
+file:close()
+EOF
+
+declare -A url
+url[direct]="http://127.0.0.1:18081/licenses"
+url[nginx]="http://127.0.0.1:18082/licenses"
+url[xgate-passthrough]="http://127.0.0.1:18080/exchange/bench-provider/passthrough"
+url[xgate-full]="http://127.0.0.1:18080/exchange/bench-provider/full"
+declare -A pid_of
+pid_of[direct]=""
+pid_of[nginx]=$proxy_worker
+pid_of[xgate-passthrough]=$xgate_pid
+pid_of[xgate-full]=$xgate_pid
+targets=(direct nginx xgate-passthrough xgate-full)
+
+# Sanity: every target answers 200 to the benchmark request.
+for target in "${targets[@]}"; do
+  status=$(curl -s -o "$work/check.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H 'Authorization: Bearer bench-consumer' --data-binary @"$root/bench/data/request.json" "${url[$target]}")
+  if [ "$status" != 200 ]; then
+    echo "$target answered $status:" >&2
+    cat "$work/check.json" >&2
+    exit 1
+  fi
+done
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+raw="$root/bench/results/$stamp.jsonl"
+
+if [ -n "$profile" ]; then
+  pid=${pid_of[$profile]:-}
+  [ -n "$pid" ] || { echo "no proxy process for $profile" >&2; exit 2; }
+  echo "== profiling $profile at saturation for ${seconds}s"
+  taskset -c 1 wrk -t1 -c"$connections" -d3s -s "$work/post.lua" "${url[$profile]}" >/dev/null
+  (taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 2))s" -s "$work/post.lua" "${url[$profile]}" >"$work/wrk.txt") &
+  load=$!
+  sleep 1
+  perf record -F 1999 -g --call-graph dwarf,16384 -p "$pid" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null
+  wait "$load"
+  report="$root/bench/results/$stamp-profile-$profile.txt"
+  perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio --sort symbol \
+    -g none 2>/dev/null >"$report"
+  perf report -i "$work/perf.data" --children --percent-limit 2 --stdio --sort symbol \
+    -g none 2>/dev/null >"$report.inclusive"
+  grep -v '^#' "$report" | grep -v '^$' | head -40
+  echo "self time: $report; inclusive time: $report.inclusive"
+  exit 0
+fi
+
+if [ "$soak" = 1 ]; then
+  echo "== soak: xgate-full at saturation for ${soak_seconds}s"
+  taskset -c 1 wrk -t1 -c"$connections" -d30s -s "$work/post.lua" "${url[xgate-full]}" >/dev/null
+  start_rss=$(rss_kib "$xgate_pid")
+  echo "resident after 30 s warm-up: ${start_rss} KiB"
+  (
+    taskset -c 1 wrk -t1 -c"$connections" -d"${soak_seconds}s" -s "$work/post.lua" "${url[xgate-full]}" \
+      >"$work/soak-wrk.txt"
+  ) &
+  load=$!
+  elapsed=0
+  while kill -0 "$load" 2>/dev/null; do
+    sleep 30
+    elapsed=$((elapsed + 30))
+    rss=$(rss_kib "$xgate_pid" || echo 0)
+    echo "  ${elapsed}s: ${rss} KiB"
+    echo "{\"soak_seconds\": $elapsed, \"rss_kib\": $rss}" >>"$raw"
+  done
+  wait "$load" || true
+  end_rss=$(rss_kib "$xgate_pid")
+  rps=$(awk '/Requests\/sec/ { print $2 }' "$work/soak-wrk.txt")
+  echo "requests/s over the soak: $rps"
+  echo "resident at start ${start_rss} KiB, at end ${end_rss} KiB"
+  echo "{\"soak_start_rss_kib\": $start_rss, \"soak_end_rss_kib\": $end_rss, \"rps\": $rps}" >>"$raw"
+  echo "raw numbers: $raw"
+  exit 0
+fi
+
+echo "== warm-up"
+for target in "${targets[@]}"; do
+  taskset -c 1 wrk -t1 -c"$connections" -d3s -s "$work/post.lua" "${url[$target]}" >/dev/null
+done
+
+echo "== saturation: $rounds rounds x ${seconds}s per target, interleaved"
+for round in $(seq 1 "$rounds"); do
+  for target in "${targets[@]}"; do
+    pid=${pid_of[$target]}
+    before=0
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" -s "$work/post.lua" "${url[$target]}" >"$work/wrk.txt"
+    after=0
+    [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+    requests=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
+    rps=$(awk '/Requests\/sec/ { print $2 }' "$work/wrk.txt")
+    errors=$(awk '/Non-2xx|Socket errors/ { print }' "$work/wrk.txt" | tr '\n' ' ')
+    echo "{\"round\": $round, \"kind\": \"saturation\", \"target\": \"$target\", \"requests\": $requests, \"rps\": $rps, \"cpu_ticks\": $((after - before)), \"clk_tck\": $(getconf CLK_TCK), \"errors\": \"$errors\"}" >>"$raw"
+    printf '  round %s %-18s %10s req/s %s\n' "$round" "$target" "$rps" "$errors"
+  done
+done
+
+nginx_rps=$(python3 - "$raw" <<'EOF'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(int(statistics.mean(r["rps"] for r in rows if r["kind"] == "saturation" and r["target"] == "nginx")))
+EOF
+)
+rate=$((nginx_rps / 2))
+echo "== latency at a fixed rate of $rate req/s (half of nginx's saturation), $rounds rounds x ${seconds}s"
+for round in $(seq 1 "$rounds"); do
+  for target in "${targets[@]}"; do
+    taskset -c 1 oha --no-tui --latency-correction --output-format json -z "${seconds}s" -q "$rate" -c "$connections" \
+      -m POST -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-consumer' \
+      -D "$root/bench/data/request.json" "${url[$target]}" >"$work/oha.json" 2>/dev/null
+    python3 - "$work/oha.json" "$target" "$round" "$rate" >>"$raw" <<'EOF'
+import json, sys
+data = json.load(open(sys.argv[1]))
+p = data["latencyPercentiles"]
+codes = data.get("statusCodeDistribution", {})
+print(json.dumps({"round": int(sys.argv[3]), "kind": "latency", "target": sys.argv[2], "rate": int(sys.argv[4]),
+                  "p50_ms": p["p50"] * 1000, "p99_ms": p["p99"] * 1000,
+                  "rps": data["summary"]["requestsPerSec"], "status": codes}))
+EOF
+    printf '  round %s %-18s done\n' "$round" "$target"
+  done
+done
+
+python3 - "$raw" "$connections" "$seconds" "$rounds" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+targets = ["direct", "nginx", "xgate-passthrough", "xgate-full"]
+def mean(values):
+    values = list(values)
+    return statistics.mean(values) if values else float("nan")
+summary = {}
+for t in targets:
+    sat = [r for r in rows if r["kind"] == "saturation" and r["target"] == t]
+    lat = [r for r in rows if r["kind"] == "latency" and r["target"] == t]
+    cpu = [r["cpu_ticks"] / r["clk_tck"] / r["requests"] * 1e6 for r in sat if r["requests"]]
+    summary[t] = {
+        "rps": mean(r["rps"] for r in sat),
+        "rps_min": min((r["rps"] for r in sat), default=float("nan")),
+        "rps_max": max((r["rps"] for r in sat), default=float("nan")),
+        "cpu_us": mean(cpu) if t != "direct" else None,
+        "p50": mean(r["p50_ms"] for r in lat),
+        "p99": mean(r["p99_ms"] for r in lat),
+    }
+n = summary["nginx"]
+d = summary["direct"]
+print()
+print(f"{'target':<18} {'req/s':>9} {'(min-max)':>17} {'vs nginx':>8} {'CPU µs/req':>10} {'vs nginx':>8} {'p50 ms':>7} {'p99 ms':>7} {'added p99':>9}")
+for t in targets:
+    s = summary[t]
+    cpu = f"{s['cpu_us']:.1f}" if s["cpu_us"] is not None else "-"
+    cpu_ratio = f"{s['cpu_us'] / n['cpu_us']:.2f}x" if s["cpu_us"] is not None else "-"
+    added = s["p99"] - d["p99"]
+    print(f"{t:<18} {s['rps']:>9.0f} {s['rps_min']:>8.0f}-{s['rps_max']:<8.0f} {s['rps'] / n['rps']:>7.2f}x {cpu:>10} {cpu_ratio:>8} {s['p50']:>7.3f} {s['p99']:>7.3f} {added:>8.3f}")
+print()
+print(f"{sys.argv[4]} rounds x {sys.argv[3]} s, {sys.argv[2]} keep-alive connections, POST of the ~1 KB record; "
+      f"proxy on CPU 0, load generator and upstream on CPU 1; latency at a fixed rate of half nginx's saturation.")
+print(f"raw numbers: {sys.argv[1]}")
+EOF
