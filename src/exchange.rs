@@ -554,23 +554,20 @@ async fn read_response(
         schema: schema.label(),
         violation_count: 0,
     };
-    let status = upstream.status();
-    let upstream_headers = upstream.headers().clone();
-    if !is_json_media_type(&upstream_headers) {
+    let (parts, body) = http::Response::<reqwest::Body>::from(upstream).into_parts();
+    if !is_json_media_type(&parts.headers) {
         return Err(invalid());
     }
-    let body = Body::from_stream(upstream.bytes_stream());
-    let bytes =
-        match tokio::time::timeout(timeout, read_bounded(&upstream_headers, body, limit)).await {
-            Err(_) => return Err(ExchangeError::UpstreamTimeout),
-            Ok(Err(ExchangeError::PayloadTooLarge { .. })) => return Err(invalid()),
-            Ok(Err(_)) => return Err(ExchangeError::UpstreamUnavailable),
-            Ok(Ok(bytes)) => bytes,
-        };
+    let bytes = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => return Err(ExchangeError::UpstreamTimeout),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return Err(invalid()),
+        Ok(Err(_)) => return Err(ExchangeError::UpstreamUnavailable),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
     let value = parse_json(&bytes).map_err(|_| invalid())?;
     Ok((
-        status,
-        upstream_headers,
+        parts.status,
+        parts.headers,
         Record {
             value,
             original: Some(bytes),
