@@ -1,2 +1,168 @@
-//! Micro-benchmarks of the exchange path's phases (placeholder; filled in below).
-fn main() {}
+//! Micro-benchmarks of the exchange path's phases (issue 4, point 3) on the benchmark's ~1 KB
+//! business licence: the bench configuration (`bench/config/`), its consumer's and provider's
+//! formats, and the records `bench/run.sh` sends and its upstream answers (`bench/data/`).
+//!
+//! Each phase is measured alone, through the library's public API only, and `pipeline` runs
+//! every in-process step of the full path (both directions) one after the other, so the sum
+//! of the phases can be checked against the whole. Run with
+//! `cargo bench --bench phases -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::Value;
+use xgate::config::{Department, Overrides};
+use xgate::i18n::Lang;
+use xgate::pointer::FieldPath;
+use xgate::registry::CompiledSchema;
+use xgate::snapshot::Snapshot;
+use xgate::translate::{Direction, Format};
+
+/// The gateway's allocator (`src/main.rs`), so allocation costs are the ones it pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Everything the phases read, loaded once from the bench configuration.
+struct Bench {
+    snapshot: Snapshot,
+    /// The consumer's format (market regulation's layout).
+    consumer_format: Arc<Format>,
+    /// The provider's format (the tax bureau's layout).
+    provider_format: Arc<Format>,
+    schema: Arc<CompiledSchema>,
+    /// The shared fields the consumer receives from the `full` service.
+    fields: Vec<FieldPath>,
+    /// What the consumer sends, in its own layout.
+    request_bytes: Vec<u8>,
+    /// What the provider answers, in its own layout.
+    response_bytes: Vec<u8>,
+}
+
+impl Bench {
+    fn load() -> Bench {
+        let (config, registry) =
+            xgate::config::load(Path::new("bench/config/xgate.toml"), &Overrides::default())
+                .unwrap_or_else(|problems| panic!("bench configuration: {problems}"));
+        let snapshot = Snapshot::new(config, registry);
+        let department = |id: &str| -> &Department {
+            snapshot
+                .department(id)
+                .unwrap_or_else(|| panic!("no department {id}"))
+        };
+        let format = |id: &str| -> Arc<Format> {
+            department(id)
+                .formats
+                .get("business-license")
+                .cloned()
+                .unwrap_or_else(|| panic!("{id} has no business-license format"))
+        };
+        let consumer_format = format("bench-consumer");
+        let provider_format = format("bench-provider");
+        let fields = snapshot
+            .route("bench-provider", "full")
+            .and_then(|route| route.service.fields.iter().next())
+            .map(|(_, fields)| fields.clone())
+            .expect("the full service lists the consumer's fields");
+        let schema = snapshot
+            .registry
+            .get("business-license", None)
+            .expect("the business-license schema");
+        let read = |path: &str| std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        Bench {
+            consumer_format,
+            provider_format,
+            schema,
+            fields,
+            request_bytes: read("bench/data/request.json"),
+            response_bytes: read("bench/data/response.json"),
+            snapshot,
+        }
+    }
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).expect("a bench record is JSON")
+}
+
+fn translate(format: &Format, record: &Value, direction: Direction) -> Value {
+    format
+        .translate(record, direction)
+        .unwrap_or_else(|errors| panic!("bench record does not translate: {errors:?}"))
+}
+
+/// Parse → consumer to-shared → validate → provider from-shared → serialize, then the answer:
+/// parse → provider to-shared → validate → project → consumer from-shared → serialize.
+fn pipeline(bench: &Bench) -> (Vec<u8>, Vec<u8>) {
+    let request = parse(&bench.request_bytes);
+    let shared = translate(&bench.consumer_format, &request, Direction::ToShared);
+    assert!(bench.schema.validate(&shared, Lang::En).is_empty());
+    let provider = translate(&bench.provider_format, &shared, Direction::FromShared);
+    let forwarded = serde_json::to_vec(&provider).expect("serializable");
+
+    let response = parse(&bench.response_bytes);
+    let shared = translate(&bench.provider_format, &response, Direction::ToShared);
+    assert!(bench.schema.validate(&shared, Lang::En).is_empty());
+    let projected = xgate::projection::project(&shared, &bench.fields);
+    let consumer = translate(&bench.consumer_format, &projected, Direction::FromShared);
+    let answered = serde_json::to_vec(&consumer).expect("serializable");
+    (forwarded, answered)
+}
+
+fn phases(c: &mut Criterion) {
+    let bench = Bench::load();
+    let request = parse(&bench.request_bytes);
+    let shared = translate(&bench.consumer_format, &request, Direction::ToShared);
+    let violations = bench.schema.validate(&shared, Lang::En);
+    assert!(violations.is_empty(), "{violations:?}");
+    let provider = translate(&bench.provider_format, &shared, Direction::FromShared);
+
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer bench-consumer"),
+    );
+    c.bench_function("identify", |b| {
+        b.iter(|| {
+            xgate::exchange::identify_department(&bench.snapshot, black_box(&headers))
+                .map(|department| department.id.as_str().len())
+                .expect("the bench token identifies the consumer")
+        })
+    });
+    c.bench_function("parse", |b| {
+        b.iter(|| parse(black_box(&bench.request_bytes)))
+    });
+    c.bench_function("to-shared", |b| {
+        b.iter(|| {
+            translate(
+                &bench.consumer_format,
+                black_box(&request),
+                Direction::ToShared,
+            )
+        })
+    });
+    c.bench_function("validate", |b| {
+        b.iter(|| bench.schema.validate(black_box(&shared), Lang::En))
+    });
+    c.bench_function("from-shared", |b| {
+        b.iter(|| {
+            translate(
+                &bench.provider_format,
+                black_box(&shared),
+                Direction::FromShared,
+            )
+        })
+    });
+    c.bench_function("projection", |b| {
+        b.iter(|| xgate::projection::project(black_box(&shared), &bench.fields))
+    });
+    c.bench_function("serialize", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&provider)).expect("serializable"))
+    });
+    c.bench_function("pipeline", |b| b.iter(|| pipeline(black_box(&bench))));
+}
+
+criterion_group!(benches, phases);
+criterion_main!(benches);

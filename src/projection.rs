@@ -9,7 +9,8 @@ use crate::pointer::{FieldPath, Segment};
 /// Fields a path names but the record lacks stay absent; the shape around kept fields (objects,
 /// array lengths) is preserved.
 pub fn project(record: &Value, paths: &[FieldPath]) -> Value {
-    let mut projected = Value::Object(Map::new());
+    // Each path adds at most one member to the record's top level.
+    let mut projected = Value::Object(Map::with_capacity(paths.len()));
     for path in paths {
         copy_path(record, &mut projected, path.segments());
     }
@@ -28,6 +29,11 @@ fn copy_path(source: &Value, target: &mut Value, segments: &[Segment]) {
                 *target = Value::Object(Map::new());
             }
             if let Value::Object(target) = target {
+                if rest.is_empty() {
+                    // The whole member, over whatever an earlier path kept of it.
+                    target.insert(key.clone(), child.clone());
+                    return;
+                }
                 let slot = target
                     .entry(key.clone())
                     .or_insert_with(|| empty_like(child));

@@ -16,14 +16,18 @@
 //!    already there, and collides with any place a rule writes, or would read on the way back.
 
 mod convert;
+mod pattern;
+mod plan;
 mod walk;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-pub use self::convert::{Conversion, Reason};
-use self::walk::{Step, Uncovered};
+pub use self::convert::{CodeTable, Conversion, Reason};
+pub use self::pattern::Pattern;
+use self::plan::{Outcome, Plan, Read, Uncovered, UncoveredField};
+use self::walk::Step;
 use crate::config::file::FormatSection;
 use crate::i18n::Lang;
 use crate::pointer::{FieldPath, Segment};
@@ -82,6 +86,17 @@ impl Rule {
             Direction::FromShared => (&self.shared, &self.own),
         }
     }
+
+    /// Converts a value the rule reads; `null` stays `null` unconverted.
+    fn convert(&self, value: &Value, direction: Direction) -> Result<Value, Reason> {
+        if value.is_null() {
+            return Ok(Value::Null);
+        }
+        match direction {
+            Direction::ToShared => self.conversion.to_shared(value),
+            Direction::FromShared => self.conversion.to_own(value),
+        }
+    }
 }
 
 /// A department's format for one schema.
@@ -91,6 +106,10 @@ pub struct Format {
     pub unmapped: Unmapped,
     /// The rules, in configuration order.
     pub rules: Vec<Rule>,
+    /// The rules compiled for translating to shared (a trie over the own paths).
+    to_shared: Plan,
+    /// The rules compiled for translating from shared (a trie over the shared paths).
+    from_shared: Plan,
 }
 
 /// Why part of a record could not be translated.
@@ -308,7 +327,12 @@ impl Format {
             });
         }
         if errors.is_empty() {
-            Ok(Format { unmapped, rules })
+            Ok(Format {
+                unmapped,
+                to_shared: Plan::new(&rules, Direction::ToShared),
+                from_shared: Plan::new(&rules, Direction::FromShared),
+                rules,
+            })
         } else {
             Err(errors)
         }
@@ -325,76 +349,150 @@ impl Format {
             errors.push(self.error(direction, Vec::new(), None, ErrorKind::NotARecord));
             return Err(errors);
         }
+        let plan = match direction {
+            Direction::ToShared => &self.to_shared,
+            Direction::FromShared => &self.from_shared,
+        };
+        // One walk along the record converts what every rule reads and finds what no rule
+        // covers; then the rules write, and then the fields no rule covers are placed.
+        let found = plan.walk(
+            record,
+            &self.rules,
+            direction,
+            self.unmapped == Unmapped::Drop,
+        );
         let mut output = Value::Null;
-        for rule in &self.rules {
-            let (from, to) = rule.paths(direction);
-            let (found, arrays) = walk::find(record, from.segments());
-            // Arrays a `*` goes through keep their length on the other side.
-            for array in arrays {
-                let location = walk::locate(&array_path(to.segments(), array.star), &array.indices);
-                if let Some(Value::Array(items)) = walk::slot(&mut output, &location).map(|slot| {
-                    if slot.is_null() {
-                        *slot = Value::Array(Vec::new());
-                    }
-                    slot
-                }) && items.len() < array.items.len()
-                {
-                    let start = items.len();
-                    items.extend(array.items[start..].iter().map(walk::placeholder));
-                }
-            }
-            for found in found {
-                let converted = if found.value.is_null() {
-                    Ok(Value::Null)
-                } else {
-                    match direction {
-                        Direction::ToShared => rule.conversion.to_shared(found.value),
-                        Direction::FromShared => rule.conversion.to_own(found.value),
-                    }
+        self.write(
+            plan,
+            found.reads,
+            &found.indices,
+            direction,
+            &mut output,
+            &mut errors,
+        );
+        self.place_uncovered(found.uncovered, direction, &mut output, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        if output.is_null() {
+            output = walk::placeholder(record);
+        }
+        Ok(output)
+    }
+
+    /// Writes what the rules read into `output`, rule by rule in configuration order
+    /// (whatever the record's order): an object on the other side lists its members in the
+    /// order of the rules that fill them, and conversion errors come rule by rule. Stops at
+    /// [`MAX_ERRORS`].
+    fn write(
+        &self,
+        plan: &Plan,
+        mut reads: Vec<Read<'_>>,
+        indices: &[usize],
+        direction: Direction,
+        output: &mut Value,
+        errors: &mut Vec<TranslationError>,
+    ) {
+        // A stable sort keeps each rule's reads in record order.
+        if !reads.is_sorted_by_key(|read| read.rule) {
+            reads.sort_by_key(|read| read.rule);
+        }
+        // Everything a rule writes is under one place: its output path before the first `*`
+        // (before the last segment when it has none). That place is found once, from the root,
+        // for consecutive rules that share it, and only when one of them writes something.
+        let group = |rule: usize| plan.target(rule).map(|target| target.group);
+        for reads in reads.chunk_by_mut(|a, b| group(a.rule) == group(b.rule)) {
+            let mut base = None;
+            for read in reads {
+                let (Some(rule), Some(target)) =
+                    (self.rules.get(read.rule), plan.target(read.rule))
+                else {
+                    continue;
                 };
-                let target = walk::locate(to.segments(), &found.indices);
-                match converted {
-                    Ok(value) => match walk::slot(&mut output, &target) {
-                        Some(slot) => *slot = value,
-                        None => errors.push(self.error(
-                            direction,
-                            found.location,
-                            Some(target),
-                            ErrorKind::Collision,
-                        )),
-                    },
-                    Err(reason) => errors.push(self.error(
-                        direction,
-                        found.location,
-                        Some(target),
-                        ErrorKind::Conversion {
-                            rule: rule.description.clone(),
-                            reason,
-                        },
-                    )),
+                let (from, to) = rule.paths(direction);
+                let (base_path, rest) = to.segments().split_at(target.base);
+                let rest_capacities = target.capacities.get(target.base..).unwrap_or_default();
+                let indices = &indices[read.indices.clone()];
+                if base.is_none() && !matches!(read.outcome, Outcome::Refused(_)) {
+                    base = Some(walk::slot_at(output, base_path, &[], &target.capacities));
                 }
+                let base = base.as_mut().and_then(Option::as_deref_mut);
+                let error = match &mut read.outcome {
+                    // Arrays a `*` goes through keep their length on the other side.
+                    Outcome::Array(items) => {
+                        let array = array_path(to.segments(), indices.len())
+                            .get(target.base..)
+                            .unwrap_or_default();
+                        let items = *items;
+                        if let Some(Value::Array(filled)) = base
+                            .and_then(|base| walk::slot_at(base, array, indices, rest_capacities))
+                            .map(|slot| {
+                                if slot.is_null() {
+                                    *slot = Value::Array(Vec::with_capacity(items.len()));
+                                }
+                                slot
+                            })
+                            && filled.len() < items.len()
+                        {
+                            let start = filled.len();
+                            filled.extend(items[start..].iter().map(walk::placeholder));
+                        }
+                        continue;
+                    }
+                    Outcome::Converted(value) => {
+                        let value = std::mem::take(value);
+                        let put = base.is_some_and(|base| {
+                            walk::put_at(base, rest, indices, rest_capacities, value)
+                        });
+                        if put {
+                            continue;
+                        }
+                        ErrorKind::Collision
+                    }
+                    Outcome::Refused(reason) => ErrorKind::Conversion {
+                        rule: rule.description.clone(),
+                        reason: (**reason).clone(),
+                    },
+                };
+                errors.push(self.error(
+                    direction,
+                    walk::locate(from.segments(), indices),
+                    Some(walk::locate(to.segments(), indices)),
+                    error,
+                ));
                 if errors.len() >= MAX_ERRORS {
-                    return Err(errors);
+                    return;
                 }
             }
         }
-        let paths: Vec<&[Segment]> = self
-            .rules
-            .iter()
-            .map(|rule| rule.paths(direction).0.segments())
-            .collect();
-        for (location, why) in walk::uncovered(record, &paths) {
+    }
+
+    /// Deals with the fields no rule covers, in record order, after the rules have written:
+    /// refused, left out or kept as the policy says (a `null` array stays `null` whatever it
+    /// says). Stops at [`MAX_ERRORS`].
+    fn place_uncovered(
+        &self,
+        uncovered: Vec<UncoveredField<'_>>,
+        direction: Direction,
+        output: &mut Value,
+        errors: &mut Vec<TranslationError>,
+    ) {
+        for UncoveredField {
+            location,
+            value,
+            why,
+        } in uncovered
+        {
             if errors.len() >= MAX_ERRORS {
-                break;
+                return;
             }
-            let value = lookup(record, &location).cloned().unwrap_or(Value::Null);
             // `null` for an array that a rule's `*` goes through is `null` on the other side
             // too, whatever the policy: departments commonly send it for "no list".
             if why == Uncovered::Shape
                 && value.is_null()
                 && let Some(target) = self.null_array_target(&location, direction)
             {
-                if let Some(slot) = walk::slot(&mut output, &target)
+                if let Some(slot) = walk::slot(output, &target)
                     && slot.is_null()
                 {
                     continue;
@@ -418,19 +516,12 @@ impl Format {
             // A field kept inside an object that rules also fill (`/FDDBR/XB` beside the
             // mapped `/FDDBR/XM`) comes back as one uncovered object: it joins the members
             // already there instead of colliding with them.
-            let kept = !self.claimed(&target, &value, direction)
-                && walk::slot(&mut output, &target).is_some_and(|slot| walk::merge(slot, value));
+            let kept = !self.claimed(&target, value, direction)
+                && walk::slot(output, &target).is_some_and(|slot| walk::merge(slot, value.clone()));
             if !kept {
                 errors.push(self.error(direction, location, Some(target), ErrorKind::Collision));
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        if output.is_null() {
-            output = walk::placeholder(record);
-        }
-        Ok(output)
     }
 
     /// The location on the other side of a field no rule covers: inside an array element that
@@ -441,13 +532,13 @@ impl Format {
             let (from, to) = rule.paths(direction);
             for star in 0..from.wildcard_count() {
                 let anchor = element_path(from.segments(), star);
-                if let Some(indices) = walk::match_prefix(&anchor, location) {
+                if let Some(indices) = walk::match_prefix(anchor, location) {
                     let length = anchor.len();
                     if best
                         .as_ref()
                         .is_none_or(|(best_length, _)| length > *best_length)
                     {
-                        let mut target = walk::locate(&element_path(to.segments(), star), &indices);
+                        let mut target = walk::locate(element_path(to.segments(), star), &indices);
                         target.extend_from_slice(&location[length..]);
                         best = Some((length, target));
                     }
@@ -468,8 +559,8 @@ impl Format {
                 if array.len() != location.len() {
                     return None;
                 }
-                let indices = walk::match_prefix(&array, location)?;
-                Some(walk::locate(&array_path(to.segments(), star), &indices))
+                let indices = walk::match_prefix(array, location)?;
+                Some(walk::locate(array_path(to.segments(), star), &indices))
             })
         })
     }
@@ -490,8 +581,7 @@ impl Format {
             if walk::match_prefix(&to[..target.len()], target).is_none() {
                 return false;
             }
-            let (found, arrays) = walk::find(value, rest);
-            !found.is_empty() || !arrays.is_empty()
+            walk::reaches(value, rest)
         })
     }
 
@@ -607,16 +697,16 @@ fn overlaps(a: &[Segment], b: &[Segment]) -> bool {
 
 /// The path of the array that the `star`-th `*` (0-based) of `path` goes through: the segments
 /// before that `*`.
-fn array_path(path: &[Segment], star: usize) -> Vec<Segment> {
+fn array_path(path: &[Segment], star: usize) -> &[Segment] {
     let end = star_position(path, star).unwrap_or(path.len());
-    path[..end].to_vec()
+    &path[..end]
 }
 
 /// The path of the elements that the `star`-th `*` (0-based) of `path` goes through: the
 /// segments up to and including that `*`.
-fn element_path(path: &[Segment], star: usize) -> Vec<Segment> {
+fn element_path(path: &[Segment], star: usize) -> &[Segment] {
     let end = star_position(path, star).map_or(path.len(), |position| position + 1);
-    path[..end].to_vec()
+    &path[..end]
 }
 
 fn star_position(path: &[Segment], star: usize) -> Option<usize> {
@@ -625,18 +715,6 @@ fn star_position(path: &[Segment], star: usize) -> Option<usize> {
         .filter(|(_, segment)| matches!(segment, Segment::Each))
         .nth(star)
         .map(|(position, _)| position)
-}
-
-fn lookup<'v>(value: &'v Value, location: &[Step]) -> Option<&'v Value> {
-    let mut current = value;
-    for step in location {
-        current = match (step, current) {
-            (Step::Key(key), Value::Object(object)) => object.get(key)?,
-            (Step::Index(index), Value::Array(items)) => items.get(*index)?,
-            _ => return None,
-        };
-    }
-    Some(current)
 }
 
 fn escape(name: &str) -> String {
@@ -738,6 +816,37 @@ fields = [
             .map(|e| e.own_pointer.clone().unwrap())
             .collect();
         assert_eq!(pointers, ["/CLRQ", "/DJZT", "/GDXX/0/ZZ", "/EXTRA"]);
+    }
+
+    #[test]
+    fn objects_list_members_in_rule_order_whatever_the_record_order() {
+        let format = format(
+            r#"
+unmapped = "reject"
+fields = [
+  { own = "/A/X", shared = "/p/x" },
+  { own = "/B", shared = "/p/y" },
+  { own = "/A/Z", shared = "/p/z", convert = "number" },
+  { own = "/L/*/N", shared = "/l/*/n" },
+  { own = "/L/*/M", shared = "/l/*/m" },
+]
+"#,
+        );
+        let in_order = json!({"A": {"X": 1, "Z": "2"}, "B": 3, "L": [{"N": 4, "M": 5}]});
+        let reversed = json!({"L": [{"M": 5, "N": 4}], "B": 3, "A": {"Z": "2", "X": 1}});
+        let expected = r#"{"p":{"x":1,"y":3,"z":2},"l":[{"n":4,"m":5}]}"#;
+        for own in [in_order, reversed] {
+            let shared = format.translate(&own, Direction::ToShared).unwrap();
+            assert_eq!(serde_json::to_string(&shared).unwrap(), expected, "{own}");
+        }
+        // Conversion errors come rule by rule, then uncovered fields in record order.
+        let bad = json!({"L": [{"N": 1, "Q": 0}], "A": {"Z": "x"}, "C": 1, "B": 2});
+        let errors = format.translate(&bad, Direction::ToShared).unwrap_err();
+        let pointers: Vec<_> = errors
+            .iter()
+            .map(|e| e.own_pointer.clone().unwrap())
+            .collect();
+        assert_eq!(pointers, ["/A/Z", "/L/0/Q", "/C"]);
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! the expected `"100"`, `"2019031"` by `date:%Y%m%d`. Amounts are exact decimals, never binary
 //! floating point on the way: 0.3 万元 is 3000 元 and back 0.3.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::str::FromStr;
 
-use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat};
+use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat};
 use rust_decimal::Decimal;
 use serde_json::{Number, Value};
+
+use super::pattern::{self, Pattern};
 
 /// Why a value does not convert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +107,12 @@ pub enum Conversion {
     /// Own text in a strftime pattern ↔ shared `YYYY-MM-DD`.
     Date {
         /// The own pattern.
-        pattern: String,
+        pattern: Pattern,
     },
     /// Own text in a strftime pattern ↔ shared RFC 3339.
     DateTime {
         /// The own pattern.
-        pattern: String,
+        pattern: Pattern,
         /// The own text's UTC offset when the pattern has none (`@+08:00`).
         offset: Option<FixedOffset>,
     },
@@ -133,10 +135,37 @@ pub enum Conversion {
     /// A one-to-one table of own strings ↔ shared values.
     Codes {
         /// Own → shared.
-        to_shared: HashMap<String, Value>,
-        /// Shared (as JSON text, numbers by value) → own.
-        to_own: HashMap<String, String>,
+        to_shared: CodeTable<Value>,
+        /// Shared strings → own (looked up by the string itself: no key to build per value).
+        to_own_by_text: CodeTable<String>,
+        /// Shared numbers (by value: their canonical decimal text) and booleans → own.
+        to_own_by_value: CodeTable<String>,
     },
+}
+
+/// A code table, sorted by code: found by binary search, with no hashing per value (tables
+/// are small, and read for every record).
+#[derive(Debug, Clone)]
+pub struct CodeTable<V> {
+    entries: Vec<(String, V)>,
+}
+
+impl<V> CodeTable<V> {
+    fn get(&self, code: &str) -> Option<&V> {
+        let position = self
+            .entries
+            .binary_search_by(|(entry, _)| entry.as_str().cmp(code))
+            .ok()?;
+        self.entries.get(position).map(|(_, value)| value)
+    }
+}
+
+impl<V> From<BTreeMap<String, V>> for CodeTable<V> {
+    fn from(table: BTreeMap<String, V>) -> CodeTable<V> {
+        CodeTable {
+            entries: table.into_iter().collect(),
+        }
+    }
 }
 
 /// Sample dates a date pattern must read back exactly (including years a two-digit `%y` would
@@ -160,22 +189,19 @@ impl Conversion {
             ("number", None) => Ok(Conversion::Number),
             ("string", None) => Ok(Conversion::Text),
             ("number" | "string", Some(_)) => Err(format!("{kind} takes no argument")),
-            ("date", Some(pattern)) => {
-                check_pattern(pattern)?;
+            ("date", Some(text)) => {
+                let pattern = Pattern::parse(text)?;
                 for (year, month, day) in SAMPLE_DATES {
                     let date = NaiveDate::from_ymd_opt(year, month, day)
                         .ok_or_else(|| "invalid sample date".to_owned())?;
-                    let written = date.format(pattern).to_string();
-                    if NaiveDate::parse_from_str(&written, pattern).ok() != Some(date) {
+                    if pattern.read_date(&pattern.write_date(date)).ok() != Some(date) {
                         return Err(format!(
-                            "the pattern {pattern:?} does not read back the dates it writes \
+                            "the pattern {text:?} does not read back the dates it writes \
                              (it needs a 4-digit year %Y, a month and a day)"
                         ));
                     }
                 }
-                Ok(Conversion::Date {
-                    pattern: pattern.to_owned(),
-                })
+                Ok(Conversion::Date { pattern })
             }
             ("datetime", Some(argument)) => {
                 let (pattern, offset) = match argument.rsplit_once('@') {
@@ -187,8 +213,9 @@ impl Conversion {
                     }
                     None => (argument, None),
                 };
-                check_pattern(pattern)?;
-                let zoned = has_zone(pattern);
+                let text = pattern;
+                let pattern = Pattern::parse(text)?;
+                let zoned = has_zone(text);
                 if zoned == offset.is_some() {
                     return Err(if zoned {
                         "the pattern has its own offset (%z); drop @<offset>".to_owned()
@@ -196,19 +223,16 @@ impl Conversion {
                         "the pattern has no offset: add %z or @<offset>, e.g. @+08:00".to_owned()
                     });
                 }
-                let conversion = Conversion::DateTime {
-                    pattern: pattern.to_owned(),
-                    offset,
-                };
+                let conversion = Conversion::DateTime { pattern, offset };
                 let sample = DateTime::parse_from_rfc3339("2019-03-01T10:15:42+08:00")
                     .map_err(|error| error.to_string())?;
                 let shared = Value::String(sample.to_rfc3339_opts(SecondsFormat::AutoSi, false));
                 let own = conversion
                     .to_own(&shared)
-                    .map_err(|_| format!("the pattern {pattern:?} cannot write a date-time"))?;
+                    .map_err(|_| format!("the pattern {text:?} cannot write a date-time"))?;
                 if conversion.to_shared(&own).ok().as_ref() != Some(&shared) {
                     return Err(format!(
-                        "the pattern {pattern:?} does not read back the date-times it writes \
+                        "the pattern {text:?} does not read back the date-times it writes \
                          (it needs %Y, month, day, %H, %M and %S)"
                     ));
                 }
@@ -247,8 +271,9 @@ impl Conversion {
 
     /// Compiles a code table; refuses a table that is not one-to-one.
     pub fn codes(table: &[(String, Value)]) -> Result<Conversion, String> {
-        let mut to_shared = HashMap::with_capacity(table.len());
-        let mut to_own = HashMap::with_capacity(table.len());
+        let mut to_shared = BTreeMap::new();
+        let mut to_own_by_text = BTreeMap::new();
+        let mut to_own_by_value = BTreeMap::new();
         if table.is_empty() {
             return Err("the code table is empty".to_owned());
         }
@@ -258,15 +283,22 @@ impl Conversion {
                     "code {own:?}: a shared value is a string, number or boolean"
                 ));
             }
-            let key = code_key(shared);
-            if let Some(other) = to_own.insert(key, own.clone()) {
+            let replaced = match shared {
+                Value::String(text) => to_own_by_text.insert(text.clone(), own.clone()),
+                _ => to_own_by_value.insert(code_key(shared), own.clone()),
+            };
+            if let Some(other) = replaced {
                 return Err(format!(
                     "not one-to-one: {other:?} and {own:?} both map to {shared}"
                 ));
             }
             to_shared.insert(own.clone(), shared.clone());
         }
-        Ok(Conversion::Codes { to_shared, to_own })
+        Ok(Conversion::Codes {
+            to_shared: CodeTable::from(to_shared),
+            to_own_by_text: CodeTable::from(to_own_by_text),
+            to_own_by_value: CodeTable::from(to_own_by_value),
+        })
     }
 
     /// Own value → shared value.
@@ -274,30 +306,20 @@ impl Conversion {
         match self {
             Conversion::Identity => Ok(own.clone()),
             Conversion::Date { pattern } => {
-                let text = expect_str(own)?;
-                let date = NaiveDate::parse_from_str(text, pattern)
-                    .map_err(|error| parse_reason(&error, pattern))?;
-                canonical(text, date.format(pattern).to_string())?;
-                shared_date(date)
+                let date = pattern.read_date(expect_str(own)?)?;
+                pattern::shared_date(date).map(Value::String)
             }
             Conversion::DateTime { pattern, offset } => {
-                let text = expect_str(own)?;
-                let reason = |error: chrono::ParseError| parse_reason(&error, pattern);
-                let moment = match offset {
-                    None => DateTime::parse_from_str(text, pattern).map_err(reason)?,
-                    Some(offset) => NaiveDateTime::parse_from_str(text, pattern)
-                        .map_err(reason)?
-                        .and_local_timezone(*offset)
-                        .single()
-                        .ok_or(Reason::OutOfRange)?,
-                };
-                canonical(text, moment.format(pattern).to_string())?;
+                let moment = pattern.read_date_time(expect_str(own)?, *offset)?;
                 Ok(Value::String(
                     moment.to_rfc3339_opts(SecondsFormat::AutoSi, false),
                 ))
             }
             Conversion::Scale { factor } => {
                 let amount = number_decimal(own)?;
+                if let Some(scaled) = exact_product(amount, *factor) {
+                    return decimal_to_json(scaled);
+                }
                 let scaled = amount.checked_mul(*factor).ok_or(Reason::OutOfRange)?;
                 // A product past 28 decimal places is rounded: the way back would not meet.
                 if scaled.checked_div(*factor) != Some(amount) {
@@ -305,15 +327,8 @@ impl Conversion {
                 }
                 decimal_to_json(scaled)
             }
-            Conversion::Number => {
-                let text = expect_str(own)?;
-                let value = parse_decimal_text(text)?;
-                decimal_to_json(value)
-            }
-            Conversion::Text => {
-                let value = number_decimal(own)?;
-                Ok(Value::String(decimal_text(value)))
-            }
+            Conversion::Number => text_number(expect_str(own)?),
+            Conversion::Text => number_text(own).map(Value::String),
             Conversion::Boolean { truthy, falsy } => {
                 let text = expect_str(own)?;
                 if text == truthy {
@@ -340,12 +355,8 @@ impl Conversion {
             Conversion::Identity => Ok(shared.clone()),
             Conversion::Date { pattern } => {
                 let text = expect_str(shared)?;
-                let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                    .map_err(|_| Reason::NotSharedDate)?;
-                if date.format("%Y-%m-%d").to_string() != text {
-                    return Err(Reason::NotSharedDate);
-                }
-                Ok(Value::String(date.format(pattern).to_string()))
+                let date = pattern::read_shared_date(text).ok_or(Reason::NotSharedDate)?;
+                Ok(Value::String(pattern.write_date(date)))
             }
             Conversion::DateTime { pattern, offset } => {
                 let text = expect_str(shared)?;
@@ -355,7 +366,7 @@ impl Conversion {
                     Some(offset) => moment.with_timezone(offset),
                     None => moment,
                 };
-                Ok(Value::String(moment.format(pattern).to_string()))
+                Ok(Value::String(pattern.write_date_time(&moment)))
             }
             Conversion::Scale { factor } => {
                 let amount = number_decimal(shared)?;
@@ -365,15 +376,8 @@ impl Conversion {
                 }
                 decimal_to_json(own)
             }
-            Conversion::Number => {
-                let value = number_decimal(shared)?;
-                Ok(Value::String(decimal_text(value)))
-            }
-            Conversion::Text => {
-                let text = expect_str(shared)?;
-                let value = parse_decimal_text(text)?;
-                decimal_to_json(value)
-            }
+            Conversion::Number => number_text(shared).map(Value::String),
+            Conversion::Text => text_number(expect_str(shared)?),
             Conversion::Boolean { truthy, falsy } => match shared {
                 Value::Bool(true) => Ok(Value::String(truthy.clone())),
                 Value::Bool(false) => Ok(Value::String(falsy.clone())),
@@ -381,10 +385,16 @@ impl Conversion {
                     expected: "boolean",
                 }),
             },
-            Conversion::Codes { to_own, .. } => to_own
-                .get(&code_key(shared))
-                .map(|own| Value::String(own.clone()))
-                .ok_or(Reason::UnknownCode),
+            Conversion::Codes {
+                to_own_by_text,
+                to_own_by_value,
+                ..
+            } => match shared {
+                Value::String(text) => to_own_by_text.get(text.as_str()),
+                _ => to_own_by_value.get(&code_key(shared)),
+            }
+            .map(|own| Value::String(own.clone()))
+            .ok_or(Reason::UnknownCode),
         }
     }
 }
@@ -396,29 +406,6 @@ fn code_key(shared: &Value) -> String {
         Ok(value) => decimal_text(value),
         Err(_) => shared.to_string(),
     }
-}
-
-/// Why chrono did not read a text: a well-shaped text naming a day that does not exist
-/// (`20160231`) or text of another shape.
-fn parse_reason(error: &chrono::ParseError, pattern: &str) -> Reason {
-    match error.kind() {
-        chrono::format::ParseErrorKind::OutOfRange | chrono::format::ParseErrorKind::Impossible => {
-            Reason::InvalidDate
-        }
-        _ => Reason::NoMatch {
-            pattern: pattern.to_owned(),
-        },
-    }
-}
-
-fn check_pattern(pattern: &str) -> Result<(), String> {
-    if pattern.is_empty() {
-        return Err("the pattern is empty".to_owned());
-    }
-    if StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error)) {
-        return Err(format!("{pattern:?} is not a valid strftime pattern"));
-    }
-    Ok(())
 }
 
 fn has_zone(pattern: &str) -> bool {
@@ -451,24 +438,6 @@ fn expect_str(value: &Value) -> Result<&str, Reason> {
         .ok_or(Reason::WrongType { expected: "string" })
 }
 
-fn canonical(text: &str, written: String) -> Result<(), Reason> {
-    if text == written {
-        Ok(())
-    } else {
-        Err(Reason::NotCanonical { expected: written })
-    }
-}
-
-fn shared_date(date: NaiveDate) -> Result<Value, Reason> {
-    let text = date.format("%Y-%m-%d").to_string();
-    // RFC 3339 full-date has exactly four year digits.
-    if text.len() == 10 {
-        Ok(Value::String(text))
-    } else {
-        Err(Reason::OutOfRange)
-    }
-}
-
 /// A JSON number as an exact decimal: integers as they are, other numbers by their shortest
 /// decimal text (what serde_json prints), so 0.3 is 0.3, not 0.299999….
 fn number_decimal(value: &Value) -> Result<Decimal, Reason> {
@@ -479,28 +448,88 @@ fn number_decimal(value: &Value) -> Result<Decimal, Reason> {
         return Ok(Decimal::from(integer));
     }
     if let Some(integer) = number.as_u64() {
-        return Decimal::from_str(&integer.to_string()).map_err(|_| Reason::OutOfRange);
+        return Ok(Decimal::from(integer));
     }
-    let text = number.to_string();
-    let value = Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|_| Reason::OutOfRange)?;
+    let (value, plain) = with_text(number, |text| {
+        let value = Decimal::from_str(text).or_else(|_| Decimal::from_scientific(text));
+        // Plain text of at most 28 characters has at most 28 digits, which a decimal holds
+        // exactly (its mantissa has 96 bits, its scale goes to 28).
+        (value, text.len() <= 28 && !text.contains(['e', 'E']))
+    });
+    let value = value.map_err(|_| Reason::OutOfRange)?;
     // Past 28 decimal places a decimal is rounded (4.95e-24 loses digits): refuse it rather
-    // than carry another number.
-    if value.to_string().parse::<f64>().ok() != number.as_f64() {
+    // than carry another number. (An exact decimal of the float's shortest text always reads
+    // back as the float: only the rounded ones need the check.)
+    if !plain && with_text(value, |text| text.parse::<f64>().ok()) != number.as_f64() {
         return Err(Reason::NotExact);
     }
     Ok(value)
 }
 
+/// `a × b` when a decimal holds it without rounding (the product of the mantissas fits in 96
+/// bits and the scales add up to at most 28), as amounts times factors usually do; dividing it
+/// by `b` then gives back exactly `a`. `None` when it may be rounded.
+fn exact_product(a: Decimal, b: Decimal) -> Option<Decimal> {
+    const MANTISSA_LIMIT: u128 = 1 << 96;
+    let mantissa = a
+        .mantissa()
+        .unsigned_abs()
+        .checked_mul(b.mantissa().unsigned_abs())?;
+    let scale = a.scale() + b.scale();
+    if mantissa >= MANTISSA_LIMIT || scale > 28 {
+        return None;
+    }
+    let negative = (a.mantissa() < 0) != (b.mantissa() < 0);
+    let mantissa = i128::try_from(mantissa).ok()?;
+    Decimal::try_from_i128_with_scale(if negative { -mantissa } else { mantissa }, scale).ok()
+}
+
+/// A JSON number's canonical decimal text.
+fn number_text(value: &Value) -> Result<String, Reason> {
+    if let Value::Number(number) = value {
+        // An integer is its own canonical text.
+        if let Some(integer) = number.as_i64() {
+            return Ok(integer.to_string());
+        }
+        if let Some(integer) = number.as_u64() {
+            return Ok(integer.to_string());
+        }
+    }
+    number_decimal(value).map(decimal_text)
+}
+
+/// The JSON number of a canonical decimal text.
+fn text_number(text: &str) -> Result<Value, Reason> {
+    // Canonical integer text that fits an `i64` (at most 18 digits do) is that integer.
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let integer = !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if integer && let Ok(integer) = text.parse::<i64>() {
+        return Ok(Value::from(integer));
+    }
+    decimal_to_json(parse_decimal_text(text)?)
+}
+
+/// A decimal written in its canonical text: no exponent, no trailing zeros, no `-0`.
+struct DecimalText(Decimal);
+
+impl fmt::Display for DecimalText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let normalized = self.0.normalize();
+        if normalized.is_zero() {
+            f.write_str("0")
+        } else {
+            fmt::Display::fmt(&normalized, f)
+        }
+    }
+}
+
 /// The canonical text of a decimal: no exponent, no trailing zeros, no `-0`.
 fn decimal_text(value: Decimal) -> String {
-    let normalized = value.normalize();
-    if normalized.is_zero() {
-        "0".to_owned()
-    } else {
-        normalized.to_string()
-    }
+    DecimalText(value).to_string()
 }
 
 /// Reads decimal text, accepting only its canonical form.
@@ -508,7 +537,11 @@ fn parse_decimal_text(text: &str) -> Result<Decimal, Reason> {
     let value = Decimal::from_str_exact(text).map_err(|_| Reason::NoMatch {
         pattern: "decimal number".to_owned(),
     })?;
-    canonical(text, decimal_text(value))?;
+    if !with_text(DecimalText(value), |written| written == text) {
+        return Err(Reason::NotCanonical {
+            expected: decimal_text(value),
+        });
+    }
     Ok(value)
 }
 
@@ -517,25 +550,60 @@ fn parse_decimal_text(text: &str) -> Result<Decimal, Reason> {
 fn decimal_to_json(value: Decimal) -> Result<Value, Reason> {
     let normalized = value.normalize();
     if normalized.scale() == 0 {
-        let text = decimal_text(normalized);
-        if let Ok(integer) = text.parse::<i64>() {
+        let integer = normalized.mantissa();
+        if let Ok(integer) = i64::try_from(integer) {
             return Ok(Value::from(integer));
         }
-        if let Ok(integer) = text.parse::<u64>() {
+        if let Ok(integer) = u64::try_from(integer) {
             return Ok(Value::from(integer));
         }
     }
-    let text = decimal_text(normalized);
-    let float: f64 = text.parse().map_err(|_| Reason::OutOfRange)?;
+    let float: f64 =
+        with_text(DecimalText(normalized), str::parse).map_err(|_| Reason::OutOfRange)?;
     let number = Number::from_f64(float).ok_or(Reason::OutOfRange)?;
     // The float prints back as the same decimal only when it represents it exactly enough.
-    let back = Decimal::from_str(&number.to_string())
-        .or_else(|_| Decimal::from_scientific(&number.to_string()))
-        .map_err(|_| Reason::NotExact)?;
+    let back = with_text(&number, |text| {
+        Decimal::from_str(text).or_else(|_| Decimal::from_scientific(text))
+    })
+    .map_err(|_| Reason::NotExact)?;
     if back.normalize() == normalized {
         Ok(Value::Number(number))
     } else {
         Err(Reason::NotExact)
+    }
+}
+
+/// Calls `read` with the text of `value`, written on the stack when it is short (as numbers'
+/// texts are): checking a number costs no allocation.
+fn with_text<R>(value: impl fmt::Display, read: impl FnOnce(&str) -> R) -> R {
+    let mut short = ShortText {
+        bytes: [0; 64],
+        length: 0,
+    };
+    if fmt::write(&mut short, format_args!("{value}")).is_ok() {
+        // Only whole `str`s are copied in, so the bytes are UTF-8.
+        if let Ok(text) = std::str::from_utf8(&short.bytes[..short.length]) {
+            return read(text);
+        }
+    }
+    read(&value.to_string())
+}
+
+/// A text of at most 64 bytes, on the stack.
+struct ShortText {
+    bytes: [u8; 64],
+    length: usize,
+}
+
+impl fmt::Write for ShortText {
+    fn write_str(&mut self, piece: &str) -> fmt::Result {
+        let end = self.length + piece.len();
+        self.bytes
+            .get_mut(self.length..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(piece.as_bytes());
+        self.length = end;
+        Ok(())
     }
 }
 
@@ -653,6 +721,55 @@ mod tests {
             Conversion::codes(&[("1".to_owned(), json!("a")), ("2".to_owned(), json!("a"))])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn integers_take_a_short_way_to_the_same_results() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "007",
+            "+7",
+            "100.00",
+            "123456789012345678",
+            "1e3",
+            "",
+        ] {
+            let general = Decimal::from_str_exact(text)
+                .map_err(|_| Reason::NoMatch {
+                    pattern: "decimal number".to_owned(),
+                })
+                .and_then(|value| {
+                    if decimal_text(value) == text {
+                        decimal_to_json(value)
+                    } else {
+                        Err(Reason::NotCanonical {
+                            expected: decimal_text(value),
+                        })
+                    }
+                });
+            assert_eq!(text_number(text), general, "{text}");
+        }
+        for number in [
+            json!(0),
+            json!(-7),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.5),
+        ] {
+            let general = number_decimal(&number).map(decimal_text);
+            assert_eq!(number_text(&number), general, "{number}");
+        }
+        let (amount, factor) = (Decimal::new(3, 1), Decimal::new(10000, 0));
+        assert_eq!(exact_product(amount, factor), amount.checked_mul(factor));
+        assert_eq!(
+            exact_product(-amount, factor),
+            (-amount).checked_mul(factor)
+        );
+        // Past 28 decimal places the product may be rounded: the slow way decides.
+        assert_eq!(exact_product(Decimal::new(1, 28), Decimal::new(1, 2)), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Walking records along field paths: finding every place a path names (with `*` expanded),
-//! writing at a path with given array indices, and finding the fields no path covers.
+//! Locations in records: concrete steps and their JSON Pointers, writing at a location or at
+//! a rule's path with given array indices, and matching paths against locations.
 
 use serde_json::{Map, Value};
 
@@ -49,93 +49,6 @@ pub fn parse_pointer(text: &str) -> Option<Vec<Step>> {
     )
 }
 
-/// Something found at a path: the indices its `*`s took, its location, its value.
-pub struct Found<'v> {
-    /// The index each `*` took, outermost first.
-    pub indices: Vec<usize>,
-    /// Where it is.
-    pub location: Vec<Step>,
-    /// The value there.
-    pub value: &'v Value,
-}
-
-/// An array a `*` of the path went through: which `*` (0-based), the indices of the `*`s
-/// before it, and the array.
-pub struct ArraySeen<'v> {
-    /// Which `*` of the path.
-    pub star: usize,
-    /// The indices of the enclosing `*`s.
-    pub indices: Vec<usize>,
-    /// The array.
-    pub items: &'v [Value],
-}
-
-/// Every place `path` names in `value`, and every array its `*`s go through.
-pub fn find<'v>(value: &'v Value, path: &[Segment]) -> (Vec<Found<'v>>, Vec<ArraySeen<'v>>) {
-    let mut found = Vec::new();
-    let mut arrays = Vec::new();
-    let mut indices = Vec::new();
-    let mut location = Vec::new();
-    find_into(
-        value,
-        path,
-        &mut indices,
-        &mut location,
-        &mut found,
-        &mut arrays,
-    );
-    (found, arrays)
-}
-
-fn find_into<'v>(
-    value: &'v Value,
-    path: &[Segment],
-    indices: &mut Vec<usize>,
-    location: &mut Vec<Step>,
-    found: &mut Vec<Found<'v>>,
-    arrays: &mut Vec<ArraySeen<'v>>,
-) {
-    let Some((first, rest)) = path.split_first() else {
-        found.push(Found {
-            indices: indices.clone(),
-            location: location.clone(),
-            value,
-        });
-        return;
-    };
-    match (first, value) {
-        (Segment::Key(key), Value::Object(object)) => {
-            if let Some(child) = object.get(key) {
-                location.push(Step::Key(key.clone()));
-                find_into(child, rest, indices, location, found, arrays);
-                location.pop();
-            }
-        }
-        (Segment::Key(key), Value::Array(items)) => {
-            if let Some(child) = key.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                location.push(Step::Index(key.parse().unwrap_or_default()));
-                find_into(child, rest, indices, location, found, arrays);
-                location.pop();
-            }
-        }
-        (Segment::Each, Value::Array(items)) => {
-            arrays.push(ArraySeen {
-                star: indices.len(),
-                indices: indices.clone(),
-                items,
-            });
-            for (index, child) in items.iter().enumerate() {
-                indices.push(index);
-                location.push(Step::Index(index));
-                find_into(child, rest, indices, location, found, arrays);
-                location.pop();
-                indices.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The concrete location of `path` with its `*`s taking `indices`, and with only the first
 /// `segments` segments.
 pub fn locate(path: &[Segment], indices: &[usize]) -> Vec<Step> {
@@ -155,28 +68,118 @@ pub fn slot<'t>(target: &'t mut Value, location: &[Step]) -> Option<&'t mut Valu
     let mut current = target;
     for step in location {
         current = match step {
-            Step::Key(key) => {
-                if current.is_null() {
-                    *current = Value::Object(Map::new());
-                }
-                current
-                    .as_object_mut()?
-                    .entry(key.clone())
-                    .or_insert(Value::Null)
-            }
-            Step::Index(index) => {
-                if current.is_null() {
-                    *current = Value::Array(Vec::new());
-                }
-                let items = current.as_array_mut()?;
-                if items.len() <= *index {
-                    items.resize(index + 1, Value::Null);
-                }
-                &mut items[*index]
-            }
+            Step::Key(key) => member_slot(current, key, 0)?,
+            Step::Index(index) => element_slot(current, *index)?,
         };
     }
     Some(current)
+}
+
+/// The slot at `path` in `target` with its `*`s taking `indices`: [`slot`] at
+/// `locate(path, indices)`, without building the location. An object made on the way at
+/// segment `n` has room for `capacities[n]` members.
+pub fn slot_at<'t>(
+    target: &'t mut Value,
+    path: &[Segment],
+    indices: &[usize],
+    capacities: &[usize],
+) -> Option<&'t mut Value> {
+    let mut stars = indices.iter();
+    let mut current = target;
+    for (depth, segment) in path.iter().enumerate() {
+        current = match segment {
+            Segment::Key(key) => {
+                let capacity = capacities.get(depth).copied().unwrap_or_default();
+                member_slot(current, key, capacity)?
+            }
+            Segment::Each => element_slot(current, stars.next().copied().unwrap_or_default())?,
+        };
+    }
+    Some(current)
+}
+
+/// Puts `value` at `path` in `target` with its `*`s taking `indices`, as `*slot_at(..) = value`
+/// would, but inserting the last member directly. `false` when something that is not a
+/// container is in the way.
+pub fn put_at(
+    target: &mut Value,
+    path: &[Segment],
+    indices: &[usize],
+    capacities: &[usize],
+    value: Value,
+) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        *target = value;
+        return true;
+    };
+    let Some(parent) = slot_at(target, parents, indices, capacities) else {
+        return false;
+    };
+    match last {
+        Segment::Key(key) => {
+            if parent.is_null() {
+                let capacity = capacities.get(parents.len()).copied().unwrap_or_default();
+                *parent = Value::Object(Map::with_capacity(capacity));
+            }
+            let Some(object) = parent.as_object_mut() else {
+                return false;
+            };
+            object.insert(key.clone(), value);
+            true
+        }
+        Segment::Each => {
+            let stars = parents
+                .iter()
+                .filter(|segment| matches!(segment, Segment::Each))
+                .count();
+            let index = indices.get(stars).copied().unwrap_or_default();
+            match element_slot(parent, index) {
+                Some(slot) => {
+                    *slot = value;
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+}
+
+fn member_slot<'t>(current: &'t mut Value, key: &str, capacity: usize) -> Option<&'t mut Value> {
+    if current.is_null() {
+        *current = Value::Object(Map::with_capacity(capacity));
+    }
+    Some(current.as_object_mut()?.entry(key).or_insert(Value::Null))
+}
+
+fn element_slot(current: &mut Value, index: usize) -> Option<&mut Value> {
+    if current.is_null() {
+        *current = Value::Array(Vec::new());
+    }
+    let items = current.as_array_mut()?;
+    if items.len() <= index {
+        items.resize(index + 1, Value::Null);
+    }
+    items.get_mut(index)
+}
+
+/// Whether `path` reaches anything in `value`: a value at its end, or an array one of its `*`s
+/// goes through.
+pub fn reaches(value: &Value, path: &[Segment]) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return true;
+    };
+    match (first, value) {
+        (Segment::Key(key), Value::Object(object)) => {
+            object.get(key).is_some_and(|child| reaches(child, rest))
+        }
+        (Segment::Key(key), Value::Array(items)) => key
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get(index))
+            .is_some_and(|child| reaches(child, rest)),
+        (Segment::Each, Value::Array(_)) => true,
+        _ => false,
+    }
 }
 
 /// Puts `value` into `slot`: into an empty one (`null`, as a new or placeholder slot is), or
@@ -202,90 +205,6 @@ pub fn placeholder(value: &Value) -> Value {
         Value::Object(_) => Value::Object(Map::new()),
         Value::Array(_) => Value::Array(Vec::new()),
         _ => Value::Null,
-    }
-}
-
-/// Why a field is not covered by any path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uncovered {
-    /// No path goes into it.
-    Field,
-    /// Paths go further into it, but it is a scalar, `null` or an empty object.
-    Shape,
-}
-
-/// The locations of the fields of `value` that no path covers. A path covers the value at its
-/// end and everything below; a field is uncovered when it is a member (or element) of a
-/// container some path goes into, and no path goes on into it, or when it is an empty object
-/// (or a scalar) where paths expect to go further.
-pub fn uncovered(value: &Value, paths: &[&[Segment]]) -> Vec<(Vec<Step>, Uncovered)> {
-    let mut out = Vec::new();
-    let mut location = Vec::new();
-    uncovered_into(value, paths, &mut location, &mut out);
-    out
-}
-
-fn uncovered_into(
-    value: &Value,
-    paths: &[&[Segment]],
-    location: &mut Vec<Step>,
-    out: &mut Vec<(Vec<Step>, Uncovered)>,
-) {
-    if paths.iter().any(|path| path.is_empty()) {
-        return;
-    }
-    match value {
-        // An empty object that paths go into, as a member: no rule finds anything in it, so
-        // nothing would bring it back on the way home. (An empty array element is kept by its
-        // array's placeholder instead.)
-        Value::Object(object)
-            if object.is_empty() && matches!(location.last(), Some(Step::Key(_))) =>
-        {
-            out.push((location.clone(), Uncovered::Shape));
-        }
-        Value::Object(object) => {
-            for (key, child) in object {
-                let next: Vec<&[Segment]> = paths
-                    .iter()
-                    .filter_map(|path| match path.split_first() {
-                        Some((Segment::Key(k), rest)) if k == key => Some(rest),
-                        _ => None,
-                    })
-                    .collect();
-                location.push(Step::Key(key.clone()));
-                if next.is_empty() {
-                    out.push((location.clone(), Uncovered::Field));
-                } else {
-                    uncovered_into(child, &next, location, out);
-                }
-                location.pop();
-            }
-        }
-        Value::Array(items) => {
-            for (index, child) in items.iter().enumerate() {
-                let next: Vec<&[Segment]> = paths
-                    .iter()
-                    .filter_map(|path| match path.split_first() {
-                        Some((Segment::Each, rest)) => Some(rest),
-                        Some((Segment::Key(k), rest)) if k.parse::<usize>().ok() == Some(index) => {
-                            Some(rest)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                location.push(Step::Index(index));
-                if next.is_empty() {
-                    out.push((location.clone(), Uncovered::Field));
-                } else {
-                    uncovered_into(child, &next, location, out);
-                }
-                location.pop();
-            }
-        }
-        // A scalar (or null) where the paths expect a container: the whole value is uncovered,
-        // unless it is the record itself (the caller reports a record of the wrong shape).
-        _ if !location.is_empty() => out.push((location.clone(), Uncovered::Shape)),
-        _ => {}
     }
 }
 
