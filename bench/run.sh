@@ -6,6 +6,7 @@
 #   bench/run.sh --rounds 5 --seconds 20
 #   bench/run.sh --soak           # the full path at saturation for 5 minutes: resident memory over time
 #   bench/run.sh --profile xgate-full   # where the gateway's time goes at saturation (perf, call graphs)
+#   bench/run.sh --baseline OLD/xgate   # also measure another xgate build (before/after a change)
 #
 # The proxy under test runs on CPU 0; the load generator and the upstream on CPU 1.
 set -euo pipefail
@@ -17,15 +18,19 @@ seconds=10
 soak=0
 soak_seconds=300
 profile=""
+baseline=""
 connections=32
+latency_connections=128
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
+    --latency-connections) latency_connections=$2; shift 2 ;;
     --soak) soak=1; shift ;;
     --soak-seconds) soak_seconds=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -120,6 +125,13 @@ TOKIO_WORKER_THREADS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$root
 xgate_pid=$!
 pids+=($xgate_pid)
 
+if [ -n "$baseline" ]; then
+  TOKIO_WORKER_THREADS=1 RUST_LOG=info XGATE_LISTEN=127.0.0.1:18070 XGATE_ADMIN_LISTEN=127.0.0.1:18071 \
+    taskset -c 0 "$baseline" serve --config "$root/bench/config/xgate.toml" >"$work/logs/baseline.log" 2>&1 &
+  baseline_pid=$!
+  pids+=($baseline_pid)
+fi
+
 wait_for() {
   for _ in $(seq 1 200); do
     if curl -s -o /dev/null "$1"; then return 0; fi
@@ -131,6 +143,7 @@ wait_for() {
 wait_for http://127.0.0.1:18081/licenses
 wait_for http://127.0.0.1:18082/licenses
 wait_for http://127.0.0.1:18090/readyz
+[ -n "$baseline" ] && wait_for http://127.0.0.1:18071/readyz
 
 # The nginx worker processes (children of the masters) do the work.
 worker_of() { pgrep -P "$(cat "$1")" | head -n 1; }
@@ -156,6 +169,13 @@ pid_of[nginx]=$proxy_worker
 pid_of[xgate-passthrough]=$xgate_pid
 pid_of[xgate-full]=$xgate_pid
 targets=(direct nginx xgate-passthrough xgate-full)
+if [ -n "$baseline" ]; then
+  url[baseline-passthrough]="http://127.0.0.1:18070/exchange/bench-provider/passthrough"
+  url[baseline-full]="http://127.0.0.1:18070/exchange/bench-provider/full"
+  pid_of[baseline-passthrough]=$baseline_pid
+  pid_of[baseline-full]=$baseline_pid
+  targets+=(baseline-passthrough baseline-full)
+fi
 
 # Sanity: every target answers 200 to the benchmark request.
 for target in "${targets[@]}"; do
@@ -185,12 +205,37 @@ if [ -n "$profile" ]; then
   perf record -F 1999 -g --call-graph dwarf,16384 -p "$pid" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null
   wait "$load"
   report="$root/bench/results/$stamp-profile-$profile.txt"
-  perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio --sort symbol \
+  perf report -i "$work/perf.data" --no-children --percent-limit 0.3 --stdio --sort symbol \
     -g none 2>/dev/null >"$report"
   perf report -i "$work/perf.data" --children --percent-limit 2 --stdio --sort symbol \
     -g none 2>/dev/null >"$report.inclusive"
-  grep -v '^#' "$report" | grep -v '^$' | head -40
-  echo "self time: $report; inclusive time: $report.inclusive"
+  perf report -i "$work/perf.data" --no-children --stdio --sort dso -g none 2>/dev/null >"$report.dso"
+  requests=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
+  echo "requests during the profile: $requests (over $((seconds + 2)) s of load)"
+  echo "-- time by binary (kernel, xgate, libc, ...)"
+  grep -E '^ +[0-9]' "$report.dso" | sed 's/  */ /g' | head -8
+  echo "-- hottest symbols (self time)"
+  grep -E '^ +[0-9]' "$report" | sed -E 's/ +/ /g; s/ - - *$//' | head -40
+  echo "-- system calls per request (perf stat on the syscall tracepoints, ${seconds}s at saturation)"
+  (taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 2))s" -s "$work/post.lua" "${url[$profile]}" >"$work/wrk.txt") &
+  load=$!
+  sleep 1
+  before=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  perf stat -e 'syscalls:sys_enter_*' -p "$pid" -x, -o "$work/syscalls.csv" -- sleep "$seconds" 2>/dev/null
+  wait "$load"
+  rps=$(awk '/Requests\/sec/ { print $2 }' "$work/wrk.txt")
+  python3 - "$work/syscalls.csv" "$rps" "$seconds" <<'PY' | tee "$report.syscalls"
+import sys
+requests = float(sys.argv[2]) * float(sys.argv[3])
+rows = []
+for line in open(sys.argv[1]):
+    fields = line.strip().split(",")
+    if len(fields) > 2 and fields[0].isdigit() and int(fields[0]) > 0:
+        rows.append((int(fields[0]), fields[2].replace("syscalls:sys_enter_", "")))
+rows.sort(reverse=True)
+print(f"  {sum(c for c, _ in rows) / requests:.2f} system calls per request:", ", ".join(f"{name} {count / requests:.2f}" for count, name in rows if count / requests >= 0.01))
+PY
+  echo "self time: $report; inclusive time: $report.inclusive; by binary: $report.dso"
   exit 0
 fi
 
@@ -254,26 +299,33 @@ rate=$((nginx_rps / 2))
 echo "== latency at a fixed rate of $rate req/s (half of nginx's saturation), $rounds rounds x ${seconds}s"
 for round in $(seq 1 "$rounds"); do
   for target in "${targets[@]}"; do
-    taskset -c 1 oha --no-tui --latency-correction --output-format json -z "${seconds}s" -q "$rate" -c "$connections" \
+    pid=${pid_of[$target]}
+    before=0
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    taskset -c 1 oha --no-tui --latency-correction --output-format json -z "${seconds}s" -q "$rate" -c "$latency_connections" \
       -m POST -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-consumer' \
       -D "$root/bench/data/request.json" "${url[$target]}" >"$work/oha.json" 2>/dev/null
-    python3 - "$work/oha.json" "$target" "$round" "$rate" >>"$raw" <<'EOF'
+    after=0
+    [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+    python3 - "$work/oha.json" "$target" "$round" "$rate" "$((after - before))" "$(getconf CLK_TCK)" >>"$raw" <<'EOF'
 import json, sys
 data = json.load(open(sys.argv[1]))
 p = data["latencyPercentiles"]
 codes = data.get("statusCodeDistribution", {})
 print(json.dumps({"round": int(sys.argv[3]), "kind": "latency", "target": sys.argv[2], "rate": int(sys.argv[4]),
                   "p50_ms": p["p50"] * 1000, "p99_ms": p["p99"] * 1000,
-                  "rps": data["summary"]["requestsPerSec"], "status": codes}))
+                  "rps": data["summary"]["requestsPerSec"], "requests": sum(codes.values()),
+                  "cpu_ticks": int(sys.argv[5]), "clk_tck": int(sys.argv[6]), "status": codes}))
 EOF
     printf '  round %s %-18s done\n' "$round" "$target"
   done
 done
 
-python3 - "$raw" "$connections" "$seconds" "$rounds" <<'EOF'
+python3 - "$raw" "$connections" "$seconds" "$rounds" "$latency_connections" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 targets = ["direct", "nginx", "xgate-passthrough", "xgate-full"]
+targets += [t for t in ("baseline-passthrough", "baseline-full") if any(r["target"] == t for r in rows)]
 def mean(values):
     values = list(values)
     return statistics.mean(values) if values else float("nan")
@@ -289,19 +341,27 @@ for t in targets:
         "cpu_us": mean(cpu) if t != "direct" else None,
         "p50": mean(r["p50_ms"] for r in lat),
         "p99": mean(r["p99_ms"] for r in lat),
+        "fixed_rps": mean(r["rps"] for r in lat),
+        "fixed_cpu_us": mean(r["cpu_ticks"] / r["clk_tck"] / r["requests"] * 1e6 for r in lat if r.get("requests")) if t != "direct" else None,
     }
 n = summary["nginx"]
 d = summary["direct"]
 print()
-print(f"{'target':<18} {'req/s':>9} {'(min-max)':>17} {'vs nginx':>8} {'CPU µs/req':>10} {'vs nginx':>8} {'p50 ms':>7} {'p99 ms':>7} {'added p99':>9}")
+print(f"{'target':<20} {'req/s':>8} {'(min-max)':>15} {'vs nginx':>8} {'CPU µs/req':>10} {'vs nginx':>8} | {'fixed rate':>10} {'CPU µs/req':>10} {'vs nginx':>8} {'p50 ms':>7} {'p99 ms':>7} {'added p99':>9}")
+def ratio(value, reference):
+    return f"{value / reference:.2f}x" if value is not None and reference else "-"
 for t in targets:
     s = summary[t]
     cpu = f"{s['cpu_us']:.1f}" if s["cpu_us"] is not None else "-"
-    cpu_ratio = f"{s['cpu_us'] / n['cpu_us']:.2f}x" if s["cpu_us"] is not None else "-"
+    fixed_cpu = f"{s['fixed_cpu_us']:.1f}" if s["fixed_cpu_us"] is not None else "-"
     added = s["p99"] - d["p99"]
-    print(f"{t:<18} {s['rps']:>9.0f} {s['rps_min']:>8.0f}-{s['rps_max']:<8.0f} {s['rps'] / n['rps']:>7.2f}x {cpu:>10} {cpu_ratio:>8} {s['p50']:>7.3f} {s['p99']:>7.3f} {added:>8.3f}")
+    print(f"{t:<20} {s['rps']:>8.0f} {s['rps_min']:>7.0f}-{s['rps_max']:<7.0f} {s['rps'] / n['rps']:>7.2f}x {cpu:>10} {ratio(s['cpu_us'], n['cpu_us']):>8} | "
+          f"{s['fixed_rps']:>10.0f} {fixed_cpu:>10} {ratio(s['fixed_cpu_us'], n['fixed_cpu_us']):>8} {s['p50']:>7.3f} {s['p99']:>7.3f} {added:>9.3f}")
 print()
 print(f"{sys.argv[4]} rounds x {sys.argv[3]} s, {sys.argv[2]} keep-alive connections, POST of the ~1 KB record; "
-      f"proxy on CPU 0, load generator and upstream on CPU 1; latency at a fixed rate of half nginx's saturation.")
+      f"proxy on CPU 0, load generator and upstream on CPU 1. Left: wrk at saturation. Right: oha at a fixed rate of half "
+      f"nginx's saturation ({sys.argv[5]} connections), the rate achieved, CPU per request at that rate, latency with correction "
+      f"for coordinated omission; 'added p99' is the target's p99 minus direct's. A target whose saturation is below the "
+      f"fixed rate queues, and its latency then measures the queue.")
 print(f"raw numbers: {sys.argv[1]}")
 EOF

@@ -206,7 +206,7 @@ pub struct Service {
     /// The service's name.
     pub name: ServiceName,
     /// The upstream base URL (no query, no fragment).
-    pub upstream: reqwest::Url,
+    pub upstream: url::Url,
     /// The methods callers may use.
     pub methods: Vec<Method>,
     /// The request body's schema.
@@ -741,8 +741,8 @@ fn check_service(
     })
 }
 
-fn check_upstream_url(key: &str, value: &str, report: &mut Reporter<'_>) -> Option<reqwest::Url> {
-    let url = match reqwest::Url::parse(value) {
+fn check_upstream_url(key: &str, value: &str, report: &mut Reporter<'_>) -> Option<url::Url> {
+    let url = match url::Url::parse(value) {
         Ok(url) => url,
         Err(error) => {
             report.report(key, format!("{value:?} is not a URL: {error}"));

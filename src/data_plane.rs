@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::domain::SchemaVersion;
 use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
-use crate::headers;
+use crate::headers::{self, Origin};
 use crate::i18n::Lang;
 use crate::problem::ExchangeError;
 use crate::registry::{CompiledSchema, Violation};
@@ -45,12 +45,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 async fn exchange_handler(State(gateway): State<Arc<Gateway>>, request: Request) -> Response<Body> {
-    let peer = request
-        .extensions()
-        .get::<PeerAddr>()
-        .map(|peer| peer.0)
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    exchange::exchange(&gateway, request, peer).await
+    let origin = match request.extensions().get::<PeerAddr>() {
+        Some(peer) => peer.0.clone(),
+        None => Arc::new(Origin::new(
+            std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            "http",
+        )),
+    };
+    exchange::exchange(&gateway, request, &origin).await
 }
 
 /// The language and request id every non-exchange handler answers with.

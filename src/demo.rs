@@ -101,7 +101,7 @@ fn backends(config: &Config, demo_dir: &Path) -> anyhow::Result<BTreeMap<SocketA
             });
         }
         for certificate in &department.certificate_types {
-            let url = reqwest::Url::parse(&certificate.lookup.replace("{id}", "ID"))?;
+            let url = url::Url::parse(&certificate.lookup.replace("{id}", "ID"))?;
             let prefix = url.path().trim_end_matches("ID").to_owned();
             let folder = demo_dir
                 .join("certificates")
@@ -130,7 +130,7 @@ fn backends(config: &Config, demo_dir: &Path) -> anyhow::Result<BTreeMap<SocketA
     Ok(backends)
 }
 
-fn socket_address(url: &reqwest::Url) -> anyhow::Result<SocketAddr> {
+fn socket_address(url: &url::Url) -> anyhow::Result<SocketAddr> {
     let addresses = url.socket_addrs(|| Some(80))?;
     match addresses.first() {
         Some(address) => Ok(*address),

@@ -5,7 +5,6 @@
 //! response, project, to consumer, record. Each phase is a function of its own below, in the same
 //! order; only `read_request` and `forward` touch the network.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,28 +17,30 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Department;
 use crate::gateway::Gateway;
-use crate::headers::{self, ForwardContext};
+use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
 use crate::translate::Direction;
+use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 
-/// What the record phase learns about one call, whatever its outcome.
-#[derive(Debug, Default)]
-pub struct ExchangeRecord {
+/// What the record phase learns about one call, whatever its outcome. It borrows from the
+/// snapshot the call runs on, so filling it in costs no copies.
+#[derive(Debug)]
+pub struct ExchangeRecord<'s> {
     /// The request id (the caller's or generated).
     pub request_id: String,
     /// The identified consumer, once known.
-    pub consumer: Option<String>,
-    /// `provider/service`, once routed.
-    pub service: Option<String>,
+    pub consumer: Option<&'s Department>,
+    /// The service, once routed.
+    pub route: Option<&'s Route>,
     /// The request method.
-    pub method: String,
-    /// The schemas used, `name@version`.
-    pub request_schema: Option<String>,
+    pub method: Method,
+    /// The request schema used.
+    pub request_schema: Option<Arc<CompiledSchema>>,
     /// The response schema used.
-    pub response_schema: Option<String>,
+    pub response_schema: Option<Arc<CompiledSchema>>,
     /// Bytes of the request body, when it was read.
     pub request_bytes: Option<usize>,
     /// Time spent waiting for the upstream.
@@ -75,7 +76,7 @@ impl Record {
 pub async fn exchange(
     gateway: &Gateway,
     request: Request<Body>,
-    peer: SocketAddr,
+    origin: &Origin,
 ) -> Response<Body> {
     let started = Instant::now();
     let snapshot = gateway.snapshot();
@@ -87,10 +88,15 @@ pub async fn exchange(
     );
     let mut record = ExchangeRecord {
         request_id: headers::request_id(request.headers()),
-        method: request.method().as_str().to_owned(),
-        ..ExchangeRecord::default()
+        consumer: None,
+        route: None,
+        method: request.method().clone(),
+        request_schema: None,
+        response_schema: None,
+        request_bytes: None,
+        upstream_duration: None,
     };
-    let result = run_phases(gateway, &snapshot, request, peer, lang, &mut record).await;
+    let result = run_phases(gateway, &snapshot, request, origin, lang, &mut record).await;
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
         Err(error) => (
@@ -102,28 +108,28 @@ pub async fn exchange(
     response
 }
 
-async fn run_phases(
+async fn run_phases<'s>(
     gateway: &Gateway,
-    snapshot: &Snapshot,
+    snapshot: &'s Snapshot,
     request: Request<Body>,
-    peer: SocketAddr,
+    origin: &Origin,
     lang: Lang,
-    record: &mut ExchangeRecord,
+    record: &mut ExchangeRecord<'s>,
 ) -> Result<Response<Body>, ExchangeError> {
     let (parts, body) = request.into_parts();
 
     let consumer = identify(snapshot, &parts.headers)?;
-    record.consumer = Some(consumer.id.to_string());
+    record.consumer = Some(consumer);
 
     let (route, rest) = route(snapshot, parts.uri.path())?;
-    record.service = Some(format!("{}/{}", route.service.provider, route.service.name));
+    record.route = Some(route);
 
     authorize(consumer, route, &parts.method)?;
 
     let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?;
     let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
-    record.request_schema = request_schema.as_ref().map(|schema| schema.label());
-    record.response_schema = response_schema.as_ref().map(|schema| schema.label());
+    record.request_schema = request_schema.clone();
+    record.response_schema = response_schema.clone();
 
     let max_body_bytes = snapshot.config.gateway.max_body_bytes;
     let body = read_request(
@@ -150,7 +156,7 @@ async fn run_phases(
         rest,
         consumer,
         body,
-        peer,
+        origin,
         &record.request_id,
     )
     .await;
@@ -174,7 +180,7 @@ async fn run_phases(
     let response = to_consumer(consumer, &response_schema, response, lang)?;
     Ok(respond(
         status,
-        &upstream_headers,
+        upstream_headers,
         response,
         &record.request_id,
     ))
@@ -211,10 +217,10 @@ pub fn identify_department<'s>(
 /// Phase 2, route: `/exchange/{provider}/{service}[/{rest}]` names the service; `rest` is kept
 /// byte for byte, but dot segments (which an upstream URL would resolve upwards, out of the
 /// service's base path) are refused.
-fn route<'s>(
+fn route<'s, 'p>(
     snapshot: &'s Snapshot,
-    path: &'s str,
-) -> Result<(&'s Arc<Route>, &'s str), ExchangeError> {
+    path: &'p str,
+) -> Result<(&'s Arc<Route>, &'p str), ExchangeError> {
     let after = path
         .strip_prefix("/exchange/")
         .ok_or(ExchangeError::NotFound)?;
@@ -486,66 +492,67 @@ async fn forward(
     rest: &str,
     consumer: &Department,
     body: RequestBody,
-    peer: SocketAddr,
+    origin: &Origin,
     request_id: &str,
-) -> Result<reqwest::Response, ExchangeError> {
-    // The upstream URL is parsed once at load; per call only its path and query change.
-    let mut url = route.service.upstream.clone();
+) -> Result<Response<UpstreamBody>, ExchangeError> {
+    let Some(address) = route.address.as_ref() else {
+        tracing::error!(service = %route.service.name, provider = %route.service.provider, "a checked upstream has no address");
+        return Err(ExchangeError::Internal);
+    };
+    // The caller's path rest and query come from a parsed request target, so they are already
+    // valid URI characters and are passed on byte for byte.
     let mut path = String::with_capacity(route.upstream_path.len() + rest.len() + 1);
     path.push_str(&route.upstream_path);
     path.push_str(rest);
     if path.is_empty() {
         path.push('/');
     }
-    url.set_path(&path);
-    url.set_query(parts.uri.query());
+    let uri =
+        upstream::origin_form(&path, parts.uri.query()).map_err(|_| ExchangeError::NotFound)?;
     let (body, rewritten) = match body {
-        RequestBody::Stream(body) if http_body::Body::is_end_stream(&body) => (None, false),
-        RequestBody::Stream(body) => (
-            Some(reqwest::Body::wrap_stream(body.into_data_stream())),
-            false,
-        ),
+        RequestBody::Stream(body) if http_body::Body::is_end_stream(&body) => {
+            (Body::empty(), false)
+        }
+        RequestBody::Stream(body) => (body, false),
         RequestBody::Record(record) => {
             let unchanged = record.original.is_some();
-            (Some(reqwest::Body::from(record.into_bytes())), !unchanged)
+            (Body::from(record.into_bytes()), !unchanged)
         }
     };
     let context = ForwardContext {
         consumer: consumer.id.as_str(),
-        service: route.label.to_str().unwrap_or_default(),
+        service: &route.label,
         request_id,
-        peer,
-        scheme: "http",
+        origin,
     };
-    let mut request = reqwest::Request::new(parts.method.clone(), url);
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers::upstream_request_headers(&parts.headers, &context, rewritten);
-    *request.body_mut() = body;
     let timeout = snapshot.config.gateway.upstream_timeout;
-    match tokio::time::timeout(timeout, gateway.upstream.execute(request)).await {
+    match tokio::time::timeout(timeout, gateway.upstream.send(address, request)).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(error)) if error.is_timeout() => Err(ExchangeError::UpstreamTimeout),
+        Ok(Err(UpstreamError::ConnectTimeout)) | Err(_) => Err(ExchangeError::UpstreamTimeout),
         Ok(Err(error)) => {
             tracing::warn!(service = %route.service.name, provider = %route.service.provider, error = %error, "upstream call failed");
             Err(ExchangeError::UpstreamUnavailable)
         }
-        Err(_) => Err(ExchangeError::UpstreamTimeout),
     }
 }
 
 /// Passes a response on as it streams (no response schema, or a non-2xx status).
-fn stream_response(upstream: reqwest::Response, request_id: &str) -> Response<Body> {
-    let status = upstream.status();
-    let headers = headers::downstream_response_headers(upstream.headers(), request_id, false);
-    let body = http::Response::<reqwest::Body>::from(upstream).into_body();
+fn stream_response(upstream: Response<UpstreamBody>, request_id: &str) -> Response<Body> {
+    let (parts, body) = upstream.into_parts();
     let mut response = Response::new(Body::new(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
+    *response.status_mut() = parts.status;
+    *response.headers_mut() =
+        headers::downstream_response_headers(parts.headers, request_id, false);
     response
 }
 
 /// Reads a 2xx response that a schema describes: JSON, bounded in size and time.
 async fn read_response(
-    upstream: reqwest::Response,
+    upstream: Response<UpstreamBody>,
     schema: &CompiledSchema,
     limit: usize,
     timeout: Duration,
@@ -554,14 +561,17 @@ async fn read_response(
         schema: schema.label(),
         violation_count: 0,
     };
-    let (parts, body) = http::Response::<reqwest::Body>::from(upstream).into_parts();
+    let (parts, body) = upstream.into_parts();
     if !is_json_media_type(&parts.headers) {
         return Err(invalid());
     }
     let bytes = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => return Err(ExchangeError::UpstreamTimeout),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return Err(invalid()),
-        Ok(Err(_)) => return Err(ExchangeError::UpstreamUnavailable),
+        Ok(Err(error)) => match error.downcast_ref::<UpstreamBodyError>() {
+            Some(UpstreamBodyError::ReadTimeout) => return Err(ExchangeError::UpstreamTimeout),
+            _ => return Err(ExchangeError::UpstreamUnavailable),
+        },
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     let value = parse_json(&bytes).map_err(|_| invalid())?;
@@ -642,7 +652,7 @@ fn to_consumer(
 /// Builds the response to the caller from a (possibly rewritten) record.
 fn respond(
     status: StatusCode,
-    upstream_headers: &HeaderMap,
+    upstream_headers: HeaderMap,
     response: Record,
     request_id: &str,
 ) -> Response<Body> {
@@ -659,7 +669,7 @@ fn respond(
 /// the rest of a passthrough), `info` for refusals and failures. Never bodies, tokens or paths
 /// (a path can hold a personal identifier).
 fn record_exchange(
-    record: &ExchangeRecord,
+    record: &ExchangeRecord<'_>,
     response: &Response<Body>,
     outcome: &'static str,
     elapsed: Duration,
@@ -669,13 +679,13 @@ fn record_exchange(
             tracing::event!(
                 $level,
                 request_id = %record.request_id,
-                consumer = record.consumer.as_deref().unwrap_or("unknown"),
-                service = record.service.as_deref().unwrap_or("-"),
+                consumer = record.consumer.map_or("unknown", |consumer| consumer.id.as_str()),
+                service = record.route.map_or("-", |route| route.label.to_str().unwrap_or("-")),
                 method = %record.method,
                 status = response.status().as_u16(),
                 outcome,
-                request_schema = record.request_schema.as_deref().unwrap_or("-"),
-                response_schema = record.response_schema.as_deref().unwrap_or("-"),
+                request_schema = record.request_schema.as_deref().map_or("-".into(), CompiledSchema::label),
+                response_schema = record.response_schema.as_deref().map_or("-".into(), CompiledSchema::label),
                 request_bytes = record.request_bytes.unwrap_or(0),
                 upstream_ms = record.upstream_duration.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
                 total_ms = elapsed.as_secs_f64() * 1000.0,

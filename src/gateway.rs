@@ -2,26 +2,29 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, GatewaySettings};
+use crate::config::Config;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
+use crate::upstream::{ClientSettings, UpstreamClient};
 
 /// What every request handler shares: the current snapshot, the upstream client, readiness.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     /// The pooled keep-alive client for upstream calls.
-    pub upstream: reqwest::Client,
+    pub upstream: UpstreamClient,
     ready: AtomicBool,
 }
 
 impl Gateway {
     /// Builds the runtime parts from a checked configuration.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
-        let upstream = upstream_client(&config.gateway)?;
+        let upstream = UpstreamClient::new(ClientSettings {
+            connect_timeout: config.gateway.upstream_timeout,
+            read_timeout: config.gateway.upstream_timeout,
+        });
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
             upstream,
@@ -43,22 +46,4 @@ impl Gateway {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
-}
-
-/// The upstream client: keep-alive pool, no redirects followed (a provider's redirect goes back
-/// to the caller), no retries (a department's request is never replayed behind its back), no
-/// proxies from the environment, nothing decompressed, idle reads bounded.
-fn upstream_client(settings: &GatewaySettings) -> anyhow::Result<reqwest::Client> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never())
-        .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .connect_timeout(settings.upstream_timeout)
-        .read_timeout(settings.upstream_timeout)
-        .tcp_nodelay(true)
-        .http1_only()
-        .build()?;
-    Ok(client)
 }

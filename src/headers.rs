@@ -65,17 +65,69 @@ fn new_request_id() -> String {
         .to_string()
 }
 
+/// Whether `name` is one of the hop-by-hop headers every proxy drops.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    remove_connection_named(headers);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes every header a `Connection` header names (before `Connection` itself goes).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    for name in connection_named(headers) {
+        headers.remove(name);
+    }
+}
+
+/// The headers that `Connection` headers name (none without a `Connection` header).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+        .collect()
+}
+
+/// The calling side of one client connection as the forwarding headers name it. The peer of a
+/// connection never changes, so the header values are built once per connection.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The caller's address.
+    pub peer: SocketAddr,
+    /// `http` or `https`, as the caller reached the gateway.
+    pub scheme: &'static str,
+    /// The caller's address as an `X-Forwarded-For` element.
+    forwarded_for: HeaderValue,
+    /// The caller's `Forwarded` element (`for=...;proto=...`).
+    forwarded: HeaderValue,
+}
+
+impl Origin {
+    /// The origin of a connection from `peer` over `scheme`.
+    pub fn new(peer: SocketAddr, scheme: &'static str) -> Origin {
+        let ip = peer.ip();
+        let element = match ip {
+            IpAddr::V4(v4) => format!("for={v4};proto={scheme}"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={scheme}"),
+        };
+        // Addresses and our own scheme names are always valid header text.
+        let text = |value: String| {
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("unknown"))
+        };
+        Origin {
+            peer,
+            scheme,
+            forwarded_for: text(ip.to_string()),
+            forwarded: text(element),
+        }
     }
 }
 
@@ -84,13 +136,11 @@ pub struct ForwardContext<'a> {
     /// The identified consumer.
     pub consumer: &'a str,
     /// `provider/service`.
-    pub service: &'a str,
+    pub service: &'a HeaderValue,
     /// The request id (the caller's or generated).
     pub request_id: &'a str,
-    /// The caller's address.
-    pub peer: SocketAddr,
-    /// `http` or `https`, as the caller reached the gateway.
-    pub scheme: &'static str,
+    /// Where the call came from.
+    pub origin: &'a Origin,
 }
 
 /// The headers sent upstream: the caller's, less credentials, hop-by-hop and `Xgate-*` headers,
@@ -108,31 +158,33 @@ pub fn upstream_request_headers(
             || name == header::EXPECT
             || name == X_REQUEST_ID
             || (body_rewritten && name == header::CONTENT_LENGTH)
+            || is_hop_by_hop(name)
             || name.as_str().starts_with("xgate-");
         if !drop {
             headers.append(name.clone(), value.clone());
         }
     }
-    remove_hop_by_hop(&mut headers);
+    for name in connection_named(incoming) {
+        headers.remove(name);
+    }
 
-    let ip = context.peer.ip();
+    let origin = context.origin;
     let forwarded_for = match joined_values(&headers, &X_FORWARDED_FOR) {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip.to_string(),
+        Some(previous) => header_text(format!("{previous}, {}", origin.peer.ip())),
+        None => Some(origin.forwarded_for.clone()),
     };
-    insert(&mut headers, X_FORWARDED_FOR, &forwarded_for);
-    let element = match ip {
-        IpAddr::V4(v4) => format!("for={v4};proto={}", context.scheme),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={}", context.scheme),
-    };
+    put(&mut headers, X_FORWARDED_FOR, forwarded_for);
     let forwarded = match joined_values(&headers, &header::FORWARDED) {
-        Some(previous) => format!("{previous}, {element}"),
-        None => element,
+        Some(previous) => header_text(format!(
+            "{previous}, {}",
+            origin.forwarded.to_str().unwrap_or_default()
+        )),
+        None => Some(origin.forwarded.clone()),
     };
-    insert(&mut headers, header::FORWARDED, &forwarded);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(context.scheme));
+    put(&mut headers, header::FORWARDED, forwarded);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(origin.scheme));
     insert(&mut headers, XGATE_CONSUMER, context.consumer);
-    insert(&mut headers, XGATE_SERVICE, context.service);
+    headers.insert(XGATE_SERVICE, context.service.clone());
     insert(&mut headers, X_REQUEST_ID, context.request_id);
     if let Some(purpose) = purpose {
         headers.insert(XGATE_PURPOSE, purpose);
@@ -143,11 +195,10 @@ pub fn upstream_request_headers(
 /// The headers returned to the caller: the upstream's less hop-by-hop ones, with the request id.
 /// `body_rewritten` drops `Content-Length` (the gateway frames the body it produced).
 pub fn downstream_response_headers(
-    upstream: &HeaderMap,
+    mut headers: HeaderMap,
     request_id: &str,
     body_rewritten: bool,
 ) -> HeaderMap {
-    let mut headers = upstream.clone();
     remove_hop_by_hop(&mut headers);
     if body_rewritten {
         headers.remove(header::CONTENT_LENGTH);
@@ -170,9 +221,24 @@ fn joined_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// Inserts a value built from configuration or checked input; a value that is not a valid
 /// header (which checked input never is) is left out rather than failing the call.
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
+    put(headers, name, HeaderValue::from_str(value).ok());
+}
+
+/// Sets `name` to `value`, or removes it when there is no valid value.
+fn put(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(value) => {
+            headers.insert(name, value);
+        }
+        None => {
+            headers.remove(name);
+        }
     }
+}
+
+/// A header value from text built of header values and addresses.
+fn header_text(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_str(&text).ok()
 }
 
 #[cfg(test)]
@@ -232,12 +298,13 @@ mod tests {
             ("content-length", "12"),
             ("accept-language", "zh"),
         ]);
+        let service = HeaderValue::from_static("market-regulation/business-licenses");
+        let origin = Origin::new("[::1]:5000".parse().unwrap(), "http");
         let context = ForwardContext {
             consumer: "tax",
-            service: "market-regulation/business-licenses",
+            service: &service,
             request_id: "rid-1",
-            peer: "[::1]:5000".parse().unwrap(),
-            scheme: "http",
+            origin: &origin,
         };
         let headers = upstream_request_headers(&incoming, &context, true);
         assert!(!headers.contains_key("authorization"));
@@ -263,12 +330,13 @@ mod tests {
             ("forwarded", "for=10.0.0.1"),
             ("forwarded", "for=10.0.0.2"),
         ]);
+        let service = HeaderValue::from_static("market-regulation/business-licenses");
+        let origin = Origin::new("127.0.0.1:5000".parse().unwrap(), "http");
         let context = ForwardContext {
             consumer: "tax",
-            service: "market-regulation/business-licenses",
+            service: &service,
             request_id: "rid-1",
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            scheme: "http",
+            origin: &origin,
         };
         let headers = upstream_request_headers(&incoming, &context, false);
         assert_eq!(

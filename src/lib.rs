@@ -24,3 +24,4 @@ pub mod snapshot;
 pub mod telemetry;
 pub mod token;
 pub mod translate;
+pub mod upstream;

@@ -2,13 +2,14 @@
 //! knowledge) on the same port, bounded (connections, header size, header read time), and
 //! drained gracefully on shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,10 +20,11 @@ use tower::ServiceExt;
 
 use crate::config::GatewaySettings;
 use crate::gateway::Gateway;
+use crate::headers::Origin;
 
-/// The address of the client a request came from, set on every request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+/// Where a request came from, set on the extensions of every request the routers serve.
+#[derive(Debug, Clone)]
+pub struct PeerAddr(pub Arc<Origin>);
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
 /// accepting, reports not-ready and waits (up to `shutdown_grace`) for in-flight requests.
@@ -41,7 +43,10 @@ pub async fn run(
 
     let data = tokio::spawn(accept_loop(
         data_listener,
-        crate::data_plane::router(gateway.clone()),
+        Plane::Data {
+            gateway: gateway.clone(),
+            router: crate::data_plane::router(gateway.clone()),
+        },
         builder.clone(),
         graceful.clone(),
         settings.max_connections,
@@ -50,7 +55,9 @@ pub async fn run(
     ));
     let admin = tokio::spawn(accept_loop(
         admin_listener,
-        crate::admin::router(gateway.clone()),
+        Plane::Admin {
+            router: crate::admin::router(gateway.clone()),
+        },
         builder,
         graceful.clone(),
         settings.max_connections,
@@ -95,9 +102,56 @@ fn connection_builder(settings: &GatewaySettings) -> auto::Builder<TokioExecutor
     builder
 }
 
+/// What a listener serves.
+#[derive(Clone)]
+enum Plane {
+    /// The data plane. `/exchange/...`, nearly all of its traffic, goes straight to the exchange
+    /// path, whose own `route` phase parses the path; the router serves the other routes.
+    Data {
+        /// The shared state the exchange path runs on.
+        gateway: Arc<Gateway>,
+        /// Every other data-plane route.
+        router: Router,
+    },
+    /// The admin plane: everything through its router.
+    Admin {
+        /// The admin routes.
+        router: Router,
+    },
+}
+
+impl Plane {
+    /// Serves one request.
+    fn serve(
+        &self,
+        mut request: http::Request<Body>,
+        origin: &Arc<Origin>,
+    ) -> impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + use<> {
+        match self {
+            Plane::Data { gateway, .. } if is_exchange_path(request.uri().path()) => {
+                let gateway = gateway.clone();
+                let origin = origin.clone();
+                Either::Left(async move {
+                    Ok(crate::exchange::exchange(&gateway, request, &origin).await)
+                })
+            }
+            Plane::Data { router, .. } | Plane::Admin { router } => {
+                request.extensions_mut().insert(PeerAddr(origin.clone()));
+                Either::Right(router.clone().oneshot(request))
+            }
+        }
+    }
+}
+
+/// `/exchange/` followed by at least one character: the paths the router's `/exchange/{*rest}`
+/// matches.
+fn is_exchange_path(path: &str) -> bool {
+    path.len() > "/exchange/".len() && path.starts_with("/exchange/")
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    router: Router,
+    plane: Plane,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     max_connections: usize,
@@ -127,14 +181,14 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let plane = plane.clone();
         let request_seen = Arc::new(Notify::new());
         let seen = request_seen.clone();
+        // TLS is not served yet: every caller arrives over http.
+        let origin = Arc::new(Origin::new(peer, "http"));
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             seen.notify_one();
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(PeerAddr(peer));
-            router.clone().oneshot(request)
+            plane.serve(request.map(Body::new), &origin)
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::config::{Config, Department, Service};
 use crate::domain::DepartmentId;
 use crate::registry::Registry;
+use crate::upstream::UpstreamAddress;
 
 /// The SHA-256 of a bearer token. Equality is constant-time, so looking a digest up leaks
 /// nothing about stored digests through timing.
@@ -49,6 +50,9 @@ pub struct Route {
     /// The upstream URL's path without its trailing `/` (`/licenses`; empty for `/`): the
     /// caller's path rest is appended to it.
     pub upstream_path: String,
+    /// Where calls go (`None` only for a scheme the client cannot speak, which configuration
+    /// checking refuses).
+    pub address: Option<UpstreamAddress>,
 }
 
 /// Everything the gateway serves from, immutable once built.
@@ -85,6 +89,7 @@ impl Snapshot {
                         label: HeaderValue::from_str(&label)
                             .unwrap_or(HeaderValue::from_static("invalid")),
                         upstream_path,
+                        address: UpstreamAddress::from_url(&service.upstream),
                     }),
                 );
             }

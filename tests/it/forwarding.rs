@@ -368,6 +368,10 @@ async fn the_path_rest_and_the_raw_query_arrive_byte_for_byte() {
         ("/exchange/market/echo/a//b/", "/base/a//b/"),
         ("/exchange/market/echo/...", "/base/..."),
         (
+            "/exchange/market/echo/it's?q='x'&a=!$()*,;:@~",
+            "/base/it's?q='x'&a=!$()*,;:@~",
+        ),
+        (
             "/exchange/market/echo/a..b/%2e%2e%2fc",
             "/base/a..b/%2e%2e%2fc",
         ),
