@@ -18,6 +18,7 @@ use crate::i18n::{self, Lang};
 pub mod compatibility;
 pub mod references;
 pub mod storage;
+pub mod witness;
 
 /// The most violations reported for one record; a hostile record cannot grow a response past it.
 pub const MAX_VIOLATIONS: usize = 100;

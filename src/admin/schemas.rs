@@ -287,8 +287,10 @@ pub async fn set_config(
         let name = parse_name(&name)?;
         let bytes = read_json_body(&headers, body, MAX_CONFIG_BYTES).await?;
         let value = parse_json(&bytes)?;
-        let mode = serde_json::from_value::<ConfigBody>(value)
-            .ok()
+        // An object only: serde would also read a struct from an array.
+        let mode = Some(value)
+            .filter(Value::is_object)
+            .and_then(|value| serde_json::from_value::<ConfigBody>(value).ok())
             .and_then(|body| Compatibility::parse(&body.compatibility))
             .ok_or(ExchangeError::InvalidParameter {
                 name: "compatibility",

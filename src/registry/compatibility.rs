@@ -12,6 +12,15 @@
 //! canonical form cannot model (`Raw`), a difference it cannot express, or one whose emptiness
 //! it cannot establish (`Unknown`). Where the difference is known it is returned as a schema of
 //! the records that stop (backward) or start (forward) being accepted.
+//!
+//! An undecided or unmodelled refusal is then looked at once more: example records built from the
+//! difference and the versions ([`witness`](crate::registry::witness)) are run through both
+//! versions' real validators, and one that the earlier version accepts and the new one rejects
+//! (or the reverse, forward) proves the change unsafe and is shown to the admin. Examples can
+//! only turn "cannot prove" into "proven incompatible", never into a pass.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use jsonschema::canonical::{CanonicalSchema, CanonicalView, Satisfiability};
 use serde::Serialize;
@@ -19,7 +28,8 @@ use serde_json::Value;
 
 use crate::domain::{Compatibility, SchemaVersion};
 use crate::i18n::Lang;
-use crate::registry::{Documents, RegistryRetriever, pattern_options};
+use crate::registry::witness;
+use crate::registry::{Documents, RegistryRetriever, pattern_options, validator_options};
 
 /// Which way a check goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,10 +54,14 @@ impl Direction {
 /// Why one direction against one earlier version is not proven.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finding {
-    /// The difference accepts some record: the change is proven unsafe in this direction.
+    /// Some record is accepted by one version and not the other: the change is proven unsafe in
+    /// this direction.
     Accepts {
-        /// The schema of the records that stop (backward) or start (forward) being accepted.
-        difference: Value,
+        /// The schema of the records that stop (backward) or start (forward) being accepted,
+        /// when the library could compute it.
+        difference: Option<Value>,
+        /// One such record, checked against both versions, when one was found.
+        example: Option<Value>,
     },
     /// The difference was computed, but whether it accepts anything could not be decided.
     Undecided {
@@ -87,6 +101,9 @@ pub struct ReasonDocument {
     pub message: String,
     /// The schema of the records that stop (or start) being accepted, when known.
     pub difference: Option<Value>,
+    /// A record that stops (or starts) being accepted, checked against both versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<Value>,
 }
 
 impl Reason {
@@ -101,20 +118,30 @@ impl Reason {
     /// The difference schema, when known.
     pub fn difference(&self) -> Option<&Value> {
         match &self.finding {
-            Finding::Accepts { difference } | Finding::Undecided { difference } => Some(difference),
+            Finding::Accepts { difference, .. } => difference.as_ref(),
+            Finding::Undecided { difference } => Some(difference),
             Finding::Unmodelled { .. } => None,
+        }
+    }
+
+    /// A record showing the incompatibility, when one was found.
+    pub fn example(&self) -> Option<&Value> {
+        match &self.finding {
+            Finding::Accepts { example, .. } => example.as_ref(),
+            Finding::Undecided { .. } | Finding::Unmodelled { .. } => None,
         }
     }
 
     /// A sentence saying what failed, in `lang`.
     pub fn message(&self, lang: Lang) -> String {
         let (old, new) = (self.against, self.candidate);
+        let evidence = self.evidence(lang);
         match (lang, self.direction, &self.finding) {
             (Lang::En, Direction::Backward, Finding::Accepts { .. }) => format!(
-                "Not backward compatible with version {old}: version {new} rejects records version {old} accepts (see difference)"
+                "Not backward compatible with version {old}: version {new} rejects records version {old} accepts{evidence}"
             ),
             (Lang::En, Direction::Forward, Finding::Accepts { .. }) => format!(
-                "Not forward compatible with version {old}: version {new} accepts records version {old} rejects (see difference)"
+                "Not forward compatible with version {old}: version {new} accepts records version {old} rejects{evidence}"
             ),
             (Lang::En, direction, Finding::Undecided { .. }) => format!(
                 "Cannot prove {} compatibility with version {old}: whether any record falls in the difference could not be decided",
@@ -125,14 +152,10 @@ impl Reason {
                 direction.as_str()
             ),
             (Lang::Zh, Direction::Backward, Finding::Accepts { .. }) => {
-                format!(
-                    "与版本 {old} 不向后兼容：版本 {new} 拒绝了版本 {old} 接受的记录（见 difference）"
-                )
+                format!("与版本 {old} 不向后兼容：版本 {new} 拒绝了版本 {old} 接受的记录{evidence}")
             }
             (Lang::Zh, Direction::Forward, Finding::Accepts { .. }) => {
-                format!(
-                    "与版本 {old} 不向前兼容：版本 {new} 接受了版本 {old} 拒绝的记录（见 difference）"
-                )
+                format!("与版本 {old} 不向前兼容：版本 {new} 接受了版本 {old} 拒绝的记录{evidence}")
             }
             (Lang::Zh, direction, Finding::Undecided { .. }) => format!(
                 "无法证明与版本 {old} {}：无法判定是否有记录落在差异中",
@@ -144,6 +167,19 @@ impl Reason {
         }
     }
 
+    /// Where the admin finds the proof: the difference, the example, or both.
+    fn evidence(&self, lang: Lang) -> &'static str {
+        match (self.difference().is_some(), self.example().is_some()) {
+            (true, true) => lang.pick(
+                " (see difference and example)",
+                "（见 difference 与 example）",
+            ),
+            (true, false) => lang.pick(" (see difference)", "（见 difference）"),
+            (false, true) => lang.pick(" (see example)", "（见 example）"),
+            (false, false) => "",
+        }
+    }
+
     /// The reason as answered to an admin.
     pub fn to_document(&self, lang: Lang) -> ReasonDocument {
         ReasonDocument {
@@ -152,6 +188,7 @@ impl Reason {
             verdict: self.verdict(),
             message: self.message(lang),
             difference: self.difference().cloned(),
+            example: self.example().cloned(),
         }
     }
 }
@@ -221,9 +258,17 @@ pub fn check(
         return Report::default();
     }
     let new = canonical(candidate, candidate_version, documents);
+    // The real validators, for checking example records: the candidate may `$ref` itself.
+    let mut with_candidate = HashMap::clone(documents);
+    if let Some(id) = candidate.get("$id").and_then(Value::as_str) {
+        with_candidate.insert(id.to_owned(), Arc::new(candidate.clone()));
+    }
+    let options = validator_options(Arc::new(with_candidate));
+    let new_validator = options.build(candidate).ok();
     let mut reasons = Vec::new();
     for (version, document) in compared {
         let old = canonical(document, *version, documents);
+        let old_validator = options.build(document).ok();
         for direction in directions {
             let finding = match (&old, &new) {
                 (Err(reason), _) | (_, Err(reason)) => Some(Finding::Unmodelled {
@@ -234,6 +279,11 @@ pub fn check(
                     Direction::Forward => prove_empty(new.subtract(old)),
                 },
             };
+            let versions = match direction {
+                Direction::Backward => (*document, old_validator.as_ref(), new_validator.as_ref()),
+                Direction::Forward => (candidate, new_validator.as_ref(), old_validator.as_ref()),
+            };
+            let finding = finding.map(|finding| with_example(finding, versions));
             if let Some(finding) = finding {
                 reasons.push(Reason {
                     direction: *direction,
@@ -281,7 +331,8 @@ fn prove_empty(
         Ok(difference) => match difference.satisfiability() {
             Satisfiability::No => None,
             Satisfiability::Yes => Some(Finding::Accepts {
-                difference: difference.to_json_schema(),
+                difference: Some(difference.to_json_schema()),
+                example: None,
             }),
             Satisfiability::Unknown => Some(Finding::Undecided {
                 difference: difference.to_json_schema(),
@@ -290,5 +341,41 @@ fn prove_empty(
         Err(error) => Some(Finding::Unmodelled {
             reason: format!("the difference cannot be computed: {error}"),
         }),
+    }
+}
+
+/// Looks for a record the accepting version takes and the rejecting one refuses, among values
+/// built from the difference and from the accepting version; a found one makes the finding a
+/// proven incompatibility and is kept as its example.
+fn with_example(
+    finding: Finding,
+    (accepting_document, accepting, rejecting): (
+        &Value,
+        Option<&jsonschema::Validator>,
+        Option<&jsonschema::Validator>,
+    ),
+) -> Finding {
+    let (Some(accepting), Some(rejecting)) = (accepting, rejecting) else {
+        return finding;
+    };
+    let difference = match &finding {
+        Finding::Accepts { difference, .. } => difference.clone(),
+        Finding::Undecided { difference } => Some(difference.clone()),
+        Finding::Unmodelled { .. } => None,
+    };
+    let mut pool = difference
+        .as_ref()
+        .map(witness::candidates)
+        .unwrap_or_default();
+    pool.extend(witness::candidates(accepting_document));
+    let example = pool
+        .into_iter()
+        .find(|value| accepting.is_valid(value) && !rejecting.is_valid(value));
+    match (finding, example) {
+        (finding, None) => finding,
+        (_, Some(example)) => Finding::Accepts {
+            difference,
+            example: Some(example),
+        },
     }
 }
