@@ -732,3 +732,85 @@ impl Registry {
         Ok(Some(registry))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn compile(registry: &Registry, version: u32, document: Value) -> Arc<CompiledSchema> {
+        let name = SchemaName::parse("person").unwrap();
+        let version = SchemaVersion::new(version).unwrap();
+        Arc::new(compile_version(&name, version, document, registry.documents(), Lang::En).unwrap())
+    }
+
+    #[test]
+    fn a_new_version_shares_every_compiled_version_and_leaves_the_old_registry_alone() {
+        let empty = Registry::empty(Compatibility::None);
+        let first = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
+        let second = first.with_version(compile(
+            &first,
+            2,
+            json!({"type": "object", "required": ["a"]}),
+        ));
+        let version_1 = SchemaVersion::new(1);
+        assert!(Arc::ptr_eq(
+            &first.get("person", version_1).unwrap(),
+            &second.get("person", version_1).unwrap()
+        ));
+        assert_eq!(second.get("person", None).unwrap().version.get(), 2);
+        assert!(first.get("person", SchemaVersion::new(2)).is_none());
+        assert_eq!(second.next_version("person"), SchemaVersion::new(3));
+        assert_eq!(second.next_version("nobody"), Some(SchemaVersion::FIRST));
+    }
+
+    #[test]
+    fn equal_documents_are_found_whatever_their_key_order_and_given_id() {
+        let empty = Registry::empty(Compatibility::None);
+        let registry = empty.with_version(compile(
+            &empty,
+            1,
+            json!({"type": "object", "minProperties": 1}),
+        ));
+        let same = json!({"minProperties": 1, "type": "object"});
+        assert_eq!(
+            registry.identical_version("person", &same),
+            SchemaVersion::new(1)
+        );
+        let with_id =
+            json!({"$id": "urn:xgate:schema:person:1", "minProperties": 1, "type": "object"});
+        assert_eq!(
+            registry.identical_version("person", &with_id),
+            SchemaVersion::new(1)
+        );
+        let other = json!({"type": "object", "minProperties": 2});
+        assert_eq!(registry.identical_version("person", &other), None);
+    }
+
+    #[test]
+    fn deleted_numbers_are_not_handed_out_again() {
+        let empty = Registry::empty(Compatibility::None);
+        let registry = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
+        let registry = registry.with_version(compile(&registry, 2, json!({"type": "string"})));
+        let name = SchemaName::parse("person").unwrap();
+        let version_2 = SchemaVersion::new(2).unwrap();
+        let without = registry
+            .without_version(&name, version_2, &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(without.next_version("person"), SchemaVersion::new(3));
+        assert_eq!(
+            without.entry("person").unwrap().settings().highest_version,
+            Some(version_2)
+        );
+        let pinned = [SchemaUse {
+            user: "service a/b".to_owned(),
+            version: Some(version_2),
+        }];
+        assert!(matches!(
+            registry.without_version(&name, version_2, &pinned),
+            Err(Conflict::PinnedBy { .. })
+        ));
+    }
+}

@@ -1050,3 +1050,161 @@ async fn hostile_and_malformed_registrations_get_clear_problems_and_the_gateway_
         1
     );
 }
+
+/// A child process that is killed if the test fails before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on the loopback interface (bound, read, released).
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_registrations_leaves_every_file_whole_and_a_restart_serves_every_acknowledged_version()
+ {
+    let config = ConfigDir::new()
+        .main("default_compatibility = \"none\"")
+        .department("admin", "admin", "")
+        .department("auditor", "auditor", "")
+        .department("tax", "department", "");
+    config.write_main();
+    let client = client();
+    let mut acknowledged: Vec<(u64, Value)> = Vec::new();
+    // Three crashes, each in the middle of concurrent registrations.
+    for cycle in 0..3 {
+        let (data_port, admin_port) = (free_port().await, free_port().await);
+        let mut child = KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
+                .args(["serve", "--config"])
+                .arg(config.main_path())
+                .env("XGATE_LISTEN", format!("127.0.0.1:{data_port}"))
+                .env("XGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("xgate starts"),
+        );
+        let base = format!("http://127.0.0.1:{admin_port}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = client.get(format!("{base}/readyz")).send().await;
+            if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "xgate did not become ready"
+            );
+            tokio::task::yield_now().await;
+        }
+        let (acks, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let client = client.clone();
+                let base = base.clone();
+                let acks = acks.clone();
+                tokio::spawn(async move {
+                    for index in 0.. {
+                        let document = json!({
+                            "type": "object",
+                            "description": format!("cycle {cycle} writer {writer} document {index}"),
+                            "properties": {"n": {"const": index}}
+                        });
+                        let response = client
+                            .post(format!("{base}/admin/schemas/crash/versions"))
+                            .bearer_auth(token("admin"))
+                            .json(&document)
+                            .send()
+                            .await;
+                        let Ok(response) = response else { return };
+                        if response.status() != StatusCode::CREATED {
+                            return;
+                        }
+                        let Ok(body) = response.json::<Value>().await else { return };
+                        let version = body["version"].as_u64().unwrap();
+                        if acks.send((version, document)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(acks);
+        // Kill once a dozen registrations were answered, while the writers keep going.
+        while acknowledged.len() < 12 * (cycle + 1) {
+            acknowledged.push(receiver.recv().await.expect("registrations are answered"));
+        }
+        // `Child::kill` is SIGKILL on Unix: no handler runs, nothing is flushed.
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        while let Ok(ack) = receiver.try_recv() {
+            acknowledged.push(ack);
+        }
+        // Every version file is whole JSON; only temporaries (never loaded) may be partial.
+        let folder = config.path("schemas/crash");
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let bytes = std::fs::read(folder.join(&name)).unwrap();
+            if name.ends_with(".json") {
+                serde_json::from_slice::<Value>(&bytes)
+                    .unwrap_or_else(|error| panic!("{name} is not whole after kill -9: {error}"));
+            }
+        }
+    }
+    // A restart serves every acknowledged version, with the document that was acknowledged.
+    let gateway = config.start().await;
+    let mut versions: Vec<u64> = acknowledged.iter().map(|(version, _)| *version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        acknowledged.len(),
+        "no number was given twice"
+    );
+    for (version, document) in &acknowledged {
+        let stored: Value = admin(
+            &gateway,
+            Method::GET,
+            &format!("/admin/schemas/crash/versions/{version}"),
+            Some("admin"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            stored["description"], document["description"],
+            "version {version}"
+        );
+    }
+    // The numbering goes on after the highest version on disk.
+    let listed = list(&gateway).await;
+    let highest = summary(&listed, "crash")["highest_version"]
+        .as_u64()
+        .unwrap();
+    let next = register_expect(
+        &gateway,
+        "crash",
+        &json!({"type": "null"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(next, highest + 1);
+    gateway.stop().await;
+}
