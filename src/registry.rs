@@ -99,6 +99,11 @@ impl CompiledSchema {
             .collect()
     }
 
+    /// Whether a record is valid (no violations collected).
+    pub fn is_valid(&self, record: &Value) -> bool {
+        self.validator.is_valid(record)
+    }
+
     /// `name@version`, as used in problems and logs.
     pub fn label(&self) -> String {
         format!("{}@{}", self.name, self.version)

@@ -411,20 +411,13 @@ async fn prepare(
                 schema: format!("{name}@{version}"),
                 violations,
             })?;
-        let earlier: Vec<(SchemaVersion, &Value)> = registry
+        let earlier: Vec<&CompiledSchema> = registry
             .entry(name.as_str())
-            .map(|entry| {
-                entry
-                    .versions
-                    .values()
-                    .map(|old| (old.version, &old.document))
-                    .collect()
-            })
+            .map(|entry| entry.versions.values().map(|old| &**old).collect())
             .unwrap_or_default();
         let report = compatibility::check(
             registry.compatibility(name.as_str()),
-            version,
-            &compiled.document,
+            &compiled,
             &earlier,
             registry.documents(),
         );

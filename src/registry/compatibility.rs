@@ -19,9 +19,6 @@
 //! (or the reverse, forward) proves the change unsafe and is shown to the admin. Examples can
 //! only turn "cannot prove" into "proven incompatible", never into a pass.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use jsonschema::canonical::{CanonicalSchema, CanonicalView, Satisfiability};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,7 +26,7 @@ use serde_json::Value;
 use crate::domain::{Compatibility, SchemaVersion};
 use crate::i18n::Lang;
 use crate::registry::witness;
-use crate::registry::{Documents, RegistryRetriever, pattern_options, validator_options};
+use crate::registry::{CompiledSchema, Documents, RegistryRetriever, pattern_options};
 
 /// Which way a check goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -235,18 +232,18 @@ fn plan(mode: Compatibility) -> (&'static [Direction], bool) {
     }
 }
 
-/// Checks `candidate` (to become version `candidate_version`) against the earlier versions
+/// Checks `candidate` (compiled, not yet registered) against the earlier versions of its schema
 /// (in ascending order; only the last one unless the mode is transitive), resolving `$ref`s to
-/// registry URNs from `documents`.
+/// registry URNs from `documents`. Nothing is recompiled: example records are judged by the
+/// versions' own validators.
 pub fn check(
     mode: Compatibility,
-    candidate_version: SchemaVersion,
-    candidate: &Value,
-    earlier: &[(SchemaVersion, &Value)],
+    candidate: &CompiledSchema,
+    earlier: &[&CompiledSchema],
     documents: &Documents,
 ) -> Report {
     let (directions, transitive) = plan(mode);
-    let compared: &[(SchemaVersion, &Value)] = match (directions.is_empty(), transitive) {
+    let compared: &[&CompiledSchema] = match (directions.is_empty(), transitive) {
         (true, _) => &[],
         (false, true) => earlier,
         (false, false) => earlier
@@ -257,18 +254,14 @@ pub fn check(
     if compared.is_empty() {
         return Report::default();
     }
-    let new = canonical(candidate, candidate_version, documents);
-    // The real validators, for checking example records: the candidate may `$ref` itself.
-    let mut with_candidate = HashMap::clone(documents);
-    if let Some(id) = candidate.get("$id").and_then(Value::as_str) {
-        with_candidate.insert(id.to_owned(), Arc::new(candidate.clone()));
-    }
-    let options = validator_options(Arc::new(with_candidate));
-    let new_validator = options.build(candidate).ok();
+    let new = canonical(&candidate.document, candidate.version, documents);
     let mut reasons = Vec::new();
-    for (version, document) in compared {
-        let old = canonical(document, *version, documents);
-        let old_validator = options.build(document).ok();
+    for earlier_version in compared {
+        let old = canonical(
+            &earlier_version.document,
+            earlier_version.version,
+            documents,
+        );
         for direction in directions {
             let finding = match (&old, &new) {
                 (Err(reason), _) | (_, Err(reason)) => Some(Finding::Unmodelled {
@@ -279,16 +272,15 @@ pub fn check(
                     Direction::Forward => prove_empty(new.subtract(old)),
                 },
             };
-            let versions = match direction {
-                Direction::Backward => (*document, old_validator.as_ref(), new_validator.as_ref()),
-                Direction::Forward => (candidate, new_validator.as_ref(), old_validator.as_ref()),
+            let (accepting, rejecting) = match direction {
+                Direction::Backward => (*earlier_version, candidate),
+                Direction::Forward => (candidate, *earlier_version),
             };
-            let finding = finding.map(|finding| with_example(finding, versions));
-            if let Some(finding) = finding {
+            if let Some(finding) = finding.map(|f| with_example(f, accepting, rejecting)) {
                 reasons.push(Reason {
                     direction: *direction,
-                    against: *version,
-                    candidate: candidate_version,
+                    against: earlier_version.version,
+                    candidate: candidate.version,
                     finding,
                 });
             }
@@ -349,15 +341,9 @@ fn prove_empty(
 /// proven incompatibility and is kept as its example.
 fn with_example(
     finding: Finding,
-    (accepting_document, accepting, rejecting): (
-        &Value,
-        Option<&jsonschema::Validator>,
-        Option<&jsonschema::Validator>,
-    ),
+    accepting: &CompiledSchema,
+    rejecting: &CompiledSchema,
 ) -> Finding {
-    let (Some(accepting), Some(rejecting)) = (accepting, rejecting) else {
-        return finding;
-    };
     let difference = match &finding {
         Finding::Accepts { difference, .. } => difference.clone(),
         Finding::Undecided { difference } => Some(difference.clone()),
@@ -367,7 +353,7 @@ fn with_example(
         .as_ref()
         .map(witness::candidates)
         .unwrap_or_default();
-    pool.extend(witness::candidates(accepting_document));
+    pool.extend(witness::candidates(&accepting.document));
     let example = pool
         .into_iter()
         .find(|value| accepting.is_valid(value) && !rejecting.is_valid(value));

@@ -12,7 +12,7 @@ use serde_json::Value;
 use xgate::domain::{Compatibility, SchemaName, SchemaVersion};
 use xgate::i18n::Lang;
 use xgate::registry::compatibility::{self, Report};
-use xgate::registry::{Registry, compile_version};
+use xgate::registry::{CompiledSchema, Registry, compile_version};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,21 +86,11 @@ fn run(case: &Case) -> BTreeMap<&'static str, (&'static str, Vec<String>)> {
     )
     .unwrap_or_else(|errors| panic!("{}: new does not compile: {errors:?}", case.description));
     let entry = registry.entry("subject").unwrap();
-    let versions: Vec<(SchemaVersion, &Value)> = entry
-        .versions
-        .values()
-        .map(|compiled| (compiled.version, &compiled.document))
-        .collect();
+    let versions: Vec<&CompiledSchema> = entry.versions.values().map(|v| &**v).collect();
     Compatibility::ALL
         .into_iter()
         .map(|mode| {
-            let report = compatibility::check(
-                mode,
-                new_version,
-                &new.document,
-                &versions,
-                registry.documents(),
-            );
+            let report = compatibility::check(mode, &new, &versions, registry.documents());
             for reason in &report.reasons {
                 if reason.verdict() == "incompatible" {
                     assert!(
