@@ -29,12 +29,39 @@ fn admin(
     }
 }
 
+/// Sends a request without a body to the admin plane as `department`.
+async fn send(
+    gateway: &TestGateway,
+    method: Method,
+    path: &str,
+    department: Option<&str>,
+) -> reqwest::Response {
+    admin(gateway, method, path, department)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Registers `document` as the next version of `name` as the admin.
 async fn register(gateway: &TestGateway, name: &str, document: &Value) -> reqwest::Response {
     admin(
         gateway,
         Method::POST,
         &format!("/admin/schemas/{name}/versions"),
+        Some("admin"),
+    )
+    .json(document)
+    .send()
+    .await
+    .unwrap()
+}
+
+/// Dry-runs the compatibility check of `document` as the next version of `name`.
+async fn dry_run(gateway: &TestGateway, name: &str, document: &Value) -> reqwest::Response {
+    admin(
+        gateway,
+        Method::POST,
+        &format!("/admin/schemas/{name}/compatibility"),
         Some("admin"),
     )
     .json(document)
@@ -192,28 +219,24 @@ async fn registered_versions_are_served_at_once_and_after_a_restart() {
         1
     );
 
-    let latest = admin(
+    let latest = send(
         &gateway,
         Method::GET,
         "/admin/schemas/person/versions/latest",
         Some("auditor"),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(latest.status(), StatusCode::OK);
     let latest: Value = latest.json().await.unwrap();
     assert_eq!(latest["description"], "v2");
     assert_eq!(latest["$id"], "urn:xgate:schema:person:2");
-    let first: Value = admin(
+    let first: Value = send(
         &gateway,
         Method::GET,
         "/admin/schemas/person/versions/1",
         Some("admin"),
     )
-    .send()
     .await
-    .unwrap()
     .json()
     .await
     .unwrap();
@@ -222,10 +245,7 @@ async fn registered_versions_are_served_at_once_and_after_a_restart() {
         "/admin/schemas/person/versions/3",
         "/admin/schemas/nobody/versions/latest",
     ] {
-        let response = admin(&gateway, Method::GET, missing, Some("admin"))
-            .send()
-            .await
-            .unwrap();
+        let response = send(&gateway, Method::GET, missing, Some("admin")).await;
         assert_eq!(
             problem(response).await.0,
             StatusCode::NOT_FOUND,
@@ -424,15 +444,13 @@ async fn references_resolve_from_the_registry_only_and_protect_what_they_referen
     );
 
     // address@1 is referenced: it stays.
-    let response = admin(
+    let response = send(
         &gateway,
         Method::DELETE,
         "/admin/schemas/address/versions/1",
         Some("admin"),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     let (status, body) = problem(response).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["type"], "urn:xgate:problem:conflict");
@@ -447,32 +465,25 @@ async fn references_resolve_from_the_registry_only_and_protect_what_they_referen
         "/admin/schemas/resident/versions/1",
         "/admin/schemas/address/versions/1",
     ] {
-        let response = admin(&gateway, Method::DELETE, path, Some("admin"))
-            .send()
-            .await
-            .unwrap();
+        let response = send(&gateway, Method::DELETE, path, Some("admin")).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "{path}");
     }
     assert!(!gateway.schemas_dir().join("address/1.json").exists());
-    let gone = admin(
+    let gone = send(
         &gateway,
         Method::GET,
         "/admin/schemas/address/versions/1",
         Some("admin"),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(problem(gone).await.0, StatusCode::NOT_FOUND);
-    let again = admin(
+    let again = send(
         &gateway,
         Method::DELETE,
         "/admin/schemas/address/versions/1",
         Some("admin"),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(problem(again).await.0, StatusCode::NOT_FOUND);
     // A reference to the deleted version no longer resolves.
     let (status, _) = problem(register(&gateway, "resident", &resident).await).await;
@@ -488,15 +499,13 @@ async fn references_resolve_from_the_registry_only_and_protect_what_they_referen
         register_expect(&gateway, "address", &address_3, StatusCode::CREATED).await,
         3
     );
-    let response = admin(
+    let response = send(
         &gateway,
         Method::DELETE,
         "/admin/schemas/address/versions/3",
         Some("admin"),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     // After a restart the deleted latest number (3) is still used up.
     let restarted = gateway.restart().await;
@@ -603,16 +612,7 @@ async fn incompatible_versions_are_refused_with_the_direction_and_the_difference
     );
 
     // The dry run says the same and registers nothing.
-    let dry = admin(
-        &gateway,
-        Method::POST,
-        "/admin/schemas/license/compatibility",
-        Some("admin"),
-    )
-    .json(&narrower)
-    .send()
-    .await
-    .unwrap();
+    let dry = dry_run(&gateway, "license", &narrower).await;
     assert_eq!(dry.status(), StatusCode::OK);
     let dry: Value = dry.json().await.unwrap();
     assert_eq!(dry["compatible"], false);
@@ -629,19 +629,11 @@ async fn incompatible_versions_are_refused_with_the_direction_and_the_difference
         schema["properties"]["name"]["maxLength"] = json!(200);
         schema
     };
-    let dry: Value = admin(
-        &gateway,
-        Method::POST,
-        "/admin/schemas/license/compatibility",
-        Some("admin"),
-    )
-    .json(&wider)
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let dry: Value = dry_run(&gateway, "license", &wider)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         dry,
         json!({"compatible": true, "reasons": [], "difference": null})
@@ -886,30 +878,26 @@ async fn hostile_and_malformed_registrations_get_clear_problems_and_the_gateway_
     .unwrap();
     assert_eq!(problem(response).await.0, StatusCode::NOT_FOUND);
     for version in ["0", "01", "-1", "abc", "99999999999"] {
-        let response = admin(
+        let response = send(
             &gateway,
             Method::GET,
             &format!("/admin/schemas/license/versions/{version}"),
             Some("admin"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
         assert_eq!(
             problem(response).await.0,
             StatusCode::BAD_REQUEST,
             "{version}"
         );
     }
-    let response = admin(
+    let response = send(
         &gateway,
         Method::DELETE,
         "/admin/schemas/license/versions/latest",
         Some("admin"),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(problem(response).await.0, StatusCode::BAD_REQUEST);
 
     let path = || "/admin/schemas/hostile/versions".to_owned();
@@ -1186,15 +1174,13 @@ async fn kill_9_during_registrations_leaves_every_file_whole_and_a_restart_serve
         "no number was given twice"
     );
     for (version, document) in &acknowledged {
-        let stored: Value = admin(
+        let stored: Value = send(
             &gateway,
             Method::GET,
             &format!("/admin/schemas/crash/versions/{version}"),
             Some("admin"),
         )
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
