@@ -329,6 +329,32 @@ fn assign_id(document: &mut Value, urn: &str) -> Result<(), String> {
     }
 }
 
+/// Whether a submitted document equals a registered one, reading an absent `$id` as the
+/// version's URN (which the registry gave it). Compares in place, without copying documents.
+fn same_document(submitted: &Value, registered: &Value, urn: &str) -> bool {
+    let (Value::Object(submitted), Value::Object(registered)) = (submitted, registered) else {
+        return submitted == registered;
+    };
+    let others = |object: &serde_json::Map<String, Value>| {
+        object.len() - usize::from(object.contains_key("$id"))
+    };
+    id_of(submitted, urn).is_some_and(|id| Some(id) == id_of(registered, urn))
+        && others(submitted) == others(registered)
+        && submitted
+            .iter()
+            .filter(|(key, _)| *key != "$id")
+            .all(|(key, value)| registered.get(key) == Some(value))
+}
+
+/// A document's `$id` without a trailing `#`, its URN when absent, `None` when not a string.
+fn id_of(object: &serde_json::Map<String, Value>, urn: &str) -> Option<String> {
+    match object.get("$id") {
+        None => Some(urn.to_owned()),
+        Some(Value::String(id)) => Some(id.trim_end_matches('#').to_owned()),
+        Some(_) => None,
+    }
+}
+
 /// At most 100 characters of a submitted value, for messages.
 fn excerpt(text: &str) -> String {
     text.chars().take(100).collect()
@@ -638,19 +664,13 @@ impl Registry {
             .map_or(Some(SchemaVersion::FIRST), SchemaEntry::next_version)
     }
 
-    /// The registered version whose document equals `document` as JSON (ignoring the `$id` the
-    /// registry gives a document that has none).
+    /// The registered version whose document equals `document` as JSON (key order aside, and
+    /// ignoring the `$id` the registry gives a document that has none).
     pub fn identical_version(&self, name: &str, document: &Value) -> Option<SchemaVersion> {
         let entry = self.schemas.get(name)?;
         entry.versions.values().find_map(|compiled| {
-            let mut submitted = document.clone();
-            // An `$id` the registry refuses cannot match: the registered one is always valid.
-            assign_id(
-                &mut submitted,
-                &schema_urn(&compiled.name, compiled.version),
-            )
-            .ok()?;
-            (submitted == compiled.document).then_some(compiled.version)
+            let urn = schema_urn(&compiled.name, compiled.version);
+            same_document(document, &compiled.document, &urn).then_some(compiled.version)
         })
     }
 

@@ -191,13 +191,10 @@ async fn register_version(
     let _writing = state.writer.lock.lock().await;
     // Read under the lock: no other writer can change the registry until this one is done.
     let snapshot = state.gateway.snapshot();
-    if let Some(version) = snapshot
-        .registry
-        .identical_version(name.as_str(), &document)
-    {
-        return Ok((StatusCode::OK, version));
-    }
-    let (compiled, report) = prepare(snapshot.clone(), name.clone(), document, lang).await?;
+    let (compiled, report) = match prepare(snapshot.clone(), name.clone(), document, lang).await? {
+        Prepared::Existing(version) => return Ok((StatusCode::OK, version)),
+        Prepared::New(compiled, report) => (compiled, report),
+    };
     if !report.compatible() {
         return Err(ExchangeError::IncompatibleSchema {
             schema: compiled.label(),
@@ -235,17 +232,11 @@ pub async fn dry_run(
     let checked = async {
         let name = parse_name(&name)?;
         let document = read_schema(&headers, body).await?;
-        if snapshot
-            .registry
-            .identical_version(name.as_str(), &document)
-            .is_some()
-        {
-            // Registering it would answer the existing version: nothing changes.
-            return Ok(Report::default());
+        // An equal document would answer its existing version: nothing would change.
+        match prepare(snapshot.clone(), name, document, caller.lang).await? {
+            Prepared::Existing(_) => Ok(Report::default()),
+            Prepared::New(_, report) => Ok(report),
         }
-        prepare(snapshot.clone(), name, document, caller.lang)
-            .await
-            .map(|(_, report)| report)
     }
     .await;
     match checked {
@@ -391,16 +382,28 @@ async fn read_schema(headers: &HeaderMap, body: Body) -> Result<Value, ExchangeE
     parse_json(&bytes)
 }
 
-/// Compiles `document` as the next version of `name` and checks it against the earlier versions
-/// in the schema's mode, on the blocking pool (both can take a while on a large schema).
+/// What a submitted document comes to.
+enum Prepared {
+    /// An equal document is already this version.
+    Existing(SchemaVersion),
+    /// The next version, compiled, with its compatibility report.
+    New(CompiledSchema, Report),
+}
+
+/// Looks for an equal registered document, else compiles `document` as the next version of
+/// `name` and checks it against the earlier versions in the schema's mode, on the blocking pool
+/// (comparing, compiling and proving can each take a while on a large schema).
 async fn prepare(
     snapshot: Arc<Snapshot>,
     name: SchemaName,
     document: Value,
     lang: Lang,
-) -> Result<(CompiledSchema, Report), ExchangeError> {
+) -> Result<Prepared, ExchangeError> {
     tokio::task::spawn_blocking(move || {
         let registry: &Registry = &snapshot.registry;
+        if let Some(version) = registry.identical_version(name.as_str(), &document) {
+            return Ok(Prepared::Existing(version));
+        }
         let version = registry.next_version(name.as_str()).ok_or_else(|| {
             ExchangeError::Conflict(Conflict::VersionsExhausted {
                 schema: name.to_string(),
@@ -421,7 +424,7 @@ async fn prepare(
             &earlier,
             registry.documents(),
         );
-        Ok((compiled, report))
+        Ok(Prepared::New(compiled, report))
     })
     .await
     .map_err(|error| {

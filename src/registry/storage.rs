@@ -133,7 +133,14 @@ fn write_atomically(
         drop(file);
         let target = folder.join(file_name);
         match placement {
-            Placement::New => fs::hard_link(&temporary, &target)?,
+            Placement::New => match fs::hard_link(&temporary, &target) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Err(error),
+                // A file system without hard links: the registry's one writer holds its lock,
+                // so checking for the name and renaming is as safe here.
+                Err(_) if !target.exists() => fs::rename(&temporary, &target)?,
+                Err(error) => return Err(error),
+            },
             Placement::Replace => fs::rename(&temporary, &target)?,
         }
         sync_folder(folder)

@@ -838,36 +838,6 @@ async fn hostile_and_malformed_registrations_get_clear_problems_and_the_gateway_
             .body(body)
             .send()
     };
-    // Names: upper case, 200 characters, an encoded slash, dots.
-    let long = "a".repeat(200);
-    for name in [
-        "Person",
-        long.as_str(),
-        "a%2Fb",
-        "..",
-        "%2E%2E",
-        "a_b",
-        "-a",
-    ] {
-        let response = post_raw(
-            format!("/admin/schemas/{name}/versions"),
-            "application/json",
-            b"{}".to_vec(),
-        )
-        .await
-        .unwrap();
-        let (status, body) = problem(response).await;
-        assert!(
-            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
-            "{name}: {status} {body}"
-        );
-        if status == StatusCode::BAD_REQUEST {
-            assert_eq!(
-                body["type"], "urn:xgate:problem:invalid-parameter",
-                "{body}"
-            );
-        }
-    }
     // A raw slash in the name is another route: 404 after the role check.
     let response = post_raw(
         "/admin/schemas/a/b/versions".into(),
@@ -1203,4 +1173,184 @@ async fn kill_9_during_registrations_leaves_every_file_whole_and_a_restart_serve
     .await;
     assert_eq!(next, highest + 1);
     gateway.stop().await;
+}
+
+#[tokio::test]
+async fn every_registry_route_refuses_bad_names_versions_and_bodies_with_problems() {
+    let (gateway, _echo, _records) = gateway_with("default_compatibility = \"none\"").await;
+    let long = "a".repeat(200);
+    // Dots are resolved by the URL before the request is sent: another route, 404.
+    let names = [
+        ("Person", StatusCode::BAD_REQUEST),
+        (long.as_str(), StatusCode::BAD_REQUEST),
+        ("a%2Fb", StatusCode::BAD_REQUEST),
+        ("a_b", StatusCode::BAD_REQUEST),
+        ("-a", StatusCode::BAD_REQUEST),
+        ("税务", StatusCode::BAD_REQUEST),
+        ("..", StatusCode::NOT_FOUND),
+        ("%2E%2E", StatusCode::NOT_FOUND),
+    ];
+    let routes = |name: &str| {
+        [
+            (Method::GET, format!("/admin/schemas/{name}/versions/1")),
+            (Method::POST, format!("/admin/schemas/{name}/versions")),
+            (Method::POST, format!("/admin/schemas/{name}/compatibility")),
+            (Method::PUT, format!("/admin/schemas/{name}/config")),
+            (Method::DELETE, format!("/admin/schemas/{name}/versions/1")),
+        ]
+    };
+    for (name, expected) in names {
+        for (method, path) in routes(name) {
+            let response = admin(&gateway, method.clone(), &path, Some("admin"))
+                .header("accept-language", "zh-CN,zh;q=0.9")
+                .json(&json!({"compatibility": "full"}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = problem(response).await;
+            assert_eq!(status, expected, "{method} {path}: {body}");
+            if status == StatusCode::BAD_REQUEST {
+                assert_eq!(
+                    body["type"], "urn:xgate:problem:invalid-parameter",
+                    "{body}"
+                );
+                assert_eq!(body["title"], "名称无效", "{body}");
+                assert!(
+                    body["detail"].as_str().unwrap().contains("数据规范名称"),
+                    "{body}"
+                );
+            }
+        }
+    }
+    let english = problem(
+        send(
+            &gateway,
+            Method::GET,
+            "/admin/schemas/Person/versions/1",
+            Some("admin"),
+        )
+        .await,
+    )
+    .await
+    .1;
+    assert_eq!(english["title"], "Invalid name");
+    assert!(
+        english["detail"].as_str().unwrap().contains("schema name"),
+        "{english}"
+    );
+
+    for version in ["0", "01", "-1", "abc", "1.5", "99999999999"] {
+        for method in [Method::GET, Method::DELETE] {
+            let path = format!("/admin/schemas/license/versions/{version}");
+            let (status, body) =
+                problem(send(&gateway, method.clone(), &path, Some("admin")).await).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {body}");
+            assert!(
+                body["detail"].as_str().unwrap().contains("schema version"),
+                "{body}"
+            );
+        }
+    }
+    let (status, _) = problem(
+        send(
+            &gateway,
+            Method::DELETE,
+            "/admin/schemas/license/versions/latest",
+            Some("admin"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The three routes with bodies: malformed, not UTF-8, the wrong media type, oversized, the
+    // wrong JSON type.
+    let body_routes = [
+        (
+            Method::POST,
+            "/admin/schemas/person/versions",
+            10 * 1024 * 1024,
+        ),
+        (
+            Method::POST,
+            "/admin/schemas/license/compatibility",
+            10 * 1024 * 1024,
+        ),
+        (Method::PUT, "/admin/schemas/license/config", 10 * 1024),
+    ];
+    for (method, path, oversized) in body_routes {
+        let raw = |content_type: &'static str, bytes: Vec<u8>| {
+            admin(&gateway, method.clone(), path, Some("admin"))
+                .header("content-type", content_type)
+                .body(bytes)
+                .send()
+        };
+        let cases: [(&str, &'static str, Vec<u8>, StatusCode, &str); 5] = [
+            (
+                "cut off",
+                "application/json",
+                b"{\"type\":".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+            ),
+            (
+                "not UTF-8",
+                "application/json",
+                vec![b'"', 0xff, b'"'],
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+            ),
+            (
+                "not JSON at all",
+                "application/json",
+                b"type: object".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+            ),
+            (
+                "the wrong media type",
+                "text/plain",
+                b"{}".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+            ),
+            (
+                "oversized",
+                "application/json",
+                {
+                    let mut bytes = b"{\"description\": \"".to_vec();
+                    bytes.resize(oversized, b'x');
+                    bytes.extend_from_slice(b"\"}");
+                    bytes
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+            ),
+        ];
+        for (what, content_type, bytes, expected, problem_type) in cases {
+            let (status, body) = problem(raw(content_type, bytes).await.unwrap()).await;
+            assert_eq!(status, expected, "{method} {path} {what}: {body}");
+            assert_eq!(
+                body["type"],
+                format!("urn:xgate:problem:{problem_type}"),
+                "{what}"
+            );
+        }
+        // The wrong JSON type: not a schema (422) or not a mode object (400).
+        let (status, body) =
+            problem(raw("application/json", b"[1, 2]".to_vec()).await.unwrap()).await;
+        let expected = if method == Method::PUT {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        assert_eq!(status, expected, "{method} {path}: {body}");
+    }
+    // Nothing above was stored.
+    assert!(!gateway.schemas_dir().join("person").exists());
+    assert!(!gateway.schemas_dir().join("license/settings.toml").exists());
+    assert_eq!(
+        summary(&list(&gateway).await, "license")["versions"],
+        json!([1])
+    );
 }
