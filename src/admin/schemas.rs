@@ -168,7 +168,9 @@ pub async fn register(
         Err(ExchangeError::Internal) => RegistrationOutcome::Failed,
         Err(_) => RegistrationOutcome::Refused,
     };
-    record_registration(&name, outcome);
+    // Only a valid name reaches the log; anything else is logged as `invalid`.
+    let logged = SchemaName::parse(&name).map_or("invalid", |_| name.as_str());
+    record_registration(logged, outcome);
     match registered {
         Ok((status, version)) => {
             caller.json(status, &json!({"name": name, "version": version.get()}))

@@ -67,9 +67,89 @@ pub enum Finding {
     },
     /// The canonical form cannot model a version or the difference, so nothing is proven.
     Unmodelled {
-        /// What stopped the proof, in English (library terms).
-        reason: String,
+        /// What stopped the proof.
+        cause: Unmodelled,
     },
+}
+
+/// Why the canonical form could not be used for a proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmodelled {
+    /// A version could not be canonicalized at all.
+    Failed {
+        /// The version.
+        version: SchemaVersion,
+        /// The library's description.
+        error: String,
+    },
+    /// A version holds a construct the canonical form keeps verbatim (`Raw`).
+    Raw {
+        /// The version.
+        version: SchemaVersion,
+        /// The library's label (`unmodeled`, `outgrew_intersections`, ...).
+        reason: &'static str,
+        /// Where in the version's document, when known.
+        pointer: Option<String>,
+    },
+    /// The difference of the two versions cannot be expressed.
+    Difference {
+        /// The library's description.
+        error: String,
+    },
+}
+
+impl Unmodelled {
+    fn message(&self, lang: Lang) -> String {
+        match (self, lang) {
+            (Unmodelled::Failed { version, error }, Lang::En) => {
+                format!("version {version} cannot be brought to canonical form ({error})")
+            }
+            (Unmodelled::Failed { version, error }, Lang::Zh) => {
+                format!("版本 {version} 无法化为规范形式（{error}）")
+            }
+            (
+                Unmodelled::Raw {
+                    version,
+                    reason,
+                    pointer,
+                },
+                Lang::En,
+            ) => {
+                let at = pointer
+                    .as_deref()
+                    .map(|pointer| format!(" at {:?}", excerpt(pointer)))
+                    .unwrap_or_default();
+                format!(
+                    "version {version} uses a construct the canonical form does not model ({reason}){at}"
+                )
+            }
+            (
+                Unmodelled::Raw {
+                    version,
+                    reason,
+                    pointer,
+                },
+                Lang::Zh,
+            ) => {
+                let at = pointer
+                    .as_deref()
+                    .map(|pointer| format!("，位置 {:?}", excerpt(pointer)))
+                    .unwrap_or_default();
+                format!("版本 {version} 含有规范形式无法表达的结构（{reason}）{at}")
+            }
+            (Unmodelled::Difference { error }, Lang::En) => {
+                format!("the difference of the two versions cannot be expressed ({error})")
+            }
+            (Unmodelled::Difference { error }, Lang::Zh) => {
+                format!("两个版本的差异无法表达（{error}）")
+            }
+        }
+    }
+}
+
+/// At most 200 characters of a pointer, for messages.
+fn excerpt(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 /// One direction against one earlier version that is not proven safe.
@@ -144,9 +224,10 @@ impl Reason {
                 "Cannot prove {} compatibility with version {old}: whether any record falls in the difference could not be decided",
                 direction.as_str()
             ),
-            (Lang::En, direction, Finding::Unmodelled { reason }) => format!(
-                "Cannot prove {} compatibility with version {old}: {reason}",
-                direction.as_str()
+            (Lang::En, direction, Finding::Unmodelled { cause }) => format!(
+                "Cannot prove {} compatibility with version {old}: {}",
+                direction.as_str(),
+                cause.message(lang)
             ),
             (Lang::Zh, Direction::Backward, Finding::Accepts { .. }) => {
                 format!("与版本 {old} 不向后兼容：版本 {new} 拒绝了版本 {old} 接受的记录{evidence}")
@@ -158,9 +239,11 @@ impl Reason {
                 "无法证明与版本 {old} {}：无法判定是否有记录落在差异中",
                 direction_zh(direction)
             ),
-            (Lang::Zh, direction, Finding::Unmodelled { reason }) => {
-                format!("无法证明与版本 {old} {}：{reason}", direction_zh(direction))
-            }
+            (Lang::Zh, direction, Finding::Unmodelled { cause }) => format!(
+                "无法证明与版本 {old} {}：{}",
+                direction_zh(direction),
+                cause.message(lang)
+            ),
         }
     }
 
@@ -264,8 +347,8 @@ pub fn check(
         );
         for direction in directions {
             let finding = match (&old, &new) {
-                (Err(reason), _) | (_, Err(reason)) => Some(Finding::Unmodelled {
-                    reason: reason.clone(),
+                (Err(cause), _) | (_, Err(cause)) => Some(Finding::Unmodelled {
+                    cause: cause.clone(),
                 }),
                 (Ok(old), Ok(new)) => match direction {
                     Direction::Backward => prove_empty(old.subtract(new)),
@@ -294,23 +377,23 @@ fn canonical(
     document: &Value,
     version: SchemaVersion,
     documents: &Documents,
-) -> Result<CanonicalSchema, String> {
+) -> Result<CanonicalSchema, Unmodelled> {
     let canonical = jsonschema::canonical::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(true)
         .with_pattern_options(pattern_options())
         .with_retriever(RegistryRetriever::new(documents.clone()))
         .canonicalize(document)
-        .map_err(|error| format!("version {version} cannot be canonicalized: {error}"))?;
+        .map_err(|error| Unmodelled::Failed {
+            version,
+            error: error.to_string(),
+        })?;
     if let CanonicalView::Raw(raw) = canonical.view() {
-        let at = raw
-            .pointer
-            .map(|pointer| format!(" at {:?}", pointer.chars().take(200).collect::<String>()))
-            .unwrap_or_default();
-        return Err(format!(
-            "version {version} uses a construct the canonical form does not model ({}{at})",
-            raw.reason.as_str()
-        ));
+        return Err(Unmodelled::Raw {
+            version,
+            reason: raw.reason.as_str(),
+            pointer: raw.pointer,
+        });
     }
     Ok(canonical)
 }
@@ -331,7 +414,9 @@ fn prove_empty(
             }),
         },
         Err(error) => Some(Finding::Unmodelled {
-            reason: format!("the difference cannot be computed: {error}"),
+            cause: Unmodelled::Difference {
+                error: error.to_string(),
+            },
         }),
     }
 }

@@ -1354,3 +1354,63 @@ async fn every_registry_route_refuses_bad_names_versions_and_bodies_with_problem
         json!([1])
     );
 }
+
+#[tokio::test]
+async fn a_change_that_cannot_be_proven_safe_is_refused_with_its_reason_in_both_languages() {
+    let (gateway, _echo, _records) = gateway_with("default_compatibility = \"full\"").await;
+    // A draft-7 `dependencies` beside `unevaluatedProperties`: beyond the canonical form.
+    let unmodelled = json!({
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "dependencies": {"a": ["b"]},
+        "unevaluatedProperties": false
+    });
+    assert_eq!(
+        register_expect(&gateway, "opaque", &unmodelled, StatusCode::CREATED).await,
+        1
+    );
+    let mut described = unmodelled.clone();
+    described["description"] = json!("the same records");
+    for (language, words) in [("en", "canonical form"), ("zh", "规范形式")] {
+        let response = admin(
+            &gateway,
+            Method::POST,
+            "/admin/schemas/opaque/versions",
+            Some("admin"),
+        )
+        .header("accept-language", language)
+        .json(&described)
+        .send()
+        .await
+        .unwrap();
+        let (status, body) = problem(response).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let reasons = body["reasons"].as_array().unwrap();
+        assert_eq!(reasons.len(), 2, "both directions of full: {body}");
+        for reason in reasons {
+            assert_eq!(reason["verdict"], "unproven", "{body}");
+            assert!(reason["difference"].is_null() && reason.get("example").is_none());
+            assert!(
+                reason["message"].as_str().unwrap().contains(words),
+                "{language}: {body}"
+            );
+        }
+        assert!(body["difference"].is_null(), "{body}");
+    }
+    // The admin who accepts the risk registers it under mode `none`.
+    let response = admin(
+        &gateway,
+        Method::PUT,
+        "/admin/schemas/opaque/config",
+        Some("admin"),
+    )
+    .json(&json!({"compatibility": "none"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        register_expect(&gateway, "opaque", &described, StatusCode::CREATED).await,
+        2
+    );
+}
