@@ -15,10 +15,26 @@ const MAX_CANDIDATES: usize = 64;
 const MAX_DEPTH: usize = 8;
 /// The longest string or array built.
 const MAX_LENGTH: u64 = 64;
+/// The most subschemas visited for one schema, whatever its shape: a schema whose properties
+/// all refer back to it would otherwise multiply the work at every level.
+const MAX_VISITS: usize = 500;
+
+/// What one call to [`candidates`] may still spend.
+struct Budget(std::cell::Cell<usize>);
+
+impl Budget {
+    /// Takes one visit; `false` when none is left.
+    fn take(&self) -> bool {
+        let left = self.0.get();
+        self.0.set(left.saturating_sub(1));
+        left > 0
+    }
+}
 
 /// Values to try against `schema` (a draft 2020-12 document; `$ref`s to `#...` resolve in it).
 pub fn candidates(schema: &Value) -> Vec<Value> {
-    let mut values = build(schema, schema, 0);
+    let budget = Budget(std::cell::Cell::new(MAX_VISITS));
+    let mut values = build(schema, schema, 0, &budget);
     dedup(&mut values);
     values.truncate(MAX_CANDIDATES);
     values
@@ -36,8 +52,8 @@ fn dedup(values: &mut Vec<Value>) {
     });
 }
 
-fn build(schema: &Value, root: &Value, depth: usize) -> Vec<Value> {
-    if depth > MAX_DEPTH {
+fn build(schema: &Value, root: &Value, depth: usize, budget: &Budget) -> Vec<Value> {
+    if depth > MAX_DEPTH || !budget.take() {
         return Vec::new();
     }
     let object = match schema {
@@ -57,17 +73,17 @@ fn build(schema: &Value, root: &Value, depth: usize) -> Vec<Value> {
         .and_then(Value::as_str)
         .and_then(|reference| resolve(reference, root))
     {
-        values.extend(build(target, root, depth + 1));
+        values.extend(build(target, root, depth + 1, budget));
     }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(Value::Array(branches)) = object.get(key) {
             for branch in branches {
-                values.extend(build(branch, root, depth + 1));
+                values.extend(build(branch, root, depth + 1, budget));
             }
         }
     }
     for json_type in types(object) {
-        values.extend(of_type(json_type, object, root, depth));
+        values.extend(of_type(json_type, object, root, depth, budget));
         if values.len() >= MAX_CANDIDATES {
             break;
         }
@@ -142,15 +158,21 @@ fn types(object: &Map<String, Value>) -> Vec<&'static str> {
     }
 }
 
-fn of_type(json_type: &str, object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value> {
+fn of_type(
+    json_type: &str,
+    object: &Map<String, Value>,
+    root: &Value,
+    depth: usize,
+    budget: &Budget,
+) -> Vec<Value> {
     match json_type {
         "null" => vec![Value::Null],
         "boolean" => vec![json!(true), json!(false)],
         "integer" => numbers(object, true),
         "number" => numbers(object, false),
         "string" => strings(object),
-        "array" => arrays(object, root, depth),
-        "object" => objects(object, root, depth),
+        "array" => arrays(object, root, depth, budget),
+        "object" => objects(object, root, depth, budget),
         _ => Vec::new(),
     }
 }
@@ -255,7 +277,7 @@ fn strings(object: &Map<String, Value>) -> Vec<Value> {
     values.into_iter().map(Value::String).collect()
 }
 
-fn arrays(object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value> {
+fn arrays(object: &Map<String, Value>, root: &Value, depth: usize, budget: &Budget) -> Vec<Value> {
     let low = object.get("minItems").and_then(Value::as_u64).unwrap_or(0);
     let high = object
         .get("maxItems")
@@ -268,7 +290,7 @@ fn arrays(object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value>
         Some(Value::Array(schemas)) => schemas
             .iter()
             .map(|schema| {
-                build(schema, root, depth + 1)
+                build(schema, root, depth + 1, budget)
                     .into_iter()
                     .next()
                     .unwrap_or(Value::Null)
@@ -278,11 +300,11 @@ fn arrays(object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value>
     };
     let items: Vec<Value> = object.get("items").map_or_else(
         || vec![Value::Null, json!(0), json!("")],
-        |schema| build(schema, root, depth + 1),
+        |schema| build(schema, root, depth + 1, budget),
     );
     let contained: Vec<Value> = object
         .get("contains")
-        .map(|schema| build(schema, root, depth + 1))
+        .map(|schema| build(schema, root, depth + 1, budget))
         .unwrap_or_default();
     let mut values = Vec::new();
     let fill = |element: &Value, with: Option<&Value>| -> Value {
@@ -322,7 +344,7 @@ fn arrays(object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value>
     values
 }
 
-fn objects(object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value> {
+fn objects(object: &Map<String, Value>, root: &Value, depth: usize, budget: &Budget) -> Vec<Value> {
     let empty = Map::new();
     let properties = match object.get("properties") {
         Some(Value::Object(properties)) => properties,
@@ -332,62 +354,63 @@ fn objects(object: &Map<String, Value>, root: &Value, depth: usize) -> Vec<Value
         Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    let alternatives = |name: &str| -> Vec<Value> {
-        match properties
-            .get(name)
-            .or_else(|| object.get("additionalProperties"))
-        {
-            Some(schema) => build(schema, root, depth + 1),
-            None => vec![Value::Null, json!(""), json!(0)],
+    // Names nothing lists: an open object's extra member, or names `propertyNames` allows.
+    let mut extra_names: Vec<&str> = vec!["x"];
+    if let Some(Value::Object(names)) = object.get("propertyNames") {
+        if let Some(Value::Array(allowed)) = names.get("enum") {
+            extra_names.extend(allowed.iter().filter_map(Value::as_str));
         }
+        if let Some(Value::String(allowed)) = names.get("const") {
+            extra_names.push(allowed);
+        }
+    }
+    // Every member's values, built once.
+    let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
+    for name in required.iter().chain(&extra_names) {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    let members: Vec<(&str, Vec<Value>)> = names
+        .into_iter()
+        .map(|name| {
+            let values = match properties
+                .get(name)
+                .or_else(|| object.get("additionalProperties"))
+            {
+                Some(schema) => build(schema, root, depth + 1, budget),
+                None => vec![Value::Null, json!(""), json!(0)],
+            };
+            (name, values)
+        })
+        .collect();
+    let first = |name: &str| {
+        members
+            .iter()
+            .find(|(member, _)| *member == name)
+            .and_then(|(_, values)| values.first().cloned())
+            .unwrap_or(Value::Null)
     };
-    let first = |name: &str| alternatives(name).into_iter().next();
     let mut base = Map::new();
     for name in &required {
-        base.insert((*name).to_owned(), first(name).unwrap_or(Value::Null));
+        base.insert((*name).to_owned(), first(name));
     }
     let mut full = base.clone();
     for name in properties.keys() {
-        if let Some(value) = first(name) {
-            full.entry(name.clone()).or_insert(value);
-        }
+        full.entry(name.clone()).or_insert_with(|| first(name));
     }
     let mut values = vec![Value::Object(base.clone()), Value::Object(full.clone())];
-    // One property at a time takes its other values, over the required-only and the full record.
-    let names: Vec<&str> = properties
-        .keys()
-        .map(String::as_str)
-        .chain(required.iter().copied())
-        .collect();
-    for name in names {
-        for alternative in alternatives(name).into_iter().take(6) {
+    // One member at a time takes its other values, over the required-only and the full record.
+    for (name, alternatives) in &members {
+        for alternative in alternatives.iter().take(6) {
             for template in [&base, &full] {
                 let mut variant = template.clone();
-                variant.insert(name.to_owned(), alternative.clone());
+                variant.insert((*name).to_owned(), alternative.clone());
                 values.push(Value::Object(variant));
             }
         }
         if values.len() >= MAX_CANDIDATES {
             break;
-        }
-    }
-    // Members nothing lists: an open object's extra fields, or names `propertyNames` allows.
-    let mut extra_names: Vec<String> = vec!["x".to_owned()];
-    if let Some(Value::Object(names)) = object.get("propertyNames") {
-        if let Some(Value::Array(allowed)) = names.get("enum") {
-            extra_names.extend(allowed.iter().filter_map(Value::as_str).map(str::to_owned));
-        }
-        if let Some(Value::String(allowed)) = names.get("const") {
-            extra_names.push(allowed.clone());
-        }
-    }
-    for name in extra_names {
-        for template in [&base, &full] {
-            if !template.contains_key(&name) {
-                let mut variant = template.clone();
-                variant.insert(name.clone(), first(&name).unwrap_or(Value::Null));
-                values.push(Value::Object(variant));
-            }
         }
     }
     values
@@ -430,5 +453,21 @@ mod tests {
         let huge = candidates(&json!({"type": "string", "minLength": 1000000}));
         assert!(huge.is_empty(), "{huge:?}");
         assert!(candidates(&json!(false)).is_empty());
+    }
+
+    #[test]
+    fn self_referring_schemas_cost_a_bounded_amount() {
+        // Every property refers back to the root and is required: without a budget the work
+        // would grow as 40^8.
+        let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+        let properties: Map<String, Value> = names
+            .iter()
+            .map(|name| (name.clone(), json!({"$ref": "#"})))
+            .collect();
+        let schema = json!({"type": "object", "required": names, "properties": properties});
+        let values = candidates(&schema);
+        assert!(values.len() <= MAX_CANDIDATES);
+        let size: usize = values.iter().map(|value| value.to_string().len()).sum();
+        assert!(size < 50_000_000, "{size} bytes of candidates");
     }
 }
