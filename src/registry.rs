@@ -814,6 +814,29 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_built_to_backtrack_is_cut_off_by_the_limit_as_a_violation() {
+        let empty = Registry::empty(Compatibility::None);
+        // The look-ahead keeps the nested quantifier on fancy-regex's backtracking engine, where
+        // a string of `a`s without the final `b` takes exponentially many steps.
+        let evil = compile(
+            &empty,
+            1,
+            json!({"type": "string", "pattern": "^((?=a)a+)+b$"}),
+        );
+        let attack = Value::String(format!("{}!", "a".repeat(64)));
+        let violations = evil.validate(&attack, Lang::En);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].keyword, "pattern");
+        assert!(
+            violations[0].message.contains("backtracking limit"),
+            "{}",
+            violations[0].message
+        );
+        assert!(!evil.validate(&attack, Lang::Zh)[0].message.is_empty());
+        assert!(evil.is_valid(&json!("aab")));
+    }
+
+    #[test]
     fn deleted_numbers_are_not_handed_out_again() {
         let empty = Registry::empty(Compatibility::None);
         let registry = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
