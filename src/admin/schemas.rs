@@ -190,7 +190,21 @@ async fn register_version(
 ) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
     let name = parse_name(name)?;
     let document = read_schema(headers, body).await?;
-    let _writing = state.writer.lock.lock().await;
+    let state = state.clone();
+    run_to_completion(async move {
+        let _writing = state.writer.lock.lock().await;
+        commit_version(&state, name, document, lang).await
+    })
+    .await
+}
+
+/// Checks, stores and activates a new version; the caller holds the writer's lock.
+async fn commit_version(
+    state: &AdminState,
+    name: SchemaName,
+    document: Value,
+    lang: Lang,
+) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
     // Read under the lock: no other writer can change the registry until this one is done.
     let snapshot = state.gateway.snapshot();
     let (compiled, report) = match prepare(snapshot.clone(), name.clone(), document, lang).await? {
@@ -288,25 +302,29 @@ pub async fn set_config(
             .ok_or(ExchangeError::InvalidParameter {
                 name: "compatibility",
             })?;
-        let _writing = state.writer.lock.lock().await;
-        let snapshot = state.gateway.snapshot();
-        let registry = snapshot
-            .registry
-            .with_compatibility(name.as_str(), mode)
-            .ok_or(ExchangeError::NotFound)?;
-        let settings = registry
-            .entry(name.as_str())
-            .map(|entry| entry.settings())
-            .ok_or(ExchangeError::Internal)?;
-        state
-            .writer
-            .store
-            .write_settings(&name, settings)
-            .await
-            .map_err(|error| storage_failed(&name, &error))?;
-        state.gateway.replace_registry(registry);
-        tracing::info!(schema = %name, mode = mode.as_str(), "schema compatibility mode set");
-        Ok::<_, ExchangeError>((name, mode))
+        let state = state.clone();
+        run_to_completion(async move {
+            let _writing = state.writer.lock.lock().await;
+            let snapshot = state.gateway.snapshot();
+            let registry = snapshot
+                .registry
+                .with_compatibility(name.as_str(), mode)
+                .ok_or(ExchangeError::NotFound)?;
+            let settings = registry
+                .entry(name.as_str())
+                .map(|entry| entry.settings())
+                .ok_or(ExchangeError::Internal)?;
+            state
+                .writer
+                .store
+                .write_settings(&name, settings)
+                .await
+                .map_err(|error| storage_failed(&name, &error))?;
+            state.gateway.replace_registry(registry);
+            tracing::info!(schema = %name, mode = mode.as_str(), "schema compatibility mode set");
+            Ok((name, mode))
+        })
+        .await
     }
     .await;
     match changed {
@@ -335,32 +353,36 @@ pub async fn delete_version(
         let name = parse_name(&name)?;
         // `latest` is refused: deleting whatever happens to be latest is never what was meant.
         let version = SchemaVersion::parse(&version).map_err(ExchangeError::InvalidName)?;
-        let _writing = state.writer.lock.lock().await;
-        let snapshot = state.gateway.snapshot();
-        let uses = schema_uses(&snapshot.config, &name);
-        let registry = snapshot
-            .registry
-            .without_version(&name, version, &uses)
-            .map_err(ExchangeError::Conflict)?
-            .ok_or(ExchangeError::NotFound)?;
-        // The highest number is on disk before the version's file goes, so a restart never
-        // hands the number out again.
-        let settings = registry
-            .entry(name.as_str())
-            .map(|entry| entry.settings())
-            .ok_or(ExchangeError::Internal)?;
-        let store = &state.writer.store;
-        store
-            .write_settings(&name, settings)
-            .await
-            .map_err(|error| storage_failed(&name, &error))?;
-        store
-            .remove_version(&name, version)
-            .await
-            .map_err(|error| storage_failed(&name, &error))?;
-        state.gateway.replace_registry(registry);
-        tracing::info!(schema = %name, %version, "schema version deleted");
-        Ok::<_, ExchangeError>(())
+        let state = state.clone();
+        run_to_completion(async move {
+            let _writing = state.writer.lock.lock().await;
+            let snapshot = state.gateway.snapshot();
+            let uses = schema_uses(&snapshot.config, &name);
+            let registry = snapshot
+                .registry
+                .without_version(&name, version, &uses)
+                .map_err(ExchangeError::Conflict)?
+                .ok_or(ExchangeError::NotFound)?;
+            // The highest number is on disk before the version's file goes, so a restart never
+            // hands the number out again.
+            let settings = registry
+                .entry(name.as_str())
+                .map(|entry| entry.settings())
+                .ok_or(ExchangeError::Internal)?;
+            let store = &state.writer.store;
+            store
+                .write_settings(&name, settings)
+                .await
+                .map_err(|error| storage_failed(&name, &error))?;
+            store
+                .remove_version(&name, version)
+                .await
+                .map_err(|error| storage_failed(&name, &error))?;
+            state.gateway.replace_registry(registry);
+            tracing::info!(schema = %name, %version, "schema version deleted");
+            Ok(())
+        })
+        .await
     }
     .await;
     match deleted {
@@ -372,6 +394,17 @@ pub async fn delete_version(
         ),
         Err(error) => caller.problem(&error),
     }
+}
+
+/// Runs a registry change to its end even when the caller goes away mid-way: a change dropped
+/// between writing its files and swapping the registry would leave disk and memory apart.
+async fn run_to_completion<T: Send + 'static>(
+    change: impl Future<Output = Result<T, ExchangeError>> + Send + 'static,
+) -> Result<T, ExchangeError> {
+    tokio::spawn(change).await.map_err(|error| {
+        tracing::error!(%error, "a schema registry change did not finish");
+        ExchangeError::Internal
+    })?
 }
 
 fn parse_name(name: &str) -> Result<SchemaName, ExchangeError> {

@@ -132,6 +132,7 @@ fn write_atomically(
         file.sync_all()?;
         drop(file);
         let target = folder.join(file_name);
+        let linked = matches!(placement, Placement::New);
         match placement {
             Placement::New => match fs::hard_link(&temporary, &target) {
                 Ok(()) => {}
@@ -143,7 +144,13 @@ fn write_atomically(
             },
             Placement::Replace => fs::rename(&temporary, &target)?,
         }
-        sync_folder(folder)
+        let synced = sync_folder(folder);
+        if synced.is_err() && linked {
+            // A new version that may not survive a crash is not reported as stored; take the
+            // name back so memory and disk agree on which versions exist.
+            let _ = fs::remove_file(&target);
+        }
+        synced
     })();
     // After a link (or a failure) the temporary name is left over; after a rename it is gone.
     match fs::remove_file(&temporary) {
