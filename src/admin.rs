@@ -11,8 +11,9 @@
 //!   department's format on the body (role admin): 200 with the translated record, or the 422
 //!   translation problem.
 //!
-//! Every other `/admin/...` and `/audit/...` route is refused by role first ([`require_role`]):
-//! no credentials → 401, a department without the role → 403, then 404 for an unknown route.
+//! Every other `/admin/...` and `/audit/...` route, and a listed one asked with another method, is
+//! refused by role first ([`require_role`]): no credentials → 401, a department without the role
+//! → 403, then 404 for an unknown route or 405 for the wrong method.
 
 use std::sync::Arc;
 
@@ -73,7 +74,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/schemas/{name}/config", put(schemas::set_config))
         .route("/admin/translate/{department}/{schema}", post(translate))
         .fallback(fallback)
-        .method_not_allowed_fallback(crate::data_plane::method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(AdminState { gateway, writer })
 }
 
@@ -92,6 +93,14 @@ pub fn require_role<'s>(
     }
 }
 
+/// Whether a path is under `/admin` or `/audit`, where the role is checked before anything.
+fn is_guarded(path: &str) -> bool {
+    ["/admin", "/audit"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 /// Unknown routes: under `/admin` and `/audit` the role is checked first, so a department
 /// learns nothing about which admin routes exist.
 async fn fallback(
@@ -100,18 +109,28 @@ async fn fallback(
     headers: HeaderMap,
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
-    let path = uri.path();
-    let guarded = ["/admin", "/audit"].iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    });
-    if guarded {
+    if is_guarded(uri.path()) {
         let snapshot = gateway.snapshot();
         if let Err(error) = require_role(&snapshot, &headers, READERS) {
             return caller.problem(&error);
         }
     }
     caller.problem(&ExchangeError::NotFound)
+}
+
+/// A listed route with another method: under `/admin` and `/audit` the role is checked first
+/// too, so a 405 does not tell a department that a route exists.
+async fn method_not_allowed(
+    State(gateway): State<Arc<Gateway>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    if is_guarded(uri.path())
+        && let Err(error) = require_role(&gateway.snapshot(), &headers, READERS)
+    {
+        return Caller::from_headers(&headers).problem(&error);
+    }
+    crate::data_plane::method_not_allowed(headers).await
 }
 
 #[derive(serde::Deserialize)]

@@ -180,6 +180,22 @@ async fn every_registry_route_checks_the_role_first() {
             assert_eq!(auditor.status(), StatusCode::OK, "{method} {path}");
         }
     }
+    // A listed route with another method: the role first, then 405.
+    let path = "/admin/schemas/license/versions";
+    assert_eq!(
+        problem(send(&gateway, Method::GET, path, None).await)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        problem(send(&gateway, Method::GET, path, Some("tax")).await)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = problem(send(&gateway, Method::PATCH, path, Some("admin")).await).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     // Nothing was written by the refused calls.
     assert!(!gateway.schemas_dir().join("person").exists());
     gateway.stop().await;
