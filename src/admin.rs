@@ -3,25 +3,26 @@
 //!
 //! Routes:
 //! - GET `/healthz`: liveness. GET `/readyz`: readiness.
-//! - GET `/admin/schemas`: every schema with its versions, latest and compatibility mode
-//!   (roles admin, auditor).
+//! - The schema registry ([`schemas`]): GET `/admin/schemas` (admin, auditor),
+//!   GET `/admin/schemas/{name}/versions/{N|latest}` (admin, auditor),
+//!   POST `/admin/schemas/{name}/versions`, POST `/admin/schemas/{name}/compatibility`,
+//!   PUT `/admin/schemas/{name}/config`, DELETE `/admin/schemas/{name}/versions/{N}` (admin).
 //! - POST `/admin/translate/{department}/{schema}?direction=to-shared|from-shared`: dry-run a
 //!   department's format on the body (role admin): 200 with the translated record, or the 422
 //!   translation problem.
 //!
-//! Every other `/admin/...` and `/audit/...` route is refused by role first ([`require_role`]):
-//! no credentials → 401, a department without the role → 403, then 404 for an unknown route.
+//! Every other `/admin/...` and `/audit/...` route, and a listed one asked with another method, is
+//! refused by role first ([`require_role`]): no credentials → 401, a department without the role
+//! → 403, then 404 for an unknown route or 405 for the wrong method.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::body::Body as RequestBody;
-use axum::extract::State;
-use axum::extract::{Path, Query};
-use axum::routing::{get, post};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::routing::{get, post, put};
 use http::{HeaderMap, Response, StatusCode};
-use serde::Serialize;
 
 use crate::config::Department;
 use crate::data_plane::{Caller, healthz, readyz};
@@ -37,16 +38,44 @@ pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 /// The roles that may change things.
 pub const WRITERS: &[Role] = &[Role::Admin];
 
-/// The admin plane's routes.
+pub mod schemas;
+
+/// What admin handlers share: the gateway, and the registry's one writer.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The shared gateway state.
+    pub gateway: Arc<Gateway>,
+    /// Serializes registry changes and owns the schema files.
+    pub writer: Arc<schemas::SchemaWriter>,
+}
+
+impl FromRef<AdminState> for Arc<Gateway> {
+    fn from_ref(state: &AdminState) -> Arc<Gateway> {
+        state.gateway.clone()
+    }
+}
+
+/// The admin plane's routes. Build it once per gateway: it holds the registry's one writer.
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    let writer = Arc::new(schemas::SchemaWriter::new(&gateway.snapshot().config));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/admin/schemas", get(list_schemas))
+        .route("/admin/schemas", get(schemas::list))
+        .route("/admin/schemas/{name}/versions", post(schemas::register))
+        .route(
+            "/admin/schemas/{name}/versions/{version}",
+            get(schemas::get_version).delete(schemas::delete_version),
+        )
+        .route(
+            "/admin/schemas/{name}/compatibility",
+            post(schemas::dry_run),
+        )
+        .route("/admin/schemas/{name}/config", put(schemas::set_config))
         .route("/admin/translate/{department}/{schema}", post(translate))
         .fallback(fallback)
-        .method_not_allowed_fallback(crate::data_plane::method_not_allowed)
-        .with_state(gateway)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(AdminState { gateway, writer })
 }
 
 /// Identifies the caller and checks its department's role: 401 without valid credentials, 403
@@ -64,6 +93,14 @@ pub fn require_role<'s>(
     }
 }
 
+/// Whether a path is under `/admin` or `/audit`, where the role is checked before anything.
+fn is_guarded(path: &str) -> bool {
+    ["/admin", "/audit"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 /// Unknown routes: under `/admin` and `/audit` the role is checked first, so a department
 /// learns nothing about which admin routes exist.
 async fn fallback(
@@ -72,12 +109,7 @@ async fn fallback(
     headers: HeaderMap,
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
-    let path = uri.path();
-    let guarded = ["/admin", "/audit"].iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    });
-    if guarded {
+    if is_guarded(uri.path()) {
         let snapshot = gateway.snapshot();
         if let Err(error) = require_role(&snapshot, &headers, READERS) {
             return caller.problem(&error);
@@ -86,32 +118,19 @@ async fn fallback(
     caller.problem(&ExchangeError::NotFound)
 }
 
-#[derive(Serialize)]
-struct SchemaSummary {
-    name: String,
-    versions: Vec<u32>,
-    latest: Option<u32>,
-    compatibility: &'static str,
-}
-
-/// GET `/admin/schemas`.
-async fn list_schemas(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
-    let caller = Caller::from_headers(&headers);
-    let snapshot = gateway.snapshot();
-    if let Err(error) = require_role(&snapshot, &headers, READERS) {
-        return caller.problem(&error);
+/// A listed route with another method: under `/admin` and `/audit` the role is checked first
+/// too, so a 405 does not tell a department that a route exists.
+async fn method_not_allowed(
+    State(gateway): State<Arc<Gateway>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    if is_guarded(uri.path())
+        && let Err(error) = require_role(&gateway.snapshot(), &headers, READERS)
+    {
+        return Caller::from_headers(&headers).problem(&error);
     }
-    let schemas: Vec<SchemaSummary> = snapshot
-        .registry
-        .schemas()
-        .map(|(name, entry)| SchemaSummary {
-            name: name.to_string(),
-            versions: entry.versions.keys().map(|v| v.get()).collect(),
-            latest: entry.versions.keys().next_back().map(|v| v.get()),
-            compatibility: entry.compatibility.as_str(),
-        })
-        .collect();
-    caller.json(StatusCode::OK, &serde_json::json!({ "schemas": schemas }))
+    crate::data_plane::method_not_allowed(headers).await
 }
 
 #[derive(serde::Deserialize)]

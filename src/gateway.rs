@@ -37,6 +37,14 @@ impl Gateway {
         self.snapshot.load_full()
     }
 
+    /// Swaps in a new registry (a registered, deleted or reconfigured schema version) with the
+    /// rest of the current snapshot. Requests already running keep the snapshot they loaded;
+    /// the next ones see the new registry.
+    pub fn replace_registry(&self, registry: Registry) {
+        self.snapshot
+            .rcu(|current| current.with_registry(registry.clone()));
+    }
+
     /// Whether the gateway takes traffic: listeners up and not shutting down.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

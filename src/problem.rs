@@ -9,8 +9,10 @@ use axum::body::Body;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
+use crate::domain::InvalidName;
 use crate::i18n::Lang;
-use crate::registry::Violation;
+use crate::registry::compatibility::{ReasonDocument, Report};
+use crate::registry::{Conflict, Violation};
 
 /// Who caused a record not to translate, which decides the status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,30 @@ pub enum ExchangeError {
         /// How many violations (or 0 when the body was not JSON at all).
         violation_count: usize,
     },
+    /// A name or version in the path breaks its pattern (no such thing can exist).
+    #[error("invalid name")]
+    InvalidName(InvalidName),
+    /// A submitted schema is not a valid draft 2020-12 schema the registry can compile.
+    #[error("invalid schema")]
+    InvalidSchema {
+        /// `name@version` it would have become.
+        schema: String,
+        /// Every problem, at pointers into the submitted document (bounded).
+        violations: Vec<Violation>,
+    },
+    /// A new version is not proven compatible in the schema's mode.
+    #[error("incompatible schema")]
+    IncompatibleSchema {
+        /// `name@version` it would have become.
+        schema: String,
+        /// The schema's compatibility mode.
+        mode: crate::domain::Compatibility,
+        /// Every direction and earlier version not proven safe.
+        report: Report,
+    },
+    /// The change conflicts with what exists (a referenced or pinned version).
+    #[error("conflict")]
+    Conflict(Conflict),
     /// The gateway failed; the details are in the log, not in the response.
     #[error("internal error")]
     Internal,
@@ -128,6 +154,12 @@ struct ProblemDocument<'a> {
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [Violation]>,
+    /// `incompatible-schema`: every direction and earlier version not proven safe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasons: Option<Vec<ReasonDocument>>,
+    /// `incompatible-schema`: the first known difference, or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difference: Option<serde_json::Value>,
 }
 
 impl ExchangeError {
@@ -154,8 +186,12 @@ impl ExchangeError {
             ExchangeError::Forbidden => StatusCode::FORBIDDEN,
             ExchangeError::NotFound => StatusCode::NOT_FOUND,
             ExchangeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ExchangeError::MalformedJson { .. } | ExchangeError::InvalidParameter { .. } => {
-                StatusCode::BAD_REQUEST
+            ExchangeError::MalformedJson { .. }
+            | ExchangeError::InvalidParameter { .. }
+            | ExchangeError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            ExchangeError::InvalidSchema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExchangeError::IncompatibleSchema { .. } | ExchangeError::Conflict(_) => {
+                StatusCode::CONFLICT
             }
             ExchangeError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ExchangeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -180,7 +216,12 @@ impl ExchangeError {
             ExchangeError::NotFound => "not-found",
             ExchangeError::MethodNotAllowed { .. } => "method-not-allowed",
             ExchangeError::MalformedJson { .. } => "malformed-json",
-            ExchangeError::InvalidParameter { .. } => "invalid-parameter",
+            ExchangeError::InvalidParameter { .. } | ExchangeError::InvalidName(_) => {
+                "invalid-parameter"
+            }
+            ExchangeError::InvalidSchema { .. } => "invalid-schema",
+            ExchangeError::IncompatibleSchema { .. } => "incompatible-schema",
+            ExchangeError::Conflict(_) => "conflict",
             ExchangeError::UnsupportedMediaType { .. } => "unsupported-media-type",
             ExchangeError::PayloadTooLarge { .. } => "payload-too-large",
             ExchangeError::SchemaValidation { .. } => "schema-validation",
@@ -200,6 +241,10 @@ impl ExchangeError {
             ExchangeError::NotFound => "not_found",
             ExchangeError::MalformedJson { .. }
             | ExchangeError::InvalidParameter { .. }
+            | ExchangeError::InvalidName(_)
+            | ExchangeError::InvalidSchema { .. }
+            | ExchangeError::IncompatibleSchema { .. }
+            | ExchangeError::Conflict(_)
             | ExchangeError::UnsupportedMediaType { .. }
             | ExchangeError::SchemaValidation { .. } => "invalid_request",
             ExchangeError::PayloadTooLarge { .. } => "too_large",
@@ -232,6 +277,12 @@ impl ExchangeError {
                 "Upstream response does not match schema",
                 "提供方响应不符合数据规范",
             ),
+            ExchangeError::InvalidName(_) => ("Invalid name", "名称无效"),
+            ExchangeError::InvalidSchema { .. } => ("Invalid schema", "数据规范无效"),
+            ExchangeError::IncompatibleSchema { .. } => {
+                ("Incompatible schema version", "数据规范版本不兼容")
+            }
+            ExchangeError::Conflict(_) => ("Conflict", "操作冲突"),
             ExchangeError::Internal => ("Internal error", "网关内部错误"),
         };
         lang.pick(en, zh)
@@ -366,6 +417,39 @@ impl ExchangeError {
                     "The provider's answer has {n} violations of {schema}; it was not passed on"
                 ),
             },
+            ExchangeError::InvalidName(invalid) if zh => {
+                format!(
+                    "路径中的{}无效：须为 1 至 63 个小写字母、数字或“-”，且不以“-”开头（版本须为不带前导零的正整数）",
+                    kind_zh(invalid.kind)
+                )
+            }
+            ExchangeError::InvalidName(invalid) => {
+                format!(
+                    "The {} in the path is not valid: {}",
+                    invalid.kind, invalid.rule
+                )
+            }
+            ExchangeError::InvalidSchema { schema, violations } if zh => {
+                format!(
+                    "提交的文档不能登记为 {schema}：有 {} 处问题",
+                    violations.len()
+                )
+            }
+            ExchangeError::InvalidSchema { schema, violations } => format!(
+                "The document cannot be registered as {schema}: {} problem(s) (draft 2020-12 meta-schema, references, patterns)",
+                violations.len()
+            ),
+            ExchangeError::IncompatibleSchema { schema, mode, .. } if zh => {
+                format!(
+                    "{schema} 未能被证明满足兼容性模式 {}，未予登记",
+                    mode.as_str()
+                )
+            }
+            ExchangeError::IncompatibleSchema { schema, mode, .. } => format!(
+                "{schema} is not proven compatible in mode {}; it was not registered",
+                mode.as_str()
+            ),
+            ExchangeError::Conflict(conflict) => conflict_detail(conflict, lang),
             ExchangeError::Internal if zh => "网关处理请求时出错，请稍后重试".to_owned(),
             ExchangeError::Internal => {
                 "The gateway failed to handle the request; try again later".to_owned()
@@ -377,7 +461,8 @@ impl ExchangeError {
     pub fn into_response(&self, lang: Lang, request_id: &str) -> Response<Body> {
         let status = self.status();
         let errors = match self {
-            ExchangeError::SchemaValidation { violations, .. } => Some(violations.as_slice()),
+            ExchangeError::SchemaValidation { violations, .. }
+            | ExchangeError::InvalidSchema { violations, .. } => Some(violations.as_slice()),
             // Only the caller's own record's problems are shown; another department's values
             // stay out of the response.
             ExchangeError::Translation {
@@ -387,6 +472,19 @@ impl ExchangeError {
             } => Some(violations.as_slice()),
             _ => None,
         };
+        let (reasons, difference) = match self {
+            ExchangeError::IncompatibleSchema { report, .. } => (
+                Some(
+                    report
+                        .reasons
+                        .iter()
+                        .map(|reason| reason.to_document(lang))
+                        .collect(),
+                ),
+                Some(report.difference().cloned().unwrap_or_default()),
+            ),
+            _ => (None, None),
+        };
         let document = ProblemDocument {
             problem_type: format!("urn:xgate:problem:{}", self.problem_type()),
             title: self.title(lang),
@@ -394,6 +492,8 @@ impl ExchangeError {
             detail: self.detail(lang),
             request_id,
             errors,
+            reasons,
+            difference,
         };
         // Serializing plain strings and numbers cannot fail; an empty body is the fallback.
         let body = serde_json::to_vec(&document).unwrap_or_default();
@@ -430,5 +530,47 @@ impl ExchangeError {
             headers.insert(crate::headers::X_REQUEST_ID, value);
         }
         response
+    }
+}
+
+/// The Chinese name of a kind of name (`InvalidName::kind`).
+fn kind_zh(kind: &str) -> &'static str {
+    match kind {
+        "schema name" => "数据规范名称",
+        "schema version" => "数据规范版本号",
+        "department id" => "部门标识",
+        "service name" => "服务名称",
+        "certificate type" => "证照类型",
+        _ => "名称",
+    }
+}
+
+/// What a [`Conflict`] means, in `lang`.
+fn conflict_detail(conflict: &Conflict, lang: Lang) -> String {
+    match (conflict, lang) {
+        (Conflict::ReferencedBy { schema, by }, Lang::En) => {
+            format!("{schema} cannot be deleted: {by} references it")
+        }
+        (Conflict::ReferencedBy { schema, by }, Lang::Zh) => {
+            format!("{schema} 不能删除：{by} 引用了它")
+        }
+        (Conflict::PinnedBy { schema, user }, Lang::En) => {
+            format!("{schema} cannot be deleted: the configuration pins it ({user})")
+        }
+        (Conflict::PinnedBy { schema, user }, Lang::Zh) => {
+            format!("{schema} 不能删除：配置中固定使用了该版本（{user}）")
+        }
+        (Conflict::LastVersionInUse { schema, user }, Lang::En) => format!(
+            "{schema} cannot be deleted: it is the last version and the configuration uses the schema ({user})"
+        ),
+        (Conflict::LastVersionInUse { schema, user }, Lang::Zh) => {
+            format!("{schema} 不能删除：它是最后一个版本，而配置仍在使用该数据规范（{user}）")
+        }
+        (Conflict::VersionsExhausted { schema }, Lang::En) => {
+            format!("{schema} has used every version number; register under a new name")
+        }
+        (Conflict::VersionsExhausted { schema }, Lang::Zh) => {
+            format!("{schema} 的版本号已用尽，请以新名称登记")
+        }
     }
 }

@@ -15,6 +15,11 @@ use crate::config::Problem;
 use crate::domain::{Compatibility, SchemaName, SchemaRef, SchemaVersion};
 use crate::i18n::{self, Lang};
 
+pub mod compatibility;
+pub mod references;
+pub mod storage;
+pub mod witness;
+
 /// The most violations reported for one record; a hostile record cannot grow a response past it.
 pub const MAX_VIOLATIONS: usize = 100;
 
@@ -94,6 +99,11 @@ impl CompiledSchema {
             .collect()
     }
 
+    /// Whether a record is valid (no violations collected).
+    pub fn is_valid(&self, record: &Value) -> bool {
+        self.validator.is_valid(record)
+    }
+
     /// `name@version`, as used in problems and logs.
     pub fn label(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -105,6 +115,25 @@ pub fn schema_urn(name: &SchemaName, version: SchemaVersion) -> String {
     format!("urn:xgate:schema:{name}:{version}")
 }
 
+/// The most bytes a schema document may have when it is registered or dry-run
+/// (`POST /admin/schemas/{name}/versions`, `.../compatibility`); larger bodies are a 413.
+pub const MAX_SCHEMA_BYTES: usize = 1024 * 1024;
+
+/// The most backtracking steps one `pattern` match may take before it fails as a violation, so a
+/// pattern written to backtrack catastrophically cannot hold a thread. Patterns without
+/// look-around or back-references never backtrack: they run on the linear-time `regex` engine.
+pub const PATTERN_BACKTRACK_LIMIT: usize = 100_000;
+
+/// The most memory, in bytes, one compiled `pattern` may take.
+pub const PATTERN_SIZE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The dialect every registered schema is written in.
+pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The prefix of the URNs the registry owns; a document may not claim one as its own `$id`
+/// unless it is its own version's.
+const URN_PREFIX: &str = "urn:xgate:";
+
 /// All versions of one schema.
 #[derive(Debug, Clone)]
 pub struct SchemaEntry {
@@ -112,29 +141,129 @@ pub struct SchemaEntry {
     pub versions: BTreeMap<SchemaVersion, Arc<CompiledSchema>>,
     /// The compatibility mode for new versions.
     pub compatibility: Compatibility,
+    /// Whether the mode is the schema's own (`settings.toml`) rather than the registry default.
+    pub own_compatibility: bool,
+    /// The highest version number ever given out, deleted versions included: numbers are never
+    /// handed out twice.
+    pub highest_version: Option<SchemaVersion>,
 }
 
-/// Every schema the gateway knows.
-#[derive(Debug, Clone, Default)]
-pub struct Registry {
-    schemas: BTreeMap<SchemaName, SchemaEntry>,
+impl SchemaEntry {
+    fn new(compatibility: Compatibility, own_compatibility: bool) -> SchemaEntry {
+        SchemaEntry {
+            versions: BTreeMap::new(),
+            compatibility,
+            own_compatibility,
+            highest_version: None,
+        }
+    }
+
+    /// The latest version, if any is left.
+    pub fn latest(&self) -> Option<&Arc<CompiledSchema>> {
+        self.versions.values().next_back()
+    }
+
+    /// The number the next registered version gets, `None` when numbers are exhausted.
+    pub fn next_version(&self) -> Option<SchemaVersion> {
+        match self.highest_version {
+            None => Some(SchemaVersion::FIRST),
+            Some(highest) => highest.get().checked_add(1).and_then(SchemaVersion::new),
+        }
+    }
+
+    /// What the schema's `settings.toml` holds.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            compatibility: self.own_compatibility.then_some(self.compatibility),
+            highest_version: self.highest_version,
+        }
+    }
 }
 
-/// The `settings.toml` beside a schema's versions.
-#[derive(Debug, serde::Deserialize)]
+/// The contents of `schemas/<name>/settings.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// The schema's own compatibility mode; absent = the registry's default.
+    pub compatibility: Option<Compatibility>,
+    /// The highest version number ever given out, so a deleted latest number is not reused
+    /// after a restart.
+    pub highest_version: Option<SchemaVersion>,
+}
+
+/// `settings.toml` as written.
+#[derive(Debug, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct SettingsFile {
-    compatibility: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compatibility: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    highest_version: Option<u32>,
+}
+
+impl Settings {
+    /// Parses a `settings.toml`, naming the offending key on failure.
+    pub fn parse(text: &str) -> Result<Settings, (&'static str, String)> {
+        let file: SettingsFile =
+            toml::from_str(text).map_err(|error| ("", error.message().to_owned()))?;
+        let compatibility = match file.compatibility {
+            None => None,
+            Some(text) => Some(
+                Compatibility::parse(&text)
+                    .ok_or_else(|| ("compatibility", format!("unknown mode {text:?}")))?,
+            ),
+        };
+        let highest_version = match file.highest_version {
+            None => None,
+            Some(number) => Some(
+                SchemaVersion::new(number)
+                    .ok_or_else(|| ("highest_version", "must be a positive integer".to_owned()))?,
+            ),
+        };
+        Ok(Settings {
+            compatibility,
+            highest_version,
+        })
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> String {
+        let file = SettingsFile {
+            compatibility: self.compatibility.map(|mode| mode.as_str().to_owned()),
+            highest_version: self.highest_version.map(SchemaVersion::get),
+        };
+        let body = toml::to_string(&file).unwrap_or_default();
+        format!(
+            "# Written by the xgate schema registry (PUT /admin/schemas/{{name}}/config, DELETE of a version).\n{body}"
+        )
+    }
+}
+
+/// Every schema version's document by URN: what `$ref`s between versions resolve against.
+pub type Documents = Arc<HashMap<String, Arc<Value>>>;
+
+/// Every schema the gateway knows. Immutable: changes build a new registry that shares every
+/// compiled version with the old one.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    schemas: BTreeMap<SchemaName, SchemaEntry>,
+    documents: Documents,
+    default_compatibility: Compatibility,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::empty(Compatibility::Backward)
+    }
 }
 
 /// Validator options every schema is compiled with: draft 2020-12, formats asserted (the
-/// standard ones and the Chinese identifiers), references resolved from `documents` only.
-pub fn validator_options(
-    documents: Arc<HashMap<String, Value>>,
-) -> jsonschema::ValidationOptions<'static> {
+/// standard ones and the Chinese identifiers), references resolved from `documents` only,
+/// regular expressions bounded.
+pub fn validator_options(documents: Documents) -> jsonschema::ValidationOptions<'static> {
     let mut options = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(true)
+        .with_pattern_options(pattern_options())
         .with_retriever(RegistryRetriever { documents });
     for (name, check) in crate::identifiers::FORMATS {
         options = options.with_format(name, check);
@@ -142,10 +271,27 @@ pub fn validator_options(
     options
 }
 
+/// The regular-expression engine settings of every `pattern`: `fancy-regex` (ECMA-262 features
+/// such as look-around), with bounded backtracking and program size.
+pub fn pattern_options() -> jsonschema::PatternOptions<jsonschema::FancyRegex> {
+    jsonschema::PatternOptions::fancy_regex()
+        .backtrack_limit(PATTERN_BACKTRACK_LIMIT)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+}
+
 /// Resolves `urn:xgate:schema:...` references from the registry's own documents; anything else
 /// is refused, so no schema can make the gateway open a file or a connection.
-struct RegistryRetriever {
-    documents: Arc<HashMap<String, Value>>,
+#[derive(Clone)]
+pub struct RegistryRetriever {
+    documents: Documents,
+}
+
+impl RegistryRetriever {
+    /// A retriever over the given documents.
+    pub fn new(documents: Documents) -> RegistryRetriever {
+        RegistryRetriever { documents }
+    }
 }
 
 impl jsonschema::Retrieve for RegistryRetriever {
@@ -156,12 +302,184 @@ impl jsonschema::Retrieve for RegistryRetriever {
         let key = uri.as_str().trim_end_matches('#');
         self.documents
             .get(key)
-            .cloned()
+            .map(|document| Value::clone(document))
             .ok_or_else(|| format!("{key} is not a registered schema version").into())
     }
 }
 
+/// Gives a document its version's URN as `$id` when it has none; refuses an `$id` that claims
+/// another registry URN. A document may keep an `$id` of its own outside `urn:xgate:` (it then
+/// resolves its relative references against it); the registry still addresses it by its URN.
+fn assign_id(document: &mut Value, urn: &str) -> Result<(), String> {
+    let Value::Object(object) = document else {
+        return Ok(());
+    };
+    match object.get("$id") {
+        None => {
+            object.insert("$id".to_owned(), Value::String(urn.to_owned()));
+            Ok(())
+        }
+        Some(Value::String(id)) if id.trim_end_matches('#') == urn => Ok(()),
+        Some(Value::String(id)) if id.starts_with(URN_PREFIX) => Err(format!(
+            "$id {:?} names another registry version; use {urn:?} or leave it out",
+            excerpt(id)
+        )),
+        // Anything else is the meta-schema's to judge.
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether a submitted document equals a registered one, reading an absent `$id` as the
+/// version's URN (which the registry gave it). Compares in place, without copying documents.
+fn same_document(submitted: &Value, registered: &Value, urn: &str) -> bool {
+    let (Value::Object(submitted), Value::Object(registered)) = (submitted, registered) else {
+        return submitted == registered;
+    };
+    let others = |object: &serde_json::Map<String, Value>| {
+        object.len() - usize::from(object.contains_key("$id"))
+    };
+    id_of(submitted, urn).is_some_and(|id| Some(id) == id_of(registered, urn))
+        && others(submitted) == others(registered)
+        && submitted
+            .iter()
+            .filter(|(key, _)| *key != "$id")
+            .all(|(key, value)| registered.get(key) == Some(value))
+}
+
+/// A document's `$id` without a trailing `#`, its URN when absent, `None` when not a string.
+fn id_of(object: &serde_json::Map<String, Value>, urn: &str) -> Option<String> {
+    match object.get("$id") {
+        None => Some(urn.to_owned()),
+        Some(Value::String(id)) => Some(id.trim_end_matches('#').to_owned()),
+        Some(_) => None,
+    }
+}
+
+/// At most 100 characters of a submitted value, for messages.
+fn excerpt(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
+/// Checks a submitted document and compiles it as `name@version`: the dialect is draft 2020-12,
+/// the document passes its meta-schema, its `$id` claims no other version, and it compiles with
+/// every reference resolved from `documents` (which may include itself under its URN). Returns
+/// every problem found, at pointers into the submitted document.
+pub fn compile_version(
+    name: &SchemaName,
+    version: SchemaVersion,
+    mut document: Value,
+    documents: &HashMap<String, Arc<Value>>,
+    lang: Lang,
+) -> Result<CompiledSchema, Vec<Violation>> {
+    if let Some(dialect) = document.get("$schema").and_then(Value::as_str)
+        && dialect.trim_end_matches('#') != DRAFT_2020_12
+    {
+        return Err(vec![Violation::new(
+            "/$schema",
+            "$schema",
+            match lang {
+                Lang::En => format!(
+                    "Only draft 2020-12 schemas are registered ({DRAFT_2020_12}), not {:?}",
+                    excerpt(dialect)
+                ),
+                Lang::Zh => format!(
+                    "仅登记 draft 2020-12 数据规范（{DRAFT_2020_12}），不支持 {:?}",
+                    excerpt(dialect)
+                ),
+            },
+        )]);
+    }
+    let meta = jsonschema::draft202012::meta::validator();
+    let violations: Vec<Violation> = meta
+        .iter_errors(&document)
+        .take(MAX_VIOLATIONS)
+        .map(|error| {
+            Violation::new(
+                error.instance_path().to_string(),
+                i18n::violation_keyword(&error),
+                i18n::violation_message(&error, lang),
+            )
+        })
+        .collect();
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    let urn = schema_urn(name, version);
+    if let Err(reason) = assign_id(&mut document, &urn) {
+        let message = match lang {
+            Lang::En => reason,
+            Lang::Zh => format!("$id 不能指向其他已登记的版本，请使用 {urn:?} 或省略：{reason}"),
+        };
+        return Err(vec![Violation::new("/$id", "$id", message)]);
+    }
+    let mut with_self = documents.clone();
+    with_self.insert(urn, Arc::new(document.clone()));
+    match validator_options(Arc::new(with_self)).build(&document) {
+        Ok(validator) => Ok(CompiledSchema {
+            name: name.clone(),
+            version,
+            document,
+            validator,
+        }),
+        Err(error) => Err(vec![Violation::new(
+            error.instance_path().to_string(),
+            i18n::violation_keyword(&error),
+            i18n::violation_message(&error, lang),
+        )]),
+    }
+}
+
+/// Something in the configuration that names a schema: a service's request or response schema,
+/// a certificate type's schema, a department's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaUse {
+    /// Who uses it, e.g. `service market/licenses (response_schema)`.
+    pub user: String,
+    /// The pinned version, or `None` when it follows the latest.
+    pub version: Option<SchemaVersion>,
+}
+
+/// Why a version cannot be deleted (409 `conflict`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another registered version `$ref`s it.
+    ReferencedBy {
+        /// The deleted version, `name@N`.
+        schema: String,
+        /// The referring version, `name@N`.
+        by: String,
+    },
+    /// The configuration pins it (`name@N`).
+    PinnedBy {
+        /// The deleted version, `name@N`.
+        schema: String,
+        /// What pins it.
+        user: String,
+    },
+    /// It is the last version of a schema the configuration follows by name.
+    LastVersionInUse {
+        /// The deleted version, `name@N`.
+        schema: String,
+        /// What follows the schema.
+        user: String,
+    },
+    /// Every version number (up to 4294967295) has been given out.
+    VersionsExhausted {
+        /// The schema's name.
+        schema: String,
+    },
+}
+
 impl Registry {
+    /// A registry without schemas whose new schemas get `default_compatibility`.
+    pub fn empty(default_compatibility: Compatibility) -> Registry {
+        Registry {
+            schemas: BTreeMap::new(),
+            documents: Arc::new(HashMap::new()),
+            default_compatibility,
+        }
+    }
+
     /// Loads every schema under `dir`, compiling each version, and reports problems per file.
     pub fn load(
         dir: &Path,
@@ -170,7 +488,7 @@ impl Registry {
     ) -> Registry {
         let mut documents: BTreeMap<(SchemaName, SchemaVersion), (std::path::PathBuf, Value)> =
             BTreeMap::new();
-        let mut settings: BTreeMap<SchemaName, Compatibility> = BTreeMap::new();
+        let mut settings: BTreeMap<SchemaName, Settings> = BTreeMap::new();
         let problem = |file: &Path, key: &str, reason: String| Problem {
             file: file.to_owned(),
             key: key.to_owned(),
@@ -178,7 +496,7 @@ impl Registry {
         };
         let Ok(entries) = std::fs::read_dir(dir) else {
             // The caller reports a missing folder once, as `registry.dir`.
-            return Registry::default();
+            return Registry::empty(default_compatibility);
         };
         let mut folders: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         folders.sort();
@@ -204,27 +522,22 @@ impl Registry {
                 let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if file_name == "settings.toml" {
                     let parsed = std::fs::read_to_string(&file)
-                        .map_err(|error| error.to_string())
-                        .and_then(|text| {
-                            toml::from_str::<SettingsFile>(&text)
-                                .map_err(|e| e.message().to_owned())
-                        });
-                    match parsed.map(|s| (Compatibility::parse(&s.compatibility), s.compatibility))
-                    {
-                        Ok((Some(mode), _)) => {
-                            settings.insert(name.clone(), mode);
+                        .map_err(|error| ("", error.to_string()))
+                        .and_then(|text| Settings::parse(&text));
+                    match parsed {
+                        Ok(parsed) => {
+                            settings.insert(name.clone(), parsed);
                         }
-                        Ok((None, text)) => problems.push(problem(
-                            &file,
-                            "compatibility",
-                            format!("unknown mode {text:?}"),
-                        )),
-                        Err(reason) => problems.push(problem(&file, "", reason)),
+                        Err((key, reason)) => problems.push(problem(&file, key, reason)),
                     }
                     continue;
                 }
+                if file_name.starts_with('.') {
+                    // Temporary files of interrupted writes (`.<version>.json.<id>.tmp`).
+                    continue;
+                }
                 let Some(stem) = file_name.strip_suffix(".json") else {
-                    // Temporary files of interrupted writes and other notes are not schemas.
+                    // Notes and other files are not schemas.
                     continue;
                 };
                 let version = match SchemaVersion::parse(stem) {
@@ -251,35 +564,34 @@ impl Registry {
         let mut by_urn = HashMap::with_capacity(documents.len());
         for ((name, version), (file, document)) in &mut documents {
             let urn = schema_urn(name, *version);
-            match document.get("$id").map(|id| id.as_str()) {
-                None => {
-                    if let Value::Object(object) = document {
-                        object.insert("$id".to_owned(), Value::String(urn.clone()));
-                    }
-                }
-                Some(Some(id)) if id == urn => {}
-                Some(_) => {
-                    problems.push(problem(file, "$id", format!("must be {urn:?} or absent")))
-                }
+            if let Err(reason) = assign_id(document, &urn) {
+                problems.push(problem(file, "$id", reason));
             }
-            by_urn.insert(urn, document.clone());
+            by_urn.insert(urn, Arc::new(document.clone()));
         }
-        let options = validator_options(Arc::new(by_urn));
-        let mut registry = Registry::default();
+        let by_urn = Arc::new(by_urn);
+        let options = validator_options(by_urn.clone());
+        let mut registry = Registry {
+            schemas: BTreeMap::new(),
+            documents: by_urn,
+            default_compatibility,
+        };
+        for (name, settings) in &settings {
+            let mut entry = SchemaEntry::new(
+                settings.compatibility.unwrap_or(default_compatibility),
+                settings.compatibility.is_some(),
+            );
+            entry.highest_version = settings.highest_version;
+            registry.schemas.insert(name.clone(), entry);
+        }
         for ((name, version), (file, document)) in documents {
             match options.build(&document) {
                 Ok(validator) => {
-                    let entry =
-                        registry
-                            .schemas
-                            .entry(name.clone())
-                            .or_insert_with(|| SchemaEntry {
-                                versions: BTreeMap::new(),
-                                compatibility: settings
-                                    .get(&name)
-                                    .copied()
-                                    .unwrap_or(default_compatibility),
-                            });
+                    let entry = registry
+                        .schemas
+                        .entry(name.clone())
+                        .or_insert_with(|| SchemaEntry::new(default_compatibility, false));
+                    entry.highest_version = entry.highest_version.max(Some(version));
                     entry.versions.insert(
                         version,
                         Arc::new(CompiledSchema {
@@ -319,12 +631,234 @@ impl Registry {
         let entry = self.schemas.get(name)?;
         match version {
             Some(version) => entry.versions.get(&version).cloned(),
-            None => entry.versions.values().next_back().cloned(),
+            None => entry.latest().cloned(),
         }
+    }
+
+    /// One schema's versions and settings.
+    pub fn entry(&self, name: &str) -> Option<&SchemaEntry> {
+        self.schemas.get(name)
     }
 
     /// Every schema by name, sorted.
     pub fn schemas(&self) -> impl Iterator<Item = (&SchemaName, &SchemaEntry)> {
         self.schemas.iter()
+    }
+
+    /// Every version's document by URN, for compiling and comparing new versions.
+    pub fn documents(&self) -> &Documents {
+        &self.documents
+    }
+
+    /// The mode of a schema: its own, or the registry's default for a schema not seen yet.
+    pub fn compatibility(&self, name: &str) -> Compatibility {
+        self.schemas
+            .get(name)
+            .map_or(self.default_compatibility, |entry| entry.compatibility)
+    }
+
+    /// The number the next version of `name` gets; `None` when numbers are exhausted.
+    pub fn next_version(&self, name: &str) -> Option<SchemaVersion> {
+        self.schemas
+            .get(name)
+            .map_or(Some(SchemaVersion::FIRST), SchemaEntry::next_version)
+    }
+
+    /// The registered version whose document equals `document` as JSON (key order aside, and
+    /// ignoring the `$id` the registry gives a document that has none).
+    pub fn identical_version(&self, name: &str, document: &Value) -> Option<SchemaVersion> {
+        let entry = self.schemas.get(name)?;
+        entry.versions.values().find_map(|compiled| {
+            let urn = schema_urn(&compiled.name, compiled.version);
+            same_document(document, &compiled.document, &urn).then_some(compiled.version)
+        })
+    }
+
+    /// The registry with one more version. Every other compiled version is shared, not rebuilt:
+    /// versions never change once registered, so what they compiled against stays true.
+    pub fn with_version(&self, compiled: Arc<CompiledSchema>) -> Registry {
+        let mut registry = self.clone();
+        let mut documents = HashMap::clone(&self.documents);
+        documents.insert(
+            schema_urn(&compiled.name, compiled.version),
+            Arc::new(compiled.document.clone()),
+        );
+        registry.documents = Arc::new(documents);
+        let entry = registry
+            .schemas
+            .entry(compiled.name.clone())
+            .or_insert_with(|| SchemaEntry::new(self.default_compatibility, false));
+        entry.highest_version = entry.highest_version.max(Some(compiled.version));
+        entry.versions.insert(compiled.version, compiled);
+        registry
+    }
+
+    /// The registry with a schema's mode changed; `None` for an unknown schema.
+    pub fn with_compatibility(&self, name: &str, mode: Compatibility) -> Option<Registry> {
+        let mut registry = self.clone();
+        let entry = registry.schemas.get_mut(name)?;
+        entry.compatibility = mode;
+        entry.own_compatibility = true;
+        Some(registry)
+    }
+
+    /// The registry without one version, refused while another version `$ref`s it or the
+    /// configuration (`uses`) pins it or follows a schema it is the last version of. The highest
+    /// number stays remembered, so the number is not handed out again.
+    pub fn without_version(
+        &self,
+        name: &SchemaName,
+        version: SchemaVersion,
+        uses: &[SchemaUse],
+    ) -> Result<Option<Registry>, Conflict> {
+        let Some(entry) = self.schemas.get(name.as_str()) else {
+            return Ok(None);
+        };
+        if !entry.versions.contains_key(&version) {
+            return Ok(None);
+        }
+        let label = format!("{name}@{version}");
+        if let Some(referrer) = self
+            .schemas
+            .values()
+            .flat_map(|e| e.versions.values())
+            .find(|other| {
+                !(other.name == *name && other.version == version)
+                    && references::registry_references(&other.document)
+                        .contains(&(name.clone(), version))
+            })
+        {
+            return Err(Conflict::ReferencedBy {
+                schema: label,
+                by: referrer.label(),
+            });
+        }
+        if let Some(pin) = uses.iter().find(|usage| usage.version == Some(version)) {
+            return Err(Conflict::PinnedBy {
+                schema: label,
+                user: pin.user.clone(),
+            });
+        }
+        if entry.versions.len() == 1
+            && let Some(follower) = uses.iter().find(|usage| usage.version.is_none())
+        {
+            return Err(Conflict::LastVersionInUse {
+                schema: label,
+                user: follower.user.clone(),
+            });
+        }
+        let mut registry = self.clone();
+        let mut documents = HashMap::clone(&self.documents);
+        documents.remove(&schema_urn(name, version));
+        registry.documents = Arc::new(documents);
+        if let Some(entry) = registry.schemas.get_mut(name.as_str()) {
+            entry.versions.remove(&version);
+        }
+        Ok(Some(registry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn compile(registry: &Registry, version: u32, document: Value) -> Arc<CompiledSchema> {
+        let name = SchemaName::parse("person").unwrap();
+        let version = SchemaVersion::new(version).unwrap();
+        Arc::new(compile_version(&name, version, document, registry.documents(), Lang::En).unwrap())
+    }
+
+    #[test]
+    fn a_new_version_shares_every_compiled_version_and_leaves_the_old_registry_alone() {
+        let empty = Registry::empty(Compatibility::None);
+        let first = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
+        let second = first.with_version(compile(
+            &first,
+            2,
+            json!({"type": "object", "required": ["a"]}),
+        ));
+        let version_1 = SchemaVersion::new(1);
+        assert!(Arc::ptr_eq(
+            &first.get("person", version_1).unwrap(),
+            &second.get("person", version_1).unwrap()
+        ));
+        assert_eq!(second.get("person", None).unwrap().version.get(), 2);
+        assert!(first.get("person", SchemaVersion::new(2)).is_none());
+        assert_eq!(second.next_version("person"), SchemaVersion::new(3));
+        assert_eq!(second.next_version("nobody"), Some(SchemaVersion::FIRST));
+    }
+
+    #[test]
+    fn equal_documents_are_found_whatever_their_key_order_and_given_id() {
+        let empty = Registry::empty(Compatibility::None);
+        let registry = empty.with_version(compile(
+            &empty,
+            1,
+            json!({"type": "object", "minProperties": 1}),
+        ));
+        let same = json!({"minProperties": 1, "type": "object"});
+        assert_eq!(
+            registry.identical_version("person", &same),
+            SchemaVersion::new(1)
+        );
+        let with_id =
+            json!({"$id": "urn:xgate:schema:person:1", "minProperties": 1, "type": "object"});
+        assert_eq!(
+            registry.identical_version("person", &with_id),
+            SchemaVersion::new(1)
+        );
+        let other = json!({"type": "object", "minProperties": 2});
+        assert_eq!(registry.identical_version("person", &other), None);
+    }
+
+    #[test]
+    fn a_pattern_built_to_backtrack_is_cut_off_by_the_limit_as_a_violation() {
+        let empty = Registry::empty(Compatibility::None);
+        // The look-ahead keeps the nested quantifier on fancy-regex's backtracking engine, where
+        // a string of `a`s without the final `b` takes exponentially many steps.
+        let evil = compile(
+            &empty,
+            1,
+            json!({"type": "string", "pattern": "^((?=a)a+)+b$"}),
+        );
+        let attack = Value::String(format!("{}!", "a".repeat(64)));
+        let violations = evil.validate(&attack, Lang::En);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].keyword, "pattern");
+        assert!(
+            violations[0].message.contains("backtracking limit"),
+            "{}",
+            violations[0].message
+        );
+        assert!(!evil.validate(&attack, Lang::Zh)[0].message.is_empty());
+        assert!(evil.is_valid(&json!("aab")));
+    }
+
+    #[test]
+    fn deleted_numbers_are_not_handed_out_again() {
+        let empty = Registry::empty(Compatibility::None);
+        let registry = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
+        let registry = registry.with_version(compile(&registry, 2, json!({"type": "string"})));
+        let name = SchemaName::parse("person").unwrap();
+        let version_2 = SchemaVersion::new(2).unwrap();
+        let without = registry
+            .without_version(&name, version_2, &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(without.next_version("person"), SchemaVersion::new(3));
+        assert_eq!(
+            without.entry("person").unwrap().settings().highest_version,
+            Some(version_2)
+        );
+        let pinned = [SchemaUse {
+            user: "service a/b".to_owned(),
+            version: Some(version_2),
+        }];
+        assert!(matches!(
+            registry.without_version(&name, version_2, &pinned),
+            Err(Conflict::PinnedBy { .. })
+        ));
     }
 }

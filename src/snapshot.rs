@@ -104,6 +104,18 @@ impl Snapshot {
         }
     }
 
+    /// The same snapshot with another registry: what a schema registration swaps in. The
+    /// configuration's indexes are shared or copied, never rebuilt from files.
+    pub fn with_registry(&self, registry: Registry) -> Snapshot {
+        Snapshot {
+            config: self.config.clone(),
+            registry,
+            departments: self.departments.clone(),
+            tokens: self.tokens.clone(),
+            routes: self.routes.clone(),
+        }
+    }
+
     /// The department a bearer token's digest belongs to.
     pub fn department_by_token(&self, digest: [u8; 32]) -> Option<&Department> {
         let id = self.tokens.get(&TokenDigest(digest))?;

@@ -120,8 +120,8 @@ async fn the_schema_list_is_for_auditors_and_admins_only() {
         assert_eq!(
             body,
             json!({"schemas": [
-                {"name": "license", "versions": [1, 2], "latest": 2, "compatibility": "backward"},
-                {"name": "person", "versions": [1], "latest": 1, "compatibility": "full_transitive"}
+                {"name": "license", "versions": [1, 2], "latest": 2, "highest_version": 2, "compatibility": "backward"},
+                {"name": "person", "versions": [1], "latest": 1, "highest_version": 1, "compatibility": "full_transitive"}
             ]}),
             "{reader}"
         );

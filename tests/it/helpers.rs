@@ -101,31 +101,37 @@ impl ConfigDir {
     /// Writes the main file, loads the configuration and starts a gateway on port 0.
     pub async fn start(self) -> TestGateway {
         self.write_main();
-        let (config, registry) = config::load(&self.main_path(), &Overrides::default())
-            .unwrap_or_else(|problems| panic!("test configuration has problems:\n{problems}"));
-        let gateway = Gateway::new(config, registry).expect("gateway");
-        let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let data_address = data.local_addr().unwrap();
-        let admin_address = admin.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(xgate::server::run(
-            gateway.clone(),
-            data,
-            admin,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        TestGateway {
-            data: data_address,
-            admin: admin_address,
-            gateway,
-            stop: Some(stop),
-            task: Some(task),
-            client: client(),
-            _dir: self.dir,
-        }
+        launch(self.dir).await
+    }
+}
+
+/// Loads the configuration already written under `dir` and starts a gateway on port 0.
+async fn launch(dir: tempfile::TempDir) -> TestGateway {
+    let main_path = dir.path().join("config/xgate.toml");
+    let (config, registry) = config::load(&main_path, &Overrides::default())
+        .unwrap_or_else(|problems| panic!("test configuration has problems:\n{problems}"));
+    let gateway = Gateway::new(config, registry).expect("gateway");
+    let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let data_address = data.local_addr().unwrap();
+    let admin_address = admin.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(xgate::server::run(
+        gateway.clone(),
+        data,
+        admin,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    TestGateway {
+        data: data_address,
+        admin: admin_address,
+        gateway,
+        stop: Some(stop),
+        task: Some(task),
+        client: client(),
+        _dir: dir,
     }
 }
 
@@ -172,12 +178,28 @@ impl TestGateway {
 
     /// Asks the gateway to shut down and waits until it has drained.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
+    }
+
+    /// Stops the gateway and starts a new one over the same folder, as after a restart: it
+    /// serves what is on disk now (new ports).
+    pub async fn restart(mut self) -> TestGateway {
+        self.shut_down().await;
+        launch(self._dir).await
+    }
+
+    /// The schema folder.
+    pub fn schemas_dir(&self) -> PathBuf {
+        self._dir.path().join("schemas")
     }
 }
 

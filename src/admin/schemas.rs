@@ -1,0 +1,516 @@
+//! The schema registry's admin routes (SPEC §4, §6): list, read, register, dry-run, set the
+//! compatibility mode, delete.
+//!
+//! - GET `/admin/schemas` (admin, auditor): every schema with its versions, latest, highest
+//!   number ever used and compatibility mode.
+//! - GET `/admin/schemas/{name}/versions/{N|latest}` (admin, auditor): the document.
+//! - POST `/admin/schemas/{name}/versions` (admin): register the body as the next version:
+//!   201 `{"name", "version"}`, 200 when an equal document is already a version, 409
+//!   `incompatible-schema`, 422 `invalid-schema`.
+//! - POST `/admin/schemas/{name}/compatibility` (admin): the same checks as registering, as a
+//!   dry run: 200 `{"compatible", "reasons", "difference"}`; nothing is stored.
+//! - PUT `/admin/schemas/{name}/config` (admin): `{"compatibility": "<mode>"}`.
+//! - DELETE `/admin/schemas/{name}/versions/{N}` (admin): 204, or 409 `conflict` while another
+//!   version references it or the configuration pins it (or follows the schema and it is the
+//!   last version). Numbers are never reused.
+//!
+//! Writers are serialized by one lock ([`SchemaWriter`]): each reads the current registry,
+//! checks, writes the files (atomically, [`SchemaStore`]), then swaps a new registry into the
+//! gateway, so concurrent registrations of one name get consecutive numbers. Compiling and
+//! comparing run on the blocking pool, off the async runtime.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use http::{HeaderMap, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::admin::{AdminState, READERS, WRITERS, require_role};
+use crate::config::Config;
+use crate::data_plane::Caller;
+use crate::domain::{Compatibility, SchemaName, SchemaVersion};
+use crate::exchange::{parse_json, read_json_body};
+use crate::i18n::Lang;
+use crate::problem::ExchangeError;
+use crate::registry::compatibility::{self, Report};
+use crate::registry::storage::SchemaStore;
+use crate::registry::{
+    CompiledSchema, Conflict, MAX_SCHEMA_BYTES, Registry, SchemaUse, compile_version,
+};
+use crate::snapshot::Snapshot;
+
+/// The one writer of the registry: a lock that serializes changes, and the files.
+#[derive(Debug)]
+pub struct SchemaWriter {
+    lock: tokio::sync::Mutex<()>,
+    store: SchemaStore,
+}
+
+impl SchemaWriter {
+    /// The writer over the schema folder of `config` (`[registry] dir`).
+    pub fn new(config: &Config) -> SchemaWriter {
+        SchemaWriter {
+            lock: tokio::sync::Mutex::new(()),
+            store: SchemaStore::new(config.registry.dir.clone()),
+        }
+    }
+}
+
+/// How a registration ended, for the `xgate_schema_registrations_total{outcome}` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationOutcome {
+    /// A new version was stored and activated.
+    Created,
+    /// An equal document was already registered.
+    Existing,
+    /// Refused: not a valid schema, incompatible, or a bad request.
+    Refused,
+    /// The gateway failed (storage).
+    Failed,
+}
+
+impl RegistrationOutcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationOutcome::Created => "created",
+            RegistrationOutcome::Existing => "existing",
+            RegistrationOutcome::Refused => "refused",
+            RegistrationOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The metrics hook of registrations. Metrics belong to another issue: this is the one place
+/// that will increment `xgate_schema_registrations_total{outcome}`; for now it logs the event.
+fn record_registration(name: &str, outcome: RegistrationOutcome) {
+    tracing::info!(
+        schema = name,
+        outcome = outcome.as_str(),
+        "schema registration"
+    );
+}
+
+#[derive(Serialize)]
+struct SchemaSummary {
+    name: String,
+    versions: Vec<u32>,
+    latest: Option<u32>,
+    highest_version: Option<u32>,
+    compatibility: &'static str,
+}
+
+/// GET `/admin/schemas`.
+pub async fn list(State(state): State<AdminState>, headers: HeaderMap) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = state.gateway.snapshot();
+    if let Err(error) = require_role(&snapshot, &headers, READERS) {
+        return caller.problem(&error);
+    }
+    let schemas: Vec<SchemaSummary> = snapshot
+        .registry
+        .schemas()
+        .map(|(name, entry)| SchemaSummary {
+            name: name.to_string(),
+            versions: entry.versions.keys().map(|v| v.get()).collect(),
+            latest: entry.versions.keys().next_back().map(|v| v.get()),
+            highest_version: entry.highest_version.map(SchemaVersion::get),
+            compatibility: entry.compatibility.as_str(),
+        })
+        .collect();
+    caller.json(StatusCode::OK, &json!({ "schemas": schemas }))
+}
+
+/// GET `/admin/schemas/{name}/versions/{N|latest}`.
+pub async fn get_version(
+    State(state): State<AdminState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = state.gateway.snapshot();
+    if let Err(error) = require_role(&snapshot, &headers, READERS) {
+        return caller.problem(&error);
+    }
+    let found = parse_name(&name).and_then(|name| {
+        let version = match version.as_str() {
+            "latest" => None,
+            number => Some(SchemaVersion::parse(number).map_err(ExchangeError::InvalidName)?),
+        };
+        snapshot
+            .registry
+            .get(name.as_str(), version)
+            .ok_or(ExchangeError::NotFound)
+    });
+    match found {
+        Ok(compiled) => caller.json(StatusCode::OK, &compiled.document),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// POST `/admin/schemas/{name}/versions`.
+pub async fn register(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    if let Err(error) = require_role(&state.gateway.snapshot(), &headers, WRITERS) {
+        return caller.problem(&error);
+    }
+    let registered = register_version(&state, &name, &headers, body, caller.lang).await;
+    let outcome = match &registered {
+        Ok((StatusCode::CREATED, _)) => RegistrationOutcome::Created,
+        Ok(_) => RegistrationOutcome::Existing,
+        Err(ExchangeError::Internal) => RegistrationOutcome::Failed,
+        Err(_) => RegistrationOutcome::Refused,
+    };
+    // Only a valid name reaches the log; anything else is logged as `invalid`.
+    let logged = SchemaName::parse(&name).map_or("invalid", |_| name.as_str());
+    record_registration(logged, outcome);
+    match registered {
+        Ok((status, version)) => {
+            caller.json(status, &json!({"name": name, "version": version.get()}))
+        }
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// Registers the body as the next version of `name`: 201 with a new version, 200 with an
+/// existing equal one.
+async fn register_version(
+    state: &AdminState,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+    lang: Lang,
+) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
+    let name = parse_name(name)?;
+    let document = read_schema(headers, body).await?;
+    let state = state.clone();
+    run_to_completion(async move {
+        let _writing = state.writer.lock.lock().await;
+        commit_version(&state, name, document, lang).await
+    })
+    .await
+}
+
+/// Checks, stores and activates a new version; the caller holds the writer's lock.
+async fn commit_version(
+    state: &AdminState,
+    name: SchemaName,
+    document: Value,
+    lang: Lang,
+) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
+    // Read under the lock: no other writer can change the registry until this one is done.
+    let snapshot = state.gateway.snapshot();
+    let (compiled, report) = match prepare(snapshot.clone(), name.clone(), document, lang).await? {
+        Prepared::Existing(version) => return Ok((StatusCode::OK, version)),
+        Prepared::New(compiled, report) => (compiled, report),
+    };
+    if !report.compatible() {
+        return Err(ExchangeError::IncompatibleSchema {
+            schema: compiled.label(),
+            mode: snapshot.registry.compatibility(name.as_str()),
+            report,
+        });
+    }
+    state
+        .writer
+        .store
+        .write_version(&name, compiled.version, &compiled.document)
+        .await
+        .map_err(|error| storage_failed(&name, &error))?;
+    let version = compiled.version;
+    state
+        .gateway
+        .replace_registry(snapshot.registry.with_version(Arc::new(compiled)));
+    tracing::info!(schema = %name, %version, "schema version registered and active");
+    Ok((StatusCode::CREATED, version))
+}
+
+/// POST `/admin/schemas/{name}/compatibility`: what registering the body would say, without
+/// registering it.
+pub async fn dry_run(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = state.gateway.snapshot();
+    if let Err(error) = require_role(&snapshot, &headers, WRITERS) {
+        return caller.problem(&error);
+    }
+    let checked = async {
+        let name = parse_name(&name)?;
+        let document = read_schema(&headers, body).await?;
+        // An equal document would answer its existing version: nothing would change.
+        match prepare(snapshot.clone(), name, document, caller.lang).await? {
+            Prepared::Existing(_) => Ok(Report::default()),
+            Prepared::New(_, report) => Ok(report),
+        }
+    }
+    .await;
+    match checked {
+        Ok(report) => caller.json(
+            StatusCode::OK,
+            &json!({
+                "compatible": report.compatible(),
+                "reasons": report
+                    .reasons
+                    .iter()
+                    .map(|reason| reason.to_document(caller.lang))
+                    .collect::<Vec<_>>(),
+                "difference": report.difference(),
+            }),
+        ),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// The body of PUT `/admin/schemas/{name}/config`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigBody {
+    compatibility: String,
+}
+
+/// PUT `/admin/schemas/{name}/config`.
+pub async fn set_config(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    if let Err(error) = require_role(&state.gateway.snapshot(), &headers, WRITERS) {
+        return caller.problem(&error);
+    }
+    let changed = async {
+        let name = parse_name(&name)?;
+        let bytes = read_json_body(&headers, body, MAX_CONFIG_BYTES).await?;
+        let value = parse_json(&bytes)?;
+        // An object only: serde would also read a struct from an array.
+        let mode = Some(value)
+            .filter(Value::is_object)
+            .and_then(|value| serde_json::from_value::<ConfigBody>(value).ok())
+            .and_then(|body| Compatibility::parse(&body.compatibility))
+            .ok_or(ExchangeError::InvalidParameter {
+                name: "compatibility",
+            })?;
+        let state = state.clone();
+        run_to_completion(async move {
+            let _writing = state.writer.lock.lock().await;
+            let snapshot = state.gateway.snapshot();
+            let registry = snapshot
+                .registry
+                .with_compatibility(name.as_str(), mode)
+                .ok_or(ExchangeError::NotFound)?;
+            let settings = registry
+                .entry(name.as_str())
+                .map(|entry| entry.settings())
+                .ok_or(ExchangeError::Internal)?;
+            state
+                .writer
+                .store
+                .write_settings(&name, settings)
+                .await
+                .map_err(|error| storage_failed(&name, &error))?;
+            state.gateway.replace_registry(registry);
+            tracing::info!(schema = %name, mode = mode.as_str(), "schema compatibility mode set");
+            Ok((name, mode))
+        })
+        .await
+    }
+    .await;
+    match changed {
+        Ok((name, mode)) => caller.json(
+            StatusCode::OK,
+            &json!({"name": name, "compatibility": mode.as_str()}),
+        ),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// The most bytes of a PUT `/admin/schemas/{name}/config` body.
+const MAX_CONFIG_BYTES: usize = 4096;
+
+/// DELETE `/admin/schemas/{name}/versions/{N}`.
+pub async fn delete_version(
+    State(state): State<AdminState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    if let Err(error) = require_role(&state.gateway.snapshot(), &headers, WRITERS) {
+        return caller.problem(&error);
+    }
+    let deleted = async {
+        let name = parse_name(&name)?;
+        // `latest` is refused: deleting whatever happens to be latest is never what was meant.
+        let version = SchemaVersion::parse(&version).map_err(ExchangeError::InvalidName)?;
+        let state = state.clone();
+        run_to_completion(async move {
+            let _writing = state.writer.lock.lock().await;
+            let snapshot = state.gateway.snapshot();
+            let uses = schema_uses(&snapshot.config, &name);
+            let registry = snapshot
+                .registry
+                .without_version(&name, version, &uses)
+                .map_err(ExchangeError::Conflict)?
+                .ok_or(ExchangeError::NotFound)?;
+            // The highest number is on disk before the version's file goes, so a restart never
+            // hands the number out again.
+            let settings = registry
+                .entry(name.as_str())
+                .map(|entry| entry.settings())
+                .ok_or(ExchangeError::Internal)?;
+            let store = &state.writer.store;
+            store
+                .write_settings(&name, settings)
+                .await
+                .map_err(|error| storage_failed(&name, &error))?;
+            store
+                .remove_version(&name, version)
+                .await
+                .map_err(|error| storage_failed(&name, &error))?;
+            state.gateway.replace_registry(registry);
+            tracing::info!(schema = %name, %version, "schema version deleted");
+            Ok(())
+        })
+        .await
+    }
+    .await;
+    match deleted {
+        Ok(()) => caller.tag(
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::empty())
+                .unwrap_or_default(),
+        ),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// Runs a registry change to its end even when the caller goes away mid-way: a change dropped
+/// between writing its files and swapping the registry would leave disk and memory apart.
+async fn run_to_completion<T: Send + 'static>(
+    change: impl Future<Output = Result<T, ExchangeError>> + Send + 'static,
+) -> Result<T, ExchangeError> {
+    tokio::spawn(change).await.map_err(|error| {
+        tracing::error!(%error, "a schema registry change did not finish");
+        ExchangeError::Internal
+    })?
+}
+
+fn parse_name(name: &str) -> Result<SchemaName, ExchangeError> {
+    SchemaName::parse(name).map_err(ExchangeError::InvalidName)
+}
+
+/// Reads a submitted schema document: JSON, at most [`MAX_SCHEMA_BYTES`].
+async fn read_schema(headers: &HeaderMap, body: Body) -> Result<Value, ExchangeError> {
+    let bytes = read_json_body(headers, body, MAX_SCHEMA_BYTES).await?;
+    parse_json(&bytes)
+}
+
+/// What a submitted document comes to.
+enum Prepared {
+    /// An equal document is already this version.
+    Existing(SchemaVersion),
+    /// The next version, compiled, with its compatibility report.
+    New(CompiledSchema, Report),
+}
+
+/// Looks for an equal registered document, else compiles `document` as the next version of
+/// `name` and checks it against the earlier versions in the schema's mode, on the blocking pool
+/// (comparing, compiling and proving can each take a while on a large schema).
+async fn prepare(
+    snapshot: Arc<Snapshot>,
+    name: SchemaName,
+    document: Value,
+    lang: Lang,
+) -> Result<Prepared, ExchangeError> {
+    tokio::task::spawn_blocking(move || {
+        let registry: &Registry = &snapshot.registry;
+        if let Some(version) = registry.identical_version(name.as_str(), &document) {
+            return Ok(Prepared::Existing(version));
+        }
+        let version = registry.next_version(name.as_str()).ok_or_else(|| {
+            ExchangeError::Conflict(Conflict::VersionsExhausted {
+                schema: name.to_string(),
+            })
+        })?;
+        let compiled = compile_version(&name, version, document, registry.documents(), lang)
+            .map_err(|violations| ExchangeError::InvalidSchema {
+                schema: format!("{name}@{version}"),
+                violations,
+            })?;
+        let earlier: Vec<&CompiledSchema> = registry
+            .entry(name.as_str())
+            .map(|entry| entry.versions.values().map(|old| &**old).collect())
+            .unwrap_or_default();
+        let report = compatibility::check(
+            registry.compatibility(name.as_str()),
+            &compiled,
+            &earlier,
+            registry.documents(),
+        );
+        Ok(Prepared::New(compiled, report))
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "schema preparation did not finish");
+        ExchangeError::Internal
+    })?
+}
+
+/// Everything in the configuration that names schema `name`.
+pub fn schema_uses(config: &Config, name: &SchemaName) -> Vec<SchemaUse> {
+    let mut uses = Vec::new();
+    for department in &config.departments {
+        for service in &department.services {
+            let sides = [
+                ("request_schema", &service.request_schema),
+                ("response_schema", &service.response_schema),
+            ];
+            for (side, reference) in sides {
+                if let Some(reference) = reference.as_ref().filter(|r| r.name == *name) {
+                    uses.push(SchemaUse {
+                        user: format!(
+                            "service {}/{} {side} = {reference}",
+                            service.provider, service.name
+                        ),
+                        version: reference.version,
+                    });
+                }
+            }
+        }
+        for certificate in &department.certificate_types {
+            if certificate.schema.name == *name {
+                uses.push(SchemaUse {
+                    user: format!(
+                        "certificate type {} schema = {}",
+                        certificate.certificate_type, certificate.schema
+                    ),
+                    version: certificate.schema.version,
+                });
+            }
+        }
+        if department.formats.contains_key(name) {
+            uses.push(SchemaUse {
+                user: format!("format {} of department {}", name, department.id),
+                version: None,
+            });
+        }
+    }
+    uses
+}
+
+fn storage_failed(name: &SchemaName, error: &std::io::Error) -> ExchangeError {
+    tracing::error!(schema = %name, %error, "writing the schema registry's files failed");
+    ExchangeError::Internal
+}
