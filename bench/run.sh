@@ -56,9 +56,9 @@ if ! command -v oha >/dev/null 2>&1; then
   cargo install oha --locked --quiet
 fi
 
-echo "== building xgate (release)"
-cargo build --release --quiet
-xgate="$root/target/release/xgate"
+echo "== building xgate (production profile: release with whole-program optimization)"
+cargo build --profile production --quiet
+xgate="$root/target/production/xgate"
 
 # --- the servers ------------------------------------------------------------------------------
 work=$(mktemp -d /tmp/xgate-bench.XXXXXX)
@@ -120,13 +120,13 @@ pids+=($!)
 taskset -c 0 "$nginx_bin" -c "$work/proxy.conf" -p "$work" &
 pids+=($!)
 # One runtime thread on the one CPU the gateway may use, as nginx runs one worker there.
-TOKIO_WORKER_THREADS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$root/bench/config/xgate.toml" \
+XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$root/bench/config/xgate.toml" \
   >"$work/logs/xgate.log" 2>&1 &
 xgate_pid=$!
 pids+=($xgate_pid)
 
 if [ -n "$baseline" ]; then
-  TOKIO_WORKER_THREADS=1 RUST_LOG=info XGATE_LISTEN=127.0.0.1:18070 XGATE_ADMIN_LISTEN=127.0.0.1:18071 \
+  XGATE_WORKERS=1 RUST_LOG=info XGATE_LISTEN=127.0.0.1:18070 XGATE_ADMIN_LISTEN=127.0.0.1:18071 \
     taskset -c 0 "$baseline" serve --config "$root/bench/config/xgate.toml" >"$work/logs/baseline.log" 2>&1 &
   baseline_pid=$!
   pids+=($baseline_pid)

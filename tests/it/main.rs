@@ -18,4 +18,5 @@ mod hostile;
 mod registry;
 mod translate_fixtures;
 mod translate_properties;
+mod upstream_pool;
 mod validate;
