@@ -125,7 +125,11 @@ async fn sequential_calls_reuse_one_upstream_connection() {
         assert_eq!(response.text().await.unwrap(), "{\"ok\":true}");
     }
     assert_eq!(upstream.requests(), 20);
-    assert_eq!(upstream.connections(), 1, "one warm connection serves them all");
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one warm connection serves them all"
+    );
     assert_eq!(gateway.gateway.upstream.idle_connections(), 1);
     gateway.stop().await;
 }
