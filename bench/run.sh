@@ -7,6 +7,7 @@
 #   bench/run.sh --soak           # the full path at saturation for 5 minutes: resident memory over time
 #   bench/run.sh --profile xgate-full   # where the gateway's time goes at saturation (perf, call graphs)
 #   bench/run.sh --baseline OLD/xgate   # also measure another xgate build (before/after a change)
+#   bench/run.sh --no-build             # use target/production/xgate as it is
 #
 # The proxy under test runs on CPU 0; the load generator and the upstream on CPU 1.
 set -euo pipefail
@@ -19,6 +20,7 @@ soak=0
 soak_seconds=300
 profile=""
 baseline=""
+build=1
 connections=32
 latency_connections=128
 while [ $# -gt 0 ]; do
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --soak-seconds) soak_seconds=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -56,9 +59,12 @@ if ! command -v oha >/dev/null 2>&1; then
   cargo install oha --locked --quiet
 fi
 
-echo "== building xgate (production profile: release with whole-program optimization)"
-cargo build --profile production --quiet
+if [ "$build" = 1 ]; then
+  echo "== building xgate (production profile: release with whole-program optimization)"
+  cargo build --profile production --quiet
+fi
 xgate="$root/target/production/xgate"
+[ -x "$xgate" ] || { echo "$xgate is missing: run without --no-build" >&2; exit 2; }
 
 # --- the servers ------------------------------------------------------------------------------
 work=$(mktemp -d /tmp/xgate-bench.XXXXXX)

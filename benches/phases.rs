@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 use xgate::config::{Department, Overrides};
 use xgate::i18n::Lang;
-use xgate::pointer::FieldPath;
+use xgate::projection::Projection;
 use xgate::registry::CompiledSchema;
 use xgate::snapshot::Snapshot;
 use xgate::translate::{Direction, Format};
@@ -34,7 +34,7 @@ struct Bench {
     provider_format: Arc<Format>,
     schema: Arc<CompiledSchema>,
     /// The shared fields the consumer receives from the `full` service.
-    fields: Vec<FieldPath>,
+    projection: Projection,
     /// What the consumer sends, in its own layout.
     request_bytes: Vec<u8>,
     /// What the provider answers, in its own layout.
@@ -61,10 +61,10 @@ impl Bench {
         };
         let consumer_format = format("bench-consumer");
         let provider_format = format("bench-provider");
-        let fields = snapshot
+        let projection = snapshot
             .route("bench-provider", "full")
-            .and_then(|route| route.service.fields.iter().next())
-            .map(|(_, fields)| fields.clone())
+            .and_then(|route| route.projections.values().next())
+            .cloned()
             .expect("the full service lists the consumer's fields");
         let schema = snapshot
             .registry
@@ -75,7 +75,7 @@ impl Bench {
             consumer_format,
             provider_format,
             schema,
-            fields,
+            projection,
             request_bytes: read("bench/data/request.json"),
             response_bytes: read("bench/data/response.json"),
             snapshot,
@@ -105,7 +105,7 @@ fn pipeline(bench: &Bench) -> (Vec<u8>, Vec<u8>) {
     let response = parse(&bench.response_bytes);
     let shared = translate(&bench.provider_format, &response, Direction::ToShared);
     assert!(bench.schema.validate(&shared, Lang::En).is_empty());
-    let projected = xgate::projection::project(&shared, &bench.fields);
+    let projected = bench.projection.apply(shared);
     let consumer = translate(&bench.consumer_format, &projected, Direction::FromShared);
     let answered = serde_json::to_vec(&consumer).expect("serializable");
     (forwarded, answered)
@@ -156,7 +156,11 @@ fn phases(c: &mut Criterion) {
         })
     });
     c.bench_function("projection", |b| {
-        b.iter(|| xgate::projection::project(black_box(&shared), &bench.fields))
+        b.iter_batched(
+            || shared.clone(),
+            |shared| bench.projection.apply(black_box(shared)),
+            criterion::BatchSize::SmallInput,
+        )
     });
     c.bench_function("serialize", |b| {
         b.iter(|| serde_json::to_vec(black_box(&provider)).expect("serializable"))

@@ -622,10 +622,10 @@ fn validate_response(schema: &CompiledSchema, response: &Record) -> Result<(), E
 /// Phase 11, project: only the shared fields the service lists for this consumer (data
 /// minimisation); all fields when it lists none.
 fn project(route: &Route, consumer: &Department, response: Record) -> Record {
-    match route.service.fields.get(&consumer.id) {
+    match route.projections.get(&consumer.id) {
         None => response,
-        Some(fields) => Record {
-            value: crate::projection::project(&response.value, fields),
+        Some(projection) => Record {
+            value: projection.apply(response.value),
             original: None,
         },
     }

@@ -17,6 +17,97 @@ pub fn project(record: &Value, paths: &[FieldPath]) -> Value {
     projected
 }
 
+/// The fields one consumer receives from one service, prepared once at load.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    paths: Vec<FieldPath>,
+    /// No path leads into, or to the same place as, another: each kept value is named by
+    /// exactly one path, so it can be moved out of the record rather than copied.
+    disjoint: bool,
+}
+
+impl Projection {
+    /// A projection onto `paths`.
+    pub fn new(paths: Vec<FieldPath>) -> Projection {
+        let disjoint = paths.iter().enumerate().all(|(i, path)| {
+            paths[i + 1..]
+                .iter()
+                .all(|other| !overlap(path.segments(), other.segments()))
+        });
+        Projection { paths, disjoint }
+    }
+
+    /// The paths, as configured.
+    pub fn paths(&self) -> &[FieldPath] {
+        &self.paths
+    }
+
+    /// `record` with only the listed fields, as [`project`] gives, taking the kept values out
+    /// of the record instead of copying them when no two paths overlap.
+    pub fn apply(&self, mut record: Value) -> Value {
+        if !self.disjoint {
+            return project(&record, &self.paths);
+        }
+        let mut projected = Value::Object(Map::with_capacity(self.paths.len()));
+        for path in &self.paths {
+            move_path(&mut record, &mut projected, path.segments());
+        }
+        projected
+    }
+}
+
+/// Whether two paths can name the same value or one a value inside the other's: they agree
+/// segment by segment as far as the shorter goes (`*` agrees with any segment).
+fn overlap(a: &[Segment], b: &[Segment]) -> bool {
+    a.iter().zip(b).all(|pair| match pair {
+        (Segment::Key(a), Segment::Key(b)) => a == b,
+        _ => true,
+    })
+}
+
+/// [`copy_path`], moving the kept values: only for paths no other path overlaps, so nothing
+/// taken is looked for again.
+fn move_path(source: &mut Value, target: &mut Value, segments: &[Segment]) {
+    let Some((first, rest)) = segments.split_first() else {
+        *target = std::mem::take(source);
+        return;
+    };
+    match (first, source) {
+        (Segment::Key(key), Value::Object(object)) => {
+            let Some(child) = object.get_mut(key) else {
+                return;
+            };
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(target) = target {
+                if rest.is_empty() {
+                    target.insert(key.clone(), std::mem::take(child));
+                    return;
+                }
+                let slot = target
+                    .entry(key.clone())
+                    .or_insert_with(|| empty_like(child));
+                move_path(child, slot, rest);
+            }
+        }
+        (Segment::Key(key), Value::Array(items)) => {
+            let Some(index) = key.parse::<usize>().ok().filter(|i| *i < items.len()) else {
+                return;
+            };
+            let target = ensure_array_like(target, items);
+            move_path(&mut items[index], &mut target[index], rest);
+        }
+        (Segment::Each, Value::Array(items)) => {
+            let target = ensure_array_like(target, items);
+            for (item, slot) in items.iter_mut().zip(target.iter_mut()) {
+                move_path(item, slot, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn copy_path(source: &Value, target: &mut Value, segments: &[Segment]) {
     let Some((first, rest)) = segments.split_first() else {
         *target = source.clone();
@@ -109,6 +200,49 @@ mod tests {
                 "legal_representative": {"name": "张三"},
                 "shareholders": [{"name": "甲"}, {"name": "乙"}, {}]
             })
+        );
+    }
+
+    #[test]
+    fn moving_gives_what_copying_gives() {
+        let record = json!({
+            "uscc": "91350100M000100Y43", "name": "闽江数据", "capital": 100, "n": null,
+            "legal_representative": {"name": "张三", "resident_id": "11010519491231002X"},
+            "shareholders": [{"name": "甲", "share": 1}, {"name": "乙", "share": 2}, {"share": 3}, 7],
+            "a": {"b": [1, 2, 3]}, "c": [{"d": 1}, {"d": 2}]
+        });
+        let cases: &[&[&str]] = &[
+            &[
+                "/uscc",
+                "/legal_representative/name",
+                "/shareholders/*/name",
+                "/missing",
+                "/n",
+            ],
+            &["/a", "/c/1/d", "/name"],
+            &["/shareholders/*", "/capital"],
+            &["/a/b/1", "/a/b/0", "/c/*/d"],
+            // Overlapping paths: copied, with the same result.
+            &["/legal_representative", "/legal_representative/name"],
+            &["/shareholders/*/name", "/shareholders/1"],
+            &["/uscc", "/uscc"],
+            &[],
+        ];
+        for case in cases {
+            let paths = paths(case);
+            let projection = Projection::new(paths.clone());
+            assert_eq!(
+                projection.apply(record.clone()),
+                project(&record, &paths),
+                "{case:?}"
+            );
+        }
+        assert!(Projection::new(paths(&["/a/b", "/a/c", "/c/*/d"])).disjoint);
+        assert!(!Projection::new(paths(&["/a", "/a/b"])).disjoint);
+        assert!(!Projection::new(paths(&["/c/*/d", "/c/1"])).disjoint);
+        assert_eq!(
+            Projection::new(paths(&["/a"])).apply(json!("scalar")),
+            json!({})
         );
     }
 

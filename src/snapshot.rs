@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Department, Service};
 use crate::domain::DepartmentId;
+use crate::projection::Projection;
 use crate::registry::Registry;
 use crate::upstream::UpstreamAddress;
 
@@ -53,6 +54,8 @@ pub struct Route {
     /// Where calls go (`None` only for a scheme the client cannot speak, which configuration
     /// checking refuses).
     pub address: Option<UpstreamAddress>,
+    /// Per consumer, the projection of the service's `fields`.
+    pub projections: HashMap<DepartmentId, Projection>,
 }
 
 /// Everything the gateway serves from, immutable once built.
@@ -90,6 +93,13 @@ impl Snapshot {
                             .unwrap_or(HeaderValue::from_static("invalid")),
                         upstream_path,
                         address: UpstreamAddress::from_url(&service.upstream),
+                        projections: service
+                            .fields
+                            .iter()
+                            .map(|(consumer, paths)| {
+                                (consumer.clone(), Projection::new(paths.clone()))
+                            })
+                            .collect(),
                     }),
                 );
             }
