@@ -5,18 +5,6 @@ use serde_json::{Map, Value};
 
 use crate::pointer::{FieldPath, Segment};
 
-/// A copy of `record` holding only the fields `paths` name (`*` selects every array element).
-/// Fields a path names but the record lacks stay absent; the shape around kept fields (objects,
-/// array lengths) is preserved.
-pub fn project(record: &Value, paths: &[FieldPath]) -> Value {
-    // Each path adds at most one member to the record's top level.
-    let mut projected = Value::Object(Map::with_capacity(paths.len()));
-    for path in paths {
-        copy_path(record, &mut projected, path.segments());
-    }
-    projected
-}
-
 /// The fields one consumer receives from one service, prepared once at load.
 #[derive(Debug, Clone)]
 pub struct Projection {
@@ -42,15 +30,24 @@ impl Projection {
         &self.paths
     }
 
-    /// `record` with only the listed fields, as [`project`] gives, taking the kept values out
-    /// of the record instead of copying them when no two paths overlap.
-    pub fn apply(&self, mut record: Value) -> Value {
-        if !self.disjoint {
-            return project(&record, &self.paths);
-        }
+    /// `record` with only the listed fields (`*` selects every array element). Fields a path
+    /// names but the record lacks stay absent; the shape around kept fields (objects, array
+    /// lengths) is preserved; a path over what an earlier one kept replaces it.
+    pub fn apply(&self, record: Value) -> Value {
+        self.apply_moving(record, self.disjoint)
+    }
+
+    /// With `moving`, the kept values are taken out of the record; without, each path reads
+    /// its own copy of the record, so overlapping paths each see it whole.
+    fn apply_moving(&self, mut record: Value, moving: bool) -> Value {
+        // Each path adds at most one member to the record's top level.
         let mut projected = Value::Object(Map::with_capacity(self.paths.len()));
         for path in &self.paths {
-            move_path(&mut record, &mut projected, path.segments());
+            if moving {
+                move_path(&mut record, &mut projected, path.segments());
+            } else {
+                move_path(&mut record.clone(), &mut projected, path.segments());
+            }
         }
         projected
     }
@@ -65,8 +62,8 @@ fn overlap(a: &[Segment], b: &[Segment]) -> bool {
     })
 }
 
-/// [`copy_path`], moving the kept values: only for paths no other path overlaps, so nothing
-/// taken is looked for again.
+/// Moves what `segments` names from `source` into `target`. A taken value leaves `null`
+/// behind, so `source` must not be read again by an overlapping path.
 fn move_path(source: &mut Value, target: &mut Value, segments: &[Segment]) {
     let Some((first, rest)) = segments.split_first() else {
         *target = std::mem::take(source);
@@ -108,46 +105,6 @@ fn move_path(source: &mut Value, target: &mut Value, segments: &[Segment]) {
     }
 }
 
-fn copy_path(source: &Value, target: &mut Value, segments: &[Segment]) {
-    let Some((first, rest)) = segments.split_first() else {
-        *target = source.clone();
-        return;
-    };
-    match (first, source) {
-        (Segment::Key(key), Value::Object(object)) => {
-            let Some(child) = object.get(key) else { return };
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(target) = target {
-                if rest.is_empty() {
-                    // The whole member, over whatever an earlier path kept of it.
-                    target.insert(key.clone(), child.clone());
-                    return;
-                }
-                let slot = target
-                    .entry(key.clone())
-                    .or_insert_with(|| empty_like(child));
-                copy_path(child, slot, rest);
-            }
-        }
-        (Segment::Key(key), Value::Array(items)) => {
-            let Some(index) = key.parse::<usize>().ok().filter(|i| *i < items.len()) else {
-                return;
-            };
-            let target = ensure_array_like(target, items);
-            copy_path(&items[index], &mut target[index], rest);
-        }
-        (Segment::Each, Value::Array(items)) => {
-            let target = ensure_array_like(target, items);
-            for (item, slot) in items.iter().zip(target.iter_mut()) {
-                copy_path(item, slot, rest);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// An empty container of the same kind as `value` (objects and arrays), or `null`.
 fn empty_like(value: &Value) -> Value {
     match value {
@@ -177,6 +134,10 @@ mod tests {
         texts.iter().map(|t| FieldPath::parse(t).unwrap()).collect()
     }
 
+    fn project(record: &Value, paths: &[FieldPath]) -> Value {
+        Projection::new(paths.to_vec()).apply(record.clone())
+    }
+
     #[test]
     fn keeps_only_listed_fields() {
         let record = json!({
@@ -204,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn moving_gives_what_copying_gives() {
+    fn moving_gives_what_reading_copies_gives() {
         let record = json!({
             "uscc": "91350100M000100Y43", "name": "闽江数据", "capital": 100, "n": null,
             "legal_representative": {"name": "张三", "resident_id": "11010519491231002X"},
@@ -222,7 +183,7 @@ mod tests {
             &["/a", "/c/1/d", "/name"],
             &["/shareholders/*", "/capital"],
             &["/a/b/1", "/a/b/0", "/c/*/d"],
-            // Overlapping paths: copied, with the same result.
+            // Overlapping paths: each reads a copy.
             &["/legal_representative", "/legal_representative/name"],
             &["/shareholders/*/name", "/shareholders/1"],
             &["/uscc", "/uscc"],
@@ -230,13 +191,27 @@ mod tests {
         ];
         for case in cases {
             let paths = paths(case);
-            let projection = Projection::new(paths.clone());
+            let projection = Projection::new(paths);
             assert_eq!(
                 projection.apply(record.clone()),
-                project(&record, &paths),
+                projection.apply_moving(record.clone(), false),
                 "{case:?}"
             );
         }
+        assert_eq!(
+            project(
+                &record,
+                &paths(&["/legal_representative", "/legal_representative/name"])
+            ),
+            json!({"legal_representative": {"name": "张三", "resident_id": "11010519491231002X"}})
+        );
+        assert_eq!(
+            project(
+                &record,
+                &paths(&["/shareholders/*/name", "/shareholders/1"])
+            ),
+            json!({"shareholders": [{"name": "甲"}, {"name": "乙", "share": 2}, {}, null]})
+        );
         assert!(Projection::new(paths(&["/a/b", "/a/c", "/c/*/d"])).disjoint);
         assert!(!Projection::new(paths(&["/a", "/a/b"])).disjoint);
         assert!(!Projection::new(paths(&["/c/*/d", "/c/1"])).disjoint);
