@@ -1,4 +1,4 @@
-//! The `xgate` command line: `token new`.
+//! The `xgate` command line: `token new`, the runtime's environment.
 
 use std::process::Command;
 
@@ -26,4 +26,21 @@ fn token_new_prints_a_fresh_token_and_its_sha256() {
     assert_eq!(sha256, hex::encode(Sha256::digest(token.as_bytes())));
     let (second, _) = run();
     assert_ne!(token, second, "every token is fresh");
+}
+
+#[test]
+fn a_worker_count_that_is_not_a_positive_number_is_refused() {
+    for bad in ["0", "-1", "two", ""] {
+        let output = Command::new(env!("CARGO_BIN_EXE_xgate"))
+            .args(["serve", "--config", "/nonexistent/xgate.toml"])
+            .env("XGATE_WORKERS", bad)
+            .output()
+            .expect("xgate runs");
+        assert!(!output.status.success(), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("XGATE_WORKERS must be a positive number"),
+            "{bad:?}: {stderr}"
+        );
+    }
 }

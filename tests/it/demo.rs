@@ -33,6 +33,8 @@ impl Demo {
             .env_remove("XGATE_CONFIG")
             .env_remove("XGATE_LISTEN")
             .env_remove("XGATE_ADMIN_LISTEN")
+            // One worker: the current-thread scheduler, as the benchmark runs the gateway.
+            .env("XGATE_WORKERS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
