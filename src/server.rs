@@ -27,7 +27,8 @@ use crate::headers::Origin;
 pub struct PeerAddr(pub Arc<Origin>);
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
-/// accepting, reports not-ready and waits (up to `shutdown_grace`) for in-flight requests.
+/// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
+/// finally drains the audit queue (every entry queued is committed before this returns).
 ///
 /// Taking bound listeners lets tests bind port 0 and run many gateways at once.
 pub async fn run(
@@ -81,6 +82,8 @@ pub async fn run(
             "shutdown grace ran out; closing the remaining connections"
         ),
     }
+    gateway.audit.flush().await;
+    tracing::info!("audit queue drained");
     Ok(())
 }
 
