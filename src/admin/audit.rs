@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use http::{HeaderMap, Response, StatusCode, Uri};
+use serde::Serialize;
 
 use super::{READERS, require_role};
 use crate::audit::query::BadParameter;
@@ -14,14 +15,30 @@ use crate::data_plane::Caller;
 use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 
-/// A failed audit query is the gateway's fault; its cause goes to the log, never the caller.
-fn internal(error: &AuditError) -> ExchangeError {
-    tracing::error!(%error, "an audit query failed");
-    ExchangeError::Internal
+/// The caller, and its parameters once the role is checked (first, so a department learns
+/// nothing else) and the parameters parsed.
+fn admit<P>(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    parameters: Result<P, BadParameter>,
+) -> (Caller, Result<P, ExchangeError>) {
+    let caller = Caller::from_headers(headers);
+    let admitted = require_role(&gateway.snapshot(), headers, READERS).and_then(|_| {
+        parameters.map_err(|BadParameter(name)| ExchangeError::InvalidParameter { name })
+    });
+    (caller, admitted)
 }
 
-fn bad_parameter(BadParameter(name): BadParameter) -> ExchangeError {
-    ExchangeError::InvalidParameter { name }
+/// The answer, or 500 `internal` when the query failed; the cause goes to the log, never the
+/// caller.
+fn reply(caller: &Caller, answer: Result<impl Serialize, AuditError>) -> Response<Body> {
+    match answer {
+        Ok(answer) => caller.json(StatusCode::OK, &answer),
+        Err(error) => {
+            tracing::error!(%error, "an audit query failed");
+            caller.problem(&ExchangeError::Internal)
+        }
+    }
 }
 
 /// GET `/audit/exchanges?consumer=&provider=&service=&outcome=&kind=&since=&until=&limit=&after=`:
@@ -32,17 +49,10 @@ pub async fn exchanges(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let caller = Caller::from_headers(&headers);
-    if let Err(error) = require_role(&gateway.snapshot(), &headers, READERS) {
-        return caller.problem(&error);
-    }
-    let filter = match EntryFilter::parse(uri.query()) {
-        Ok(filter) => filter,
-        Err(bad) => return caller.problem(&bad_parameter(bad)),
-    };
-    match gateway.audit.entries(filter).await {
-        Ok(page) => caller.json(StatusCode::OK, &page),
-        Err(error) => caller.problem(&internal(&error)),
+    let (caller, admitted) = admit(&gateway, &headers, EntryFilter::parse(uri.query()));
+    match admitted {
+        Ok(filter) => reply(&caller, gateway.audit.entries(filter).await),
+        Err(error) => caller.problem(&error),
     }
 }
 
@@ -52,36 +62,27 @@ pub async fn summary(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let caller = Caller::from_headers(&headers);
-    if let Err(error) = require_role(&gateway.snapshot(), &headers, READERS) {
-        return caller.problem(&error);
-    }
-    let window = match TimeWindow::parse(uri.query()) {
-        Ok(window) => window,
-        Err(bad) => return caller.problem(&bad_parameter(bad)),
-    };
-    match gateway.audit.summary(window).await {
-        Ok(summary) => caller.json(StatusCode::OK, &summary),
-        Err(error) => caller.problem(&internal(&error)),
+    let (caller, admitted) = admit(&gateway, &headers, TimeWindow::parse(uri.query()));
+    match admitted {
+        Ok(window) => reply(&caller, gateway.audit.summary(window).await),
+        Err(error) => caller.problem(&error),
     }
 }
 
 /// GET `/audit/verify`: `{"ok", "count", "head", "broken": {"sequence", "reason"} or null}`,
-/// 200 whether or not the chain holds (the answer is the report).
+/// 200 whether or not the chain holds (the answer is the report). It takes no parameters.
 pub async fn verify(
     State(gateway): State<Arc<Gateway>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let caller = Caller::from_headers(&headers);
-    if let Err(error) = require_role(&gateway.snapshot(), &headers, READERS) {
-        return caller.problem(&error);
-    }
-    if uri.query().is_some_and(|query| !query.is_empty()) {
-        return caller.problem(&ExchangeError::InvalidParameter { name: "query" });
-    }
-    match gateway.audit.verify().await {
-        Ok(verification) => caller.json(StatusCode::OK, &verification),
-        Err(error) => caller.problem(&internal(&error)),
+    let parameters = match uri.query() {
+        Some(query) if !query.is_empty() => Err(BadParameter("query")),
+        _ => Ok(()),
+    };
+    let (caller, admitted) = admit(&gateway, &headers, parameters);
+    match admitted {
+        Ok(()) => reply(&caller, gateway.audit.verify().await),
+        Err(error) => caller.problem(&error),
     }
 }
