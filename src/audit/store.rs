@@ -84,15 +84,8 @@ pub fn open_writer(path: &Path, hash: AuditHash) -> Result<Connection, AuditErro
     }
     connection.execute_batch("PRAGMA synchronous=FULL;")?;
     connection.execute_batch(CREATE)?;
-    let stored: Option<String> = connection
-        .query_row(
-            "SELECT value FROM audit_meta WHERE key = 'hash'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
     let configured = hash_name(hash);
-    match stored {
+    match stored_hash(&connection)? {
         None => {
             connection.execute(
                 "INSERT INTO audit_meta (key, value) VALUES ('hash', ?1)",
@@ -118,6 +111,17 @@ pub fn open_reader(path: &Path) -> Result<Connection, AuditError> {
     )?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     Ok(connection)
+}
+
+/// The hash the database was chained with, as stored in `audit_meta`.
+fn stored_hash(connection: &Connection) -> Result<Option<String>, AuditError> {
+    Ok(connection
+        .query_row(
+            "SELECT value FROM audit_meta WHERE key = 'hash'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?)
 }
 
 /// The word stored in `audit_meta` for a hash.
@@ -247,6 +251,15 @@ pub struct Verification {
 /// Verifies the whole chain in sequence order, one row at a time (bounded memory). A row whose
 /// values cannot even be read as an entry (a number changed into text, say) is a break too.
 pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, AuditError> {
+    // Verifying with the other hash would report every entry broken; say what is wrong instead.
+    if let Some(stored) = stored_hash(connection)?
+        && stored != hash_name(hash)
+    {
+        return Err(AuditError::HashChanged {
+            stored,
+            configured: hash_name(hash).to_owned(),
+        });
+    }
     let mut verifier = ChainVerifier::new(hash);
     let mut statement = connection.prepare(&format!(
         "SELECT {COLUMNS} FROM audit_entries ORDER BY sequence"

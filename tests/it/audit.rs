@@ -601,6 +601,10 @@ async fn a_trail_chained_with_one_hash_is_not_continued_with_another() {
         format!("{refused:#}").contains("chained with sha256"),
         "{refused:#}"
     );
+    // `xgate audit verify` with the other hash says so rather than calling every entry broken.
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("chained with sha256"), "{text}");
     gateway.stop().await;
 }
 
