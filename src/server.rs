@@ -134,8 +134,18 @@ impl Plane {
             Plane::Data { gateway, .. } if is_exchange_path(request.uri().path()) => {
                 let gateway = gateway.clone();
                 let origin = origin.clone();
+                // A task of its own, which a caller hanging up cannot cancel: by then the
+                // provider may have been called, and the exchange must still reach the audit
+                // trail. (hyper drops a connection's request futures when the connection ends.)
+                let exchange = tokio::spawn(async move {
+                    crate::exchange::exchange(&gateway, request, &origin).await
+                });
                 Either::Left(async move {
-                    Ok(crate::exchange::exchange(&gateway, request, &origin).await)
+                    match exchange.await {
+                        Ok(response) => Ok(response),
+                        // As if the exchange had panicked in place (it is never aborted).
+                        Err(error) => std::panic::resume_unwind(error.into_panic()),
+                    }
                 })
             }
             Plane::Data { router, .. } | Plane::Admin { router } => {

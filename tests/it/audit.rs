@@ -792,6 +792,64 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
     assert_eq!(entries[0]["sequence"], 1, "the failed batch left no gap");
 }
 
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
+    // The provider answers only when told to, after the caller has gone.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let waiting = release.clone();
+    let slow = Upstream::start(axum::Router::new().fallback(move || {
+        let waiting = waiting.clone();
+        async move {
+            waiting.notified().await;
+            "late"
+        }
+    }))
+    .await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&slow, &records).start().await;
+    let hasty = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gone = hasty
+        .get(gateway.url("/exchange/market/echo/1"))
+        .bearer_auth(token("tax"))
+        .header("x-request-id", "hung-up-1")
+        .send()
+        .await;
+    assert!(gone.is_err(), "the caller gave up");
+    drop(hasty);
+    // Poll (with a deadline) until the provider was reached, then let it answer.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while slow.call_count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the provider was never called"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    release.notify_one();
+    let admin = format!("http://{}", gateway.admin);
+    loop {
+        let entries = all_entries(&gateway.client, &admin, "").await;
+        if let Some(entry) = entries
+            .iter()
+            .find(|entry| entry["request_id"] == "hung-up-1")
+        {
+            assert_eq!(entry["status"], 200);
+            assert_eq!(entry["outcome"], "ok");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the exchange of a caller that hung up was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    gateway.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_answered_exchange_and_the_chain_verifies() {
     let echo = Upstream::echo().await;
