@@ -10,6 +10,9 @@
 //! - POST `/admin/translate/{department}/{schema}?direction=to-shared|from-shared`: dry-run a
 //!   department's format on the body (role admin): 200 with the translated record, or the 422
 //!   translation problem.
+//! - The audit trail ([`audit`], admin, auditor): GET `/audit/exchanges` (filters and keyset
+//!   paging), GET `/audit/summary` (the exchange matrix over a window), GET `/audit/verify`
+//!   (the hash chain).
 //!
 //! Every other `/admin/...` and `/audit/...` route, and a listed one asked with another method, is
 //! refused by role first ([`require_role`]): no credentials → 401, a department without the role
@@ -38,6 +41,7 @@ pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 /// The roles that may change things.
 pub const WRITERS: &[Role] = &[Role::Admin];
 
+pub mod audit;
 pub mod schemas;
 
 /// What admin handlers share: the gateway, and the registry's one writer.
@@ -73,6 +77,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/admin/schemas/{name}/config", put(schemas::set_config))
         .route("/admin/translate/{department}/{schema}", post(translate))
+        .route("/audit/exchanges", get(audit::exchanges))
+        .route("/audit/summary", get(audit::summary))
+        .route("/audit/verify", get(audit::verify))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AdminState { gateway, writer })

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
@@ -41,8 +42,19 @@ pub struct ExchangeRecord<'s> {
     pub request_schema: Option<Arc<CompiledSchema>>,
     /// The response schema used.
     pub response_schema: Option<Arc<CompiledSchema>>,
-    /// Bytes of the request body, when it was read.
-    pub request_bytes: Option<usize>,
+    /// SHA-256 (hex) of the request path without the query (a path can hold a personal
+    /// identifier, so the record never keeps it).
+    pub path_sha256: String,
+    /// SHA-256 (hex) of the caller's `Xgate-Purpose`, when it sent one.
+    pub purpose_sha256: Option<String>,
+    /// Bytes of the request body: read, or declared by `Content-Length` when it streamed.
+    pub request_bytes: Option<u64>,
+    /// SHA-256 (hex) of the request body, when it was read.
+    pub request_sha256: Option<String>,
+    /// Bytes of the response body the gateway built from a record.
+    pub response_bytes: Option<u64>,
+    /// SHA-256 (hex) of the response body the gateway built from a record.
+    pub response_sha256: Option<String>,
     /// Time spent waiting for the upstream.
     pub upstream_duration: Option<Duration>,
 }
@@ -72,7 +84,9 @@ impl Record {
     }
 }
 
-/// Serves one `/exchange/...` call through every phase and records it.
+/// Serves one `/exchange/...` call through every phase and records it. The answer leaves only
+/// once its audit entry is committed; when the entry cannot be committed, the caller gets 500
+/// `internal` instead (an exchange that cannot be audited is not answered).
 pub async fn exchange(
     gateway: &Gateway,
     request: Request<Body>,
@@ -93,7 +107,15 @@ pub async fn exchange(
         method: request.method().clone(),
         request_schema: None,
         response_schema: None,
+        path_sha256: sha256_hex(request.uri().path().as_bytes()),
+        purpose_sha256: request
+            .headers()
+            .get(headers::XGATE_PURPOSE)
+            .map(|purpose| sha256_hex(purpose.as_bytes())),
         request_bytes: None,
+        request_sha256: None,
+        response_bytes: None,
+        response_sha256: None,
         upstream_duration: None,
     };
     let result = run_phases(gateway, &snapshot, request, origin, lang, &mut record).await;
@@ -104,8 +126,11 @@ pub async fn exchange(
             error.outcome(),
         ),
     };
-    record_exchange(&record, &response, outcome, started.elapsed());
-    response
+    let entry = record_exchange(&record, &response, outcome, started.elapsed());
+    match gateway.audit.append(entry).await {
+        Ok(_) => response,
+        Err(_) => ExchangeError::Internal.into_response(lang, &record.request_id),
+    }
 }
 
 async fn run_phases<'s>(
@@ -132,6 +157,8 @@ async fn run_phases<'s>(
     record.response_schema = response_schema.clone();
 
     let max_body_bytes = snapshot.config.gateway.max_body_bytes;
+    // A streamed body's length is what it declared; hyper holds it to that length.
+    record.request_bytes = http_body::Body::size_hint(&body).exact();
     let body = read_request(
         request_schema.is_some(),
         &parts.headers,
@@ -139,8 +166,13 @@ async fn run_phases<'s>(
         max_body_bytes,
     )
     .await?;
-    if let RequestBody::Record(record_body) = &body {
-        record.request_bytes = record_body.original.as_ref().map(Bytes::len);
+    if let RequestBody::Record(Record {
+        original: Some(bytes),
+        ..
+    }) = &body
+    {
+        record.request_bytes = Some(bytes.len() as u64);
+        record.request_sha256 = Some(sha256_hex(bytes));
     }
     let provider = provider(snapshot, route)?;
     let body = to_shared(consumer, request_schema.as_deref(), body, lang)?;
@@ -178,10 +210,15 @@ async fn run_phases<'s>(
     validate_response(&response_schema, &response)?;
     let response = project(route, consumer, response);
     let response = to_consumer(consumer, &response_schema, response, lang)?;
+    let rewritten = response.original.is_none();
+    let bytes = response.into_bytes();
+    record.response_bytes = Some(bytes.len() as u64);
+    record.response_sha256 = Some(sha256_hex(&bytes));
     Ok(respond(
         status,
         upstream_headers,
-        response,
+        bytes,
+        rewritten,
         &record.request_id,
     ))
 }
@@ -649,31 +686,32 @@ fn to_consumer(
     )
 }
 
-/// Builds the response to the caller from a (possibly rewritten) record.
+/// Builds the response to the caller from a (possibly rewritten) record's bytes.
 fn respond(
     status: StatusCode,
     upstream_headers: HeaderMap,
-    response: Record,
+    body: Bytes,
+    rewritten: bool,
     request_id: &str,
 ) -> Response<Body> {
-    let rewritten = response.original.is_none();
     let headers = headers::downstream_response_headers(upstream_headers, request_id, rewritten);
-    let mut reply = Response::new(Body::from(response.into_bytes()));
+    let mut reply = Response::new(Body::from(body));
     *reply.status_mut() = status;
     *reply.headers_mut() = headers;
     reply
 }
 
-/// Phase 13, record: one event per call, whatever the outcome: `debug` for served calls (the
-/// audit trail and metrics are the per-call record; a log line per call would cost more than
-/// the rest of a passthrough), `info` for refusals and failures. Never bodies, tokens or paths
-/// (a path can hold a personal identifier).
+/// Phase 13, record: the call's audit entry (committed by the caller before answering), and one
+/// log event whatever the outcome: `debug` for served calls (the audit trail and metrics are
+/// the per-call record; a log line per call would cost more than the rest of a passthrough),
+/// `info` for refusals and failures. Never bodies, tokens or paths (a path can hold a personal
+/// identifier).
 fn record_exchange(
     record: &ExchangeRecord<'_>,
     response: &Response<Body>,
     outcome: &'static str,
     elapsed: Duration,
-) {
+) -> AuditEntry {
     macro_rules! event {
         ($level:expr) => {
             tracing::event!(
@@ -697,5 +735,45 @@ fn record_exchange(
         event!(tracing::Level::DEBUG);
     } else {
         event!(tracing::Level::INFO);
+    }
+    audit_entry(record, response, outcome, elapsed)
+}
+
+/// The audit entry of a call: digests instead of the path, purpose and bodies. A response that
+/// streams (no response schema, a non-2xx answer, a problem document) counts the length its
+/// body declares and has no digest: the entry is committed before that body is sent.
+fn audit_entry(
+    record: &ExchangeRecord<'_>,
+    response: &Response<Body>,
+    outcome: &'static str,
+    elapsed: Duration,
+) -> AuditEntry {
+    let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    AuditEntry {
+        time: crate::audit::now(),
+        kind: EntryKind::Exchange,
+        request_id: record.request_id.clone(),
+        consumer: record
+            .consumer
+            .map_or("unknown", |consumer| consumer.id.as_str())
+            .to_owned(),
+        provider: record.route.map(|route| route.service.provider.to_string()),
+        service: record.route.map(|route| route.service.name.to_string()),
+        method: record.method.to_string(),
+        path_sha256: Some(record.path_sha256.clone()),
+        purpose_sha256: record.purpose_sha256.clone(),
+        status: response.status().as_u16(),
+        outcome: outcome.to_owned(),
+        request_bytes: record.request_bytes,
+        response_bytes: record
+            .response_bytes
+            .or_else(|| http_body::Body::size_hint(response.body()).exact()),
+        request_sha256: record.request_sha256.clone(),
+        response_sha256: record.response_sha256.clone(),
+        request_schema: record.request_schema.as_deref().map(CompiledSchema::label),
+        response_schema: record.response_schema.as_deref().map(CompiledSchema::label),
+        subject_sha256: None,
+        total_us: micros(elapsed),
+        upstream_us: record.upstream_duration.map(micros),
     }
 }

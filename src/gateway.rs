@@ -3,24 +3,36 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context;
 use arc_swap::ArcSwap;
 
+use crate::audit::AuditTrail;
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 use crate::upstream::{ClientSettings, UpstreamClient};
 
-/// What every request handler shares: the current snapshot, the upstream client, readiness.
+/// What every request handler shares: the current snapshot, the upstream client, the audit
+/// trail, readiness.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     /// The pooled keep-alive client for upstream calls.
     pub upstream: UpstreamClient,
+    /// The audit trail's writer and readers.
+    pub audit: AuditTrail,
     ready: AtomicBool,
 }
 
 impl Gateway {
-    /// Builds the runtime parts from a checked configuration.
+    /// Builds the runtime parts from a checked configuration. Opens (creating it on first
+    /// start) the audit database, which blocks briefly: call it at start-up.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
+        let audit = AuditTrail::open(&config.audit).with_context(|| {
+            format!(
+                "cannot open the audit trail at {}",
+                config.audit.path.display()
+            )
+        })?;
         let upstream = UpstreamClient::new(ClientSettings {
             connect_timeout: config.gateway.upstream_timeout,
             read_timeout: config.gateway.upstream_timeout,
@@ -28,6 +40,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
             upstream,
+            audit,
             ready: AtomicBool::new(false),
         }))
     }

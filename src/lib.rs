@@ -6,6 +6,7 @@
 //! [`exchange`].
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod data_plane;
 pub mod demo;

@@ -1,4 +1,4 @@
-//! The `xgate` command: serve, check, demo, token new.
+//! The `xgate` command: serve, check, demo, token new, audit verify.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +40,18 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the whole hash chain: exit 0 when it holds, 1 with the first broken entry, 2 when
+    /// the trail cannot be read.
+    Verify(ConfigArg),
 }
 
 #[derive(Subcommand)]
@@ -76,6 +88,9 @@ fn main() -> ExitCode {
             println!("Give the token to the department; put only the sha256 in its token_sha256.");
             ExitCode::SUCCESS
         }
+        Command::Audit {
+            command: AuditCommand::Verify(ConfigArg { config }),
+        } => audit_verify(&config),
         Command::Serve(ConfigArg { config }) => {
             report(runtime().and_then(|rt| rt.block_on(serve(config))))
         }
@@ -149,6 +164,42 @@ fn check(path: &std::path::Path) -> ExitCode {
             }
             println!("{} problem(s) found", problems.0.len());
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `xgate audit verify`: reads the database of `[audit] path` (never creates it) and checks
+/// the chain with `[audit] hash`.
+fn audit_verify(path: &std::path::Path) -> ExitCode {
+    let config = match config::load(path, &Overrides::from_env()) {
+        Ok((config, _registry)) => config,
+        Err(problems) => {
+            eprintln!("xgate: the configuration has problems:\n{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let database = config.audit.path.display();
+    match xgate::audit::verify_file(&config.audit) {
+        Ok(verification) => match verification.broken {
+            None => {
+                println!(
+                    "{database}: ok, {} entries, head {}",
+                    verification.count,
+                    verification.head.as_deref().unwrap_or("-")
+                );
+                ExitCode::SUCCESS
+            }
+            Some(broken) => {
+                println!(
+                    "{database}: broken at entry {}: {} ({} entries verify before it)",
+                    broken.sequence, broken.reason, verification.count
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(error) => {
+            eprintln!("xgate: cannot read the audit trail {database}: {error}");
+            ExitCode::from(2)
         }
     }
 }

@@ -27,7 +27,8 @@ use crate::headers::Origin;
 pub struct PeerAddr(pub Arc<Origin>);
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
-/// accepting, reports not-ready and waits (up to `shutdown_grace`) for in-flight requests.
+/// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
+/// finally drains the audit queue (every entry queued is committed before this returns).
 ///
 /// Taking bound listeners lets tests bind port 0 and run many gateways at once.
 pub async fn run(
@@ -81,6 +82,8 @@ pub async fn run(
             "shutdown grace ran out; closing the remaining connections"
         ),
     }
+    gateway.audit.flush().await;
+    tracing::info!("audit queue drained");
     Ok(())
 }
 
@@ -131,8 +134,18 @@ impl Plane {
             Plane::Data { gateway, .. } if is_exchange_path(request.uri().path()) => {
                 let gateway = gateway.clone();
                 let origin = origin.clone();
+                // A task of its own, which a caller hanging up cannot cancel: by then the
+                // provider may have been called, and the exchange must still reach the audit
+                // trail. (hyper drops a connection's request futures when the connection ends.)
+                let exchange = tokio::spawn(async move {
+                    crate::exchange::exchange(&gateway, request, &origin).await
+                });
                 Either::Left(async move {
-                    Ok(crate::exchange::exchange(&gateway, request, &origin).await)
+                    match exchange.await {
+                        Ok(response) => Ok(response),
+                        // As if the exchange had panicked in place (it is never aborted).
+                        Err(error) => std::panic::resume_unwind(error.into_panic()),
+                    }
                 })
             }
             Plane::Data { router, .. } | Plane::Admin { router } => {

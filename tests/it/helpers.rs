@@ -201,6 +201,11 @@ impl TestGateway {
     pub fn schemas_dir(&self) -> PathBuf {
         self._dir.path().join("schemas")
     }
+
+    /// The audit database (the default `[audit] path`).
+    pub fn audit_path(&self) -> PathBuf {
+        self._dir.path().join("data/audit.db")
+    }
 }
 
 /// A real upstream HTTP server on port 0 that counts its calls.
@@ -418,4 +423,67 @@ pub async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
     assert!(body["title"].is_string() && body["detail"].is_string());
     assert!(body["request_id"].is_string());
     (status, body)
+}
+
+/// A child process that is killed if the test fails before it does.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the real `xgate serve` over `config` on free ports and waits (polling, with a
+/// deadline) until its admin plane is ready; tries other ports if one was taken meanwhile.
+/// Returns the process and the admin plane's base URL.
+pub async fn start_binary(config: &ConfigDir, client: &reqwest::Client) -> (KillOnDrop, String) {
+    let (child, _data, admin) = start_binary_planes(config, client).await;
+    (child, admin)
+}
+
+/// [`start_binary`], returning the data plane's base URL too.
+pub async fn start_binary_planes(
+    config: &ConfigDir,
+    client: &reqwest::Client,
+) -> (KillOnDrop, String, String) {
+    for _attempt in 0..3 {
+        let (data_port, admin_port) = (free_port().await, free_port().await);
+        let mut child = KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
+                .args(["serve", "--config"])
+                .arg(config.main_path())
+                .env("XGATE_LISTEN", format!("127.0.0.1:{data_port}"))
+                .env("XGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("xgate starts"),
+        );
+        let base = format!("http://127.0.0.1:{admin_port}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = client.get(format!("{base}/readyz")).send().await;
+            if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
+                return (child, format!("http://127.0.0.1:{data_port}"), base);
+            }
+            if child.0.try_wait().is_ok_and(|status| status.is_some()) {
+                // It exited: a port was taken between our check and its bind. Try others.
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "xgate did not become ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    panic!("xgate could not start on free ports three times");
+}
+
+/// A free port on the loopback interface (bound, read, released).
+pub async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
 }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod audit;
 mod catalog;
 mod cli;
 mod compatibility_fixtures;

@@ -1047,59 +1047,6 @@ async fn hostile_and_malformed_registrations_get_clear_problems_and_the_gateway_
     );
 }
 
-/// A child process that is killed if the test fails before it does.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the real `xgate serve` over `config` on free ports and waits (polling, with a
-/// deadline) until its admin plane is ready; tries other ports if one was taken meanwhile.
-async fn start_binary(config: &ConfigDir, client: &reqwest::Client) -> (KillOnDrop, String) {
-    for _attempt in 0..3 {
-        let (data_port, admin_port) = (free_port().await, free_port().await);
-        let mut child = KillOnDrop(
-            std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
-                .args(["serve", "--config"])
-                .arg(config.main_path())
-                .env("XGATE_LISTEN", format!("127.0.0.1:{data_port}"))
-                .env("XGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("xgate starts"),
-        );
-        let base = format!("http://127.0.0.1:{admin_port}");
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let ready = client.get(format!("{base}/readyz")).send().await;
-            if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
-                return (child, base);
-            }
-            if child.0.try_wait().is_ok_and(|status| status.is_some()) {
-                // It exited: a port was taken between our check and its bind. Try others.
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "xgate did not become ready"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    }
-    panic!("xgate could not start on free ports three times");
-}
-
-/// A free port on the loopback interface (bound, read, released).
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_registrations_leaves_every_file_whole_and_a_restart_serves_every_acknowledged_version()
  {

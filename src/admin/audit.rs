@@ -1,0 +1,88 @@
+//! The auditor routes (roles admin and auditor): GET `/audit/exchanges`, GET `/audit/summary`,
+//! GET `/audit/verify`. Queries run on their own read connections on the blocking pool.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use http::{HeaderMap, Response, StatusCode, Uri};
+use serde::Serialize;
+
+use super::{READERS, require_role};
+use crate::audit::query::BadParameter;
+use crate::audit::{AuditError, EntryFilter, TimeWindow};
+use crate::data_plane::Caller;
+use crate::gateway::Gateway;
+use crate::problem::ExchangeError;
+
+/// The caller, and its parameters once the role is checked (first, so a department learns
+/// nothing else) and the parameters parsed.
+fn admit<P>(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    parameters: Result<P, BadParameter>,
+) -> (Caller, Result<P, ExchangeError>) {
+    let caller = Caller::from_headers(headers);
+    let admitted = require_role(&gateway.snapshot(), headers, READERS).and_then(|_| {
+        parameters.map_err(|BadParameter(name)| ExchangeError::InvalidParameter { name })
+    });
+    (caller, admitted)
+}
+
+/// The answer, or 500 `internal` when the query failed; the cause goes to the log, never the
+/// caller.
+fn reply(caller: &Caller, answer: Result<impl Serialize, AuditError>) -> Response<Body> {
+    match answer {
+        Ok(answer) => caller.json(StatusCode::OK, &answer),
+        Err(error) => {
+            tracing::error!(%error, "an audit query failed");
+            caller.problem(&ExchangeError::Internal)
+        }
+    }
+}
+
+/// GET `/audit/exchanges?consumer=&provider=&service=&outcome=&kind=&since=&until=&limit=&after=`:
+/// `{"entries": [...], "next": n or null}`, newest first; pass `next` as `after` for the next
+/// page.
+pub async fn exchanges(
+    State(gateway): State<Arc<Gateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let (caller, admitted) = admit(&gateway, &headers, EntryFilter::parse(uri.query()));
+    match admitted {
+        Ok(filter) => reply(&caller, gateway.audit.entries(filter).await),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// GET `/audit/summary?since=&until=`: the exchange matrix over the window.
+pub async fn summary(
+    State(gateway): State<Arc<Gateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let (caller, admitted) = admit(&gateway, &headers, TimeWindow::parse(uri.query()));
+    match admitted {
+        Ok(window) => reply(&caller, gateway.audit.summary(window).await),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// GET `/audit/verify`: `{"ok", "count", "head", "broken": {"sequence", "reason"} or null}`,
+/// 200 whether or not the chain holds (the answer is the report). It takes no parameters.
+pub async fn verify(
+    State(gateway): State<Arc<Gateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let parameters = match uri.query() {
+        Some(query) if !query.is_empty() => Err(BadParameter("query")),
+        _ => Ok(()),
+    };
+    let (caller, admitted) = admit(&gateway, &headers, parameters);
+    match admitted {
+        Ok(()) => reply(&caller, gateway.audit.verify().await),
+        Err(error) => caller.problem(&error),
+    }
+}

@@ -1,0 +1,476 @@
+//! Audit entries, their canonical encoding and the hash chain: pure functions over values, no
+//! files or clocks, so an auditor can re-implement them from this page and the README.
+//!
+//! The canonical encoding of an entry (version 1) is the bytes `xgate-audit-v1` followed by
+//! every field of [`CANONICAL_FIELDS`], in that order, each as:
+//! - `0x00` when the field is absent (SQL `NULL`);
+//! - `0x01`, the length of the value's UTF-8 text as a 4-byte big-endian number, the text.
+//!
+//! Numbers are written as decimal text without sign or leading zeros; the time as stored
+//! (`2026-11-28T01:02:03.456Z`). The chain: `hash(1) = H(32 zero bytes ‖ canonical(1))` and
+//! `hash(n) = H(hash(n-1) ‖ canonical(n))`, with the 32 raw bytes of each hash (stored as
+//! lowercase hex), `H` being SHA-256 or SM3 (GB/T 32905).
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::AuditHash;
+
+/// The names of the fields the canonical encoding covers, in encoding order.
+pub const CANONICAL_FIELDS: [&str; 21] = [
+    "sequence",
+    "time",
+    "kind",
+    "request_id",
+    "consumer",
+    "provider",
+    "service",
+    "method",
+    "path_sha256",
+    "purpose_sha256",
+    "status",
+    "outcome",
+    "request_bytes",
+    "response_bytes",
+    "request_sha256",
+    "response_sha256",
+    "request_schema",
+    "response_schema",
+    "subject_sha256",
+    "total_us",
+    "upstream_us",
+];
+
+/// The prefix of every canonical encoding; a new encoding would get a new version.
+const CANONICAL_PREFIX: &[u8] = b"xgate-audit-v1";
+
+/// The hash before the first entry.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// What an entry records: an exchange (SPEC §3) or a certificate lookup (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A call on `/exchange/...`.
+    Exchange,
+    /// A lookup on `/certificates/...`.
+    Certificate,
+}
+
+impl EntryKind {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Exchange => "exchange",
+            EntryKind::Certificate => "certificate",
+        }
+    }
+
+    /// Reads a stored word.
+    pub fn parse(text: &str) -> Option<EntryKind> {
+        match text {
+            "exchange" => Some(EntryKind::Exchange),
+            "certificate" => Some(EntryKind::Certificate),
+            _ => None,
+        }
+    }
+}
+
+/// One audit entry before the writer numbers and chains it. Nothing in it is a record body, a
+/// token, a raw certificate id, a raw path or a raw purpose: those appear only as SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// When the gateway finished the call: RFC 3339, UTC, milliseconds
+    /// (`2026-11-28T01:02:03.456Z`).
+    pub time: String,
+    /// Exchange or certificate lookup.
+    pub kind: EntryKind,
+    /// The request id (the caller's or generated).
+    pub request_id: String,
+    /// The identified consumer, or `unknown`.
+    pub consumer: String,
+    /// The providing (for certificates: issuing) department, once routed.
+    pub provider: Option<String>,
+    /// The service name, or the certificate type.
+    pub service: Option<String>,
+    /// The request method.
+    pub method: String,
+    /// SHA-256 (hex) of the request path without the query: a path can hold a personal
+    /// identifier, so only its digest is kept.
+    pub path_sha256: Option<String>,
+    /// SHA-256 (hex) of the `Xgate-Purpose` text, when the caller sent one: the text is free
+    /// and may name a person.
+    pub purpose_sha256: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The outcome word of SPEC §9.
+    pub outcome: String,
+    /// Request body bytes: read, or declared by `Content-Length` when the body streamed.
+    pub request_bytes: Option<u64>,
+    /// Response body bytes: built, or declared by the upstream's `Content-Length` when the
+    /// body streamed.
+    pub response_bytes: Option<u64>,
+    /// SHA-256 (hex) of the request body as the caller sent it, when the gateway read it.
+    pub request_sha256: Option<String>,
+    /// SHA-256 (hex) of the response body as the caller received it, when the gateway built it.
+    pub response_sha256: Option<String>,
+    /// `name@version` of the request schema.
+    pub request_schema: Option<String>,
+    /// `name@version` of the response schema.
+    pub response_schema: Option<String>,
+    /// For certificate lookups: SHA-256 (hex) of the certificate id.
+    pub subject_sha256: Option<String>,
+    /// Total time in the gateway, microseconds.
+    pub total_us: u64,
+    /// Time waiting for the upstream (or issuer), microseconds.
+    pub upstream_us: Option<u64>,
+}
+
+/// An entry as stored: numbered and chained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEntry {
+    /// Its place in the chain, from 1 without gaps.
+    pub sequence: u64,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    /// `H(previous hash ‖ canonical entry)`, lowercase hex.
+    pub hash: String,
+}
+
+/// The lowercase hex SHA-256 of some bytes: how ids, paths, purposes and bodies are kept.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The canonical encoding of an entry at `sequence` (see the module documentation).
+pub fn canonical(sequence: u64, entry: &AuditEntry) -> Vec<u8> {
+    fn present(out: &mut Vec<u8>, text: &str) {
+        out.push(1);
+        // Every field is far below 4 GiB (ids and words are bounded by header limits).
+        let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    fn optional(out: &mut Vec<u8>, text: Option<&str>) {
+        match text {
+            Some(text) => present(out, text),
+            None => out.push(0),
+        }
+    }
+    let number = |value: u64| value.to_string();
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(CANONICAL_PREFIX);
+    present(&mut out, &number(sequence));
+    present(&mut out, &entry.time);
+    present(&mut out, entry.kind.as_str());
+    present(&mut out, &entry.request_id);
+    present(&mut out, &entry.consumer);
+    optional(&mut out, entry.provider.as_deref());
+    optional(&mut out, entry.service.as_deref());
+    present(&mut out, &entry.method);
+    optional(&mut out, entry.path_sha256.as_deref());
+    optional(&mut out, entry.purpose_sha256.as_deref());
+    present(&mut out, &number(u64::from(entry.status)));
+    present(&mut out, &entry.outcome);
+    optional(&mut out, entry.request_bytes.map(number).as_deref());
+    optional(&mut out, entry.response_bytes.map(number).as_deref());
+    optional(&mut out, entry.request_sha256.as_deref());
+    optional(&mut out, entry.response_sha256.as_deref());
+    optional(&mut out, entry.request_schema.as_deref());
+    optional(&mut out, entry.response_schema.as_deref());
+    optional(&mut out, entry.subject_sha256.as_deref());
+    present(&mut out, &number(entry.total_us));
+    optional(&mut out, entry.upstream_us.map(number).as_deref());
+    out
+}
+
+/// `H(previous ‖ canonical(sequence, entry))`.
+pub fn chain_hash(
+    hash: AuditHash,
+    previous: &[u8; 32],
+    sequence: u64,
+    entry: &AuditEntry,
+) -> [u8; 32] {
+    let encoded = canonical(sequence, entry);
+    match hash {
+        AuditHash::Sha256 => {
+            let mut hasher = Sha256::new();
+            hasher.update(previous);
+            hasher.update(&encoded);
+            hasher.finalize().into()
+        }
+        AuditHash::Sm3 => {
+            let mut hasher = sm3::Sm3::new();
+            hasher.update(previous);
+            hasher.update(&encoded);
+            hasher.finalize().into()
+        }
+    }
+}
+
+/// The first thing wrong with a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    /// The sequence number of the first entry that does not verify.
+    pub sequence: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Checks a chain entry by entry, in stored order, keeping only the previous hash: bounded
+/// memory whatever the length.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    hash: AuditHash,
+    previous: [u8; 32],
+    count: u64,
+}
+
+impl ChainVerifier {
+    /// A verifier at the start of a chain.
+    pub fn new(hash: AuditHash) -> ChainVerifier {
+        ChainVerifier {
+            hash,
+            previous: GENESIS_HASH,
+            count: 0,
+        }
+    }
+
+    /// Checks the next stored entry: its number follows the previous one (a removed or
+    /// inserted entry breaks this) and its hash is recomputed (a changed, swapped or inserted
+    /// entry breaks this, and so does every later entry's hash).
+    pub fn next(&mut self, stored: &StoredEntry) -> Result<(), Break> {
+        let expected = self.count + 1;
+        if stored.sequence != expected {
+            return Err(Break {
+                sequence: stored.sequence,
+                reason: format!(
+                    "sequence number {} where {expected} was expected: an entry was removed or inserted",
+                    stored.sequence
+                ),
+            });
+        }
+        let computed = chain_hash(self.hash, &self.previous, stored.sequence, &stored.entry);
+        if hex::encode(computed) != stored.hash {
+            return Err(Break {
+                sequence: stored.sequence,
+                reason: "the stored hash does not match the entry and its predecessor: the entry was changed, moved or inserted".to_owned(),
+            });
+        }
+        self.previous = computed;
+        self.count = expected;
+        Ok(())
+    }
+
+    /// How many entries verified.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The hash of the last verified entry (the chain's head), lowercase hex.
+    pub fn head(&self) -> String {
+        hex::encode(self.previous)
+    }
+}
+
+/// Verifies a whole chain held in memory.
+pub fn verify_chain<'e>(
+    hash: AuditHash,
+    entries: impl IntoIterator<Item = &'e StoredEntry>,
+) -> Result<u64, Break> {
+    let mut verifier = ChainVerifier::new(hash);
+    for stored in entries {
+        verifier.next(stored)?;
+    }
+    Ok(verifier.count())
+}
+
+/// Numbers and chains entries after `previous` (the writer's step, pure).
+pub fn chain_entries(
+    hash: AuditHash,
+    mut previous: [u8; 32],
+    mut sequence: u64,
+    entries: impl IntoIterator<Item = AuditEntry>,
+) -> Vec<StoredEntry> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            sequence += 1;
+            previous = chain_hash(hash, &previous, sequence, &entry);
+            StoredEntry {
+                sequence,
+                entry,
+                hash: hex::encode(previous),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(request_id: &str) -> AuditEntry {
+        AuditEntry {
+            time: "2026-11-28T01:02:03.456Z".to_owned(),
+            kind: EntryKind::Exchange,
+            request_id: request_id.to_owned(),
+            consumer: "tax".to_owned(),
+            provider: Some("market-regulation".to_owned()),
+            service: Some("business-licenses".to_owned()),
+            method: "GET".to_owned(),
+            path_sha256: Some(sha256_hex(
+                b"/exchange/market-regulation/business-licenses/1",
+            )),
+            purpose_sha256: None,
+            status: 200,
+            outcome: "ok".to_owned(),
+            request_bytes: Some(0),
+            response_bytes: Some(120),
+            request_sha256: None,
+            response_sha256: Some(sha256_hex(b"{}")),
+            request_schema: None,
+            response_schema: Some("business-license@1".to_owned()),
+            subject_sha256: None,
+            total_us: 1500,
+            upstream_us: Some(900),
+        }
+    }
+
+    fn chain(hash: AuditHash, count: usize) -> Vec<StoredEntry> {
+        chain_entries(
+            hash,
+            GENESIS_HASH,
+            0,
+            (0..count).map(|index| entry(&format!("request-{index}"))),
+        )
+    }
+
+    #[test]
+    fn sm3_matches_the_standard_test_vector() {
+        // GB/T 32905-2016, appendix A.1: "abc".
+        let digest: [u8; 32] = sm3::Sm3::digest(b"abc").into();
+        assert_eq!(
+            hex::encode(digest),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+    }
+
+    #[test]
+    fn the_canonical_encoding_is_length_prefixed_and_marks_absent_fields() {
+        let mut small = entry("r");
+        small.provider = None;
+        let encoded = canonical(7, &small);
+        assert!(encoded.starts_with(b"xgate-audit-v1\x01\x00\x00\x00\x017"));
+        // sequence, time, kind, request id, consumer, then the absent provider.
+        let mut expected = b"xgate-audit-v1".to_vec();
+        for text in ["7", "2026-11-28T01:02:03.456Z", "exchange", "r", "tax"] {
+            expected.push(1);
+            expected.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            expected.extend_from_slice(text.as_bytes());
+        }
+        expected.push(0);
+        assert!(encoded.starts_with(&expected));
+    }
+
+    #[test]
+    fn field_boundaries_cannot_be_shifted() {
+        // "ab" + "c" and "a" + "bc" must not encode alike.
+        let mut first = entry("r");
+        first.consumer = "ab".to_owned();
+        first.method = "c".to_owned();
+        let mut second = entry("r");
+        second.consumer = "a".to_owned();
+        second.method = "bc".to_owned();
+        assert_ne!(canonical(1, &first), canonical(1, &second));
+        // An absent field differs from an empty one.
+        let mut absent = entry("r");
+        absent.provider = None;
+        let mut empty = entry("r");
+        empty.provider = Some(String::new());
+        assert_ne!(canonical(1, &absent), canonical(1, &empty));
+    }
+
+    #[test]
+    fn a_fresh_chain_verifies_with_both_hashes_and_not_with_the_other() {
+        for (hash, other) in [
+            (AuditHash::Sha256, AuditHash::Sm3),
+            (AuditHash::Sm3, AuditHash::Sha256),
+        ] {
+            let entries = chain(hash, 5);
+            assert_eq!(verify_chain(hash, &entries), Ok(5));
+            assert_eq!(
+                verify_chain(other, &entries).map_err(|b| b.sequence),
+                Err(1)
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_hash_is_over_the_genesis_hash_and_the_encoding() {
+        let entries = chain(AuditHash::Sha256, 1);
+        let mut input = GENESIS_HASH.to_vec();
+        input.extend_from_slice(&canonical(1, &entries[0].entry));
+        assert_eq!(entries[0].hash, sha256_hex(&input));
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_caught_at_the_first_broken_entry() {
+        let hash = AuditHash::Sha256;
+        let original = chain(hash, 6);
+
+        let mut changed = original.clone();
+        changed[2].entry.status = 500;
+        assert_eq!(verify_chain(hash, &changed).map_err(|b| b.sequence), Err(3));
+
+        let mut removed = original.clone();
+        removed.remove(3);
+        assert_eq!(verify_chain(hash, &removed).map_err(|b| b.sequence), Err(5));
+
+        let mut removed_last = original.clone();
+        removed_last.pop();
+        // Removing the newest entry leaves a valid shorter chain: only the count (and the
+        // head hash an auditor noted earlier) shows it.
+        assert_eq!(verify_chain(hash, &removed_last), Ok(5));
+
+        let mut inserted = original.clone();
+        let mut intruder = original[1].clone();
+        intruder.entry.request_id = "intruder".to_owned();
+        inserted.insert(2, intruder);
+        for (index, stored) in inserted.iter_mut().enumerate() {
+            stored.sequence = index as u64 + 1;
+        }
+        assert_eq!(
+            verify_chain(hash, &inserted).map_err(|b| b.sequence),
+            Err(3)
+        );
+
+        let mut swapped = original.clone();
+        let (first, second) = (swapped[1].entry.clone(), swapped[4].entry.clone());
+        swapped[1].entry = second;
+        swapped[4].entry = first;
+        let hashes = (swapped[1].hash.clone(), swapped[4].hash.clone());
+        swapped[1].hash = hashes.1;
+        swapped[4].hash = hashes.0;
+        assert_eq!(verify_chain(hash, &swapped).map_err(|b| b.sequence), Err(2));
+
+        let mut renumbered = original.clone();
+        renumbered[0].sequence = 2;
+        assert_eq!(
+            verify_chain(hash, &renumbered).map_err(|b| b.sequence),
+            Err(2)
+        );
+    }
+
+    #[test]
+    fn chaining_continues_from_a_stored_head() {
+        let hash = AuditHash::Sm3;
+        let first = chain(hash, 3);
+        let mut head = [0u8; 32];
+        hex::decode_to_slice(&first[2].hash, &mut head).unwrap();
+        let more = chain_entries(hash, head, 3, [entry("later")]);
+        let all: Vec<_> = first.iter().chain(&more).collect();
+        assert_eq!(verify_chain(hash, all), Ok(4));
+    }
+}

@@ -1,0 +1,932 @@
+//! The audit trail end to end: entries of real exchanges in a real SQLite file, the auditor
+//! routes and their roles, tampering caught by `xgate audit verify` and `/audit/verify`, an
+//! unwritable trail refusing exchanges, and `kill -9` under load losing no answered exchange.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use http::StatusCode;
+use reqwest::Method;
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+/// GET on the admin plane as `department` (or without credentials).
+async fn admin_get(
+    gateway: &TestGateway,
+    path: &str,
+    department: Option<&str>,
+) -> reqwest::Response {
+    let mut request = gateway.client.get(gateway.admin_url(path));
+    if let Some(department) = department {
+        request = request.bearer_auth(token(department));
+    }
+    request.send().await.unwrap()
+}
+
+/// Every entry of a kind, following the `next` cursor.
+async fn all_entries(client: &reqwest::Client, admin: &str, query: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let cursor = after
+            .map(|after| format!("&after={after}"))
+            .unwrap_or_default();
+        let response = client
+            .get(format!("{admin}/audit/exchanges?limit=1000{query}{cursor}"))
+            .bearer_auth(token("auditor"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let page: Value = response.json().await.unwrap();
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(next) => after = Some(next),
+            None => return entries,
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The database file and its WAL, as bytes: what is on disk, committed or not.
+fn database_bytes(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let wal = path.with_extension("db-wal");
+    if let Ok(more) = std::fs::read(wal) {
+        bytes.extend(more);
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+#[tokio::test]
+async fn every_exchange_is_recorded_with_digests_and_never_bodies_tokens_ids_or_purposes() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    let purpose = "case 2026-117 concerning 林志远";
+    let body = serde_json::to_vec(&license()).unwrap();
+
+    let registered = gateway
+        .call(
+            Method::POST,
+            "/exchange/market/register/91350100M000100Y43",
+            "tax",
+        )
+        .header("content-type", "application/json")
+        .header("x-request-id", "audit-register-1")
+        .header("xgate-purpose", purpose)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::OK);
+    let registered_body = registered.bytes().await.unwrap();
+    let read = gateway
+        .call(
+            Method::GET,
+            "/exchange/market/licenses/11010519491231002X",
+            "civil",
+        )
+        .header("x-request-id", "audit-read-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let read_body = read.bytes().await.unwrap();
+    let streamed = gateway
+        .call(Method::PUT, "/exchange/market/echo/x?secret=1", "tax")
+        .header("x-request-id", "audit-stream-1")
+        .body("streamed through unread")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), StatusCode::OK);
+    let unauthenticated = gateway
+        .client
+        .get(gateway.url("/exchange/market/echo/x"))
+        .header("authorization", "Bearer token-of-nobody")
+        .header("x-request-id", "audit-nobody-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    let missing = gateway
+        .call(Method::GET, "/exchange/market/nothing", "tax")
+        .header("x-request-id", "audit-missing-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let response = admin_get(&gateway, "/audit/exchanges", Some("auditor")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(page["next"], Value::Null);
+    let entries = page["entries"].as_array().unwrap();
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "audit-missing-1",
+            "audit-nobody-1",
+            "audit-stream-1",
+            "audit-read-1",
+            "audit-register-1"
+        ]
+    );
+    let sequences: Vec<u64> = entries
+        .iter()
+        .map(|entry| entry["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequences, [5, 4, 3, 2, 1], "newest first, numbered from 1");
+    let by_id = |id: &str| {
+        entries
+            .iter()
+            .find(|entry| entry["request_id"] == id)
+            .unwrap_or_else(|| panic!("no entry for {id}"))
+            .clone()
+    };
+
+    let register = by_id("audit-register-1");
+    assert_eq!(register["kind"], "exchange");
+    assert_eq!(register["consumer"], "tax");
+    assert_eq!(register["provider"], "market");
+    assert_eq!(register["service"], "register");
+    assert_eq!(register["method"], "POST");
+    assert_eq!(register["status"], 200);
+    assert_eq!(register["outcome"], "ok");
+    assert_eq!(register["request_bytes"], body.len());
+    assert_eq!(register["request_sha256"], sha256_hex(&body));
+    assert_eq!(register["response_bytes"], registered_body.len());
+    assert_eq!(register["response_sha256"], sha256_hex(&registered_body));
+    assert_eq!(register["request_schema"], "license@1");
+    assert_eq!(register["response_schema"], "license@1");
+    assert_eq!(
+        register["path_sha256"],
+        sha256_hex(b"/exchange/market/register/91350100M000100Y43")
+    );
+    assert_eq!(register["purpose_sha256"], sha256_hex(purpose.as_bytes()));
+    assert!(register["total_us"].as_u64().unwrap() >= register["upstream_us"].as_u64().unwrap());
+    assert!(register["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(register["hash"].as_str().unwrap().len(), 64);
+
+    let projected = by_id("audit-read-1");
+    assert_eq!(projected["consumer"], "civil");
+    assert_eq!(projected["response_sha256"], sha256_hex(&read_body));
+    assert_eq!(projected["purpose_sha256"], Value::Null);
+    assert_eq!(projected["request_sha256"], Value::Null);
+
+    let stream = by_id("audit-stream-1");
+    assert_eq!(stream["request_bytes"], 23, "the declared length");
+    assert_eq!(
+        stream["request_sha256"],
+        Value::Null,
+        "not read, not hashed"
+    );
+    assert_eq!(
+        stream["path_sha256"],
+        sha256_hex(b"/exchange/market/echo/x"),
+        "without the query"
+    );
+
+    let nobody = by_id("audit-nobody-1");
+    assert_eq!(nobody["consumer"], "unknown");
+    assert_eq!(nobody["provider"], Value::Null);
+    assert_eq!(nobody["status"], 401);
+    assert_eq!(nobody["outcome"], "unauthenticated");
+    let missing = by_id("audit-missing-1");
+    assert_eq!(missing["outcome"], "not_found");
+    assert_eq!(missing["consumer"], "tax");
+
+    // The files as they are on disk (the folder goes when the gateway stops).
+    let bytes = database_bytes(&gateway.audit_path());
+    assert!(
+        contains(&bytes, b"audit-register-1"),
+        "the search itself works"
+    );
+    for secret in [
+        token("tax"),
+        token("civil"),
+        "token-of-nobody".to_owned(),
+        "林志远".to_owned(),
+        "11010519491231002X".to_owned(),
+        "91350100M000100Y43".to_owned(),
+        "福州闽江数据科技有限公司".to_owned(),
+        "case 2026-117".to_owned(),
+        "streamed through".to_owned(),
+        "secret=1".to_owned(),
+    ] {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{secret:?} is in the audit database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_routes_are_for_auditors_and_admins_only() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    for path in ["/audit/exchanges", "/audit/summary", "/audit/verify"] {
+        let (status, body) = problem(admin_get(&gateway, path, None).await).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body["type"], "urn:xgate:problem:unauthenticated");
+        for department in ["tax", "outsider"] {
+            let (status, _) = problem(admin_get(&gateway, path, Some(department)).await).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path} as {department}");
+        }
+        for reader in ["auditor", "admin"] {
+            let response = admin_get(&gateway, path, Some(reader)).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path} as {reader}");
+        }
+        // Not on the data plane.
+        let response = gateway
+            .call(Method::GET, path, "auditor")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the data plane"
+        );
+    }
+    // Refusals of the audit routes are not exchanges: nothing was recorded.
+    let page: Value = admin_get(&gateway, "/audit/exchanges", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page, json!({"entries": [], "next": null}));
+}
+
+#[tokio::test]
+async fn filters_and_keyset_pages_find_exactly_the_matching_entries() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    for index in 0..7 {
+        let department = if index % 2 == 0 { "tax" } else { "civil" };
+        let response = gateway
+            .call(
+                Method::GET,
+                &format!("/exchange/market/licenses/{index}"),
+                department,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = gateway
+        .call(Method::GET, "/exchange/market/echo/x", "civil")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    // Pages of two, newest first, without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut after: Option<u64> = None;
+    let mut pages = 0;
+    loop {
+        let cursor = after
+            .map(|after| format!("&after={after}"))
+            .unwrap_or_default();
+        let page: Value = admin_get(
+            &gateway,
+            &format!("/audit/exchanges?limit=2{cursor}"),
+            Some("admin"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        pages += 1;
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 2);
+        seen.extend(
+            entries
+                .iter()
+                .map(|entry| entry["sequence"].as_u64().unwrap()),
+        );
+        match page["next"].as_u64() {
+            Some(next) => {
+                assert_eq!(Some(next), seen.last().copied());
+                after = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, [8, 7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(pages, 4);
+
+    let count = |query: &'static str| {
+        let gateway = &gateway;
+        async move {
+            let page: Value = admin_get(
+                gateway,
+                &format!("/audit/exchanges?{query}"),
+                Some("auditor"),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+            page["entries"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("consumer=tax").await, 4);
+    assert_eq!(count("consumer=civil").await, 4);
+    assert_eq!(count("consumer=civil&outcome=ok").await, 3);
+    assert_eq!(
+        count("outcome=forbidden&service=echo&provider=market").await,
+        1
+    );
+    assert_eq!(count("provider=elsewhere").await, 0);
+    assert_eq!(count("consumer=unknown").await, 0);
+    assert_eq!(count("kind=certificate").await, 0);
+    assert_eq!(
+        count("since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00%2B08:00").await,
+        8
+    );
+    assert_eq!(count("since=2999-01-01T00:00:00Z").await, 0);
+    assert_eq!(count("until=2000-01-01T00:00:00Z").await, 0);
+    assert_eq!(count("after=3").await, 2);
+}
+
+#[tokio::test]
+async fn hostile_query_parameters_are_refused_by_name_in_the_callers_language() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    let cases = [
+        ("/audit/exchanges?limit=0", "limit"),
+        ("/audit/exchanges?limit=1001", "limit"),
+        ("/audit/exchanges?limit=99999999999999999999", "limit"),
+        ("/audit/exchanges?after=-1", "after"),
+        ("/audit/exchanges?after=9223372036854775808", "after"),
+        ("/audit/exchanges?after=1%20OR%201=1", "after"),
+        (
+            "/audit/exchanges?consumer=tax%27%20OR%20%271%27=%271",
+            "consumer",
+        ),
+        (
+            "/audit/exchanges?consumer=%E6%9E%97%E5%BF%97%E8%BF%9C",
+            "consumer",
+        ),
+        ("/audit/exchanges?provider=..%2F..%2Fetc", "provider"),
+        ("/audit/exchanges?service=%00", "service"),
+        (
+            "/audit/exchanges?outcome=ok%3B%20DROP%20TABLE%20audit_entries",
+            "outcome",
+        ),
+        ("/audit/exchanges?kind=all", "kind"),
+        ("/audit/exchanges?since=yesterday", "since"),
+        ("/audit/exchanges?until=2026-02-30T00:00:00Z", "until"),
+        (
+            "/audit/exchanges?since=2026-02-02T00:00:00Z&until=2026-02-01T00:00:00Z",
+            "until",
+        ),
+        ("/audit/exchanges?limit=1&limit=2", "limit"),
+        ("/audit/exchanges?order=time", "query"),
+        ("/audit/summary?consumer=tax", "query"),
+        ("/audit/summary?since=%FF", "since"),
+        ("/audit/verify?full=1", "query"),
+    ];
+    for (path, name) in cases {
+        let (status, body) = problem(admin_get(&gateway, path, Some("auditor")).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            body["type"], "urn:xgate:problem:invalid-parameter",
+            "{path}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains(name),
+            "{path}: {body}"
+        );
+    }
+    let response = gateway
+        .client
+        .get(gateway.admin_url("/audit/exchanges?limit=0"))
+        .bearer_auth(token("auditor"))
+        .header("accept-language", "zh-CN")
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = problem(response).await;
+    assert_eq!(body["detail"], "参数 limit 的取值无效");
+    // Nothing was dropped or changed by the hostile queries.
+    let verified: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true);
+}
+
+#[tokio::test]
+async fn the_summary_is_the_exchange_matrix_with_outcomes_bytes_and_percentiles() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    let mut civil_bytes = 0;
+    for _ in 0..3 {
+        let response = gateway
+            .call(Method::GET, "/exchange/market/licenses/1", "civil")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        civil_bytes += response.bytes().await.unwrap().len() as u64;
+    }
+    for path in ["/exchange/market/licenses/1", "/exchange/market/echo/1"] {
+        let response = gateway.call(Method::GET, path, "tax").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = gateway
+        .call(Method::GET, "/exchange/market/echo/1", "civil")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = gateway
+        .client
+        .get(gateway.url("/exchange/market/echo/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let summary: Value = admin_get(&gateway, "/audit/summary", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let matrix = summary["matrix"].as_array().unwrap();
+    let cell = |consumer: &str, service: Option<&str>| {
+        matrix
+            .iter()
+            .find(|cell| cell["consumer"] == consumer && cell["service"].as_str() == service)
+            .unwrap_or_else(|| panic!("no cell {consumer} → {service:?} in {summary}"))
+            .clone()
+    };
+    assert_eq!(matrix.len(), 5, "{summary}");
+    let civil_licenses = cell("civil", Some("licenses"));
+    assert_eq!(civil_licenses["provider"], "market");
+    assert_eq!(civil_licenses["count"], 3);
+    assert_eq!(civil_licenses["outcomes"], json!({"ok": 3}));
+    assert_eq!(civil_licenses["response_bytes"], civil_bytes);
+    let (p50, p99) = (
+        civil_licenses["p50_ms"].as_f64().unwrap(),
+        civil_licenses["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{civil_licenses}");
+    assert_eq!(
+        cell("civil", Some("echo"))["outcomes"],
+        json!({"forbidden": 1})
+    );
+    assert_eq!(cell("tax", Some("licenses"))["count"], 1);
+    assert_eq!(cell("tax", Some("echo"))["count"], 1);
+    let unknown = cell("unknown", None);
+    assert_eq!(unknown["outcomes"], json!({"unauthenticated": 1}));
+    assert_eq!(unknown["provider"], Value::Null);
+
+    let later: Value = admin_get(
+        &gateway,
+        "/audit/summary?since=2999-01-01T00:00:00Z",
+        Some("admin"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(later["matrix"], json!([]));
+    assert_eq!(later["since"], "2999-01-01T00:00:00.000Z");
+}
+
+/// The canonical encoding as README.md defines it, written independently of the gateway's.
+fn readme_canonical(entry: &Value) -> Vec<u8> {
+    let mut out = b"xgate-audit-v1".to_vec();
+    // The field order, as listed in README.md and exported by the crate.
+    for field in xgate::audit::entry::CANONICAL_FIELDS {
+        let text = match &entry[field] {
+            Value::Null => {
+                out.push(0);
+                continue;
+            }
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        out.push(1);
+        out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_auditor_can_recompute_the_chain_from_the_documented_encoding_with_sha256_and_sm3() {
+    for hash in ["sha256", "sm3"] {
+        let echo = Upstream::echo().await;
+        let records = Upstream::fixed(StatusCode::OK, license()).await;
+        let gateway = standard(&echo, &records)
+            .main(&format!("[audit]\nhash = \"{hash}\""))
+            .start()
+            .await;
+        for path in [
+            "/exchange/market/licenses/1",
+            "/exchange/market/echo/1",
+            "/exchange/x/y",
+        ] {
+            gateway.call(Method::GET, path, "tax").send().await.unwrap();
+        }
+        let verified: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(verified["ok"], true, "{hash}: {verified}");
+        assert_eq!(verified["count"], 3);
+        assert_eq!(verified["broken"], Value::Null);
+        let mut entries =
+            all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
+        entries.reverse();
+        let mut previous = [0u8; 32].to_vec();
+        for entry in &entries {
+            let mut input = previous.clone();
+            input.extend(readme_canonical(entry));
+            let digest: Vec<u8> = match hash {
+                "sm3" => sm3::Sm3::digest(&input).to_vec(),
+                _ => Sha256::digest(&input).to_vec(),
+            };
+            assert_eq!(entry["hash"], hex::encode(&digest), "{hash}: {entry}");
+            previous = digest;
+        }
+        assert_eq!(verified["head"], hex::encode(&previous));
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_trail_chained_with_one_hash_is_not_continued_with_another() {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records).start().await;
+    gateway
+        .call(Method::GET, "/exchange/market/echo/1", "tax")
+        .send()
+        .await
+        .unwrap();
+    // A second gateway on the same file (the first keeps it, and its folder, alive).
+    let config = ConfigDir::new()
+        .department("auditor", "auditor", "")
+        .main(&format!(
+            "[audit]\npath = {:?}\nhash = \"sm3\"",
+            gateway.audit_path().display().to_string()
+        ));
+    config.write_main();
+    let (loaded, registry) = xgate::config::load(&config.main_path(), &Default::default()).unwrap();
+    let refused = xgate::gateway::Gateway::new(loaded, registry)
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("chained with sha256"),
+        "{refused:#}"
+    );
+    // `xgate audit verify` with the other hash says so rather than calling every entry broken.
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("chained with sha256"), "{text}");
+    gateway.stop().await;
+}
+
+/// Runs `xgate audit verify --config FILE`.
+fn verify_command(config: &Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_xgate"))
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .env_remove("XGATE_CONFIG")
+        .output()
+        .expect("xgate runs");
+    let mut text = String::from_utf8(output.stdout).unwrap();
+    text.push_str(&String::from_utf8(output.stderr).unwrap());
+    (output.status.code(), text)
+}
+
+#[tokio::test]
+async fn every_edit_of_the_database_file_is_caught_by_the_command_and_the_route() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    for index in 0..6 {
+        let response = gateway
+            .call(
+                Method::GET,
+                &format!("/exchange/market/licenses/{index}"),
+                "tax",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let original = gateway.audit_path();
+    let scratch = tempfile::tempdir().unwrap();
+    let pristine = scratch.path().join("pristine.db");
+    Connection::open(&original)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [pristine.to_str().unwrap()])
+        .unwrap();
+    gateway.stop().await;
+
+    let config = ConfigDir::new().department("auditor", "auditor", "");
+    config.write_main();
+    let database = config.path("data/audit.db");
+    std::fs::create_dir_all(database.parent().unwrap()).unwrap();
+
+    std::fs::copy(&pristine, &database).unwrap();
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok, 6 entries"), "{text}");
+
+    let edits: [(&str, &str, u64); 6] = [
+        (
+            "change a field",
+            "UPDATE audit_entries SET outcome = 'forbidden' WHERE sequence = 3",
+            3,
+        ),
+        (
+            "change a number's type",
+            "UPDATE audit_entries SET status = 'two hundred' WHERE sequence = 2",
+            2,
+        ),
+        (
+            "delete an entry",
+            "DELETE FROM audit_entries WHERE sequence = 4",
+            5,
+        ),
+        (
+            "insert an entry",
+            "INSERT INTO audit_entries SELECT 7, time, kind, 'forged', consumer, provider, service, \
+             method, path_sha256, purpose_sha256, status, outcome, request_bytes, response_bytes, \
+             request_sha256, response_sha256, request_schema, response_schema, subject_sha256, \
+             total_us, upstream_us, hash FROM audit_entries WHERE sequence = 6",
+            7,
+        ),
+        (
+            "insert an entry in the middle",
+            "UPDATE audit_entries SET sequence = sequence + 100 WHERE sequence >= 3; \
+             UPDATE audit_entries SET sequence = sequence - 99 WHERE sequence >= 103; \
+             INSERT INTO audit_entries SELECT 3, time, kind, 'forged', consumer, provider, service, \
+             method, path_sha256, purpose_sha256, status, outcome, request_bytes, response_bytes, \
+             request_sha256, response_sha256, request_schema, response_schema, subject_sha256, \
+             total_us, upstream_us, hash FROM audit_entries WHERE sequence = 2",
+            3,
+        ),
+        (
+            "swap two entries",
+            "UPDATE audit_entries SET sequence = -2 WHERE sequence = 2; \
+             UPDATE audit_entries SET sequence = 2 WHERE sequence = 5; \
+             UPDATE audit_entries SET sequence = 5 WHERE sequence = -2",
+            2,
+        ),
+    ];
+    for (name, sql, broken) in edits {
+        std::fs::remove_file(&database).unwrap();
+        std::fs::copy(&pristine, &database).unwrap();
+        Connection::open(&database)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let (code, text) = verify_command(&config.main_path());
+        assert_eq!(code, Some(1), "{name}: {text}");
+        assert!(
+            text.contains(&format!("broken at entry {broken}:")),
+            "{name}: {text}"
+        );
+    }
+
+    // The route reports the same, on a gateway serving the edited file.
+    let served = ConfigDir::new()
+        .department("auditor", "auditor", "")
+        .main(&format!(
+            "[audit]\npath = {:?}",
+            database.display().to_string()
+        ));
+    let gateway = served.start().await;
+    let report: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["count"], 1);
+    assert_eq!(report["broken"]["sequence"], 2);
+    assert!(
+        report["broken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hash")
+    );
+    gateway.stop().await;
+
+    // A missing trail is an error (exit 2), not an empty chain, and is not created.
+    std::fs::remove_file(&database).unwrap();
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(code, Some(2), "{text}");
+    assert!(!database.exists());
+}
+
+#[tokio::test]
+async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
+    let (gateway, echo, _records) = standard_gateway().await;
+    let database = Connection::open(gateway.audit_path()).unwrap();
+    database
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    database
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries \
+             BEGIN SELECT RAISE(ABORT, 'the disk is full'); END;",
+        )
+        .unwrap();
+    let response = gateway
+        .call(Method::GET, "/exchange/market/echo/1", "tax")
+        .header("x-request-id", "unaudited-1")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(response).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["type"], "urn:xgate:problem:internal");
+    assert!(
+        !body.to_string().contains("disk"),
+        "nothing internal: {body}"
+    );
+    assert_eq!(
+        echo.call_count(),
+        1,
+        "the provider was called; its answer was withheld"
+    );
+
+    database.execute_batch("DROP TRIGGER refuse;").unwrap();
+    let response = gateway
+        .call(Method::GET, "/exchange/market/echo/2", "tax")
+        .header("x-request-id", "audited-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let entries = all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["audited-2"]);
+    assert_eq!(entries[0]["sequence"], 1, "the failed batch left no gap");
+}
+
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
+    // The provider answers only when told to, after the caller has gone.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let waiting = release.clone();
+    let slow = Upstream::start(axum::Router::new().fallback(move || {
+        let waiting = waiting.clone();
+        async move {
+            waiting.notified().await;
+            "late"
+        }
+    }))
+    .await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&slow, &records).start().await;
+    let hasty = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gone = hasty
+        .get(gateway.url("/exchange/market/echo/1"))
+        .bearer_auth(token("tax"))
+        .header("x-request-id", "hung-up-1")
+        .send()
+        .await;
+    assert!(gone.is_err(), "the caller gave up");
+    drop(hasty);
+    // Poll (with a deadline) until the provider was reached, then let it answer.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while slow.call_count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the provider was never called"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    release.notify_one();
+    let admin = format!("http://{}", gateway.admin);
+    loop {
+        let entries = all_entries(&gateway.client, &admin, "").await;
+        if let Some(entry) = entries
+            .iter()
+            .find(|entry| entry["request_id"] == "hung-up-1")
+        {
+            assert_eq!(entry["status"], 200);
+            assert_eq!(entry["outcome"], "ok");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the exchange of a caller that hung up was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_answered_exchange_and_the_chain_verifies() {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let config = standard(&echo, &records);
+    config.write_main();
+    let client = client();
+    let mut answered: BTreeSet<String> = BTreeSet::new();
+    // Three crashes, each at the moment an answer arrives, while seven more are on their way.
+    for cycle in 0..3 {
+        let (mut child, data, _admin) = start_binary_planes(&config, &client).await;
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let callers: Vec<_> = (0..8)
+            .map(|caller| {
+                let client = client.clone();
+                let data = data.clone();
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    for index in 0.. {
+                        let id = format!("crash-{cycle}-{caller}-{index}");
+                        let (path, department) = if index % 3 == 0 {
+                            ("/exchange/market/licenses/1", "civil")
+                        } else {
+                            ("/exchange/market/echo/1", "tax")
+                        };
+                        let response = client
+                            .get(format!("{data}{path}"))
+                            .bearer_auth(token(department))
+                            .header("x-request-id", &id)
+                            .send()
+                            .await;
+                        // An answer is its status line and headers: from then on it counts.
+                        let Ok(response) = response else { return };
+                        assert_eq!(response.headers()["x-request-id"], id.as_str());
+                        if sender.send(id).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(sender);
+        while answered.len() < 150 * (cycle + 1) {
+            answered.insert(receiver.recv().await.expect("exchanges are answered"));
+        }
+        // `Child::kill` is SIGKILL on Unix: no handler runs, nothing is flushed.
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        while let Ok(id) = receiver.try_recv() {
+            answered.insert(id);
+        }
+    }
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(code, Some(0), "{text}");
+    let (_child, _data, admin) = start_binary_planes(&config, &client).await;
+    let verified: Value = client
+        .get(format!("{admin}/audit/verify"))
+        .bearer_auth(token("auditor"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    let recorded: BTreeSet<String> = all_entries(&client, &admin, "")
+        .await
+        .iter()
+        .map(|entry| entry["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let missing: Vec<&String> = answered.difference(&recorded).collect();
+    assert!(
+        missing.is_empty(),
+        "answered but not in the trail: {missing:?}"
+    );
+    assert_eq!(verified["count"].as_u64().unwrap() as usize, recorded.len());
+}
