@@ -5,16 +5,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use crate::certificates::cache::CertificateCache;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 use crate::upstream::{ClientSettings, UpstreamClient};
 
-/// What every request handler shares: the current snapshot, the upstream client, readiness.
+/// What every request handler shares: the current snapshot, the upstream client, the
+/// certificate cache, the metrics, readiness.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     /// The pooled keep-alive client for upstream calls.
     pub upstream: UpstreamClient,
+    /// Certificate lookups by (type, id); outlives configuration snapshots.
+    pub certificates: CertificateCache,
+    /// The Prometheus metrics.
+    pub metrics: Metrics,
     ready: AtomicBool,
 }
 
@@ -25,9 +32,13 @@ impl Gateway {
             connect_timeout: config.gateway.upstream_timeout,
             read_timeout: config.gateway.upstream_timeout,
         });
+        let certificates = CertificateCache::new(&config.certificates);
+        let metrics = Metrics::new()?;
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
             upstream,
+            certificates,
+            metrics,
             ready: AtomicBool::new(false),
         }))
     }

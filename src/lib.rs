@@ -6,6 +6,7 @@
 //! [`exchange`].
 
 pub mod admin;
+pub mod certificates;
 pub mod config;
 pub mod data_plane;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod gateway;
 pub mod headers;
 pub mod i18n;
 pub mod identifiers;
+pub mod metrics;
 pub mod pointer;
 pub mod problem;
 pub mod projection;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin;
 mod catalog;
+mod certificates;
 mod cli;
 mod compatibility_fixtures;
 mod config_check;
