@@ -84,28 +84,42 @@ pub struct LookupRecord<'a> {
 }
 
 /// The record phase of a lookup: counts it in `xgate_certificate_lookups_total` and logs an
-/// event without the id or the purpose. This is the one place the audit entry of the lookup
-/// will be written (issue 7: `record.purpose`, `record.id_sha256`, status, result).
+/// event without the id or the purpose (answered lookups at debug level, refusals and failures
+/// at info, as exchanges are). This is the one place the audit entry of the lookup will be
+/// written (issue 7: `record.purpose`, `record.id_sha256`, status, result).
 pub fn record_lookup(gateway: &Gateway, record: &LookupRecord<'_>) {
     gateway
         .metrics
         .certificate_lookup(record.certificate_type, record.consumer, record.result);
-    let id_sha256 = record.id_sha256.map(hex::encode);
-    let purpose_sha256 = record
-        .purpose
-        .map(|purpose| hex::encode(Sha256::digest(purpose)));
-    tracing::info!(
-        request_id = record.request_id,
-        certificate_type = record.certificate_type,
-        consumer = record.consumer,
-        id_sha256 = id_sha256.as_deref(),
-        purpose_bytes = record.purpose.map(<[u8]>::len),
-        purpose_sha256 = purpose_sha256.as_deref(),
-        result = record.result.as_str(),
-        status = record.status.as_u16(),
-        elapsed_us = u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX),
-        "certificate lookup"
-    );
+    macro_rules! event {
+        ($level:expr) => {
+            // The hashes are computed only when the event is written.
+            if tracing::enabled!($level) {
+                let id_sha256 = record.id_sha256.map(hex::encode);
+                let purpose_sha256 = record
+                    .purpose
+                    .map(|purpose| hex::encode(Sha256::digest(purpose)));
+                tracing::event!(
+                    $level,
+                    request_id = record.request_id,
+                    certificate_type = record.certificate_type,
+                    consumer = record.consumer,
+                    id_sha256 = id_sha256.as_deref(),
+                    purpose_bytes = record.purpose.map(<[u8]>::len),
+                    purpose_sha256 = purpose_sha256.as_deref(),
+                    result = record.result.as_str(),
+                    status = record.status.as_u16(),
+                    total_ms = record.elapsed.as_secs_f64() * 1000.0,
+                    "certificate lookup"
+                );
+            }
+        };
+    }
+    if record.result == LookupResult::Error {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::DEBUG);
+    }
 }
 
 /// A lookup's answer before it becomes a response.
