@@ -421,6 +421,77 @@ mod tests {
         assert_eq!(policy().state(&entry, later), State::Expired);
     }
 
+    fn settings() -> CertificateCacheSettings {
+        CertificateCacheSettings {
+            capacity: 100,
+            ttl: Duration::from_secs(300),
+            not_found_ttl: Duration::from_secs(300),
+            stale_if_error: Duration::from_secs(300),
+        }
+    }
+
+    fn key() -> CacheKey {
+        CacheKey {
+            certificate_type: CertificateType::parse("licence").unwrap(),
+            id: "91350100M000100Y43".into(),
+        }
+    }
+
+    /// A fetch that counts itself and answers once `release` fires.
+    fn counted_fetch(
+        calls: &Arc<AtomicU64>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) -> impl Future<Output = Result<Answer, ExchangeError>> + Send + 'static {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let _ = release.await;
+            Ok(Answer::NotFound)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_started_before_an_invalidation_is_not_stored() {
+        let cache = CertificateCache::new(&settings());
+        let calls = Arc::new(AtomicU64::new(0));
+        let (release, released) = tokio::sync::oneshot::channel();
+        let lookup = tokio::spawn({
+            let cache = cache.clone();
+            let fetch = counted_fetch(&calls, released);
+            async move { cache.lookup(key(), fetch).await }
+        });
+        while cache.fetches_in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        cache.invalidate(&key()).await;
+        let _ = release.send(());
+        assert!(matches!(lookup.await.unwrap(), Lookup::Miss(_)));
+        assert_eq!(cache.fetches_in_flight(), 0);
+
+        // Nothing was stored: the next lookup fetches again, and its answer is stored.
+        let (release, released) = tokio::sync::oneshot::channel();
+        let _ = release.send(());
+        let refetched = cache.lookup(key(), counted_fetch(&calls, released)).await;
+        assert!(matches!(refetched, Lookup::Miss(_)));
+        let (_release, released) = tokio::sync::oneshot::channel();
+        let stored = cache.lookup(key(), counted_fetch(&calls, released)).await;
+        assert!(matches!(stored, Lookup::Hit(_)));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_without_an_entry_is_a_failure_and_stores_nothing() {
+        let cache = CertificateCache::new(&settings());
+        let failing = async { Err(ExchangeError::UpstreamUnavailable) };
+        assert!(matches!(
+            cache.lookup(key(), failing).await,
+            Lookup::Failed(ExchangeError::UpstreamUnavailable)
+        ));
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 0);
+        assert_eq!(cache.fetches_in_flight(), 0);
+    }
+
     #[test]
     fn an_entry_from_the_future_is_fresh() {
         // `saturating_duration_since`: a clock read before the fetch time gives age 0.
