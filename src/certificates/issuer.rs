@@ -264,12 +264,16 @@ fn shared_record(
         None => record,
         Some(format) => format
             .translate(&record, Direction::ToShared)
-            .map_err(|_| ExchangeError::Translation {
+            .map_err(|errors| ExchangeError::Translation {
                 schema: schema.label(),
                 department: issuer.settings.issuer.to_string(),
                 direction: Direction::ToShared,
                 fault: TranslationFault::Upstream,
-                violations: Vec::new(),
+                // Counted in the detail, never shown: they hold the issuer's values.
+                violations: errors
+                    .iter()
+                    .map(|error| error.to_violation(crate::i18n::Lang::En))
+                    .collect(),
             })
             .inspect_err(|_| {
                 tracing::warn!(
