@@ -3,6 +3,10 @@
 //!
 //! Routes:
 //! - GET `/healthz`: liveness. GET `/readyz`: readiness.
+//! - GET `/metrics`: the Prometheus text exposition ([`crate::metrics`]), for anyone who can
+//!   reach the listener.
+//! - The certificate cache ([`certificates`]): DELETE `/admin/certificates/{type}` and
+//!   DELETE `/admin/certificates/{type}/{id}` (admin), 204.
 //! - The schema registry ([`schemas`]): GET `/admin/schemas` (admin, auditor),
 //!   GET `/admin/schemas/{name}/versions/{N|latest}` (admin, auditor),
 //!   POST `/admin/schemas/{name}/versions`, POST `/admin/schemas/{name}/compatibility`,
@@ -24,7 +28,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::body::Body as RequestBody;
 use axum::extract::{FromRef, Path, Query, State};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::config::Department;
@@ -42,6 +46,7 @@ pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 pub const WRITERS: &[Role] = &[Role::Admin];
 
 pub mod audit;
+pub mod certificates;
 pub mod schemas;
 
 /// What admin handlers share: the gateway, and the registry's one writer.
@@ -65,6 +70,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/admin/schemas", get(schemas::list))
         .route("/admin/schemas/{name}/versions", post(schemas::register))
         .route(
@@ -80,6 +86,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/audit/exchanges", get(audit::exchanges))
         .route("/audit/summary", get(audit::summary))
         .route("/audit/verify", get(audit::verify))
+        .route(
+            "/admin/certificates/{type}",
+            delete(certificates::flush_type),
+        )
+        .route(
+            "/admin/certificates/{type}/{id}",
+            delete(certificates::flush_one),
+        )
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AdminState { gateway, writer })
@@ -138,6 +152,29 @@ async fn method_not_allowed(
         return Caller::from_headers(&headers).problem(&error);
     }
     crate::data_plane::method_not_allowed(headers).await
+}
+
+/// GET `/metrics`: the Prometheus text exposition; gauges read at scrape time are set first
+/// (the cache's pending maintenance runs so its entry count is exact).
+async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    gateway.certificates.run_pending_tasks().await;
+    gateway
+        .metrics
+        .set_certificate_cache_entries(gateway.certificates.entry_count());
+    match gateway.metrics.render() {
+        Ok(text) => {
+            let mut response = Response::new(Body::from(text));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(crate::metrics::TEXT_FORMAT),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "metrics could not be encoded");
+            Caller::from_headers(&headers).problem(&ExchangeError::Internal)
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

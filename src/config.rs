@@ -784,6 +784,15 @@ fn check_certificate_type(
         }
     };
     let lookup_ok = match section.lookup.split_once("{id}") {
+        // The id goes in the path, never in the host or port.
+        Some((before, _))
+            if before
+                .split_once("//")
+                .is_some_and(|(_, authority)| !authority.contains('/')) =>
+        {
+            report.report(format!("{key}.lookup"), "{id} must be in the URL's path");
+            false
+        }
         Some((before, after)) => {
             !after.contains("{id}")
                 && check_upstream_url(

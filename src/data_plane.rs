@@ -5,6 +5,9 @@
 //! - GET `/catalog`: the services and certificate types the caller may use.
 //! - POST `/validate/{schema}[?version=N][&format=own]`: validate a record (JSON) or many
 //!   (NDJSON) without sending them; `format=own` first translates from the caller's layout.
+//! - GET `/certificates/{type}/{id}`: an e-certificate lookup through the cache
+//!   ([`crate::certificates`]); POST `/certificates/{type}/{id}/invalidate`: the issuing
+//!   department drops a cached certificate.
 //! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not draining).
 //!
 //! Anything else is a 404 problem; a listed route with another method is a 405 problem.
@@ -21,6 +24,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::certificates;
 use crate::domain::SchemaVersion;
 use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
@@ -37,6 +41,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/exchange/{*rest}", any(exchange_handler))
         .route("/catalog", get(catalog))
         .route("/validate/{schema}", post(validate))
+        .route("/certificates/{type}/{id}", get(certificates::lookup))
+        .route(
+            "/certificates/{type}/{id}/invalidate",
+            post(certificates::invalidate),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

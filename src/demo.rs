@@ -191,9 +191,14 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     response
 }
 
+/// The e-licence id of the demo's marriage certificate (`demo/certificates/marriage-certificate`).
+const MARRIAGE_CERTIFICATE_ID: &str =
+    "1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.B";
+
 /// The ready-to-paste calls printed at start: the business licence in three layouts, a push in
 /// market regulation's layout (201, and 422 with the errors at its own field names), a dry-run
-/// validation in its own layout and the admin's translation dry-run.
+/// validation in its own layout, the admin's translation dry-run, and certificate lookups (a
+/// miss, a hit, the issuer's invalidation, the admin's flush).
 fn calls(config: &Config, demo_dir: &Path) -> String {
     let data = format!("http://{}", config.gateway.listen);
     let admin = format!("http://{}", config.gateway.admin_listen);
@@ -225,6 +230,7 @@ fn calls(config: &Config, demo_dir: &Path) -> String {
     }
     let impossible_date = quoted(&impossible_date);
     let license = quoted(&license);
+    let marriage_id = MARRIAGE_CERTIFICATE_ID;
     format!(
         r#"
 xgate demo: the gateway is on {data} (data plane) and {admin} (admin plane),
@@ -293,6 +299,34 @@ curl -s '{admin}/admin/translate/market-regulation/business-license?direction=to
 
 # 11. The auditor lists the shared schemas on the admin plane:
 curl -s {admin}/admin/schemas -H 'Authorization: Bearer demo-audit-office'
+
+# 12. The tax bureau looks up an e-business licence (电子营业执照), stating why; the gateway
+#     asks market regulation's issuer and caches the validated answer (-i shows
+#     Xgate-Cache: miss, Age: 0):
+curl -si {data}/certificates/business-license/91350100M000100Y43 \
+  -H 'Authorization: Bearer demo-tax' -H 'Xgate-Purpose: 纳税人登记核验'
+
+# 13. The same lookup again is answered from the cache (Xgate-Cache: hit, Age in seconds);
+#     the issuer is not asked:
+curl -si {data}/certificates/business-license/91350100M000100Y43 \
+  -H 'Authorization: Bearer demo-tax' -H 'Xgate-Purpose: 纳税人登记核验'
+
+# 14. Market regulation, the issuer, drops the cached licence (after a revocation) (204); the
+#     next lookup goes to the issuer again (Xgate-Cache: miss):
+curl -si -X POST {data}/certificates/business-license/91350100M000100Y43/invalidate \
+  -H 'Authorization: Bearer demo-market-regulation'
+
+# 15. Other e-certificates: a marriage certificate (电子结婚证) for public security and a
+#     resident identity (电子居民身份证) for market regulation:
+curl -s {data}/certificates/marriage-certificate/{marriage_id} \
+  -H 'Authorization: Bearer demo-public-security' -H 'Xgate-Purpose: 户籍变更核验'
+curl -s {data}/certificates/resident-identity/350104199003080571 \
+  -H 'Authorization: Bearer demo-market-regulation' -H 'Xgate-Purpose: 法定代表人身份核验'
+
+# 16. The administrator flushes every cached licence, and reads the cache metrics:
+curl -si -X DELETE {admin}/admin/certificates/business-license \
+  -H 'Authorization: Bearer demo-data-bureau'
+curl -s {admin}/metrics | grep certificate
 "#
     )
 }

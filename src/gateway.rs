@@ -7,19 +7,25 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 
 use crate::audit::AuditTrail;
+use crate::certificates::cache::CertificateCache;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 use crate::upstream::{ClientSettings, UpstreamClient};
 
 /// What every request handler shares: the current snapshot, the upstream client, the audit
-/// trail, readiness.
+/// trail, the certificate cache, the metrics, readiness.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     /// The pooled keep-alive client for upstream calls.
     pub upstream: UpstreamClient,
     /// The audit trail's writer and readers.
     pub audit: AuditTrail,
+    /// Certificate lookups by (type, id); outlives configuration snapshots.
+    pub certificates: CertificateCache,
+    /// The Prometheus metrics.
+    pub metrics: Metrics,
     ready: AtomicBool,
 }
 
@@ -37,10 +43,14 @@ impl Gateway {
             connect_timeout: config.gateway.upstream_timeout,
             read_timeout: config.gateway.upstream_timeout,
         });
+        let certificates = CertificateCache::new(&config.certificates);
+        let metrics = Metrics::new()?;
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
             upstream,
             audit,
+            certificates,
+            metrics,
             ready: AtomicBool::new(false),
         }))
     }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod certificates;
 pub mod config;
 pub mod data_plane;
 pub mod demo;
@@ -16,6 +17,7 @@ pub mod gateway;
 pub mod headers;
 pub mod i18n;
 pub mod identifiers;
+pub mod metrics;
 pub mod pointer;
 pub mod problem;
 pub mod projection;

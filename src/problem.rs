@@ -138,6 +138,18 @@ pub enum ExchangeError {
     /// The change conflicts with what exists (a referenced or pinned version).
     #[error("conflict")]
     Conflict(Conflict),
+    /// A certificate lookup without `Xgate-Purpose` (SPEC §8).
+    #[error("purpose required")]
+    PurposeRequired,
+    /// A certificate id that breaks its type's `id_format`: no issuer is asked.
+    #[error("invalid certificate id")]
+    InvalidCertificateId {
+        /// The identifier format the id must have (`cn-uscc`, ...).
+        id_format: String,
+    },
+    /// The issuer has no certificate with this id (possibly remembered by the cache).
+    #[error("certificate not found")]
+    CertificateNotFound,
     /// The gateway failed; the details are in the log, not in the response.
     #[error("internal error")]
     Internal,
@@ -188,7 +200,10 @@ impl ExchangeError {
             ExchangeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ExchangeError::MalformedJson { .. }
             | ExchangeError::InvalidParameter { .. }
-            | ExchangeError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            | ExchangeError::InvalidName(_)
+            | ExchangeError::PurposeRequired => StatusCode::BAD_REQUEST,
+            ExchangeError::InvalidCertificateId { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExchangeError::CertificateNotFound => StatusCode::NOT_FOUND,
             ExchangeError::InvalidSchema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ExchangeError::IncompatibleSchema { .. } | ExchangeError::Conflict(_) => {
                 StatusCode::CONFLICT
@@ -229,6 +244,9 @@ impl ExchangeError {
             ExchangeError::UpstreamUnavailable => "upstream-unavailable",
             ExchangeError::UpstreamTimeout => "upstream-timeout",
             ExchangeError::UpstreamInvalidResponse { .. } => "upstream-invalid-response",
+            ExchangeError::PurposeRequired => "purpose-required",
+            ExchangeError::InvalidCertificateId { .. } => "schema-validation",
+            ExchangeError::CertificateNotFound => "certificate-not-found",
             ExchangeError::Internal => "internal",
         }
     }
@@ -238,7 +256,7 @@ impl ExchangeError {
         match self {
             ExchangeError::Unauthenticated => "unauthenticated",
             ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => "forbidden",
-            ExchangeError::NotFound => "not_found",
+            ExchangeError::NotFound | ExchangeError::CertificateNotFound => "not_found",
             ExchangeError::MalformedJson { .. }
             | ExchangeError::InvalidParameter { .. }
             | ExchangeError::InvalidName(_)
@@ -246,7 +264,9 @@ impl ExchangeError {
             | ExchangeError::IncompatibleSchema { .. }
             | ExchangeError::Conflict(_)
             | ExchangeError::UnsupportedMediaType { .. }
-            | ExchangeError::SchemaValidation { .. } => "invalid_request",
+            | ExchangeError::SchemaValidation { .. }
+            | ExchangeError::PurposeRequired
+            | ExchangeError::InvalidCertificateId { .. } => "invalid_request",
             ExchangeError::PayloadTooLarge { .. } => "too_large",
             ExchangeError::Translation { .. } => "translation_error",
             ExchangeError::UpstreamUnavailable | ExchangeError::Internal => "upstream_error",
@@ -283,6 +303,11 @@ impl ExchangeError {
                 ("Incompatible schema version", "数据规范版本不兼容")
             }
             ExchangeError::Conflict(_) => ("Conflict", "操作冲突"),
+            ExchangeError::PurposeRequired => ("Purpose required", "须说明查询用途"),
+            ExchangeError::InvalidCertificateId { .. } => {
+                ("Invalid certificate id", "证照标识无效")
+            }
+            ExchangeError::CertificateNotFound => ("Certificate not found", "未找到该证照"),
             ExchangeError::Internal => ("Internal error", "网关内部错误"),
         };
         lang.pick(en, zh)
@@ -450,6 +475,23 @@ impl ExchangeError {
                 mode.as_str()
             ),
             ExchangeError::Conflict(conflict) => conflict_detail(conflict, lang),
+            ExchangeError::PurposeRequired if zh => {
+                "查询电子证照须在 Xgate-Purpose 头中说明用途（将记入审计日志）".to_owned()
+            }
+            ExchangeError::PurposeRequired => {
+                "Certificate lookups must state their purpose in Xgate-Purpose (it is recorded for auditors)"
+                    .to_owned()
+            }
+            ExchangeError::InvalidCertificateId { id_format } if zh => {
+                format!("证照标识不符合 {id_format} 格式，未向签发部门查询")
+            }
+            ExchangeError::InvalidCertificateId { id_format } => {
+                format!("The certificate id is not a valid {id_format}; the issuer was not asked")
+            }
+            ExchangeError::CertificateNotFound if zh => "签发部门没有该标识的证照".to_owned(),
+            ExchangeError::CertificateNotFound => {
+                "The issuing department has no certificate with this id".to_owned()
+            }
             ExchangeError::Internal if zh => "网关处理请求时出错，请稍后重试".to_owned(),
             ExchangeError::Internal => {
                 "The gateway failed to handle the request; try again later".to_owned()
@@ -471,6 +513,21 @@ impl ExchangeError {
                 ..
             } => Some(violations.as_slice()),
             _ => None,
+        };
+        let id_violation;
+        let errors = match self {
+            ExchangeError::InvalidCertificateId { id_format } => {
+                id_violation = [Violation::new(
+                    "/id",
+                    "format",
+                    match lang {
+                        Lang::En => format!("Not a valid {id_format}"),
+                        Lang::Zh => format!("不是有效的 {id_format}"),
+                    },
+                )];
+                Some(&id_violation[..])
+            }
+            _ => errors,
         };
         let (reasons, difference) = match self {
             ExchangeError::IncompatibleSchema { report, .. } => (

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use subtle::ConstantTimeEq;
 
+use crate::certificates::issuer::Issuers;
 use crate::config::{Config, Department, Service};
 use crate::domain::DepartmentId;
 use crate::projection::Projection;
@@ -65,6 +66,8 @@ pub struct Snapshot {
     pub config: Config,
     /// The schemas.
     pub registry: Registry,
+    /// The certificate types, with their lookup targets taken apart.
+    pub certificate_issuers: Arc<Issuers>,
     departments: HashMap<DepartmentId, Department>,
     tokens: HashMap<TokenDigest, DepartmentId>,
     routes: HashMap<DepartmentId, HashMap<Box<str>, Arc<Route>>>,
@@ -106,6 +109,7 @@ impl Snapshot {
             departments.insert(department.id.clone(), department.clone());
         }
         Snapshot {
+            certificate_issuers: Arc::new(Issuers::new(&config)),
             config,
             registry,
             departments,
@@ -120,6 +124,7 @@ impl Snapshot {
         Snapshot {
             config: self.config.clone(),
             registry,
+            certificate_issuers: self.certificate_issuers.clone(),
             departments: self.departments.clone(),
             tokens: self.tokens.clone(),
             routes: self.routes.clone(),

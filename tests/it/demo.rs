@@ -360,6 +360,59 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     let dry_run: Value = response.json().await.unwrap();
     assert_eq!(dry_run, shared);
 
+    // 9. Certificate lookups of the three example types reach their simulated issuers once,
+    //    then come from the cache; the issuer's invalidation sends the next lookup back to it.
+    for (path, consumer, field, value) in [
+        (
+            "/certificates/business-license/91350100M000100Y43",
+            "demo-tax",
+            "uscc",
+            "91350100M000100Y43",
+        ),
+        (
+            "/certificates/marriage-certificate/1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.B",
+            "demo-public-security",
+            "certificate_number",
+            "J350102-2021-001347",
+        ),
+        (
+            "/certificates/resident-identity/350104199003080571",
+            "demo-market-regulation",
+            "resident_id",
+            "350104199003080571",
+        ),
+    ] {
+        for expected_cache in ["miss", "hit"] {
+            let response = http
+                .get(format!("{DATA}{path}"))
+                .bearer_auth(consumer)
+                .header("xgate-purpose", "demo")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(response.headers()["xgate-cache"], expected_cache, "{path}");
+            let certificate: Value = response.json().await.unwrap();
+            assert_eq!(certificate[field], value, "{certificate}");
+        }
+    }
+    let license = "/certificates/business-license/91350100M000100Y43";
+    let response = http
+        .post(format!("{DATA}{license}/invalidate"))
+        .bearer_auth("demo-market-regulation")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = http
+        .get(format!("{DATA}{license}"))
+        .bearer_auth("demo-tax")
+        .header("xgate-purpose", "demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["xgate-cache"], "miss");
+
     // SIGTERM stops it cleanly.
     let status = Command::new("kill")
         .arg("-TERM")
@@ -381,6 +434,10 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     );
     assert!(
         stdout.contains("/admin/translate/market-regulation/business-license?direction=to-shared"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/certificates/business-license/91350100M000100Y43/invalidate"),
         "{stdout}"
     );
     drop(demo);

@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod audit;
 mod catalog;
+mod certificates;
 mod cli;
 mod compatibility_fixtures;
 mod config_check;

@@ -1,0 +1,395 @@
+//! Electronic-certificate lookups (SPEC §8): `GET /certificates/{type}/{id}` through the
+//! coalescing cache, and `POST /certificates/{type}/{id}/invalidate` for the issuing department.
+//!
+//! A lookup goes through these phases, in this order ([`lookup`] reads top-down):
+//! identify (401), route (unknown type → 404), authorize (not a consumer → 403), purpose
+//! (`Xgate-Purpose` missing → 400), check id (`id_format` → 422, before any issuer call),
+//! look up (the cache; the issuer only on a miss), to consumer (the shared record into the
+//! caller's layout, on every response, after the cache), record ([`record_lookup`]: metrics and,
+//! with issue 7, the audit entry).
+//!
+//! The cache ([`cache`]) holds shared records, validated by [`issuer::fetch`] before they are
+//! stored; ids never appear in logs or metrics (a SHA-256 does).
+
+pub mod cache;
+pub mod issuer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use sha2::{Digest, Sha256};
+
+use crate::config::Department;
+use crate::data_plane::Caller;
+use crate::exchange::identify_department;
+use crate::gateway::Gateway;
+use crate::metrics::{LookupResult, UNKNOWN};
+use crate::problem::{ExchangeError, TranslationFault};
+use crate::snapshot::Snapshot;
+use crate::translate::Direction;
+use cache::{Answer, CacheEntry, CacheKey, Lookup};
+use issuer::{FetchContext, Issuer};
+
+/// `Xgate-Purpose`: why the caller looks a certificate up (required, audited).
+pub const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
+/// `Xgate-Cache`: `hit`, `miss` or `stale`.
+pub const XGATE_CACHE: HeaderName = HeaderName::from_static("xgate-cache");
+
+/// How the cache answered, for `Xgate-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// A fresh entry.
+    Hit,
+    /// Asked the issuer.
+    Miss,
+    /// An expired entry standing in for a failing issuer.
+    Stale,
+}
+
+impl CacheStatus {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+        }
+    }
+}
+
+/// What one lookup leaves for the record phase: labels from configuration only, the id and the
+/// purpose only as hashes in anything written out.
+pub struct LookupRecord<'a> {
+    /// The lookup's request id.
+    pub request_id: &'a str,
+    /// The configured type, or [`UNKNOWN`].
+    pub certificate_type: &'a str,
+    /// The identified consumer, or [`UNKNOWN`].
+    pub consumer: &'a str,
+    /// `Xgate-Purpose` as sent (stored by the audit trail; logged only as length and hash).
+    pub purpose: Option<&'a [u8]>,
+    /// SHA-256 of the id, once it passed the format check.
+    pub id_sha256: Option<[u8; 32]>,
+    /// How the lookup ended.
+    pub result: LookupResult,
+    /// The response status.
+    pub status: StatusCode,
+    /// Time from the request to the response.
+    pub elapsed: Duration,
+}
+
+/// The record phase of a lookup: counts it in `xgate_certificate_lookups_total` and logs an
+/// event without the id or the purpose (answered lookups at debug level, refusals and failures
+/// at info, as exchanges are). This is the one place the audit entry of the lookup will be
+/// written (issue 7: `record.purpose`, `record.id_sha256`, status, result).
+pub fn record_lookup(gateway: &Gateway, record: &LookupRecord<'_>) {
+    gateway
+        .metrics
+        .certificate_lookup(record.certificate_type, record.consumer, record.result);
+    macro_rules! event {
+        ($level:expr) => {
+            // The hashes are computed only when the event is written.
+            if tracing::enabled!($level) {
+                let id_sha256 = record.id_sha256.map(hex::encode);
+                let purpose_sha256 = record
+                    .purpose
+                    .map(|purpose| hex::encode(Sha256::digest(purpose)));
+                tracing::event!(
+                    $level,
+                    request_id = record.request_id,
+                    certificate_type = record.certificate_type,
+                    consumer = record.consumer,
+                    id_sha256 = id_sha256.as_deref(),
+                    purpose_bytes = record.purpose.map(<[u8]>::len),
+                    purpose_sha256 = purpose_sha256.as_deref(),
+                    result = record.result.as_str(),
+                    status = record.status.as_u16(),
+                    total_ms = record.elapsed.as_secs_f64() * 1000.0,
+                    "certificate lookup"
+                );
+            }
+        };
+    }
+    if record.result == LookupResult::Error {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::DEBUG);
+    }
+}
+
+/// A lookup's answer before it becomes a response.
+struct Answered {
+    cache: CacheStatus,
+    age: Duration,
+    /// The body in the caller's layout, or the problem (certificate not found, a record the
+    /// caller's format cannot express).
+    body: Result<Bytes, ExchangeError>,
+}
+
+/// GET `/certificates/{type}/{id}`.
+pub async fn lookup(
+    State(gateway): State<Arc<Gateway>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let started = Instant::now();
+    let caller = Caller::from_headers(&headers);
+    let snapshot = gateway.snapshot();
+    let mut record = LookupRecord {
+        request_id: &caller.request_id,
+        certificate_type: UNKNOWN,
+        consumer: UNKNOWN,
+        purpose: None,
+        id_sha256: None,
+        result: LookupResult::Error,
+        status: StatusCode::OK,
+        elapsed: Duration::ZERO,
+    };
+    let response = match run_lookup(&gateway, &snapshot, path, &headers, &caller, &mut record).await
+    {
+        Ok(answered) => respond(&caller, answered),
+        Err(error) => caller.problem(&error),
+    };
+    record.status = response.status();
+    record.elapsed = started.elapsed();
+    record_lookup(&gateway, &record);
+    response
+}
+
+/// The phases of a lookup up to the answer; a refusal before the cache is an `Err`.
+async fn run_lookup<'s>(
+    gateway: &Arc<Gateway>,
+    snapshot: &'s Arc<Snapshot>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: &'s HeaderMap,
+    caller: &Caller,
+    record: &mut LookupRecord<'s>,
+) -> Result<Answered, ExchangeError> {
+    let consumer = identify_department(snapshot, headers)?;
+    record.consumer = consumer.id.as_str();
+    let (certificate_type, id) = path_parts(path)?;
+    let issuer = route(snapshot, &certificate_type)?;
+    record.certificate_type = issuer.settings.certificate_type.as_str();
+    authorize(consumer, issuer)?;
+    record.purpose = Some(purpose(headers)?);
+    check_id(issuer, &id)?;
+    record.id_sha256 = Some(Sha256::digest(id.as_bytes()).into());
+    let key = CacheKey {
+        certificate_type: issuer.settings.certificate_type.clone(),
+        id: id.into(),
+    };
+    let fetch = issuer::fetch(
+        FetchContext {
+            gateway: gateway.clone(),
+            snapshot: snapshot.clone(),
+            request_id: caller.request_id.clone(),
+        },
+        issuer.clone(),
+        key.id.clone(),
+    );
+    let (cache, entry) = match gateway.certificates.lookup(key, fetch).await {
+        Lookup::Hit(entry) => (CacheStatus::Hit, entry),
+        Lookup::Miss(entry) => (CacheStatus::Miss, entry),
+        Lookup::Stale(entry, error) => {
+            tracing::info!(
+                certificate_type = record.certificate_type,
+                problem = error.problem_type(),
+                "certificate issuer failed; serving a stale entry"
+            );
+            (CacheStatus::Stale, entry)
+        }
+        Lookup::Failed(error) => return Err(error),
+    };
+    record.result = match (&entry.answer, cache) {
+        (Answer::NotFound, _) => LookupResult::NotFound,
+        (_, CacheStatus::Hit) => LookupResult::Hit,
+        (_, CacheStatus::Miss) => LookupResult::Miss,
+        (_, CacheStatus::Stale) => LookupResult::Stale,
+    };
+    let body = to_consumer(snapshot, consumer, issuer, &entry, caller);
+    if body.is_err() {
+        record.result = match entry.answer {
+            Answer::NotFound => LookupResult::NotFound,
+            Answer::Found(_) => LookupResult::Error,
+        };
+    }
+    Ok(Answered {
+        cache,
+        age: entry.age(Instant::now()),
+        body,
+    })
+}
+
+/// The type and id from the path; an id that is not UTF-8 once percent-decoded is a 400.
+pub fn path_parts(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ExchangeError> {
+    path.map(|Path(parts)| parts)
+        .map_err(|_| ExchangeError::InvalidParameter { name: "id" })
+}
+
+/// Route: the configured type (404 otherwise).
+pub fn route<'s>(
+    snapshot: &'s Snapshot,
+    certificate_type: &str,
+) -> Result<&'s Arc<Issuer>, ExchangeError> {
+    snapshot
+        .certificate_issuers
+        .get(certificate_type)
+        .ok_or(ExchangeError::NotFound)
+}
+
+/// Authorize: the caller is one of the type's consumers (403 otherwise).
+fn authorize(consumer: &Department, issuer: &Issuer) -> Result<(), ExchangeError> {
+    if issuer.settings.consumers.contains(&consumer.id) {
+        Ok(())
+    } else {
+        Err(ExchangeError::Forbidden)
+    }
+}
+
+/// Purpose: `Xgate-Purpose`, not blank (400 `purpose-required` otherwise). Its bytes are kept
+/// as sent (header limits bound them): a purpose in Chinese is UTF-8 and not a visible-ASCII
+/// header value.
+fn purpose(headers: &HeaderMap) -> Result<&[u8], ExchangeError> {
+    headers
+        .get(XGATE_PURPOSE)
+        .map(HeaderValue::as_bytes)
+        .filter(|purpose| !purpose.trim_ascii().is_empty())
+        .ok_or(ExchangeError::PurposeRequired)
+}
+
+/// Check id: the type's `id_format`, before any issuer call (422 otherwise).
+pub fn check_id(issuer: &Issuer, id: &str) -> Result<(), ExchangeError> {
+    if issuer.accepts_id(id) {
+        Ok(())
+    } else {
+        Err(ExchangeError::InvalidCertificateId {
+            id_format: issuer.settings.id_format.clone(),
+        })
+    }
+}
+
+/// To consumer: the shared record in the caller's layout when it has a format for the type's
+/// schema (a record it cannot express is the gateway's 502), as cached otherwise.
+fn to_consumer(
+    snapshot: &Snapshot,
+    consumer: &Department,
+    issuer: &Issuer,
+    entry: &CacheEntry,
+    caller: &Caller,
+) -> Result<Bytes, ExchangeError> {
+    let record = match &entry.answer {
+        Answer::NotFound => return Err(ExchangeError::CertificateNotFound),
+        Answer::Found(record) => record,
+    };
+    let schema_name = issuer.settings.schema.name.as_str();
+    let Some(format) = consumer.formats.get(schema_name) else {
+        return Ok(record.bytes.clone());
+    };
+    match format.translate(&record.value, Direction::FromShared) {
+        // Serializing a translated value cannot fail.
+        Ok(own) => Ok(Bytes::from(serde_json::to_vec(&own).unwrap_or_default())),
+        Err(errors) => {
+            tracing::warn!(
+                certificate_type = %issuer.settings.certificate_type,
+                consumer = %consumer.id,
+                errors = errors.len(),
+                "a certificate does not translate into the consumer's layout"
+            );
+            let schema = snapshot
+                .registry
+                .resolve(&issuer.settings.schema)
+                .map(|schema| schema.label())
+                .unwrap_or_else(|_| issuer.settings.schema.to_string());
+            Err(ExchangeError::Translation {
+                schema,
+                department: consumer.id.to_string(),
+                direction: Direction::FromShared,
+                fault: TranslationFault::Gateway,
+                violations: errors
+                    .iter()
+                    .map(|error| error.to_violation(caller.lang))
+                    .collect(),
+            })
+        }
+    }
+}
+
+/// The response: the record (or the problem) with `Xgate-Cache`, `Age` and `Cache-Control:
+/// no-store` (certificates carry personal data: no shared cache on the way keeps them).
+fn respond(caller: &Caller, answered: Answered) -> Response<Body> {
+    let mut response = match answered.body {
+        Ok(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            caller.tag(response)
+        }
+        Err(error) => caller.problem(&error),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        XGATE_CACHE,
+        HeaderValue::from_static(answered.cache.as_str()),
+    );
+    headers.insert(header::AGE, HeaderValue::from(answered.age.as_secs()));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// POST `/certificates/{type}/{id}/invalidate`: the issuing department drops a cached
+/// certificate (after a revocation or a change); 204. Other departments get 403.
+pub async fn invalidate(
+    State(gateway): State<Arc<Gateway>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    let snapshot = gateway.snapshot();
+    let outcome = async {
+        let department = identify_department(&snapshot, &headers)?;
+        let (certificate_type, id) = path_parts(path)?;
+        let issuer = route(&snapshot, &certificate_type)?;
+        if issuer.settings.issuer != department.id {
+            return Err(ExchangeError::Forbidden);
+        }
+        check_id(issuer, &id)?;
+        drop_certificate(&gateway, issuer, &id, department.id.as_str()).await;
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => no_content(&caller),
+        Err(error) => caller.problem(&error),
+    }
+}
+
+/// Drops one certificate from the cache and logs who did (the id as a hash).
+pub async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: &str) {
+    let key = CacheKey {
+        certificate_type: issuer.settings.certificate_type.clone(),
+        id: id.into(),
+    };
+    gateway.certificates.invalidate(&key).await;
+    tracing::info!(
+        certificate_type = %issuer.settings.certificate_type,
+        id_sha256 = %hex::encode(Sha256::digest(id.as_bytes())),
+        by,
+        "certificate invalidated"
+    );
+}
+
+/// 204 with the request id.
+pub fn no_content(caller: &Caller) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    caller.tag(response)
+}

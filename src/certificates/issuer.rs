@@ -1,0 +1,296 @@
+//! Certificate issuers: each type's lookup URL taken apart once at load, and the one call that
+//! asks an issuer for a certificate (the I/O edge of lookups), with its answer checked against
+//! the type's schema before anything is cached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::cache::{Answer, SharedRecord};
+use crate::config::{CertificateTypeSettings, Config};
+use crate::exchange::{is_json_media_type, parse_json};
+use crate::gateway::Gateway;
+use crate::metrics::IssuerStatus;
+use crate::problem::{ExchangeError, TranslationFault};
+use crate::snapshot::Snapshot;
+use crate::translate::Direction;
+use crate::upstream::{self, UpstreamAddress, UpstreamBodyError, UpstreamError};
+
+/// Characters an id keeps in a path segment: the unreserved ones (RFC 3986).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How much of an issuer's non-200 answer is read (so its connection can be reused).
+const DISCARDED_BODY_BYTES: usize = 64 * 1024;
+
+/// A certificate type with what lookups precompute for it.
+#[derive(Debug)]
+pub struct Issuer {
+    /// The type as configured.
+    pub settings: CertificateTypeSettings,
+    /// Where its lookups go.
+    address: UpstreamAddress,
+    /// The origin-form target before the id (`/certificates/business-license/`).
+    target_prefix: String,
+    /// The origin-form target after the id.
+    target_suffix: String,
+    /// The check of `id_format`.
+    check_id: fn(&str) -> bool,
+}
+
+impl Issuer {
+    /// Takes a checked type's lookup URL apart; `None` when it cannot be (configuration checking
+    /// refuses such URLs).
+    fn new(settings: &CertificateTypeSettings) -> Option<Issuer> {
+        let (before, after) = settings.lookup.split_once("{id}")?;
+        let url = url::Url::parse(&format!("{before}0{after}")).ok()?;
+        let address = UpstreamAddress::from_url(&url)?;
+        // The id must be in the path: the origin form starts at the first `/` after `//`.
+        let authority_start = before.find("//")? + 2;
+        let path_start = authority_start + before[authority_start..].find('/')?;
+        let check_id = crate::identifiers::FORMATS
+            .iter()
+            .find(|(name, _)| *name == settings.id_format)?
+            .1;
+        Some(Issuer {
+            settings: settings.clone(),
+            address,
+            target_prefix: before[path_start..].to_owned(),
+            target_suffix: after.to_owned(),
+            check_id,
+        })
+    }
+
+    /// Whether `id` has the type's `id_format`.
+    pub fn accepts_id(&self, id: &str) -> bool {
+        (self.check_id)(id)
+    }
+
+    /// The origin-form target of the lookup of `id` (percent-encoded).
+    fn target(&self, id: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        let mut path = String::with_capacity(
+            self.target_prefix.len() + self.target_suffix.len() + id.len() * 3,
+        );
+        path.push_str(&self.target_prefix);
+        path.extend(utf8_percent_encode(id, PATH_SEGMENT));
+        path.push_str(&self.target_suffix);
+        upstream::origin_form(&path, None)
+    }
+}
+
+/// Every certificate type of a configuration, by type.
+#[derive(Debug, Default)]
+pub struct Issuers {
+    by_type: HashMap<Box<str>, Arc<Issuer>>,
+}
+
+impl Issuers {
+    /// Indexes the certificate types of a checked configuration.
+    pub fn new(config: &Config) -> Issuers {
+        let mut by_type = HashMap::new();
+        for settings in config
+            .departments
+            .iter()
+            .flat_map(|department| department.certificate_types.iter())
+        {
+            match Issuer::new(settings) {
+                Some(issuer) => {
+                    by_type.insert(settings.certificate_type.as_str().into(), Arc::new(issuer));
+                }
+                None => tracing::error!(
+                    certificate_type = %settings.certificate_type,
+                    "a checked certificate type has no usable lookup URL; its lookups are 404s"
+                ),
+            }
+        }
+        Issuers { by_type }
+    }
+
+    /// A type by name.
+    pub fn get(&self, certificate_type: &str) -> Option<&Arc<Issuer>> {
+        self.by_type.get(certificate_type)
+    }
+}
+
+/// What an issuer call needs besides the issuer and the id (owned: the call runs in a task of
+/// its own, shared by every lookup it answers).
+pub struct FetchContext {
+    /// The upstream client and the metrics.
+    pub gateway: Arc<Gateway>,
+    /// The configuration and schemas in force when the fetch started.
+    pub snapshot: Arc<Snapshot>,
+    /// The request id of the lookup that started the call.
+    pub request_id: String,
+}
+
+/// Asks the issuer for `id`: 200 → the certificate, checked against the type's schema and in
+/// the shared layout; 404 → not found; anything else, a timeout or a broken connection → the
+/// error the caller gets when no stale entry stands in. Counted in
+/// `xgate_certificate_issuer_requests_total`.
+pub async fn fetch(
+    context: FetchContext,
+    issuer: Arc<Issuer>,
+    id: Arc<str>,
+) -> Result<Answer, ExchangeError> {
+    let call = call(&context, &issuer, &id);
+    let timeout = context.snapshot.config.gateway.upstream_timeout;
+    let (status, result) = match tokio::time::timeout(timeout, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => (IssuerStatus::Timeout, Err(ExchangeError::UpstreamTimeout)),
+    };
+    let certificate_type = issuer.settings.certificate_type.as_str();
+    context
+        .gateway
+        .metrics
+        .certificate_issuer_request(certificate_type, status);
+    match result? {
+        None => Ok(Answer::NotFound),
+        Some(body) => shared_record(&context, &issuer, &body).map(|record| {
+            Answer::Found(Arc::new(SharedRecord {
+                // Serializing a value that was just parsed cannot fail.
+                bytes: Bytes::from(serde_json::to_vec(&record).unwrap_or_default()),
+                value: record,
+            }))
+        }),
+    }
+}
+
+/// The HTTP exchange with the issuer: `Some(body)` for a 200, `None` for a 404.
+async fn call(
+    context: &FetchContext,
+    issuer: &Issuer,
+    id: &str,
+) -> (IssuerStatus, Result<Option<Bytes>, ExchangeError>) {
+    let certificate_type = issuer.settings.certificate_type.as_str();
+    let Ok(target) = issuer.target(id) else {
+        // The id passed its format check, so it encodes to a valid target.
+        tracing::error!(
+            certificate_type,
+            "a checked certificate id made no valid target"
+        );
+        return (IssuerStatus::Error, Err(ExchangeError::Internal));
+    };
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = target;
+    let headers = request.headers_mut();
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(&context.request_id) {
+        headers.insert(crate::headers::X_REQUEST_ID, value);
+    }
+    let response = match context
+        .gateway
+        .upstream
+        .send(&issuer.address, request)
+        .await
+    {
+        Ok(response) => response,
+        Err(UpstreamError::ConnectTimeout) => {
+            return (IssuerStatus::Timeout, Err(ExchangeError::UpstreamTimeout));
+        }
+        Err(error) => {
+            tracing::warn!(certificate_type, %error, "certificate issuer call failed");
+            return (IssuerStatus::Error, Err(ExchangeError::UpstreamUnavailable));
+        }
+    };
+    let status = IssuerStatus::of(response.status());
+    let (parts, body) = response.into_parts();
+    if parts.status != StatusCode::OK {
+        // Read a little so the connection can go back to the pool; the content is not used.
+        let _ = Limited::new(body, DISCARDED_BODY_BYTES).collect().await;
+        if parts.status == StatusCode::NOT_FOUND {
+            return (status, Ok(None));
+        }
+        tracing::warn!(
+            certificate_type,
+            status = parts.status.as_u16(),
+            "certificate issuer answered neither 200 nor 404"
+        );
+        return (status, Err(ExchangeError::UpstreamUnavailable));
+    }
+    let invalid = || ExchangeError::UpstreamInvalidResponse {
+        schema: issuer.settings.schema.to_string(),
+        violation_count: 0,
+    };
+    if !is_json_media_type(&parts.headers) {
+        return (status, Err(invalid()));
+    }
+    let limit = context.snapshot.config.gateway.max_body_bytes;
+    let read = match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(Some(collected.to_bytes())),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(invalid()),
+        Err(error) => match error.downcast_ref::<UpstreamBodyError>() {
+            Some(UpstreamBodyError::ReadTimeout) => Err(ExchangeError::UpstreamTimeout),
+            _ => Err(ExchangeError::UpstreamUnavailable),
+        },
+    };
+    (status, read)
+}
+
+/// The issuer's 200 body as a shared record: JSON, through the issuer's format when it has one
+/// for the schema, valid against the type's schema (pure).
+fn shared_record(
+    context: &FetchContext,
+    issuer: &Issuer,
+    body: &[u8],
+) -> Result<serde_json::Value, ExchangeError> {
+    let certificate_type = issuer.settings.certificate_type.as_str();
+    let schema = context
+        .snapshot
+        .registry
+        .resolve(&issuer.settings.schema)
+        .map_err(|reason| {
+            tracing::error!(certificate_type, %reason, "a checked certificate schema did not resolve");
+            ExchangeError::Internal
+        })?;
+    let invalid = |violation_count| ExchangeError::UpstreamInvalidResponse {
+        schema: schema.label(),
+        violation_count,
+    };
+    let record = parse_json(body).map_err(|_| invalid(0))?;
+    let format = context
+        .snapshot
+        .department(issuer.settings.issuer.as_str())
+        .and_then(|department| department.formats.get(&schema.name));
+    let record = match format {
+        None => record,
+        Some(format) => format
+            .translate(&record, Direction::ToShared)
+            .map_err(|errors| ExchangeError::Translation {
+                schema: schema.label(),
+                department: issuer.settings.issuer.to_string(),
+                direction: Direction::ToShared,
+                fault: TranslationFault::Upstream,
+                // Counted in the detail, never shown: they hold the issuer's values.
+                violations: errors
+                    .iter()
+                    .map(|error| error.to_violation(crate::i18n::Lang::En))
+                    .collect(),
+            })
+            .inspect_err(|_| {
+                tracing::warn!(
+                    certificate_type,
+                    "certificate issuer answer does not translate"
+                )
+            })?,
+    };
+    let violations = schema.validate(&record, crate::i18n::Lang::En);
+    if !violations.is_empty() {
+        tracing::warn!(
+            certificate_type,
+            schema = %schema.label(),
+            violations = violations.len(),
+            "certificate issuer answer does not match its schema; not cached"
+        );
+        return Err(invalid(violations.len()));
+    }
+    Ok(record)
+}

@@ -1,0 +1,781 @@
+//! Certificate lookups (SPEC §8) against a real issuer server on port 0 that counts its calls:
+//! the cache (hit, miss, expiry, remembered 404s, stale answers, capacity), coalescing of
+//! concurrent lookups, validation before caching, invalidation, refusals and hostile ids.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::routing::get;
+use http::{Response, StatusCode};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::forwarding::raw_http;
+use crate::helpers::*;
+
+/// How long a poll for something the cache does on its own (an expiry) may take: a safety net
+/// against a hung test, not a timing assertion.
+const POLL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the test issuer answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// 200 with the certificate for known ids, 404 otherwise.
+    Serve,
+    /// 500 for everything.
+    Fail,
+    /// 200 with a body the schema refuses.
+    Invalid,
+    /// Never answers.
+    Hang,
+}
+
+/// A certificate issuer: answers `/certs/{id}` per its [`Mode`], held back while its gate is
+/// closed, and counts its calls.
+struct Issuer {
+    upstream: Upstream,
+    mode: Arc<Mutex<Mode>>,
+    gate: watch::Sender<bool>,
+}
+
+impl Issuer {
+    async fn start() -> Issuer {
+        let mode = Arc::new(Mutex::new(Mode::Serve));
+        let (gate, opened) = watch::channel(true);
+        let state = mode.clone();
+        let router = Router::new().route(
+            "/certs/{id}",
+            get(move |Path(id): Path<String>| {
+                let mode = *state.lock().unwrap();
+                let mut opened = opened.clone();
+                async move {
+                    let _ = opened.wait_for(|open| *open).await;
+                    issuer_answer(mode, &id).await
+                }
+            }),
+        );
+        Issuer {
+            upstream: Upstream::start(router).await,
+            mode,
+            gate,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> usize {
+        self.upstream.call_count()
+    }
+
+    fn lookup_url(&self) -> String {
+        self.upstream.url("/certs/{id}")
+    }
+}
+
+async fn issuer_answer(mode: Mode, id: &str) -> Response<Body> {
+    let (status, body) = match mode {
+        Mode::Serve if id.as_bytes().get(8) != Some(&b'N') => (StatusCode::OK, certificate(id)),
+        Mode::Serve => (
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such certificate"}),
+        ),
+        Mode::Fail => (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "down"})),
+        Mode::Invalid => (StatusCode::OK, json!({"uscc": id, "status": "bogus"})),
+        Mode::Hang => std::future::pending().await,
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// The `n`th valid unified social credit code of the tests.
+fn known_id(n: u32) -> String {
+    xgate::identifiers::uscc_with_check(&format!("91350100M{n:08}")).unwrap()
+}
+
+/// A valid id the issuer does not know (it answers 404 for ids with `N` where tests put `M`).
+fn unknown_id() -> String {
+    xgate::identifiers::uscc_with_check("91350100N00000001").unwrap()
+}
+
+/// The issuer's certificate for `id`, in the shared layout of [`license_schema`].
+fn certificate(id: &str) -> Value {
+    json!({"uscc": id, "name": "福州闽江数据科技有限公司", "status": "active"})
+}
+
+/// Cache timings and limits of one test gateway.
+struct Settings {
+    capacity: u64,
+    ttl_seconds: u64,
+    not_found_ttl_seconds: u64,
+    stale_if_error_seconds: u64,
+    upstream_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            capacity: 1000,
+            ttl_seconds: 300,
+            not_found_ttl_seconds: 300,
+            stale_if_error_seconds: 3600,
+            upstream_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// A gateway where `issuer` issues type `licence` (schema `license`, ids `cn-uscc`) to `tax`
+/// (shared layout) and `civil` (its own layout); `outsider` may not look up; `admin` is admin.
+async fn gateway(issuer: &Issuer, settings: Settings) -> TestGateway {
+    let Settings {
+        capacity,
+        ttl_seconds,
+        not_found_ttl_seconds,
+        stale_if_error_seconds,
+        upstream_timeout_ms,
+    } = settings;
+    ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .gateway(&format!("upstream_timeout_ms = {upstream_timeout_ms}"))
+        .main(&format!(
+            "[certificates]\ncapacity = {capacity}\nttl_seconds = {ttl_seconds}\nnot_found_ttl_seconds = {not_found_ttl_seconds}\nstale_if_error_seconds = {stale_if_error_seconds}"
+        ))
+        .department(
+            "market",
+            "department",
+            &format!(
+                r#"
+[certificates.licence]
+lookup = "{}"
+schema = "license"
+id_format = "cn-uscc"
+consumers = ["tax", "civil"]
+"#,
+                issuer.lookup_url()
+            ),
+        )
+        .department("tax", "department", "")
+        .department(
+            "civil",
+            "department",
+            r#"
+[formats.license]
+unmapped = "drop"
+fields = [
+  { own = "/SHXYDM", shared = "/uscc" },
+  { own = "/DWMC", shared = "/name" },
+  { own = "/DJZT", shared = "/status", codes = { "存续" = "active", "吊销" = "revoked", "注销" = "cancelled" } },
+]
+"#,
+        )
+        .department("outsider", "department", "")
+        .department("admin", "admin", "")
+        .start()
+        .await
+}
+
+/// A lookup as `department` with a purpose.
+async fn look_up(gateway: &TestGateway, department: &str, id: &str) -> reqwest::Response {
+    gateway
+        .call(
+            Method::GET,
+            &format!("/certificates/licence/{id}"),
+            department,
+        )
+        .header("Xgate-Purpose", "企业开户核验 account opening check")
+        .send()
+        .await
+        .unwrap()
+}
+
+fn cache_header(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("xgate-cache")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn age(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("age")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("an Age header")
+}
+
+/// Looks `id` up until the cache answers `wanted`, every answer before being `while_waiting`.
+async fn poll_until(
+    gateway: &TestGateway,
+    id: &str,
+    while_waiting: &str,
+    wanted: &str,
+) -> reqwest::Response {
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    loop {
+        let response = look_up(gateway, "tax", id).await;
+        let cache = cache_header(&response);
+        if cache == wanted {
+            return response;
+        }
+        assert_eq!(cache, while_waiting, "status {}", response.status());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cache never answered {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metrics(gateway: &TestGateway) -> String {
+    let response = gateway
+        .client
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_miss_then_hits_ask_the_issuer_once() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let id = known_id(1);
+
+    let first = look_up(&gateway, "tax", &id).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(cache_header(&first), "miss");
+    assert_eq!(age(&first), 0);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    assert!(first.headers().contains_key("x-request-id"));
+    assert_eq!(first.json::<Value>().await.unwrap(), certificate(&id));
+
+    for _ in 0..3 {
+        let again = look_up(&gateway, "tax", &id).await;
+        assert_eq!(again.status(), StatusCode::OK);
+        assert_eq!(cache_header(&again), "hit");
+        assert_eq!(again.json::<Value>().await.unwrap(), certificate(&id));
+    }
+    assert_eq!(issuer.calls(), 1);
+
+    let text = metrics(&gateway).await;
+    for line in [
+        r#"xgate_certificate_lookups_total{consumer="tax",result="miss",type="licence"} 1"#,
+        r#"xgate_certificate_lookups_total{consumer="tax",result="hit",type="licence"} 3"#,
+        r#"xgate_certificate_issuer_requests_total{status="200",type="licence"} 1"#,
+        "xgate_certificate_cache_entries 1",
+        "xgate_build_info{version=",
+    ] {
+        assert!(text.contains(line), "{line} missing in\n{text}");
+    }
+    assert!(!text.contains(&id), "an id in the metrics");
+}
+
+#[tokio::test]
+async fn a_consumer_with_a_format_gets_its_own_layout_from_the_same_entry() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let id = known_id(2);
+
+    let shared = look_up(&gateway, "tax", &id).await;
+    assert_eq!(cache_header(&shared), "miss");
+    let own = look_up(&gateway, "civil", &id).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(cache_header(&own), "hit");
+    assert_eq!(
+        own.json::<Value>().await.unwrap(),
+        json!({"SHXYDM": id, "DWMC": "福州闽江数据科技有限公司", "DJZT": "存续"})
+    );
+    assert_eq!(issuer.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_lookups_of_one_uncached_id_make_one_issuer_call() {
+    const LOOKUPS: usize = 1000;
+    let issuer = Issuer::start().await;
+    let gateway = Arc::new(gateway(&issuer, Settings::default()).await);
+    let id = known_id(3);
+    // The issuer holds its answer until every lookup waits on the one fetch, so the lookups
+    // are concurrent for certain, not merely close in time.
+    issuer.gate.send_replace(false);
+    let lookups: Vec<_> = (0..LOOKUPS)
+        .map(|_| {
+            let gateway = gateway.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let response = look_up(&gateway, "tax", &id).await;
+                let status = response.status();
+                let cache = cache_header(&response);
+                (status, cache, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while gateway.gateway.certificates.waiting_lookups() < LOOKUPS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} lookups waiting",
+            gateway.gateway.certificates.waiting_lookups()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gateway.gateway.certificates.fetches_in_flight(), 1);
+    issuer.gate.send_replace(true);
+    for lookup in lookups {
+        let (status, cache, body) = lookup.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(cache, "miss");
+        assert_eq!(body, certificate(&id));
+    }
+    assert_eq!(issuer.calls(), 1);
+    assert_eq!(gateway.gateway.certificates.fetches_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn entries_expire_after_the_ttl() {
+    let issuer = Issuer::start().await;
+    let settings = Settings {
+        ttl_seconds: 1,
+        stale_if_error_seconds: 0,
+        ..Settings::default()
+    };
+    let gateway = gateway(&issuer, settings).await;
+    let id = known_id(4);
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "miss");
+    let refreshed = poll_until(&gateway, &id, "hit", "miss").await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert_eq!(issuer.calls(), 2);
+}
+
+#[tokio::test]
+async fn an_issuer_404_is_remembered_for_the_not_found_ttl() {
+    let issuer = Issuer::start().await;
+    let settings = Settings {
+        not_found_ttl_seconds: 1,
+        ..Settings::default()
+    };
+    let gateway = gateway(&issuer, settings).await;
+    let id = unknown_id();
+
+    let first = look_up(&gateway, "tax", &id).await;
+    assert_eq!(cache_header(&first), "miss");
+    let (status, body) = problem(first).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["type"], "urn:xgate:problem:certificate-not-found");
+
+    let remembered = look_up(&gateway, "tax", &id).await;
+    assert_eq!(cache_header(&remembered), "hit");
+    assert!(remembered.headers().contains_key("age"));
+    let (status, body) = problem(remembered).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["type"], "urn:xgate:problem:certificate-not-found");
+    assert_eq!(issuer.calls(), 1);
+
+    let asked_again = poll_until(&gateway, &id, "hit", "miss").await;
+    assert_eq!(asked_again.status(), StatusCode::NOT_FOUND);
+    assert_eq!(issuer.calls(), 2);
+    let text = metrics(&gateway).await;
+    assert!(
+        text.contains(r#"result="not_found",type="licence"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"xgate_certificate_issuer_requests_total{status="404",type="licence"} 2"#)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_entry_is_served_while_the_issuer_fails_or_is_down() {
+    let issuer = Issuer::start().await;
+    let settings = Settings {
+        ttl_seconds: 1,
+        ..Settings::default()
+    };
+    let gateway = gateway(&issuer, settings).await;
+    let id = known_id(5);
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "miss");
+
+    issuer.set(Mode::Fail);
+    let stale = poll_until(&gateway, &id, "hit", "stale").await;
+    assert_eq!(stale.status(), StatusCode::OK);
+    assert!(age(&stale) >= 1);
+    assert_eq!(stale.json::<Value>().await.unwrap(), certificate(&id));
+    let calls_while_failing = issuer.calls();
+    assert!(calls_while_failing >= 2);
+
+    // The issuer stops altogether: connections are refused, the stale entry still answers.
+    drop(issuer);
+    let stale = look_up(&gateway, "tax", &id).await;
+    assert_eq!(stale.status(), StatusCode::OK);
+    assert_eq!(cache_header(&stale), "stale");
+    assert_eq!(stale.json::<Value>().await.unwrap(), certificate(&id));
+
+    let text = metrics(&gateway).await;
+    assert!(text.contains(r#"result="stale",type="licence"}"#), "{text}");
+    assert!(
+        text.contains(r#"xgate_certificate_issuer_requests_total{status="5xx",type="licence"}"#)
+    );
+    assert!(
+        text.contains(r#"xgate_certificate_issuer_requests_total{status="error",type="licence"}"#)
+    );
+}
+
+#[tokio::test]
+async fn without_an_entry_a_failing_issuer_is_a_502_or_504() {
+    let issuer = Issuer::start().await;
+    let settings = Settings {
+        upstream_timeout_ms: 300,
+        ..Settings::default()
+    };
+    let gateway = gateway(&issuer, settings).await;
+
+    issuer.set(Mode::Fail);
+    let (status, body) = problem(look_up(&gateway, "tax", &known_id(6)).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["type"], "urn:xgate:problem:upstream-unavailable");
+
+    issuer.set(Mode::Hang);
+    let (status, body) = problem(look_up(&gateway, "tax", &known_id(6)).await).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body["type"], "urn:xgate:problem:upstream-timeout");
+
+    drop(issuer);
+    let (status, body) = problem(look_up(&gateway, "tax", &known_id(6)).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["type"], "urn:xgate:problem:upstream-unavailable");
+
+    let text = metrics(&gateway).await;
+    assert!(
+        text.contains(
+            r#"xgate_certificate_lookups_total{consumer="tax",result="error",type="licence"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"xgate_certificate_issuer_requests_total{status="timeout",type="licence"} 1"#
+        )
+    );
+    assert!(text.contains("xgate_certificate_cache_entries 0"));
+}
+
+#[tokio::test]
+async fn an_invalid_issuer_answer_is_refused_and_not_cached() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let id = known_id(7);
+
+    issuer.set(Mode::Invalid);
+    for calls in 1..=2 {
+        let response = look_up(&gateway, "tax", &id).await;
+        let (status, body) = problem(response).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body["type"], "urn:xgate:problem:upstream-invalid-response");
+        assert!(!body.to_string().contains("bogus"), "{body}");
+        assert_eq!(issuer.calls(), calls, "the invalid answer was cached");
+    }
+    issuer.set(Mode::Serve);
+    let valid = look_up(&gateway, "tax", &id).await;
+    assert_eq!(valid.status(), StatusCode::OK);
+    assert_eq!(cache_header(&valid), "miss");
+    assert_eq!(issuer.calls(), 3);
+}
+
+#[tokio::test]
+async fn the_issuer_and_admins_drop_entries_and_others_may_not() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let id = known_id(8);
+    let other = known_id(9);
+    let invalidate = format!("/certificates/licence/{id}/invalidate");
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "miss");
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "hit");
+
+    // A consumer may not drop the issuer's entries; nor may anyone without credentials.
+    let refused = gateway
+        .call(Method::POST, &invalidate, "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(refused).await.0, StatusCode::FORBIDDEN);
+    let anonymous = gateway
+        .client
+        .post(gateway.url(&invalidate))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(anonymous).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "hit");
+
+    // The issuing department drops it: the next lookup asks the issuer.
+    let dropped = gateway
+        .call(Method::POST, &invalidate, "market")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), StatusCode::NO_CONTENT);
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "miss");
+    assert_eq!(issuer.calls(), 2);
+
+    // An admin drops one id on the admin plane; a department may not.
+    let one = format!("/certificates/licence/{id}");
+    let admin_one = gateway.admin_url(&format!("/admin{one}"));
+    let refused = gateway
+        .client
+        .delete(&admin_one)
+        .bearer_auth(token("market"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(refused).await.0, StatusCode::FORBIDDEN);
+    let dropped = gateway
+        .client
+        .delete(&admin_one)
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), StatusCode::NO_CONTENT);
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "miss");
+    assert_eq!(issuer.calls(), 3);
+
+    // And the whole type.
+    assert_eq!(
+        cache_header(&look_up(&gateway, "tax", &other).await),
+        "miss"
+    );
+    let dropped = gateway
+        .client
+        .delete(gateway.admin_url("/admin/certificates/licence"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), StatusCode::NO_CONTENT);
+    assert_eq!(cache_header(&look_up(&gateway, "tax", &id).await), "miss");
+    assert_eq!(
+        cache_header(&look_up(&gateway, "tax", &other).await),
+        "miss"
+    );
+    assert_eq!(issuer.calls(), 6);
+
+    // Unknown types and malformed ids are refused, not silently accepted.
+    let unknown = gateway
+        .client
+        .delete(gateway.admin_url("/admin/certificates/permit"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(unknown).await.0, StatusCode::NOT_FOUND);
+    let malformed = gateway
+        .call(
+            Method::POST,
+            "/certificates/licence/nope/invalidate",
+            "market",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(malformed).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn the_cache_keeps_at_most_its_capacity() {
+    let issuer = Issuer::start().await;
+    let settings = Settings {
+        capacity: 10,
+        ..Settings::default()
+    };
+    let gateway = gateway(&issuer, settings).await;
+    for n in 100..150 {
+        let response = look_up(&gateway, "tax", &known_id(n)).await;
+        assert!(
+            [StatusCode::OK, StatusCode::NOT_FOUND].contains(&response.status()),
+            "{}",
+            response.status()
+        );
+    }
+    assert_eq!(issuer.calls(), 50);
+    let certificates = &gateway.gateway.certificates;
+    certificates.run_pending_tasks().await;
+    let entries = certificates.entry_count();
+    assert!((1..=10).contains(&entries), "{entries} entries");
+}
+
+#[tokio::test]
+async fn lookups_without_purpose_rights_or_a_well_formed_id_are_refused_before_the_issuer() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let path = format!("/certificates/licence/{}", known_id(10));
+
+    let anonymous = gateway.client.get(gateway.url(&path)).send().await.unwrap();
+    assert_eq!(problem(anonymous).await.0, StatusCode::UNAUTHORIZED);
+
+    let outsider = look_up(&gateway, "outsider", &known_id(10)).await;
+    assert_eq!(problem(outsider).await.0, StatusCode::FORBIDDEN);
+
+    let unknown_type = gateway
+        .call(
+            Method::GET,
+            &format!("/certificates/permit/{}", known_id(10)),
+            "tax",
+        )
+        .header("Xgate-Purpose", "check")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(unknown_type).await.0, StatusCode::NOT_FOUND);
+
+    for purpose in [None, Some("   ")] {
+        let mut request = gateway.call(Method::GET, &path, "tax");
+        if let Some(purpose) = purpose {
+            request = request.header("Xgate-Purpose", purpose);
+        }
+        let (status, body) = problem(request.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["type"], "urn:xgate:problem:purpose-required");
+    }
+    let chinese = gateway
+        .call(Method::GET, &path, "tax")
+        .header("Accept-Language", "zh-CN")
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = problem(chinese).await;
+    assert_eq!(body["title"], "须说明查询用途");
+
+    let valid = known_id(10);
+    let other_check = if valid.ends_with('0') { '1' } else { '0' };
+    let wrong_check = format!("{}{other_check}", &valid[..17]);
+    for id in [
+        "nope",
+        "91350100M000100Y4",
+        wrong_check.as_str(),
+        "350104199003080571",
+    ] {
+        let (status, body) = problem(look_up(&gateway, "tax", id).await).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{id}");
+        assert_eq!(body["type"], "urn:xgate:problem:schema-validation");
+        assert_eq!(body["errors"][0]["pointer"], "/id");
+        assert!(body["detail"].as_str().unwrap().contains("cn-uscc"));
+    }
+    assert_eq!(issuer.calls(), 0);
+
+    // A Chinese purpose is UTF-8, not a visible-ASCII header value: it is accepted as sent.
+    let chinese_purpose = gateway
+        .call(Method::GET, &path, "tax")
+        .header(
+            "Xgate-Purpose",
+            http::HeaderValue::from_bytes("社保登记核验".as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chinese_purpose.status(), StatusCode::OK);
+    assert_eq!(issuer.calls(), 1);
+
+    let text = metrics(&gateway).await;
+    assert!(
+        text.contains(
+            r#"xgate_certificate_lookups_total{consumer="unknown",result="error",type="unknown"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"xgate_certificate_lookups_total{consumer="outsider",result="error",type="licence"} 1"#
+    ));
+}
+
+#[tokio::test]
+async fn hostile_ids_get_clear_problems_and_the_gateway_keeps_serving() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let bearer = token("tax");
+    let long = "9".repeat(10 * 1024);
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("a/b".to_owned(), 404, "not-found"),
+        ("..".to_owned(), 422, "schema-validation"),
+        ("%2e%2e".to_owned(), 422, "schema-validation"),
+        (
+            "..%2F..%2Fetc%2Fpasswd".to_owned(),
+            422,
+            "schema-validation",
+        ),
+        (format!("{}%2F", known_id(11)), 422, "schema-validation"),
+        (format!("%20{}", known_id(11)), 422, "schema-validation"),
+        ("%FF%FE%00".to_owned(), 400, "invalid-parameter"),
+        ("%E4%B8".to_owned(), 400, "invalid-parameter"),
+        (long, 422, "schema-validation"),
+    ];
+    for (id, status, problem_type) in cases {
+        let request = format!(
+            "GET /certificates/licence/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\nXgate-Purpose: check\r\nConnection: close\r\n\r\n"
+        );
+        let response = raw_http(gateway.data, request.as_bytes())
+            .await
+            .expect("an answer");
+        let shown: String = id.chars().take(40).collect();
+        assert_eq!(response.status, status, "{shown}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json"),
+            "{shown}"
+        );
+        let body = response.json();
+        assert_eq!(
+            body["type"],
+            format!("urn:xgate:problem:{problem_type}"),
+            "{shown}"
+        );
+        assert!(
+            !body.to_string().contains("999999999"),
+            "the id echoed back"
+        );
+    }
+    assert_eq!(issuer.calls(), 0);
+    let served = look_up(&gateway, "tax", &known_id(11)).await;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(issuer.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_lookup_url_with_the_id_outside_its_path_is_a_configuration_error() {
+    let config = ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department(
+            "market",
+            "department",
+            r#"
+[certificates.licence]
+lookup = "http://{id}.example:80/certs"
+schema = "license"
+id_format = "cn-uscc"
+consumers = []
+"#,
+        );
+    config.write_main();
+    let problems = xgate::config::load(&config.main_path(), &xgate::config::Overrides::default())
+        .expect_err("refused");
+    let text = problems.to_string();
+    assert!(text.contains("certificates.licence.lookup"), "{text}");
+    assert!(text.contains("{id} must be in the URL's path"), "{text}");
+}
