@@ -25,8 +25,9 @@ for tool in nginx wrk oha taskset curl python3; do
     echo "$tool is needed (bench/run.sh installs the same tools)" >&2; exit 1; }
 done
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-(cd "$root" && cargo build --release --quiet)
-xgate="${CARGO_TARGET_DIR:-$root/target}/release/xgate"
+# The build to deploy, as bench/run.sh measures it.
+(cd "$root" && cargo build --profile production --quiet)
+xgate="${CARGO_TARGET_DIR:-$root/target}/production/xgate"
 
 data=127.0.0.1:18060
 admin=127.0.0.1:18061
