@@ -1,7 +1,8 @@
 //! The data plane (`[gateway] listen`): what departments call.
 //!
 //! Routes:
-//! - ANY `/exchange/{provider}/{service}[/{rest}]`: the exchange path ([`crate::exchange`]).
+//! - ANY `/exchange/{provider}/{service}[/{rest}]`: the exchange path ([`crate::exchange`]),
+//!   dispatched by [`crate::server`] before this router, in a task of its own.
 //! - GET `/catalog`: the services and certificate types the caller may use.
 //! - POST `/validate/{schema}[?version=N][&format=own]`: validate a record (JSON) or many
 //!   (NDJSON) without sending them; `format=own` first translates from the caller's layout.
@@ -16,8 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::routing::{any, get, post};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -28,17 +29,15 @@ use crate::certificates;
 use crate::domain::SchemaVersion;
 use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
-use crate::headers::{self, Origin};
+use crate::headers;
 use crate::i18n::Lang;
 use crate::problem::ExchangeError;
 use crate::registry::{CompiledSchema, Violation};
-use crate::server::PeerAddr;
 use crate::translate::{Direction, Format};
 
 /// The data plane's routes over the shared gateway state.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/exchange/{*rest}", any(exchange_handler))
         .route("/catalog", get(catalog))
         .route("/validate/{schema}", post(validate))
         .route("/certificates/{type}/{id}", get(certificates::lookup))
@@ -51,17 +50,6 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
-}
-
-async fn exchange_handler(State(gateway): State<Arc<Gateway>>, request: Request) -> Response<Body> {
-    let origin = match request.extensions().get::<PeerAddr>() {
-        Some(peer) => peer.0.clone(),
-        None => Arc::new(Origin::new(
-            std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-            "http",
-        )),
-    };
-    exchange::exchange(&gateway, request, &origin).await
 }
 
 /// The language and request id every non-exchange handler answers with.

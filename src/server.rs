@@ -22,10 +22,6 @@ use crate::config::GatewaySettings;
 use crate::gateway::Gateway;
 use crate::headers::Origin;
 
-/// Where a request came from, set on the extensions of every request the routers serve.
-#[derive(Debug, Clone)]
-pub struct PeerAddr(pub Arc<Origin>);
-
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
 /// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
 /// finally drains the audit queue (every entry queued is committed before this returns).
@@ -127,7 +123,7 @@ impl Plane {
     /// Serves one request.
     fn serve(
         &self,
-        mut request: http::Request<Body>,
+        request: http::Request<Body>,
         origin: &Arc<Origin>,
     ) -> impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + use<> {
         match self {
@@ -149,15 +145,14 @@ impl Plane {
                 })
             }
             Plane::Data { router, .. } | Plane::Admin { router } => {
-                request.extensions_mut().insert(PeerAddr(origin.clone()));
                 Either::Right(router.clone().oneshot(request))
             }
         }
     }
 }
 
-/// `/exchange/` followed by at least one character: the paths the router's `/exchange/{*rest}`
-/// matches.
+/// `/exchange/` followed by at least one character (a service path); anything else, `/exchange/`
+/// itself included, is the router's (a 404 there).
 fn is_exchange_path(path: &str) -> bool {
     path.len() > "/exchange/".len() && path.starts_with("/exchange/")
 }
