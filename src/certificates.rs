@@ -5,8 +5,8 @@
 //! identify (401), route (unknown type → 404), authorize (not a consumer → 403), purpose
 //! (`Xgate-Purpose` missing → 400), check id (`id_format` → 422, before any issuer call),
 //! look up (the cache; the issuer only on a miss), to consumer (the shared record into the
-//! caller's layout, on every response, after the cache), record ([`record_lookup`]: metrics and,
-//! with issue 7, the audit entry).
+//! caller's layout, on every response, after the cache), record ([`record_lookup`]: metrics, log
+//! event and the audit entry, committed before the answer leaves).
 //!
 //! The cache ([`cache`]) holds shared records, validated by [`issuer::fetch`] before they are
 //! stored; ids never appear in logs or metrics (a SHA-256 does).
@@ -21,9 +21,10 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
 use crate::data_plane::Caller;
 use crate::exchange::identify_department;
@@ -77,17 +78,26 @@ pub struct LookupRecord<'a> {
     pub id_sha256: Option<[u8; 32]>,
     /// How the lookup ended.
     pub result: LookupResult,
+    /// The outcome word of a refusal or failure (SPEC §9), for the audit entry; `None` when the
+    /// lookup was answered from the cache or the issuer (the entry then records the result).
+    pub refusal: Option<&'static str>,
+    /// The issuing department, once the type is routed.
+    pub issuer: Option<&'a str>,
     /// The response status.
     pub status: StatusCode,
     /// Time from the request to the response.
     pub elapsed: Duration,
 }
 
-/// The record phase of a lookup: counts it in `xgate_certificate_lookups_total` and logs an
-/// event without the id or the purpose (answered lookups at debug level, refusals and failures
-/// at info, as exchanges are). This is the one place the audit entry of the lookup will be
-/// written (issue 7: `record.purpose`, `record.id_sha256`, status, result).
-pub fn record_lookup(gateway: &Gateway, record: &LookupRecord<'_>) {
+/// The record phase of a lookup: counts it in `xgate_certificate_lookups_total`, logs an event
+/// without the id or the purpose (answered lookups at debug level, refusals and failures at
+/// info, as exchanges are) and returns the lookup's audit entry (the caller commits it before
+/// answering).
+pub fn record_lookup(
+    gateway: &Gateway,
+    record: &LookupRecord<'_>,
+    response: &Response<Body>,
+) -> AuditEntry {
     gateway
         .metrics
         .certificate_lookup(record.certificate_type, record.consumer, record.result);
@@ -120,6 +130,46 @@ pub fn record_lookup(gateway: &Gateway, record: &LookupRecord<'_>) {
     } else {
         event!(tracing::Level::DEBUG);
     }
+    audit_entry(record, response)
+}
+
+/// The audit entry of a lookup (SPEC §9): the type in `service`, the issuer in `provider`, the
+/// id and the purpose only as SHA-256. Its outcome is the cache's answer (`hit`, `miss`,
+/// `stale`), `not_found` for a certificate the issuer does not have, or the refusal's outcome
+/// word — so the trail alone gives the cache's hit ratio.
+fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEntry {
+    let outcome = match (record.refusal, record.result) {
+        (Some(refusal), _) => refusal,
+        (None, LookupResult::Hit | LookupResult::Miss | LookupResult::Stale) => {
+            record.result.as_str()
+        }
+        (None, LookupResult::NotFound) => "not_found",
+        // An answered lookup always has a result; keep the entry truthful if that changes.
+        (None, LookupResult::Error) => "upstream_error",
+    };
+    let known = |label: &str| (label != UNKNOWN).then(|| label.to_owned());
+    AuditEntry {
+        time: crate::audit::now(),
+        kind: EntryKind::Certificate,
+        request_id: record.request_id.to_owned(),
+        consumer: record.consumer.to_owned(),
+        provider: record.issuer.map(str::to_owned),
+        service: known(record.certificate_type),
+        method: Method::GET.to_string(),
+        path_sha256: None,
+        purpose_sha256: record.purpose.map(sha256_hex),
+        status: response.status().as_u16(),
+        outcome: outcome.to_owned(),
+        request_bytes: None,
+        response_bytes: http_body::Body::size_hint(response.body()).exact(),
+        request_sha256: None,
+        response_sha256: None,
+        request_schema: None,
+        response_schema: None,
+        subject_sha256: record.id_sha256.map(hex::encode),
+        total_us: u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX),
+        upstream_us: None,
+    }
 }
 
 /// A lookup's answer before it becomes a response.
@@ -147,18 +197,35 @@ pub async fn lookup(
         purpose: None,
         id_sha256: None,
         result: LookupResult::Error,
+        refusal: None,
+        issuer: None,
         status: StatusCode::OK,
         elapsed: Duration::ZERO,
     };
     let response = match run_lookup(&gateway, &snapshot, path, &headers, &caller, &mut record).await
     {
-        Ok(answered) => respond(&caller, answered),
-        Err(error) => caller.problem(&error),
+        Ok(answered) => {
+            if let Err(error) = &answered.body {
+                record.refusal = Some(error.outcome());
+            }
+            respond(&caller, answered)
+        }
+        Err(error) => {
+            record.refusal = Some(error.outcome());
+            caller.problem(&error)
+        }
     };
     record.status = response.status();
     record.elapsed = started.elapsed();
-    record_lookup(&gateway, &record);
-    response
+    let entry = record_lookup(&gateway, &record, &response);
+    // The entry is committed before the answer leaves, in a task of its own: a caller that
+    // hangs up (dropping this handler) cannot cancel it.
+    let audit = gateway.clone();
+    let committed = tokio::spawn(async move { audit.audit.append(entry).await });
+    match committed.await {
+        Ok(Ok(_)) => response,
+        _ => caller.problem(&ExchangeError::Internal),
+    }
 }
 
 /// The phases of a lookup up to the answer; a refusal before the cache is an `Err`.
@@ -175,6 +242,7 @@ async fn run_lookup<'s>(
     let (certificate_type, id) = path_parts(path)?;
     let issuer = route(snapshot, &certificate_type)?;
     record.certificate_type = issuer.settings.certificate_type.as_str();
+    record.issuer = Some(issuer.settings.issuer.as_str());
     authorize(consumer, issuer)?;
     record.purpose = Some(purpose(headers)?);
     check_id(issuer, &id)?;

@@ -779,3 +779,114 @@ consumers = []
     assert!(text.contains("certificates.licence.lookup"), "{text}");
     assert!(text.contains("{id} must be in the URL's path"), "{text}");
 }
+
+/// Every lookup's audit entry, newest first (as an admin reads them).
+async fn certificate_entries(gateway: &TestGateway) -> Vec<Value> {
+    let response = gateway
+        .client
+        .get(gateway.admin_url("/audit/exchanges?kind=certificate&limit=1000"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page: Value = response.json().await.unwrap();
+    page["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn every_lookup_leaves_an_audit_entry_with_hashes_and_never_the_id_or_purpose() {
+    let issuer = Issuer::start().await;
+    let gateway = gateway(&issuer, Settings::default()).await;
+    let id = known_id(7);
+    let purpose = "企业开户核验 account opening check";
+
+    // miss, hit, a certificate the issuer does not have, then three refusals.
+    assert_eq!(look_up(&gateway, "tax", &id).await.status(), StatusCode::OK);
+    let hit = look_up(&gateway, "civil", &id).await;
+    assert_eq!(hit.status(), StatusCode::OK);
+    let hit_bytes = hit.bytes().await.unwrap().len() as u64;
+    let missing = unknown_id();
+    assert_eq!(
+        look_up(&gateway, "tax", &missing).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let no_purpose = gateway
+        .call(Method::GET, &format!("/certificates/licence/{id}"), "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_purpose.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        look_up(&gateway, "outsider", &id).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let stranger = gateway
+        .client
+        .get(gateway.url(&format!("/certificates/licence/{id}")))
+        .header("Xgate-Purpose", purpose)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+
+    let entries = certificate_entries(&gateway).await;
+    let seen: Vec<(&str, &str, u64)> = entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["consumer"].as_str().unwrap(),
+                entry["outcome"].as_str().unwrap(),
+                entry["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("unknown", "unauthenticated", 401),
+            ("outsider", "forbidden", 403),
+            ("tax", "invalid_request", 400),
+            ("tax", "not_found", 404),
+            ("civil", "hit", 200),
+            ("tax", "miss", 200),
+        ]
+    );
+    let id_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()));
+    let purpose_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(purpose.as_bytes()));
+    for entry in &entries[4..] {
+        assert_eq!(entry["kind"], "certificate");
+        assert_eq!(entry["provider"], "market");
+        assert_eq!(entry["service"], "licence");
+        assert_eq!(entry["method"], "GET");
+        assert_eq!(entry["subject_sha256"], id_sha256.as_str());
+        assert_eq!(entry["purpose_sha256"], purpose_sha256.as_str());
+    }
+    assert_eq!(entries[4]["response_bytes"], hit_bytes);
+    // Refused before the id was checked: no id digest; the type is known once routed.
+    assert_eq!(entries[0]["subject_sha256"], Value::Null);
+    assert_eq!(entries[2]["purpose_sha256"], Value::Null);
+
+    // The raw id and purpose are nowhere in the database or its WAL.
+    let mut bytes = std::fs::read(gateway.audit_path()).unwrap();
+    bytes.extend(std::fs::read(gateway.audit_path().with_extension("db-wal")).unwrap_or_default());
+    for secret in [id.as_bytes(), purpose.as_bytes(), missing.as_bytes()] {
+        assert!(
+            !bytes.windows(secret.len()).any(|window| window == secret),
+            "a raw id or purpose reached the audit database"
+        );
+    }
+
+    // The chain holds them.
+    let verify: Value = gateway
+        .client
+        .get(gateway.admin_url("/audit/verify"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
