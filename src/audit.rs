@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use prometheus::IntCounter;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{AuditHash, AuditSettings};
@@ -108,13 +109,14 @@ impl std::fmt::Debug for AuditTrail {
 impl AuditTrail {
     /// Opens (creating on first start) the database and starts the writer thread. Blocking;
     /// called once at start-up, before any listener serves.
-    pub fn open(settings: &AuditSettings) -> Result<AuditTrail, AuditError> {
+    /// Every committed entry is added to `committed` (`xgate_audit_entries_total`).
+    pub fn open(settings: &AuditSettings, committed: IntCounter) -> Result<AuditTrail, AuditError> {
         let connection = store::open_writer(&settings.path, settings.hash)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let hash = settings.hash;
         std::thread::Builder::new()
             .name("xgate-audit".to_owned())
-            .spawn(move || write_loop(connection, hash, receiver))
+            .spawn(move || write_loop(connection, hash, receiver, committed))
             .map_err(AuditError::Thread)?;
         Ok(AuditTrail {
             sender,
@@ -206,6 +208,7 @@ fn write_loop(
     mut connection: rusqlite::Connection,
     hash: AuditHash,
     mut receiver: mpsc::Receiver<Message>,
+    committed_entries: IntCounter,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
@@ -231,6 +234,7 @@ fn write_loop(
         if !entries.is_empty() {
             match store::append(&mut connection, hash, entries) {
                 Ok(sequences) => {
+                    committed_entries.inc_by(sequences.len() as u64);
                     for (committed, sequence) in acknowledgements.into_iter().zip(sequences) {
                         // A caller that went away (its connection closed) needs no answer.
                         let _ = committed.send(Ok(sequence));

@@ -544,6 +544,12 @@ fn check_department(
             return None;
         }
     };
+    if id.as_str() == crate::metrics::UNKNOWN {
+        report.report(
+            "id",
+            "`unknown` is reserved: metrics and the audit trail name unidentified callers so",
+        );
+    }
     if path.file_stem().and_then(|stem| stem.to_str()) != Some(id.as_str()) {
         report.report(
             "id",

@@ -20,6 +20,7 @@ use crate::config::Department;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
+use crate::metrics::{ExchangeLabels, ExchangeObservation, Metrics, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
@@ -57,6 +58,23 @@ pub struct ExchangeRecord<'s> {
     pub response_sha256: Option<String>,
     /// Time spent waiting for the upstream.
     pub upstream_duration: Option<Duration>,
+}
+
+impl ExchangeRecord<'_> {
+    /// The call's metric labels: configured names, [`UNKNOWN`] for what it did not reach.
+    fn labels(&self) -> ExchangeLabels<'_> {
+        ExchangeLabels {
+            consumer: self
+                .consumer
+                .map_or(UNKNOWN, |consumer| consumer.id.as_str()),
+            provider: self
+                .route
+                .map_or(UNKNOWN, |route| route.service.provider.as_str()),
+            service: self
+                .route
+                .map_or(UNKNOWN, |route| route.service.name.as_str()),
+        }
+    }
 }
 
 /// A request body on its way through the phases.
@@ -121,15 +139,67 @@ pub async fn exchange(
     let result = run_phases(gateway, &snapshot, request, origin, lang, &mut record).await;
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
-        Err(error) => (
-            error.into_response(lang, &record.request_id),
-            error.outcome(),
-        ),
+        Err(error) => {
+            count_failure(&gateway.metrics, &record, &error);
+            (
+                error.into_response(lang, &record.request_id),
+                error.outcome(),
+            )
+        }
     };
     let entry = record_exchange(&record, &response, outcome, started.elapsed());
-    match gateway.audit.append(entry).await {
-        Ok(_) => response,
-        Err(_) => ExchangeError::Internal.into_response(lang, &record.request_id),
+    let (request_bytes, response_bytes) = (entry.request_bytes, entry.response_bytes);
+    let (response, outcome) = match gateway.audit.append(entry).await {
+        Ok(_) => (response, outcome),
+        Err(_) => (
+            ExchangeError::Internal.into_response(lang, &record.request_id),
+            ExchangeError::Internal.outcome(),
+        ),
+    };
+    // The duration includes the audit commit: the answer leaves only after it.
+    gateway.metrics.exchange(&ExchangeObservation {
+        labels: record.labels(),
+        outcome,
+        duration: started.elapsed(),
+        upstream: record.upstream_duration,
+        request_bytes,
+        response_bytes,
+    });
+    response
+}
+
+/// Counts a refused record in `xgate_validation_failures_total` or
+/// `xgate_translation_failures_total` (other failures are counted by outcome only).
+fn count_failure(metrics: &Metrics, record: &ExchangeRecord<'_>, error: &ExchangeError) {
+    let validated = match error {
+        ExchangeError::SchemaValidation { .. } => record
+            .request_schema
+            .as_deref()
+            .map(|schema| (schema, Side::Request)),
+        // No violations: the answer was not JSON at all, which is no schema's verdict.
+        ExchangeError::UpstreamInvalidResponse {
+            violation_count, ..
+        } if *violation_count > 0 => record
+            .response_schema
+            .as_deref()
+            .map(|schema| (schema, Side::Response)),
+        ExchangeError::Translation {
+            schema,
+            department,
+            direction,
+            ..
+        } => {
+            // `name@version` of a registered schema; names cannot hold `@`.
+            let name = schema
+                .split_once('@')
+                .map_or(schema.as_str(), |(name, _)| name);
+            metrics.translation_failure(department, name, *direction);
+            None
+        }
+        _ => None,
+    };
+    if let Some((schema, side)) = validated {
+        metrics.validation_failure(schema.name.as_str(), schema.version.get(), side);
     }
 }
 

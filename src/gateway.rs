@@ -33,18 +33,19 @@ impl Gateway {
     /// Builds the runtime parts from a checked configuration. Opens (creating it on first
     /// start) the audit database, which blocks briefly: call it at start-up.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
-        let audit = AuditTrail::open(&config.audit).with_context(|| {
-            format!(
-                "cannot open the audit trail at {}",
-                config.audit.path.display()
-            )
-        })?;
+        let metrics = Metrics::new()?;
+        let audit =
+            AuditTrail::open(&config.audit, metrics.audit_entries()).with_context(|| {
+                format!(
+                    "cannot open the audit trail at {}",
+                    config.audit.path.display()
+                )
+            })?;
         let upstream = UpstreamClient::new(ClientSettings {
             connect_timeout: config.gateway.upstream_timeout,
             read_timeout: config.gateway.upstream_timeout,
         });
         let certificates = CertificateCache::new(&config.certificates);
-        let metrics = Metrics::new()?;
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
             upstream,

@@ -2,14 +2,82 @@
 //! configuration or from the small enums below, never from request input.
 //!
 //! [`Metrics`] is owned by the [`crate::gateway::Gateway`]; the admin plane serves
-//! [`Metrics::render`] at `GET /metrics`. Each outcome is recorded by one method that updates
-//! every metric it concerns, so a new kind of event (the exchanges of issue 7) is one more
-//! field registered in [`Metrics::new`] and one more recording method.
+//! [`Metrics::render`] at `GET /metrics`. Each kind of event is recorded by one method that
+//! updates every metric it concerns.
+//!
+//! Label sets are bounded by construction: consumer, provider, service, department, schema,
+//! type are configured names (or [`UNKNOWN`] when the request named nothing configured),
+//! version a registered version, and outcome, direction, result and status words of the small
+//! enums here. A reload or a registration can add label values; a request never can.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::time::Duration;
 
-/// The label value for a caller or type that configuration does not name.
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::translate::Direction;
+
+/// The label value for a caller, provider, service or type that configuration does not name
+/// (a reserved word: no department may be called so).
 pub const UNKNOWN: &str = "unknown";
+
+/// Latency buckets of the duration histograms, in seconds: 100 µs to 10 s, about three per
+/// decade (SPEC §9).
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Which side of an exchange a record was validated on (`direction` of
+/// `xgate_validation_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The consumer's request.
+    Request,
+    /// The provider's response.
+    Response,
+}
+
+impl Side {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Request => "request",
+            Side::Response => "response",
+        }
+    }
+}
+
+/// The labels of one exchange: configured names, or [`UNKNOWN`] for what the call did not get
+/// as far as identifying (an unauthenticated caller, a path naming no configured service).
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeLabels<'a> {
+    /// The identified consumer.
+    pub consumer: &'a str,
+    /// The routed service's provider.
+    pub provider: &'a str,
+    /// The routed service.
+    pub service: &'a str,
+}
+
+/// What one finished exchange adds to the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeObservation<'a> {
+    /// Who called what.
+    pub labels: ExchangeLabels<'a>,
+    /// The outcome word of SPEC §9.
+    pub outcome: &'a str,
+    /// Time in the gateway, from the request to the answer.
+    pub duration: Duration,
+    /// Time waiting for the upstream, when it was called.
+    pub upstream: Option<Duration>,
+    /// Request body bytes, when known.
+    pub request_bytes: Option<u64>,
+    /// Response body bytes, when known.
+    pub response_bytes: Option<u64>,
+}
 
 /// The Prometheus text exposition media type.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -91,6 +159,16 @@ impl IssuerStatus {
 /// The gateway's metrics, registered in their own registry (nothing global).
 pub struct Metrics {
     registry: Registry,
+    exchanges: IntCounterVec,
+    exchange_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    validation_failures: IntCounterVec,
+    translation_failures: IntCounterVec,
+    schema_registrations: IntCounterVec,
+    config_reloads: IntCounterVec,
+    audit_entries: IntCounter,
     certificate_lookups: IntCounterVec,
     certificate_issuer_requests: IntCounterVec,
     certificate_cache_entries: IntGauge,
@@ -100,6 +178,67 @@ impl Metrics {
     /// Registers every metric; `xgate_build_info{version}` is set to 1.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(counter.clone()))?;
+            Ok::<_, prometheus::Error>(counter)
+        };
+        let histogram = |name: &str, help: &str| {
+            let histogram = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+                &["provider", "service"],
+            )?;
+            registry.register(Box::new(histogram.clone()))?;
+            Ok::<_, prometheus::Error>(histogram)
+        };
+        let exchanges = counter(
+            "xgate_exchanges_total",
+            "Exchanges by consumer, provider, service and outcome (SPEC §9).",
+            &["consumer", "provider", "service", "outcome"],
+        )?;
+        let exchange_duration = histogram(
+            "xgate_exchange_duration_seconds",
+            "Time from an exchange's request to its answer in the gateway.",
+        )?;
+        let upstream_duration = histogram(
+            "xgate_upstream_duration_seconds",
+            "Time waiting for the provider's answer (its headers).",
+        )?;
+        let request_bytes = counter(
+            "xgate_exchange_request_bytes_total",
+            "Request body bytes of exchanges, as read or declared.",
+            &["consumer", "provider", "service"],
+        )?;
+        let response_bytes = counter(
+            "xgate_exchange_response_bytes_total",
+            "Response body bytes of exchanges, as built or declared.",
+            &["consumer", "provider", "service"],
+        )?;
+        let validation_failures = counter(
+            "xgate_validation_failures_total",
+            "Records refused by their schema, by schema, version and side (request, response).",
+            &["schema", "version", "direction"],
+        )?;
+        let translation_failures = counter(
+            "xgate_translation_failures_total",
+            "Records that did not translate, by department (whose format), schema and direction (to-shared, from-shared).",
+            &["department", "schema", "direction"],
+        )?;
+        let schema_registrations = counter(
+            "xgate_schema_registrations_total",
+            "Schema registrations by outcome.",
+            &["outcome"],
+        )?;
+        let config_reloads = counter(
+            "xgate_config_reloads_total",
+            "Configuration reloads by outcome (ok, refused).",
+            &["outcome"],
+        )?;
+        let audit_entries = IntCounter::new(
+            "xgate_audit_entries_total",
+            "Audit entries committed (exchanges and certificate lookups).",
+        )?;
+        registry.register(Box::new(audit_entries.clone()))?;
         let certificate_lookups = IntCounterVec::new(
             Opts::new(
                 "xgate_certificate_lookups_total",
@@ -131,10 +270,78 @@ impl Metrics {
             .set(1);
         Ok(Metrics {
             registry,
+            exchanges,
+            exchange_duration,
+            upstream_duration,
+            request_bytes,
+            response_bytes,
+            validation_failures,
+            translation_failures,
+            schema_registrations,
+            config_reloads,
+            audit_entries,
             certificate_lookups,
             certificate_issuer_requests,
             certificate_cache_entries,
         })
+    }
+
+    /// Records one finished exchange: its count by outcome, its durations and its bytes.
+    pub fn exchange(&self, observation: &ExchangeObservation<'_>) {
+        let ExchangeLabels {
+            consumer,
+            provider,
+            service,
+        } = observation.labels;
+        self.exchanges
+            .with_label_values(&[consumer, provider, service, observation.outcome])
+            .inc();
+        self.exchange_duration
+            .with_label_values(&[provider, service])
+            .observe(observation.duration.as_secs_f64());
+        if let Some(upstream) = observation.upstream {
+            self.upstream_duration
+                .with_label_values(&[provider, service])
+                .observe(upstream.as_secs_f64());
+        }
+        let labels = [consumer, provider, service];
+        if let Some(bytes) = observation.request_bytes.filter(|bytes| *bytes > 0) {
+            self.request_bytes.with_label_values(&labels).inc_by(bytes);
+        }
+        if let Some(bytes) = observation.response_bytes.filter(|bytes| *bytes > 0) {
+            self.response_bytes.with_label_values(&labels).inc_by(bytes);
+        }
+    }
+
+    /// Counts a record its schema refused. `schema` must be a registered name.
+    pub fn validation_failure(&self, schema: &str, version: u32, side: Side) {
+        self.validation_failures
+            .with_label_values(&[schema, &version.to_string(), side.as_str()])
+            .inc();
+    }
+
+    /// Counts a record that did not translate with `department`'s format for `schema`.
+    pub fn translation_failure(&self, department: &str, schema: &str, direction: Direction) {
+        self.translation_failures
+            .with_label_values(&[department, schema, direction.as_str()])
+            .inc();
+    }
+
+    /// Counts a schema registration by its outcome word.
+    pub fn schema_registration(&self, outcome: &'static str) {
+        self.schema_registrations
+            .with_label_values(&[outcome])
+            .inc();
+    }
+
+    /// Counts a configuration reload: `ok` or `refused`.
+    pub fn config_reload(&self, outcome: &'static str) {
+        self.config_reloads.with_label_values(&[outcome]).inc();
+    }
+
+    /// The counter the audit writer adds its committed entries to.
+    pub fn audit_entries(&self) -> IntCounter {
+        self.audit_entries.clone()
     }
 
     /// Counts one certificate lookup. `certificate_type` and `consumer` must be configured

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::data_plane::Caller;
 use crate::domain::{Compatibility, SchemaName, SchemaVersion};
 use crate::exchange::{parse_json, read_json_body};
+use crate::gateway::Gateway;
 use crate::i18n::Lang;
 use crate::problem::ExchangeError;
 use crate::registry::compatibility::{self, Report};
@@ -83,9 +84,10 @@ impl RegistrationOutcome {
     }
 }
 
-/// The metrics hook of registrations. Metrics belong to another issue: this is the one place
-/// that will increment `xgate_schema_registrations_total{outcome}`; for now it logs the event.
-fn record_registration(name: &str, outcome: RegistrationOutcome) {
+/// The record phase of a registration: `xgate_schema_registrations_total{outcome}` and a log
+/// event.
+fn record_registration(gateway: &Gateway, name: &str, outcome: RegistrationOutcome) {
+    gateway.metrics.schema_registration(outcome.as_str());
     tracing::info!(
         schema = name,
         outcome = outcome.as_str(),
@@ -170,7 +172,7 @@ pub async fn register(
     };
     // Only a valid name reaches the log; anything else is logged as `invalid`.
     let logged = SchemaName::parse(&name).map_or("invalid", |_| name.as_str());
-    record_registration(logged, outcome);
+    record_registration(&state.gateway, logged, outcome);
     match registered {
         Ok((status, version)) => {
             caller.json(status, &json!({"name": name, "version": version.get()}))

@@ -474,3 +474,19 @@ async fn a_schema_may_reference_another_registered_version() {
     assert_eq!(body["errors"][0]["keyword"], "required", "{body}");
     gateway.stop().await;
 }
+
+#[test]
+fn unknown_is_not_a_department_id() {
+    let config = ConfigDir::new()
+        .department("unknown", "department", "")
+        .department("good", "department", "");
+    config.write_main();
+    assert_reported(
+        &problems(&config.main_path(), &Overrides::default()),
+        &[expected(
+            "departments/unknown.toml",
+            "id",
+            "`unknown` is reserved",
+        )],
+    );
+}

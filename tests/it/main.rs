@@ -17,6 +17,7 @@ mod exchange;
 mod formats;
 mod forwarding;
 mod hostile;
+mod metrics;
 mod registry;
 mod translate_fixtures;
 mod translate_properties;
