@@ -65,8 +65,13 @@ http {
 CONF
 taskset -c 1 "$nginx_bin" -c "$work/issuer.conf" -p "$work" &
 pids+=($!)
+# bench/config with the audit trail in this run's folder (it starts empty every run).
+mkdir -p "$work/config"
+cp -r "$root/bench/config/departments" "$work/config/departments"
+sed -e "s|^dir = .*|dir = \"$root/bench/schemas\"|" -e "s|^path = .*|path = \"$work/config/audit.db\"|" \
+  "$root/bench/config/xgate.toml" >"$work/config/xgate.toml"
 XGATE_WORKERS=1 RUST_LOG=warn XGATE_LISTEN=$data XGATE_ADMIN_LISTEN=$admin \
-  taskset -c 0 "$xgate" serve --config "$root/bench/config/xgate.toml" >"$work/logs/xgate.log" 2>&1 &
+  taskset -c 0 "$xgate" serve --config "$work/config/xgate.toml" >"$work/logs/xgate.log" 2>&1 &
 xgate_pid=$!
 pids+=($xgate_pid)
 

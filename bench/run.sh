@@ -8,6 +8,7 @@
 #   bench/run.sh --profile xgate-full   # where the gateway's time goes at saturation (perf, call graphs)
 #   bench/run.sh --baseline OLD/xgate   # also measure another xgate build (before/after a change)
 #   bench/run.sh --no-build             # use target/production/xgate as it is
+#   bench/run.sh --only "xgate-full baseline-full"   # just these targets (and nginx, the yardstick)
 #
 # The proxy under test runs on CPU 0; the load generator and the upstream on CPU 1.
 set -euo pipefail
@@ -20,6 +21,7 @@ soak=0
 soak_seconds=300
 profile=""
 baseline=""
+only=""
 build=1
 connections=32
 latency_connections=128
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --only) only=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -121,19 +124,29 @@ http {
 }
 EOF
 
+# Each gateway gets a copy of bench/config whose audit trail starts empty in the run's folder:
+# a trail that grew over earlier runs (or is shared with the baseline) would change the cost.
+gateway_config() {
+  mkdir -p "$work/$1"
+  cp -r "$root/bench/config/departments" "$work/$1/departments"
+  sed -e "s|^dir = .*|dir = \"$root/bench/schemas\"|" -e "s|^path = .*|path = \"$work/$1/audit.db\"|" \
+    "$root/bench/config/xgate.toml" >"$work/$1/xgate.toml"
+  echo "$work/$1/xgate.toml"
+}
+
 taskset -c 1 "$nginx_bin" -c "$work/upstream.conf" -p "$work" &
 pids+=($!)
 taskset -c 0 "$nginx_bin" -c "$work/proxy.conf" -p "$work" &
 pids+=($!)
 # One runtime thread on the one CPU the gateway may use, as nginx runs one worker there.
-XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$root/bench/config/xgate.toml" \
+XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$(gateway_config xgate)" \
   >"$work/logs/xgate.log" 2>&1 &
 xgate_pid=$!
 pids+=($xgate_pid)
 
 if [ -n "$baseline" ]; then
   XGATE_WORKERS=1 RUST_LOG=info XGATE_LISTEN=127.0.0.1:18070 XGATE_ADMIN_LISTEN=127.0.0.1:18071 \
-    taskset -c 0 "$baseline" serve --config "$root/bench/config/xgate.toml" >"$work/logs/baseline.log" 2>&1 &
+    taskset -c 0 "$baseline" serve --config "$(gateway_config baseline)" >"$work/logs/baseline.log" 2>&1 &
   baseline_pid=$!
   pids+=($baseline_pid)
 fi
@@ -181,6 +194,13 @@ if [ -n "$baseline" ]; then
   pid_of[baseline-passthrough]=$baseline_pid
   pid_of[baseline-full]=$baseline_pid
   targets+=(baseline-passthrough baseline-full)
+fi
+if [ -n "$only" ]; then
+  chosen=(nginx)
+  for target in "${targets[@]}"; do
+    [[ " $only " == *" $target "* && "$target" != nginx ]] && chosen+=("$target")
+  done
+  targets=("${chosen[@]}")
 fi
 
 # Sanity: every target answers 200 to the benchmark request.

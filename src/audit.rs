@@ -65,6 +65,9 @@ pub enum AuditError {
         /// Its sequence number.
         sequence: u64,
     },
+    /// The audit trail was opened outside the async runtime.
+    #[error("the audit trail must be opened inside the async runtime")]
+    NoRuntime,
     /// The writer thread could not be started.
     #[error("cannot start the audit writer thread: {0}")]
     Thread(std::io::Error),
@@ -84,7 +87,7 @@ enum Message {
     /// Commit this entry, then say under which sequence number.
     Append {
         entry: AuditEntry,
-        committed: oneshot::Sender<Result<u64, Arc<AuditError>>>,
+        committed: oneshot::Sender<Committed>,
     },
     /// Say so once everything queued before has been committed (or failed).
     Flush(oneshot::Sender<()>),
@@ -107,17 +110,25 @@ impl std::fmt::Debug for AuditTrail {
 }
 
 impl AuditTrail {
-    /// Opens (creating on first start) the database and starts the writer thread. Blocking;
-    /// called once at start-up, before any listener serves.
+    /// Opens (creating on first start) the database and starts the writer thread and the task
+    /// that hands its acknowledgements to the waiting callers. Blocking; called once at
+    /// start-up, inside the runtime, before any listener serves.
+    ///
     /// Every committed entry is added to `committed` (`xgate_audit_entries_total`).
     pub fn open(settings: &AuditSettings, committed: IntCounter) -> Result<AuditTrail, AuditError> {
-        let connection = store::open_writer(&settings.path, settings.hash)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
+        let connection = store::open_writer(&settings.path, settings.hash, settings.synchronous)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (acknowledge, acknowledgements) = mpsc::unbounded_channel();
         let hash = settings.hash;
         std::thread::Builder::new()
             .name("xgate-audit".to_owned())
-            .spawn(move || write_loop(connection, hash, receiver, committed))
+            .spawn(move || {
+                yield_to_the_runtime();
+                write_loop(connection, hash, receiver, acknowledge, committed)
+            })
             .map_err(AuditError::Thread)?;
+        runtime.spawn(relay(acknowledgements));
         Ok(AuditTrail {
             sender,
             path: settings.path.clone(),
@@ -136,6 +147,11 @@ impl AuditTrail {
             .map_err(|_| Arc::new(AuditError::WriterStopped))?;
         done.await
             .map_err(|_| Arc::new(AuditError::WriterStopped))?
+    }
+
+    /// Entries waiting for the writer now (at most [`QUEUE_CAPACITY`]).
+    pub fn queued(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
     }
 
     /// Waits until every entry queued so far is committed: the last step of a clean shutdown.
@@ -202,12 +218,59 @@ pub fn now() -> String {
     query::format_time(SystemTime::now().into())
 }
 
+/// What a caller of [`AuditTrail::append`] learns: the entry's sequence number, or why it was
+/// not committed.
+type Committed = Result<u64, Arc<AuditError>>;
+
+/// What the writer hands back per batch: every caller's answer, and the flushes it completed.
+struct Acknowledgements {
+    committed: Vec<(oneshot::Sender<Committed>, Committed)>,
+    flushed: Vec<oneshot::Sender<()>>,
+}
+
+/// Releases the callers of each committed batch, on the runtime. The writer thread could
+/// complete their oneshots itself, but each completion from outside the runtime wakes it
+/// anew (a system call per caller on the current-thread scheduler); through this task a batch
+/// costs one wake-up, and the callers are woken from inside the runtime.
+async fn relay(mut acknowledgements: mpsc::UnboundedReceiver<Acknowledgements>) {
+    while let Some(batch) = acknowledgements.recv().await {
+        for (committed, result) in batch.committed {
+            // A caller that went away (its connection closed) needs no answer.
+            let _ = committed.send(result);
+        }
+        for flushed in batch.flushed {
+            let _ = flushed.send(());
+        }
+    }
+}
+
+/// Lowers the writer thread's claim on the CPU it shares with the runtime: as `SCHED_BATCH`
+/// (Linux), a queued entry does not preempt the runtime at once; the writer runs when a CPU is
+/// free (another core, or this one once the runtime has nothing left to do — typically when
+/// every caller waits for its commit) or at the scheduler's next tick. Entries queued meanwhile
+/// join the same batch: under load one transaction and one wake-up serve many exchanges
+/// instead of one each. Best effort: elsewhere, or if refused, the thread stays as it was.
+fn yield_to_the_runtime() {
+    #[cfg(target_os = "linux")]
+    {
+        let parameters = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` reads `parameters` only during the call; pid 0 is the
+        // calling thread.
+        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &parameters) };
+        if result != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "the audit writer keeps the normal scheduling policy");
+        }
+    }
+}
+
 /// The writer thread: take what is queued (up to [`MAX_BATCH`]), commit it in one transaction,
-/// acknowledge every entry, repeat. Ends when every sender is gone and the queue is empty.
+/// hand every caller's acknowledgement to [`relay`], repeat. Ends when every sender is gone and
+/// the queue is empty.
 fn write_loop(
     mut connection: rusqlite::Connection,
     hash: AuditHash,
     mut receiver: mpsc::Receiver<Message>,
+    acknowledge: mpsc::UnboundedSender<Acknowledgements>,
     committed_entries: IntCounter,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -220,37 +283,45 @@ fn write_loop(
             }
         }
         let mut entries = Vec::with_capacity(batch.len());
-        let mut acknowledgements = Vec::with_capacity(batch.len());
-        let mut flushes = Vec::new();
+        let mut callers = Vec::with_capacity(batch.len());
+        let mut flushed = Vec::new();
         for message in batch.drain(..) {
             match message {
                 Message::Append { entry, committed } => {
                     entries.push(entry);
-                    acknowledgements.push(committed);
+                    callers.push(committed);
                 }
-                Message::Flush(flushed) => flushes.push(flushed),
+                Message::Flush(done) => flushed.push(done),
             }
         }
-        if !entries.is_empty() {
+        let committed = if entries.is_empty() {
+            Vec::new()
+        } else {
             match store::append(&mut connection, hash, entries) {
                 Ok(sequences) => {
                     committed_entries.inc_by(sequences.len() as u64);
-                    for (committed, sequence) in acknowledgements.into_iter().zip(sequences) {
-                        // A caller that went away (its connection closed) needs no answer.
-                        let _ = committed.send(Ok(sequence));
-                    }
+                    callers
+                        .into_iter()
+                        .zip(sequences)
+                        .map(|(caller, sequence)| (caller, Ok(sequence)))
+                        .collect()
                 }
                 Err(error) => {
-                    tracing::error!(%error, entries = acknowledgements.len(), "audit entries could not be committed; their exchanges are refused");
+                    tracing::error!(%error, entries = callers.len(), "audit entries could not be committed; their exchanges are refused");
                     let error = Arc::new(error);
-                    for committed in acknowledgements {
-                        let _ = committed.send(Err(error.clone()));
-                    }
+                    callers
+                        .into_iter()
+                        .map(|caller| (caller, Err(error.clone())))
+                        .collect()
                 }
             }
-        }
-        for flushed in flushes {
-            let _ = flushed.send(());
+        };
+        // The relay lives as long as the runtime; without it nobody is left to answer.
+        if acknowledge
+            .send(Acknowledgements { committed, flushed })
+            .is_err()
+        {
+            return;
         }
     }
 }

@@ -221,7 +221,9 @@ pub async fn lookup(
     // The entry is committed before the answer leaves, in a task of its own: a caller that
     // hangs up (dropping this handler) cannot cancel it.
     let audit = gateway.clone();
-    let committed = tokio::spawn(async move { audit.audit.append(entry).await });
+    let committed = gateway
+        .tasks
+        .spawn(async move { audit.audit.append(entry).await });
     match committed.await {
         Ok(Ok(_)) => response,
         _ => caller.problem(&ExchangeError::Internal),

@@ -168,6 +168,17 @@ pub enum AuditHash {
     Sm3,
 }
 
+/// When an audit commit reaches the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSync {
+    /// At checkpoints (the default): an answered exchange's entry survives a killed process
+    /// (SPEC §9); the last commits before a power loss may not.
+    Normal,
+    /// At every commit: an answered exchange's entry survives a power loss too, and every
+    /// exchange waits for a disk sync.
+    Full,
+}
+
 /// `[audit]`, parsed.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
@@ -175,6 +186,8 @@ pub struct AuditSettings {
     pub path: PathBuf,
     /// The chain's hash.
     pub hash: AuditHash,
+    /// When commits reach the disk.
+    pub synchronous: AuditSync,
 }
 
 /// A department as configured.
@@ -400,9 +413,21 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             AuditHash::Sha256
         }
     };
+    let synchronous = match main.audit.synchronous.as_str() {
+        "full" => AuditSync::Full,
+        "normal" => AuditSync::Normal,
+        other => {
+            report.report(
+                "audit.synchronous",
+                format!("unknown setting {other:?}; expected full or normal"),
+            );
+            AuditSync::Normal
+        }
+    };
     let audit = AuditSettings {
         path: base.join(&main.audit.path),
         hash,
+        synchronous,
     };
 
     let departments = load_departments(&base.join("departments"), problems);

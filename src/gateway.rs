@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditTrail;
 use crate::certificates::cache::CertificateCache;
@@ -26,6 +27,10 @@ pub struct Gateway {
     pub certificates: CertificateCache,
     /// The Prometheus metrics.
     pub metrics: Metrics,
+    /// Work that must end before the audit queue is drained at shutdown: every exchange, and
+    /// every lookup's audit commit, runs in a task of its own here (a caller hanging up cannot
+    /// cancel it, and a clean shutdown waits for it).
+    pub tasks: TaskTracker,
     ready: AtomicBool,
 }
 
@@ -52,6 +57,7 @@ impl Gateway {
             audit,
             certificates,
             metrics,
+            tasks: TaskTracker::new(),
             ready: AtomicBool::new(false),
         }))
     }

@@ -15,7 +15,7 @@ use super::entry::{
     AuditEntry, Break, ChainVerifier, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
 use super::query::{EntryFilter, Summary, SummaryCell, TimeWindow};
-use crate::config::AuditHash;
+use crate::config::{AuditHash, AuditSync};
 
 /// How long a connection waits for another one's lock (a checkpoint, a second writer process)
 /// before failing.
@@ -69,7 +69,11 @@ const INSERT: &str = "INSERT INTO audit_entries (sequence, time, kind, request_i
 /// a committed entry survives a power loss too, not only a killed process (`NORMAL` would
 /// survive `kill -9` but could lose the last commits on power loss); group commit spreads that
 /// one sync over every entry of a batch.
-pub fn open_writer(path: &Path, hash: AuditHash) -> Result<Connection, AuditError> {
+pub fn open_writer(
+    path: &Path,
+    hash: AuditHash,
+    synchronous: AuditSync,
+) -> Result<Connection, AuditError> {
     if let Some(folder) = path
         .parent()
         .filter(|folder| !folder.as_os_str().is_empty())
@@ -82,7 +86,10 @@ pub fn open_writer(path: &Path, hash: AuditHash) -> Result<Connection, AuditErro
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(AuditError::NotWal(mode));
     }
-    connection.execute_batch("PRAGMA synchronous=FULL;")?;
+    connection.execute_batch(match synchronous {
+        AuditSync::Full => "PRAGMA synchronous=FULL;",
+        AuditSync::Normal => "PRAGMA synchronous=NORMAL;",
+    })?;
     connection.execute_batch(CREATE)?;
     let configured = hash_name(hash);
     match stored_hash(&connection)? {

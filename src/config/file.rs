@@ -134,6 +134,11 @@ pub struct AuditSection {
     /// The hash chaining entries: `sha256` (default) or `sm3`.
     #[serde(default = "defaults::audit_hash")]
     pub hash: String,
+    /// When a commit reaches the disk: `normal` (default: at checkpoints; an answered
+    /// exchange's entry survives a killed process, as SPEC §9 requires) or `full` (at every
+    /// commit: it survives a power loss too, for one disk sync per batch of latency).
+    #[serde(default = "defaults::audit_synchronous")]
+    pub synchronous: String,
 }
 
 impl Default for AuditSection {
@@ -141,6 +146,7 @@ impl Default for AuditSection {
         AuditSection {
             path: defaults::audit_path(),
             hash: defaults::audit_hash(),
+            synchronous: defaults::audit_synchronous(),
         }
     }
 }
@@ -279,6 +285,9 @@ mod defaults {
     }
     pub fn audit_hash() -> String {
         "sha256".to_owned()
+    }
+    pub fn audit_synchronous() -> String {
+        "normal".to_owned()
     }
     pub fn unmapped() -> String {
         "reject".to_owned()

@@ -930,3 +930,176 @@ async fn kill_9_under_load_loses_no_answered_exchange_and_the_chain_verifies() {
     );
     assert_eq!(verified["count"].as_u64().unwrap() as usize, recorded.len());
 }
+
+/// Holds SQLite's write lock on the audit database from another connection until dropped: the
+/// gateway's writer waits for it (up to its 5 s busy timeout) and entries pile up in the queue.
+struct WriteLock(Connection);
+
+impl WriteLock {
+    fn take(path: &Path) -> WriteLock {
+        let connection = Connection::open(path).unwrap();
+        connection.execute_batch("BEGIN IMMEDIATE").unwrap();
+        WriteLock(connection)
+    }
+
+    fn release(self) {
+        self.0.execute_batch("COMMIT").unwrap();
+    }
+}
+
+/// Polls `condition` (with a deadline against a hung test, not a timing assertion).
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
+    use xgate::audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
+    use xgate::config::{AuditHash, AuditSettings, AuditSync};
+
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("audit.db");
+    let settings = AuditSettings {
+        path: path.clone(),
+        hash: AuditHash::Sha256,
+        synchronous: AuditSync::Normal,
+    };
+    let committed = prometheus::IntCounter::new("committed", "test").unwrap();
+    let trail = std::sync::Arc::new(AuditTrail::open(&settings, committed.clone()).unwrap());
+    let lock = WriteLock::take(&path);
+
+    // More callers than the queue holds, while the writer cannot commit.
+    let callers = QUEUE_CAPACITY + 1500;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(callers);
+    for n in 0..callers {
+        let trail = trail.clone();
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            let entry = AuditEntry {
+                time: xgate::audit::now(),
+                kind: EntryKind::Exchange,
+                request_id: format!("queued-{n}"),
+                consumer: "tax".to_owned(),
+                provider: None,
+                service: None,
+                method: "GET".to_owned(),
+                path_sha256: None,
+                purpose_sha256: None,
+                status: 200,
+                outcome: "ok".to_owned(),
+                request_bytes: None,
+                response_bytes: None,
+                request_sha256: None,
+                response_sha256: None,
+                request_schema: None,
+                response_schema: None,
+                subject_sha256: None,
+                total_us: 1,
+                upstream_us: None,
+            };
+            let sequence = trail.append(entry).await;
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            sequence
+        }));
+    }
+    // The queue fills up to its bound and stays there: the remaining callers wait to enter it.
+    wait_until("the queue is full", || trail.queued() == QUEUE_CAPACITY).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        trail.queued(),
+        QUEUE_CAPACITY,
+        "the queue grew past its bound"
+    );
+    assert_eq!(
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a caller was answered before its entry was committed"
+    );
+
+    lock.release();
+    let mut sequences = Vec::with_capacity(callers);
+    for task in tasks {
+        sequences.push(task.await.unwrap().expect("committed"));
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=callers as u64).collect::<Vec<_>>());
+    assert_eq!(committed.get(), callers as u64);
+    let verification = trail.verify().await.unwrap();
+    assert!(verification.ok);
+    assert_eq!(verification.count, callers as u64);
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_waits_for_every_exchange_and_commits_its_entry() {
+    // The provider answers only when told to; the callers hang up before it does, so their
+    // exchanges belong to no connection when the shutdown starts.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let waiting = release.clone();
+    let slow = Upstream::start(axum::Router::new().fallback(move || {
+        let waiting = waiting.clone();
+        async move {
+            waiting.notified().await;
+            "late"
+        }
+    }))
+    .await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&slow, &records).start().await;
+    let path = gateway.audit_path();
+    let hasty = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let calls = (0..20).map(|n| {
+        hasty
+            .get(gateway.url(&format!("/exchange/market/echo/{n}")))
+            .bearer_auth(token("tax"))
+            .header("x-request-id", format!("drained-{n}"))
+            .send()
+    });
+    for result in futures_util::future::join_all(calls).await {
+        assert!(
+            result.is_err(),
+            "a caller was answered while the provider held its answer"
+        );
+    }
+    wait_until("every exchange reached the provider", || {
+        slow.call_count() == 20
+    })
+    .await;
+
+    // A restart: a clean shutdown, then a new gateway over the same folder (whose database the
+    // test reads; the stopped one's folder would be gone with it).
+    let stopping = tokio::spawn(gateway.restart());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the shutdown did not wait for the running exchanges"
+    );
+    // Held answers are released one per notification.
+    for _ in 0..20 {
+        release.notify_one();
+    }
+    let restarted = stopping.await.unwrap();
+    assert_eq!(path, restarted.audit_path());
+
+    let connection = Connection::open(&path).unwrap();
+    let drained: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM audit_entries WHERE request_id LIKE 'drained-%' AND status = 200",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(drained, 20);
+    let verification = restarted.gateway.audit.verify().await.unwrap();
+    assert!(verification.ok);
+    assert_eq!(verification.count, 20);
+    restarted.stop().await;
+}
