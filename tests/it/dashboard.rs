@@ -621,10 +621,15 @@ fn browser(test: &str) -> Option<PathBuf> {
     found
 }
 
-/// Runs headless Chromium on `url` with `extra` arguments in its own profile and process
-/// group; returns what it printed. Killed (the whole group) when it outlives
+/// Runs headless Chromium in English on `url` with `extra` arguments in its own profile and
+/// process group; returns what it printed. Killed (the whole group) when it outlives
 /// [`BROWSER_DEADLINE`].
 async fn run_browser(browser: &Path, extra: &[String], url: &str) -> String {
+    run_browser_in(browser, "en-US", extra, url).await
+}
+
+/// [`run_browser`] with the browser's language set to `language`.
+async fn run_browser_in(browser: &Path, language: &str, extra: &[String], url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut command = tokio::process::Command::new(browser);
     command
@@ -638,8 +643,8 @@ async fn run_browser(browser: &Path, extra: &[String], url: &str) -> String {
             "--disable-extensions",
             "--disable-background-networking",
             "--virtual-time-budget=10000",
-            "--lang=en-US",
         ])
+        .arg(format!("--accept-lang={language}"))
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(url)
@@ -908,6 +913,20 @@ async fn a_refused_token_leaves_the_page_in_error_asking_for_another_one() {
     assert!(
         element_text(&department, "message").contains("neither auditor nor admin (403)"),
         "{department}"
+    );
+
+    // In a Chinese browser, the same refusal in Chinese.
+    let chinese = run_browser_in(
+        &browser,
+        "zh-CN",
+        &dump,
+        &gateway.admin_url("/dashboard#token=not-a-token"),
+    )
+    .await;
+    assert_eq!(state(&chinese), "error", "{chinese}");
+    assert!(
+        element_text(&chinese, "message").contains("令牌未被接受（401）"),
+        "{chinese}"
     );
 
     // Without a token the page only asks for one.
