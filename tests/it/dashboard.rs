@@ -657,10 +657,11 @@ async fn run_browser_in(browser: &Path, language: &str, extra: &[String], url: &
     let group = child.id().expect("chromium's process id");
     let finished = tokio::time::timeout(BROWSER_DEADLINE, child.wait_with_output()).await;
     // Whatever happened, no process of the browser's group outlives the run.
-    let _ = std::process::Command::new("kill")
+    let _ = tokio::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{group}")])
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .await;
     let output = finished
         .unwrap_or_else(|_| panic!("chromium did not finish within {BROWSER_DEADLINE:?}; killed"))
         .expect("chromium's output");
