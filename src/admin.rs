@@ -15,7 +15,8 @@
 //!   department's format on the body (role admin): 200 with the translated record, or the 422
 //!   translation problem.
 //! - The audit trail ([`audit`], admin, auditor): GET `/audit/exchanges` (filters and keyset
-//!   paging), GET `/audit/summary` (the exchange matrix over a window), GET `/audit/verify`
+//!   paging), GET `/audit/summary` (the exchange matrix, outcomes over time, certificate lookups
+//!   and top failures over a window), GET `/audit/verify`
 //!   (the hash chain).
 //! - GET `/dashboard` ([`dashboard`]): the auditors' page, for anyone who can reach the listener
 //!   (it holds no data; it asks for an auditor or admin token and calls the `/audit` routes).

@@ -304,7 +304,8 @@ impl BucketPlan {
         }
     }
 
-    /// The first and last second of a window, when it names both ends; `until` is exclusive.
+    /// The window's first and last second (Unix), each when the window names that end; `until`
+    /// is exclusive, so its last second is the one before it.
     pub fn window_seconds(window: &TimeWindow) -> (Option<i64>, Option<i64>) {
         let millis = |text: &str| {
             DateTime::parse_from_rfc3339(text)

@@ -564,7 +564,17 @@ async fn the_page_is_self_contained_and_served_with_a_strict_policy() {
         }
     }
     assert!(!page.contains("innerHTML") && !page.contains("outerHTML"));
-    assert!(!page.contains("localStorage"), "the token must not be kept");
+    for storage in [
+        "localStorage",
+        "sessionStorage",
+        "document.cookie",
+        "indexedDB",
+    ] {
+        assert!(
+            !page.contains(storage),
+            "the token must not be kept ({storage})"
+        );
+    }
 
     // HEAD: the same headers, no body.
     let head = gateway
