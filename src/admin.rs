@@ -15,8 +15,11 @@
 //!   department's format on the body (role admin): 200 with the translated record, or the 422
 //!   translation problem.
 //! - The audit trail ([`audit`], admin, auditor): GET `/audit/exchanges` (filters and keyset
-//!   paging), GET `/audit/summary` (the exchange matrix over a window), GET `/audit/verify`
+//!   paging), GET `/audit/summary` (the exchange matrix, outcomes over time, certificate lookups
+//!   and top failures over a window), GET `/audit/verify`
 //!   (the hash chain).
+//! - GET `/dashboard` ([`dashboard`]): the auditors' page, for anyone who can reach the listener
+//!   (it holds no data; it asks for an auditor or admin token and calls the `/audit` routes).
 //!
 //! Every other `/admin/...` and `/audit/...` route, and a listed one asked with another method, is
 //! refused by role first ([`require_role`]): no credentials → 401, a department without the role
@@ -47,6 +50,7 @@ pub const WRITERS: &[Role] = &[Role::Admin];
 
 pub mod audit;
 pub mod certificates;
+pub mod dashboard;
 pub mod schemas;
 
 /// What admin handlers share: the gateway, and the registry's one writer.
@@ -86,6 +90,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/audit/exchanges", get(audit::exchanges))
         .route("/audit/summary", get(audit::summary))
         .route("/audit/verify", get(audit::verify))
+        .route("/dashboard", get(dashboard::dashboard))
         .route(
             "/admin/certificates/{type}",
             delete(certificates::flush_type),

@@ -178,7 +178,8 @@ impl AuditTrail {
         Ok(Page::new(entries, limit))
     }
 
-    /// The exchange matrix over a window.
+    /// The summary over a window: the exchange matrix, the outcomes over time, the certificate
+    /// lookups and the most frequent failures.
     pub async fn summary(&self, window: TimeWindow) -> Result<Summary, AuditError> {
         self.read(move |connection| store::summary(connection, &window))
             .await

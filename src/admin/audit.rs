@@ -56,7 +56,9 @@ pub async fn exchanges(
     }
 }
 
-/// GET `/audit/summary?since=&until=`: the exchange matrix over the window.
+/// GET `/audit/summary?since=&until=`: the exchange matrix, the outcomes over time, the
+/// certificate lookups and the most frequent failures over the window (see
+/// [`crate::audit::Summary`]).
 pub async fn summary(
     State(gateway): State<Arc<Gateway>>,
     uri: Uri,

@@ -224,7 +224,8 @@ impl Page {
     }
 }
 
-/// `GET /audit/summary`: the exchange matrix over a window.
+/// `GET /audit/summary`: the exchange matrix over a window, the exchanges' outcomes over time,
+/// the certificate lookups by type and outcome, and the most frequent failures.
 #[derive(Debug, Serialize)]
 pub struct Summary {
     /// The window's start, as asked (normalized), or `null` for the beginning.
@@ -233,6 +234,253 @@ pub struct Summary {
     pub until: Option<String>,
     /// One cell per consumer → provider/service pair that exchanged in the window.
     pub matrix: Vec<SummaryCell>,
+    /// The window's exchanges by outcome per time bucket.
+    pub timeline: Timeline,
+    /// The window's certificate lookups by outcome, per type and overall.
+    pub certificates: CertificateSummary,
+    /// The [`TOP_FAILURES`] most frequent failure groups, most frequent first.
+    pub failures: Vec<FailureGroup>,
+}
+
+/// Buckets of the timeline at most.
+pub const MAX_BUCKETS: i64 = 100;
+/// Failure groups in a summary at most.
+pub const TOP_FAILURES: u32 = 10;
+/// Rows a grouped summary query reads at most. Genuine entries group into far fewer (outcome
+/// words × configured types or buckets); the bound only holds when the file was edited.
+pub const MAX_GROUP_ROWS: u32 = 10_000;
+
+/// The bucket widths the timeline chooses from, in seconds, smallest first; past the last one,
+/// whole days.
+const STEPS_SECONDS: &[i64] = &[
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
+];
+const DAY_SECONDS: i64 = 86_400;
+
+/// The one exchange outcome that is not a failure.
+pub const EXCHANGE_SUCCESS: &str = "ok";
+/// The certificate lookup outcomes that are not failures: the cache's answers, and
+/// `not_found`, which is the issuer's answer rather than a refusal.
+pub const LOOKUP_ANSWERS: &[&str] = &["hit", "miss", "stale", "not_found"];
+/// The lookup answers served from or into the cache, the hit ratio's denominator.
+const CACHE_ANSWERS: &[&str] = &["hit", "miss", "stale"];
+
+/// The timeline's buckets: `count` buckets of `step_seconds`, the first starting at `first`
+/// (Unix seconds, a multiple of the step, so buckets line up with UTC minutes, hours, days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketPlan {
+    /// Each bucket's width.
+    pub step_seconds: i64,
+    /// The first bucket's start, Unix seconds.
+    pub first: i64,
+    /// How many buckets, 1 to [`MAX_BUCKETS`].
+    pub count: i64,
+}
+
+impl BucketPlan {
+    /// The smallest step from [`STEPS_SECONDS`] (or whole days past it) whose aligned buckets
+    /// cover the seconds `first..=last` in at most [`MAX_BUCKETS`]. `last < first` is read as
+    /// `first`.
+    pub fn covering(first: i64, last: i64) -> BucketPlan {
+        let last = last.max(first);
+        let span = last.saturating_sub(first);
+        // Aligned buckets of width s cover a span of n seconds in at most ⌊n/s⌋ + 2 buckets,
+        // so a span under s·(MAX - 1) needs at most MAX.
+        let fits = |step: i64| span < step.saturating_mul(MAX_BUCKETS - 1);
+        let step_seconds = STEPS_SECONDS
+            .iter()
+            .copied()
+            .find(|step| fits(*step))
+            .unwrap_or_else(|| {
+                let per_bucket = span / (MAX_BUCKETS - 1) + 1;
+                let days = per_bucket / DAY_SECONDS + 1;
+                days.saturating_mul(DAY_SECONDS)
+            });
+        let start = first.div_euclid(step_seconds);
+        BucketPlan {
+            step_seconds,
+            first: start.saturating_mul(step_seconds),
+            count: last.div_euclid(step_seconds) - start + 1,
+        }
+    }
+
+    /// The window's first and last second (Unix), each when the window names that end; `until`
+    /// is exclusive, so its last second is the one before it.
+    pub fn window_seconds(window: &TimeWindow) -> (Option<i64>, Option<i64>) {
+        let millis = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|time| time.timestamp_millis())
+        };
+        let since = window
+            .since
+            .as_deref()
+            .and_then(millis)
+            .map(|ms| ms.div_euclid(1000));
+        let until = window
+            .until
+            .as_deref()
+            .and_then(millis)
+            .map(|ms| (ms - 1).div_euclid(1000));
+        (since, until)
+    }
+}
+
+/// The exchanges' outcomes over time.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Timeline {
+    /// Each bucket's width, in seconds.
+    pub step_seconds: i64,
+    /// Every bucket from the window's start to its end (or, for an open end, the first or last
+    /// exchange in it), oldest first, empty ones included; none when an open window holds no
+    /// exchange.
+    pub buckets: Vec<TimelineBucket>,
+}
+
+/// One bucket of the timeline.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TimelineBucket {
+    /// When the bucket starts, in the stored time format.
+    pub start: String,
+    /// Exchanges in the bucket.
+    pub count: u64,
+    /// Exchanges by outcome word.
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+impl Timeline {
+    /// The empty buckets of a plan (none without one).
+    pub fn new(plan: Option<BucketPlan>) -> Timeline {
+        let Some(plan) = plan else {
+            return Timeline {
+                step_seconds: STEPS_SECONDS[0],
+                buckets: Vec::new(),
+            };
+        };
+        let buckets = (0..plan.count)
+            .map(|index| {
+                let seconds = plan.first + index * plan.step_seconds;
+                TimelineBucket {
+                    start: DateTime::from_timestamp(seconds, 0)
+                        .map(format_time)
+                        .unwrap_or_default(),
+                    count: 0,
+                    outcomes: BTreeMap::new(),
+                }
+            })
+            .collect();
+        Timeline {
+            step_seconds: plan.step_seconds,
+            buckets,
+        }
+    }
+
+    /// Adds the count of one outcome in bucket `index` (ignored outside the buckets).
+    pub fn add(&mut self, index: i64, outcome: String, count: u64) {
+        if let Some(bucket) = usize::try_from(index)
+            .ok()
+            .and_then(|index| self.buckets.get_mut(index))
+        {
+            bucket.count += count;
+            *bucket.outcomes.entry(outcome).or_default() += count;
+        }
+    }
+}
+
+/// The window's certificate lookups (SPEC §8), from the `certificate` entries of the trail.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct CertificateSummary {
+    /// Lookups in the window, refused ones included.
+    pub lookups: u64,
+    /// Lookups by outcome: the cache's answer (`hit`, `miss`, `stale`), `not_found`, or the
+    /// refusal's SPEC §9 word.
+    pub outcomes: BTreeMap<String, u64>,
+    /// `hit / (hit + miss + stale)`, or `null` when no lookup was answered from the cache or
+    /// the issuer.
+    pub hit_ratio: Option<f64>,
+    /// One line per certificate type (and issuer).
+    pub types: Vec<CertificateTypeSummary>,
+}
+
+/// The lookups of one certificate type.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CertificateTypeSummary {
+    /// The certificate type (`null` when the lookup was refused before its type was known).
+    #[serde(rename = "type")]
+    pub certificate_type: Option<String>,
+    /// The issuing department.
+    pub issuer: Option<String>,
+    /// Lookups of the type.
+    pub lookups: u64,
+    /// Lookups by outcome.
+    pub outcomes: BTreeMap<String, u64>,
+    /// As [`CertificateSummary::hit_ratio`].
+    pub hit_ratio: Option<f64>,
+}
+
+/// `hit / (hit + miss + stale)` of some outcome counts.
+pub fn hit_ratio(outcomes: &BTreeMap<String, u64>) -> Option<f64> {
+    let count = |word: &str| outcomes.get(word).copied().unwrap_or(0);
+    let answered: u64 = CACHE_ANSWERS.iter().map(|word| count(word)).sum();
+    (answered > 0).then(|| count("hit") as f64 / answered as f64)
+}
+
+impl CertificateSummary {
+    /// Adds the count of one outcome of one type (rows come grouped by type and issuer).
+    pub fn add(
+        &mut self,
+        certificate_type: Option<String>,
+        issuer: Option<String>,
+        outcome: String,
+        count: u64,
+    ) {
+        let same = self
+            .types
+            .last()
+            .is_some_and(|line| line.certificate_type == certificate_type && line.issuer == issuer);
+        if !same {
+            self.types.push(CertificateTypeSummary {
+                certificate_type,
+                issuer,
+                lookups: 0,
+                outcomes: BTreeMap::new(),
+                hit_ratio: None,
+            });
+        }
+        if let Some(line) = self.types.last_mut() {
+            line.lookups += count;
+            *line.outcomes.entry(outcome.clone()).or_default() += count;
+        }
+        self.lookups += count;
+        *self.outcomes.entry(outcome).or_default() += count;
+    }
+
+    /// Computes the hit ratios once every row is in.
+    pub fn finish(&mut self) {
+        self.hit_ratio = hit_ratio(&self.outcomes);
+        for line in &mut self.types {
+            line.hit_ratio = hit_ratio(&line.outcomes);
+        }
+    }
+}
+
+/// Entries of one kind, consumer, provider, service and failure outcome.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct FailureGroup {
+    /// `exchange` or `certificate`.
+    pub kind: String,
+    /// The consumer (`unknown` for unidentified callers).
+    pub consumer: String,
+    /// The provider, or for certificates the issuer (`null` when refused before routing).
+    pub provider: Option<String>,
+    /// The service, or the certificate type (`null` when refused before routing).
+    pub service: Option<String>,
+    /// The outcome word.
+    pub outcome: String,
+    /// Entries in the window.
+    pub count: u64,
+    /// The newest one's time.
+    pub last_seen: String,
 }
 
 /// One consumer → provider/service pair. Latency percentiles are nearest-rank over the total
@@ -399,5 +647,122 @@ mod tests {
         assert_eq!(page.next, Some(8));
         let last = Page::new(vec![stored(2), stored(1)], 2);
         assert_eq!(last.next, None);
+    }
+
+    #[test]
+    fn timeline_buckets_are_aligned_and_never_more_than_the_maximum() {
+        // The dashboard's windows: an hour in minutes, a day in quarter hours, a week in two
+        // hours.
+        let hour = BucketPlan::covering(1_764_295_200, 1_764_295_200 + 3599);
+        assert_eq!((hour.step_seconds, hour.count), (60, 60));
+        assert_eq!(hour.first, 1_764_295_200);
+        let unaligned = BucketPlan::covering(1_764_295_230, 1_764_295_230 + 3599);
+        assert_eq!((unaligned.step_seconds, unaligned.count), (60, 61));
+        assert_eq!(unaligned.first, 1_764_295_200);
+        assert_eq!(BucketPlan::covering(0, 86_399).step_seconds, 900);
+        assert_eq!(BucketPlan::covering(0, 7 * 86_400 - 1).step_seconds, 7200);
+        // One instant, a reversed range, and spans past a day per bucket.
+        assert_eq!(
+            BucketPlan::covering(5, 5),
+            BucketPlan {
+                step_seconds: 1,
+                first: 5,
+                count: 1
+            }
+        );
+        assert_eq!(BucketPlan::covering(9, 3).count, 1);
+        let decade = BucketPlan::covering(0, 10 * 365 * 86_400);
+        assert_eq!(decade.step_seconds % 86_400, 0);
+        // Every span and offset stays within the bound, with the smallest step that does.
+        for span in [
+            0,
+            1,
+            98,
+            99,
+            100,
+            5_000,
+            86_399,
+            1_000_000,
+            400_000_000,
+            i64::MAX / 4,
+        ] {
+            for offset in [0, 1, 59, 86_399, -7] {
+                let plan = BucketPlan::covering(offset, offset.saturating_add(span));
+                assert!(
+                    (1..=MAX_BUCKETS).contains(&plan.count),
+                    "{span} {offset} {plan:?}"
+                );
+                assert_eq!(plan.first % plan.step_seconds, 0);
+                assert!(plan.first <= offset);
+                assert!(plan.first + plan.count * plan.step_seconds > offset + span);
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_gives_its_first_and_last_second() {
+        let window = TimeWindow::parse(Some(
+            "since=2026-11-28T01:00:00.500Z&until=2026-11-28T02:00:00Z",
+        ))
+        .unwrap();
+        let (since, until) = BucketPlan::window_seconds(&window);
+        let at_one = DateTime::parse_from_rfc3339("2026-11-28T01:00:00Z")
+            .unwrap()
+            .timestamp();
+        assert_eq!((since, until), (Some(at_one), Some(at_one + 3599)));
+        assert_eq!(
+            BucketPlan::window_seconds(&TimeWindow::default()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn timeline_counts_land_in_their_bucket_and_outside_ones_are_ignored() {
+        let mut timeline = Timeline::new(Some(BucketPlan {
+            step_seconds: 60,
+            first: 1_764_295_200,
+            count: 2,
+        }));
+        assert_eq!(timeline.buckets.len(), 2);
+        assert_eq!(timeline.buckets[0].start, "2025-11-28T02:00:00.000Z");
+        assert_eq!(timeline.buckets[1].start, "2025-11-28T02:01:00.000Z");
+        timeline.add(1, "ok".to_owned(), 3);
+        timeline.add(1, "forbidden".to_owned(), 1);
+        timeline.add(2, "ok".to_owned(), 9);
+        timeline.add(-1, "ok".to_owned(), 9);
+        assert_eq!(timeline.buckets[0].count, 0);
+        assert_eq!(timeline.buckets[1].count, 4);
+        assert_eq!(timeline.buckets[1].outcomes["forbidden"], 1);
+        assert_eq!(Timeline::new(None).buckets, Vec::new());
+    }
+
+    #[test]
+    fn the_hit_ratio_counts_hits_among_cache_answers_only() {
+        let mut summary = CertificateSummary::default();
+        for (certificate_type, outcome, count) in [
+            ("licence", "hit", 3),
+            ("licence", "miss", 1),
+            ("licence", "forbidden", 5),
+            ("licence", "not_found", 2),
+            ("permit", "stale", 1),
+            ("permit", "upstream_error", 1),
+        ] {
+            summary.add(
+                Some(certificate_type.to_owned()),
+                Some("market".to_owned()),
+                outcome.to_owned(),
+                count,
+            );
+        }
+        summary.add(None, None, "unauthenticated".to_owned(), 1);
+        summary.finish();
+        assert_eq!(summary.lookups, 14);
+        assert_eq!(summary.hit_ratio, Some(0.6));
+        assert_eq!(summary.types.len(), 3);
+        assert_eq!(summary.types[0].lookups, 11);
+        assert_eq!(summary.types[0].hit_ratio, Some(0.75));
+        assert_eq!(summary.types[1].hit_ratio, Some(0.0));
+        assert_eq!(summary.types[2].hit_ratio, None);
+        assert_eq!(hit_ratio(&BTreeMap::new()), None);
     }
 }

@@ -14,7 +14,10 @@ use super::AuditError;
 use super::entry::{
     AuditEntry, Break, ChainVerifier, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
-use super::query::{EntryFilter, Summary, SummaryCell, TimeWindow};
+use super::query::{
+    BucketPlan, CertificateSummary, EXCHANGE_SUCCESS, EntryFilter, FailureGroup, LOOKUP_ANSWERS,
+    MAX_GROUP_ROWS, Summary, SummaryCell, TOP_FAILURES, TimeWindow, Timeline,
+};
 use crate::config::{AuditHash, AuditSync};
 
 /// How long a connection waits for another one's lock (a checkpoint, a second writer process)
@@ -296,11 +299,7 @@ pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, 
 }
 
 /// Pushes the time window's conditions.
-fn window_conditions(
-    window: &TimeWindow,
-    conditions: &mut Vec<&'static str>,
-    values: &mut Vec<SqlValue>,
-) {
+fn window_conditions(window: &TimeWindow, conditions: &mut Vec<&str>, values: &mut Vec<SqlValue>) {
     if let Some(since) = &window.since {
         conditions.push("time >= ?");
         values.push(SqlValue::Text(since.clone()));
@@ -342,8 +341,27 @@ pub fn list(connection: &Connection, filter: &EntryFilter) -> Result<Vec<StoredE
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The exchange matrix over a time window (see [`Summary`] for the method).
+/// The summary over a time window (see [`Summary`]). Every part is read in one read
+/// transaction, so the parts agree with each other even while the writer commits.
 pub fn summary(connection: &Connection, window: &TimeWindow) -> Result<Summary, AuditError> {
+    let transaction = connection.unchecked_transaction()?;
+    let matrix = matrix(&transaction, window)?;
+    let timeline = timeline(&transaction, window)?;
+    let certificates = certificates(&transaction, window)?;
+    let failures = failures(&transaction, window)?;
+    transaction.commit()?;
+    Ok(Summary {
+        since: window.since.clone(),
+        until: window.until.clone(),
+        matrix,
+        timeline,
+        certificates,
+        failures,
+    })
+}
+
+/// The exchange matrix over a time window (see [`SummaryCell`] for the method).
+fn matrix(connection: &Connection, window: &TimeWindow) -> Result<Vec<SummaryCell>, AuditError> {
     let mut conditions = vec!["kind = 'exchange'"];
     let mut values = Vec::new();
     window_conditions(window, &mut conditions, &mut values);
@@ -397,9 +415,115 @@ pub fn summary(connection: &Connection, window: &TimeWindow) -> Result<Summary, 
         let p99 = at(0.99)?;
         cell.set_latency(p50, p99);
     }
-    Ok(Summary {
-        since: window.since.clone(),
-        until: window.until.clone(),
-        matrix: cells,
-    })
+    Ok(cells)
+}
+
+/// The conditions and values of `kind = ?` and the window.
+fn kind_and_window(kind: &str, window: &TimeWindow) -> (String, Vec<SqlValue>) {
+    let mut conditions = vec!["kind = ?"];
+    let mut values = vec![SqlValue::Text(kind.to_owned())];
+    window_conditions(window, &mut conditions, &mut values);
+    (conditions.join(" AND "), values)
+}
+
+/// The window's exchanges by outcome per bucket. The buckets cover the window; an open end is
+/// closed at the first or last exchange in the window.
+fn timeline(connection: &Connection, window: &TimeWindow) -> Result<Timeline, AuditError> {
+    let (filter, values) = kind_and_window("exchange", window);
+    let (mut first, mut last) = BucketPlan::window_seconds(window);
+    if first.is_none() || last.is_none() {
+        let (oldest, newest): (Option<i64>, Option<i64>) = connection.query_row(
+            &format!(
+                "SELECT MIN(unixepoch(time)), MAX(unixepoch(time)) FROM audit_entries \
+                 WHERE {filter}"
+            ),
+            params_from_iter(values.iter()),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        first = first.or(oldest);
+        last = last.or(newest);
+    }
+    // An open window without exchanges has no buckets.
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(Timeline::new(None));
+    };
+    let plan = BucketPlan::covering(first, last);
+    let mut timeline = Timeline::new(Some(plan));
+    let mut bound = vec![
+        SqlValue::Integer(plan.first),
+        SqlValue::Integer(plan.step_seconds),
+    ];
+    bound.extend(values);
+    // An entry whose time is not a time (an edited file) has no bucket and is left out.
+    let mut statement = connection.prepare(&format!(
+        "SELECT bucket, outcome, COUNT(*) FROM \
+         (SELECT (unixepoch(time) - ?) / ? AS bucket, outcome FROM audit_entries \
+          WHERE {filter}) \
+         WHERE bucket BETWEEN 0 AND {last_bucket} \
+         GROUP BY bucket, outcome ORDER BY bucket, outcome LIMIT {MAX_GROUP_ROWS}",
+        last_bucket = plan.count - 1,
+    ))?;
+    let mut rows = statement.query(params_from_iter(bound))?;
+    while let Some(row) = rows.next()? {
+        timeline.add(row.get(0)?, row.get(1)?, row.get(2)?);
+    }
+    Ok(timeline)
+}
+
+/// The window's certificate lookups by type, issuer and outcome.
+fn certificates(
+    connection: &Connection,
+    window: &TimeWindow,
+) -> Result<CertificateSummary, AuditError> {
+    let (filter, values) = kind_and_window("certificate", window);
+    let mut statement = connection.prepare(&format!(
+        "SELECT service, provider, outcome, COUNT(*) FROM audit_entries WHERE {filter} \
+         GROUP BY service, provider, outcome ORDER BY service, provider, outcome \
+         LIMIT {MAX_GROUP_ROWS}"
+    ))?;
+    let mut summary = CertificateSummary::default();
+    let mut rows = statement.query(params_from_iter(values))?;
+    while let Some(row) = rows.next()? {
+        summary.add(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    }
+    summary.finish();
+    Ok(summary)
+}
+
+/// The most frequent failures: exchanges whose outcome is not `ok` and lookups that were
+/// refused or failed, grouped by kind, consumer, provider, service and outcome; ties go to the
+/// most recent, then by name, so the order is stable.
+fn failures(connection: &Connection, window: &TimeWindow) -> Result<Vec<FailureGroup>, AuditError> {
+    let failed = format!(
+        "((kind = 'exchange' AND outcome <> ?) OR (kind = 'certificate' AND outcome NOT IN ({})))",
+        vec!["?"; LOOKUP_ANSWERS.len()].join(", ")
+    );
+    let mut conditions = vec![failed.as_str()];
+    let mut values = vec![SqlValue::Text(EXCHANGE_SUCCESS.to_owned())];
+    values.extend(
+        LOOKUP_ANSWERS
+            .iter()
+            .map(|word| SqlValue::Text((*word).to_owned())),
+    );
+    window_conditions(window, &mut conditions, &mut values);
+    let filter = conditions.join(" AND ");
+    let mut statement = connection.prepare(&format!(
+        "SELECT kind, consumer, provider, service, outcome, COUNT(*) AS count, \
+         MAX(time) AS last_seen FROM audit_entries WHERE {filter} \
+         GROUP BY kind, consumer, provider, service, outcome \
+         ORDER BY count DESC, last_seen DESC, kind, consumer, provider, service, outcome \
+         LIMIT {TOP_FAILURES}"
+    ))?;
+    let rows = statement.query_map(params_from_iter(values), |row| {
+        Ok(FailureGroup {
+            kind: row.get(0)?,
+            consumer: row.get(1)?,
+            provider: row.get(2)?,
+            service: row.get(3)?,
+            outcome: row.get(4)?,
+            count: row.get(5)?,
+            last_seen: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -12,6 +12,7 @@ mod cli;
 mod compatibility_fixtures;
 mod config_check;
 mod conformance;
+mod dashboard;
 mod demo;
 mod exchange;
 mod formats;
