@@ -18,6 +18,7 @@ mod formats;
 mod forwarding;
 mod hostile;
 mod registry;
+mod tls;
 mod translate_fixtures;
 mod translate_properties;
 mod upstream_pool;
