@@ -55,11 +55,13 @@ impl Gateway {
             },
             tls.upstream,
         );
-        let server_tls = config
-            .tls
-            .as_ref()
-            .zip(tls.server)
-            .map(|(settings, server)| Arc::new(ServerTls::new(server, settings.handshake_timeout)));
+        let server_tls = match (&config.tls, tls.server) {
+            (Some(settings), Some(server)) => {
+                Some(Arc::new(ServerTls::new(server, settings.handshake_timeout)))
+            }
+            (None, _) => None,
+            (Some(_), None) => anyhow::bail!("[tls] is configured but built no TLS configuration"),
+        };
         let certificates = CertificateCache::new(&config.certificates);
         let metrics = Metrics::new()?;
         Ok(Arc::new(Gateway {

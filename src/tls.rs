@@ -220,9 +220,15 @@ fn server_config(
         None => None,
     };
     let (chain, private_key) = (chain?, private_key?);
-    let builder = ServerConfig::builder_with_provider(provider)
+    let builder = match ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .ok()?;
+    {
+        Ok(builder) => builder,
+        Err(error) => {
+            report("cert", format!("cannot configure TLS 1.2 and 1.3: {error}"));
+            return None;
+        }
+    };
     let builder = match verifier {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
@@ -266,10 +272,18 @@ fn upstream_config(
     if let Some(path) = settings.and_then(|tls| tls.upstream_ca.as_deref()) {
         roots("upstream_ca", path, &mut store, report)?;
     }
-    let builder = ClientConfig::builder_with_provider(provider())
+    let builder = match ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
-        .ok()?
-        .with_root_certificates(store);
+    {
+        Ok(builder) => builder.with_root_certificates(store),
+        Err(error) => {
+            report(
+                "upstream_ca",
+                format!("cannot configure TLS 1.2 and 1.3: {error}"),
+            );
+            return None;
+        }
+    };
     let identity = settings.and_then(|tls| {
         tls.upstream_cert
             .as_deref()
@@ -351,4 +365,43 @@ pub fn presented(certificate: &ConnectionCertificate) -> Option<&ClientCertifica
 pub fn client_certificate(connection: &rustls::ServerConnection) -> Option<ClientCertificate> {
     let certificate = connection.peer_certificates()?.first()?;
     ClientCertificate::from_der(certificate.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_carries_its_full_subject_its_common_names_and_its_san_uris() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tax");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Tax Bureau");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://exchange/tax".try_into().unwrap(),
+        ));
+        let certificate = params.self_signed(&key).unwrap();
+        let identity = ClientCertificate::from_der(certificate.der()).unwrap();
+        assert_eq!(
+            identity.names().collect::<Vec<_>>(),
+            ["CN=tax,O=Tax Bureau", "CN=tax", "spiffe://exchange/tax"]
+        );
+        assert_eq!(ClientCertificate::from_der(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn subjects_compare_without_the_spaces_around_separators() {
+        for (written, normalized) in [
+            ("CN=tax", "CN=tax"),
+            (" CN = tax , O = Tax Bureau ", "CN=tax,O=Tax Bureau"),
+            ("spiffe://exchange/tax", "spiffe://exchange/tax"),
+            ("  ", ""),
+        ] {
+            assert_eq!(normalize_cert_subject(written), normalized, "{written:?}");
+        }
+    }
 }
