@@ -226,15 +226,23 @@ async fn reload(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
 }
 
 /// A configuration problem as a response may show it: files relative to the configuration
-/// folder, never the machine's absolute paths.
+/// folder (or, for the schema folder beside it, to its parent), never the machine's absolute
+/// paths.
 fn describe_problem(problem: &config::Problem, base: &std::path::Path) -> Violation {
-    let file = problem.file.strip_prefix(base).unwrap_or(&problem.file);
-    let base_text = format!("{}/", base.display());
-    let reason = if base.as_os_str().is_empty() {
-        problem.reason.clone()
-    } else {
-        problem.reason.replace(&base_text, "")
-    };
+    let roots: Vec<&std::path::Path> = [Some(base), base.parent()]
+        .into_iter()
+        .flatten()
+        .filter(|root| !root.as_os_str().is_empty())
+        .collect();
+    let file = roots
+        .iter()
+        .find_map(|root| problem.file.strip_prefix(root).ok())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| problem.file.file_name().map(Into::into).unwrap_or_default());
+    let mut reason = problem.reason.clone();
+    for root in &roots {
+        reason = reason.replace(&format!("{}/", root.display()), "");
+    }
     let message = if problem.key.is_empty() {
         format!("{}: {reason}", file.display())
     } else {

@@ -696,8 +696,12 @@ impl TlsUpstream {
                                 .and_then(|value| value.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
-                            let body =
-                                json!({ "consumer": consumer, "client": client }).to_string();
+                            // As a certificate issuer: a licence for the id in the path.
+                            let body = match request.uri().path().strip_prefix("/certs/") {
+                                Some(id) => json!({"uscc": id, "name": "福州闽江数据科技有限公司", "status": "active"}),
+                                None => json!({ "consumer": consumer, "client": client }),
+                            }
+                            .to_string();
                             async move {
                                 let _ = request.into_body().collect().await;
                                 Ok::<_, std::convert::Infallible>(
@@ -724,7 +728,8 @@ impl TlsUpstream {
 }
 
 #[tokio::test]
-async fn https_upstreams_are_trusted_through_upstream_ca_and_see_the_gateways_certificate() {
+async fn https_upstreams_and_issuers_are_trusted_through_upstream_ca_and_see_the_gateways_certificate()
+ {
     let pki = Pki::new();
     let upstreams = Authority::new("providers CA");
     // Trusted through upstream_ca, no client certificate asked.
@@ -767,8 +772,13 @@ async fn https_upstreams_are_trusted_through_upstream_ca_and_see_the_gateways_ce
         strict.url("/records"),
         untrusted.url("/records"),
     );
+    let issuer = format!(
+        "[certificates.licence]\nlookup = \"{}\"\nschema = \"license\"\nid_format = \"cn-uscc\"\nconsumers = [\"consumer\"]\n",
+        open.url("/certs/{id}")
+    );
     let gateway = config
-        .department("secure", "department", &services)
+        .schema("license", 1, license_schema())
+        .department("secure", "department", &format!("{services}\n{issuer}"))
         .start()
         .await;
 
@@ -786,6 +796,19 @@ async fn https_upstreams_are_trusted_through_upstream_ca_and_see_the_gateways_ce
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     assert_eq!(answer.json()["client"], "xgate");
     assert_eq!(answer.json()["consumer"], "consumer");
+
+    // Certificate issuers use the same client: an https issuer trusted through upstream_ca.
+    let id = xgate::identifiers::uscc_with_check("91350100M00000001").unwrap();
+    let answer = session
+        .send(
+            "GET",
+            &format!("/certificates/licence/{id}"),
+            &[("xgate-purpose", "account opening check")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(answer.json()["uscc"], id.as_str());
 
     let answer = session.get("/exchange/secure/untrusted/1").await.unwrap();
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
@@ -960,6 +983,18 @@ async fn a_reload_applies_new_cert_subjects_and_a_broken_one_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(answer.json()["department"], "consumer");
+
+    // Files outside the configuration folder (the schemas beside it) are named by their place
+    // in the deployment, never by the machine's path.
+    let schemas = gateway.schemas_dir();
+    std::fs::create_dir_all(schemas.join("broken")).unwrap();
+    std::fs::write(schemas.join("broken/1.json"), "not JSON").unwrap();
+    let (status, body) = reload(&gateway).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("schemas/broken/1.json"), "{body}");
+    let root = schemas.parent().unwrap().to_str().unwrap().to_owned();
+    assert!(!text.contains(&root), "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------
