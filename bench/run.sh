@@ -66,7 +66,7 @@ if [ "$build" = 1 ]; then
   echo "== building xgate (production profile: release with whole-program optimization)"
   cargo build --profile production --quiet
 fi
-xgate="$root/target/production/xgate"
+xgate="${CARGO_TARGET_DIR:-$root/target}/production/xgate"
 [ -x "$xgate" ] || { echo "$xgate is missing: run without --no-build" >&2; exit 2; }
 
 # --- the servers ------------------------------------------------------------------------------

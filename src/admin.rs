@@ -14,6 +14,9 @@
 //! - POST `/admin/translate/{department}/{schema}?direction=to-shared|from-shared`: dry-run a
 //!   department's format on the body (role admin): 200 with the translated record, or the 422
 //!   translation problem.
+//! - POST `/admin/reload` (role admin): re-read the configuration, the schemas and the TLS
+//!   certificates and keys; 200 `{"reloaded": true}`, or 422 `invalid-config` with every problem
+//!   (the running configuration stays). SIGHUP does the same.
 //! - The audit trail ([`audit`], admin, auditor): GET `/audit/exchanges` (filters and keyset
 //!   paging), GET `/audit/summary` (the exchange matrix, outcomes over time, certificate lookups
 //!   and top failures over a window), GET `/audit/verify`
@@ -34,12 +37,13 @@ use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{delete, get, post, put};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::config::Department;
+use crate::config::{self, Department};
 use crate::data_plane::{Caller, healthz, readyz};
 use crate::domain::Role;
 use crate::exchange::{identify_department, parse_json, read_json_body};
 use crate::gateway::Gateway;
 use crate::problem::{ExchangeError, TranslationFault};
+use crate::registry::Violation;
 use crate::snapshot::Snapshot;
 use crate::translate::Direction;
 
@@ -70,7 +74,10 @@ impl FromRef<AdminState> for Arc<Gateway> {
 
 /// The admin plane's routes. Build it once per gateway: it holds the registry's one writer.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let writer = Arc::new(schemas::SchemaWriter::new(&gateway.snapshot().config));
+    let writer = Arc::new(schemas::SchemaWriter::new(
+        &gateway.snapshot().config,
+        gateway.changes.clone(),
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -87,6 +94,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/admin/schemas/{name}/config", put(schemas::set_config))
         .route("/admin/translate/{department}/{schema}", post(translate))
+        .route("/admin/reload", post(reload))
         .route("/audit/exchanges", get(audit::exchanges))
         .route("/audit/summary", get(audit::summary))
         .route("/audit/verify", get(audit::verify))
@@ -111,7 +119,8 @@ pub fn require_role<'s>(
     headers: &HeaderMap,
     allowed: &[Role],
 ) -> Result<&'s Department, ExchangeError> {
-    let department = identify_department(snapshot, headers)?;
+    // The admin plane is plain HTTP: bearer tokens only.
+    let department = identify_department(snapshot, headers, None)?;
     if allowed.contains(&department.role) {
         Ok(department)
     } else {
@@ -185,6 +194,66 @@ async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Res
 #[derive(serde::Deserialize)]
 struct TranslateQuery {
     direction: Option<String>,
+}
+
+/// POST `/admin/reload`: [`Gateway::reload`], in a task of its own so a caller hanging up
+/// cannot stop it half-way.
+async fn reload(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+    let caller = Caller::from_headers(&headers);
+    if let Err(error) = require_role(&gateway.snapshot(), &headers, WRITERS) {
+        return caller.problem(&error);
+    }
+    let base = gateway
+        .snapshot()
+        .config
+        .path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let reloading = tokio::spawn({
+        let gateway = gateway.clone();
+        async move { gateway.reload().await }
+    });
+    match reloading.await {
+        Ok(Ok(())) => caller.json(StatusCode::OK, &serde_json::json!({ "reloaded": true })),
+        Ok(Err(problems)) => {
+            tracing::warn!(%problems, "reload refused; the running configuration stays");
+            caller.problem(&ExchangeError::InvalidConfig {
+                problems: problems
+                    .0
+                    .iter()
+                    .map(|problem| describe_problem(problem, &base))
+                    .collect(),
+            })
+        }
+        Err(_) => caller.problem(&ExchangeError::Internal),
+    }
+}
+
+/// A configuration problem as a response may show it: files relative to the configuration
+/// folder (or, for the schema folder beside it, to its parent), never the machine's absolute
+/// paths.
+fn describe_problem(problem: &config::Problem, base: &std::path::Path) -> Violation {
+    let roots: Vec<&std::path::Path> = [Some(base), base.parent()]
+        .into_iter()
+        .flatten()
+        .filter(|root| !root.as_os_str().is_empty())
+        .collect();
+    let file = roots
+        .iter()
+        .find_map(|root| problem.file.strip_prefix(root).ok())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| problem.file.file_name().map(Into::into).unwrap_or_default());
+    let mut reason = problem.reason.clone();
+    for root in &roots {
+        reason = reason.replace(&format!("{}/", root.display()), "");
+    }
+    let message = if problem.key.is_empty() {
+        format!("{}: {reason}", file.display())
+    } else {
+        format!("{}: {}: {reason}", file.display(), problem.key)
+    };
+    Violation::new("", "config", message)
 }
 
 /// POST `/admin/translate/{department}/{schema}?direction=...`: what a department's format makes

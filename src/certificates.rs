@@ -32,6 +32,7 @@ use crate::gateway::Gateway;
 use crate::metrics::{LookupResult, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
+use crate::tls::{ClientCertificate, ConnectionCertificate, presented};
 use crate::translate::Direction;
 use cache::{Answer, CacheEntry, CacheKey, Lookup};
 use issuer::{FetchContext, Issuer};
@@ -185,6 +186,7 @@ struct Answered {
 pub async fn lookup(
     State(gateway): State<Arc<Gateway>>,
     path: Result<Path<(String, String)>, PathRejection>,
+    certificate: ConnectionCertificate,
     headers: HeaderMap,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -202,19 +204,20 @@ pub async fn lookup(
         status: StatusCode::OK,
         elapsed: Duration::ZERO,
     };
-    let response = match run_lookup(&gateway, &snapshot, path, &headers, &caller, &mut record).await
-    {
-        Ok(answered) => {
-            if let Err(error) = &answered.body {
-                record.refusal = Some(error.outcome());
+    let credentials = (&headers, presented(&certificate));
+    let response =
+        match run_lookup(&gateway, &snapshot, path, credentials, &caller, &mut record).await {
+            Ok(answered) => {
+                if let Err(error) = &answered.body {
+                    record.refusal = Some(error.outcome());
+                }
+                respond(&caller, answered)
             }
-            respond(&caller, answered)
-        }
-        Err(error) => {
-            record.refusal = Some(error.outcome());
-            caller.problem(&error)
-        }
-    };
+            Err(error) => {
+                record.refusal = Some(error.outcome());
+                caller.problem(&error)
+            }
+        };
     record.status = response.status();
     record.elapsed = started.elapsed();
     let entry = record_lookup(&gateway, &record, &response);
@@ -235,11 +238,11 @@ async fn run_lookup<'s>(
     gateway: &Arc<Gateway>,
     snapshot: &'s Arc<Snapshot>,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: &'s HeaderMap,
+    (headers, certificate): (&'s HeaderMap, Option<&ClientCertificate>),
     caller: &Caller,
     record: &mut LookupRecord<'s>,
 ) -> Result<Answered, ExchangeError> {
-    let consumer = identify_department(snapshot, headers)?;
+    let consumer = identify_department(snapshot, headers, certificate)?;
     record.consumer = consumer.id.as_str();
     let (certificate_type, id) = path_parts(path)?;
     let issuer = route(snapshot, &certificate_type)?;
@@ -420,12 +423,13 @@ fn respond(caller: &Caller, answered: Answered) -> Response<Body> {
 pub async fn invalidate(
     State(gateway): State<Arc<Gateway>>,
     path: Result<Path<(String, String)>, PathRejection>,
+    certificate: ConnectionCertificate,
     headers: HeaderMap,
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
     let outcome = async {
-        let department = identify_department(&snapshot, &headers)?;
+        let department = identify_department(&snapshot, &headers, presented(&certificate))?;
         let (certificate_type, id) = path_parts(path)?;
         let issuer = route(&snapshot, &certificate_type)?;
         if issuer.settings.issuer != department.id {

@@ -144,6 +144,15 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
     /// Extra roots for https upstreams.
     pub upstream_ca: Option<PathBuf>,
+    /// Whether every connection must present a client certificate (bearer tokens are then not
+    /// accepted on the data plane); `true` by default when `client_ca` is set.
+    pub require_client_cert: bool,
+    /// The chain the gateway presents to https upstreams that ask for a client certificate.
+    pub upstream_cert: Option<PathBuf>,
+    /// The private key of `upstream_cert`.
+    pub upstream_key: Option<PathBuf>,
+    /// How long a client may take to complete its handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// `[certificates]`, parsed.
@@ -201,7 +210,8 @@ pub struct Department {
     pub role: Role,
     /// SHA-256 digests of its bearer tokens.
     pub token_digests: Vec<[u8; 32]>,
-    /// Client-certificate subjects that identify it.
+    /// Client-certificate identities that identify it, normalized
+    /// ([`normalize_cert_subject`]): `CN=name`, a full subject, or a SAN URI.
     pub cert_subjects: Vec<String>,
     /// The services it provides.
     pub services: Vec<Service>,
@@ -374,17 +384,39 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             }
             resolved
         };
+        let optional = |key: &str, value: &Option<PathBuf>, report: &mut Reporter<'_>| {
+            value.as_deref().map(|path| resolve(key, path, report))
+        };
+        let client_ca = optional("client_ca", &tls.client_ca, &mut report);
+        let require_client_cert = tls.require_client_cert.unwrap_or(client_ca.is_some());
+        if require_client_cert && client_ca.is_none() {
+            report.report(
+                "tls.require_client_cert",
+                "needs client_ca: client certificates are verified against it",
+            );
+        }
+        if tls.upstream_cert.is_some() != tls.upstream_key.is_some() {
+            report.report(
+                "tls.upstream_key",
+                "upstream_cert and upstream_key go together",
+            );
+        }
+        const MINUTE_MS: u64 = 60_000;
+        if tls.handshake_timeout_ms == 0 || tls.handshake_timeout_ms > MINUTE_MS {
+            report.report(
+                "tls.handshake_timeout_ms",
+                format!("must be between 1 and {MINUTE_MS}"),
+            );
+        }
         TlsSettings {
             cert: resolve("cert", &tls.cert, &mut report),
             key: resolve("key", &tls.key, &mut report),
-            client_ca: tls
-                .client_ca
-                .as_deref()
-                .map(|p| resolve("client_ca", p, &mut report)),
-            upstream_ca: tls
-                .upstream_ca
-                .as_deref()
-                .map(|p| resolve("upstream_ca", p, &mut report)),
+            client_ca,
+            upstream_ca: optional("upstream_ca", &tls.upstream_ca, &mut report),
+            require_client_cert,
+            upstream_cert: optional("upstream_cert", &tls.upstream_cert, &mut report),
+            upstream_key: optional("upstream_key", &tls.upstream_key, &mut report),
+            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms.clamp(1, MINUTE_MS)),
         }
     });
     let cache = &main.certificates;
@@ -598,9 +630,15 @@ fn check_department(
             ),
         }
     }
+    let mut cert_subjects = Vec::with_capacity(raw.cert_subjects.len());
     for (index, subject) in raw.cert_subjects.iter().enumerate() {
-        if subject.trim().is_empty() {
+        let subject = normalize_cert_subject(subject);
+        if subject.is_empty() {
             report.report(format!("cert_subjects[{index}]"), "must not be empty");
+        } else if cert_subjects.contains(&subject) {
+            report.report(format!("cert_subjects[{index}]"), "is listed twice");
+        } else {
+            cert_subjects.push(subject);
         }
     }
     if raw.role != Role::Department && !raw.services.is_empty() {
@@ -651,11 +689,27 @@ fn check_department(
         name: raw.name,
         role: raw.role,
         token_digests,
-        cert_subjects: raw.cert_subjects,
+        cert_subjects,
         services,
         formats,
         certificate_types,
     })
+}
+
+/// A client-certificate identity in the one form both the configuration and the certificates
+/// are compared in: the subject's attributes (`CN=tax`, `O=...`), in the certificate's order,
+/// each with the spaces around it and around its `=` removed, joined by `,`. Values are
+/// compared exactly (case and inner spaces kept). A SAN URI has no `,` and passes unchanged.
+pub fn normalize_cert_subject(subject: &str) -> String {
+    subject
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((attribute, value)) => format!("{}={}", attribute.trim(), value.trim()),
+            None => part.trim().to_owned(),
+        })
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn check_consumers(
@@ -780,8 +834,8 @@ fn check_upstream_url(key: &str, value: &str, report: &mut Reporter<'_>) -> Opti
             return None;
         }
     };
-    let problem = if url.scheme() != "http" {
-        Some("only http:// upstreams are supported")
+    let problem = if url.scheme() != "http" && url.scheme() != "https" {
+        Some("only http:// and https:// upstreams are supported")
     } else if url.host().is_none() {
         Some("has no host")
     } else if url.query().is_some() || url.fragment().is_some() {

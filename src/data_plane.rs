@@ -33,6 +33,7 @@ use crate::headers;
 use crate::i18n::Lang;
 use crate::problem::ExchangeError;
 use crate::registry::{CompiledSchema, Violation};
+use crate::tls::{ConnectionCertificate, presented};
 use crate::translate::{Direction, Format};
 
 /// The data plane's routes over the shared gateway state.
@@ -176,10 +177,14 @@ struct Catalog {
 }
 
 /// GET `/catalog`: what the caller may use, with the schema versions in force now.
-async fn catalog(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response<Body> {
+async fn catalog(
+    State(gateway): State<Arc<Gateway>>,
+    certificate: ConnectionCertificate,
+    headers: HeaderMap,
+) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
-    let department = match identify_department(&snapshot, &headers) {
+    let department = match identify_department(&snapshot, &headers, presented(&certificate)) {
         Ok(department) => department,
         Err(error) => return caller.problem(&error),
     };
@@ -258,12 +263,13 @@ async fn validate(
     State(gateway): State<Arc<Gateway>>,
     Path(schema): Path<String>,
     query: Result<Query<ValidateQuery>, axum::extract::rejection::QueryRejection>,
+    certificate: ConnectionCertificate,
     headers: HeaderMap,
     body: Body,
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
-    let department = match identify_department(&snapshot, &headers) {
+    let department = match identify_department(&snapshot, &headers, presented(&certificate)) {
         Ok(department) => department,
         Err(error) => return caller.problem(&error),
     };

@@ -24,6 +24,7 @@ use crate::metrics::{ExchangeLabels, ExchangeObservation, Metrics, Side, UNKNOWN
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
+use crate::tls::ClientCertificate;
 use crate::translate::Direction;
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 
@@ -213,7 +214,7 @@ async fn run_phases<'s>(
 ) -> Result<Response<Body>, ExchangeError> {
     let (parts, body) = request.into_parts();
 
-    let consumer = identify(snapshot, &parts.headers)?;
+    let consumer = identify(snapshot, &parts.headers, origin)?;
     record.consumer = Some(consumer);
 
     let (route, rest) = route(snapshot, parts.uri.path())?;
@@ -293,19 +294,32 @@ async fn run_phases<'s>(
     ))
 }
 
-/// Phase 1, identify: the bearer token's SHA-256 names the consumer.
+/// Phase 1, identify: the connection's verified client certificate, or else the bearer token's
+/// SHA-256, names the consumer.
 fn identify<'s>(
     snapshot: &'s Snapshot,
     headers: &HeaderMap,
+    origin: &Origin,
 ) -> Result<&'s Department, ExchangeError> {
-    identify_department(snapshot, headers)
+    identify_department(snapshot, headers, origin.client_certificate.as_deref())
 }
 
 /// Identifies the department of a request's credentials; shared by every authenticated route.
+///
+/// A connection that presented a verified client certificate is identified by it alone: a
+/// certificate no department lists is 401, even beside a valid bearer token. Without one, the
+/// bearer token decides (with `require_client_cert` every TLS connection has a certificate, so
+/// tokens are never consulted there).
 pub fn identify_department<'s>(
     snapshot: &'s Snapshot,
     headers: &HeaderMap,
+    client_certificate: Option<&ClientCertificate>,
 ) -> Result<&'s Department, ExchangeError> {
+    if let Some(certificate) = client_certificate {
+        return snapshot
+            .department_by_certificate(certificate)
+            .ok_or(ExchangeError::Unauthenticated);
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

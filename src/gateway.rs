@@ -9,10 +9,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditTrail;
 use crate::certificates::cache::CertificateCache;
-use crate::config::Config;
+use crate::config::{self, Config, Overrides, Problem, Problems};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
+use crate::tls::{ServerTls, TlsMaterial};
 use crate::upstream::{ClientSettings, UpstreamClient};
 
 /// What every request handler shares: the current snapshot, the upstream client, the audit
@@ -31,13 +32,21 @@ pub struct Gateway {
     /// every lookup's audit commit, runs in a task of its own here (a caller hanging up cannot
     /// cancel it, and a clean shutdown waits for it).
     pub tasks: TaskTracker,
+    /// The data plane's TLS when `[tls]` is configured (decided at start; a reload swaps its
+    /// certificates and keys).
+    pub tls: Option<Arc<ServerTls>>,
+    /// Serializes every change to what is served: schema registrations and reloads.
+    pub changes: Arc<tokio::sync::Mutex<()>>,
     ready: AtomicBool,
 }
 
 impl Gateway {
     /// Builds the runtime parts from a checked configuration. Opens (creating it on first
     /// start) the audit database, which blocks briefly: call it at start-up.
+    /// Reads the TLS certificates and keys too.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
+        let tls = TlsMaterial::load(&config)
+            .map_err(|problems| anyhow::anyhow!("the TLS files have problems:\n{problems}"))?;
         let metrics = Metrics::new()?;
         let audit =
             AuditTrail::open(&config.audit, metrics.audit_entries()).with_context(|| {
@@ -46,10 +55,20 @@ impl Gateway {
                     config.audit.path.display()
                 )
             })?;
-        let upstream = UpstreamClient::new(ClientSettings {
-            connect_timeout: config.gateway.upstream_timeout,
-            read_timeout: config.gateway.upstream_timeout,
-        });
+        let upstream = UpstreamClient::new(
+            ClientSettings {
+                connect_timeout: config.gateway.upstream_timeout,
+                read_timeout: config.gateway.upstream_timeout,
+            },
+            tls.upstream,
+        );
+        let server_tls = match (&config.tls, tls.server) {
+            (Some(settings), Some(server)) => {
+                Some(Arc::new(ServerTls::new(server, settings.handshake_timeout)))
+            }
+            (None, _) => None,
+            (Some(_), None) => anyhow::bail!("[tls] is configured but built no TLS configuration"),
+        };
         let certificates = CertificateCache::new(&config.certificates);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
@@ -58,6 +77,8 @@ impl Gateway {
             certificates,
             metrics,
             tasks: TaskTracker::new(),
+            tls: server_tls,
+            changes: Arc::new(tokio::sync::Mutex::new(())),
             ready: AtomicBool::new(false),
         }))
     }
@@ -73,6 +94,75 @@ impl Gateway {
     pub fn replace_registry(&self, registry: Registry) {
         self.snapshot
             .rcu(|current| current.with_registry(registry.clone()));
+    }
+
+    /// Re-reads the configuration, the schemas and the TLS files (on the blocking pool) and
+    /// swaps them in: new requests see the new snapshot, new TLS handshakes the new certificates
+    /// and keys, new upstream connections the new upstream TLS settings; requests and
+    /// connections already running keep theirs. Anything invalid is refused with every problem
+    /// and the running configuration stays. The listeners' addresses, the audit trail, the
+    /// certificate cache's settings and the upstream timeouts take effect at the next start, as
+    /// does turning TLS on or off.
+    ///
+    /// Every attempt is counted in `xgate_config_reloads_total{outcome="ok"|"refused"}`.
+    pub async fn reload(&self) -> Result<(), Problems> {
+        let reloaded = self.load_and_swap().await;
+        self.metrics
+            .config_reload(if reloaded.is_ok() { "ok" } else { "refused" });
+        reloaded
+    }
+
+    /// The reload itself: load, check, swap.
+    async fn load_and_swap(&self) -> Result<(), Problems> {
+        let _changing = self.changes.lock().await;
+        let running = self.snapshot();
+        let path = running.config.path.clone();
+        let loading = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let (config, registry) = config::load(&path, &Overrides::default())?;
+                let tls = TlsMaterial::load(&config)?;
+                Ok::<_, Problems>((config, registry, tls))
+            })
+        };
+        let (mut config, registry, tls) = match loading.await {
+            Ok(loaded) => loaded?,
+            Err(_) => {
+                return Err(Problems(vec![Problem {
+                    file: path,
+                    key: String::new(),
+                    reason: "loading the configuration failed unexpectedly".to_owned(),
+                }]));
+            }
+        };
+        if config.tls.is_some() != self.tls.is_some() {
+            return Err(Problems(vec![Problem {
+                file: path,
+                key: "tls".to_owned(),
+                reason: "turning TLS on or off takes a restart; nothing was reloaded".to_owned(),
+            }]));
+        }
+        if config.registry.dir != running.config.registry.dir {
+            return Err(Problems(vec![Problem {
+                file: path,
+                key: "registry.dir".to_owned(),
+                reason: "moving the schema registry takes a restart; nothing was reloaded"
+                    .to_owned(),
+            }]));
+        }
+        // The listeners are bound: keep the addresses they were bound at.
+        config.gateway.listen = running.config.gateway.listen;
+        config.gateway.admin_listen = running.config.gateway.admin_listen;
+        if let (Some(server_tls), Some(server), Some(settings)) =
+            (&self.tls, tls.server, config.tls.as_ref())
+        {
+            server_tls.replace(server, settings.handshake_timeout);
+        }
+        self.upstream.replace_tls(tls.upstream);
+        self.snapshot
+            .store(Arc::new(Snapshot::new(config, registry)));
+        tracing::info!("configuration reloaded");
+        Ok(())
     }
 
     /// Whether the gateway takes traffic: listeners up and not shutting down.

@@ -6,8 +6,11 @@
 //! the gateway; `X-Request-Id` is kept when well formed and generated otherwise.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::tls::ClientCertificate;
 
 /// `X-Request-Id`: correlates a call across consumer, gateway, provider and audit trail.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -108,6 +111,9 @@ pub struct Origin {
     forwarded_for: HeaderValue,
     /// The caller's `Forwarded` element (`for=...;proto=...`).
     forwarded: HeaderValue,
+    /// The client certificate verified in the connection's TLS handshake, if it sent one:
+    /// the connection's identity, read once.
+    pub client_certificate: Option<Arc<ClientCertificate>>,
 }
 
 impl Origin {
@@ -127,7 +133,17 @@ impl Origin {
             scheme,
             forwarded_for: text(ip.to_string()),
             forwarded: text(element),
+            client_certificate: None,
         }
+    }
+
+    /// The same origin, identified by the client certificate verified in its handshake.
+    pub fn with_client_certificate(
+        mut self,
+        client_certificate: Option<Arc<ClientCertificate>>,
+    ) -> Origin {
+        self.client_certificate = client_certificate;
+        self
     }
 }
 

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod translate;
 pub mod upstream;

@@ -1,4 +1,4 @@
-//! The `xgate` command: serve, check, demo, token new, audit verify.
+//! The `xgate` command: serve, check, demo, token new, audit verify, tls init.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,26 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// TLS certificates.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Generate a development CA, the gateway's certificate (localhost, 127.0.0.1) and one
+    /// client certificate per department of the configuration (CN = department id).
+    Init {
+        /// The folder to write the PEM files to.
+        dir: PathBuf,
+        /// Replace files that exist already.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -91,6 +111,9 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify(ConfigArg { config }),
         } => audit_verify(&config),
+        Command::Tls {
+            command: TlsCommand::Init { dir, force, config },
+        } => tls_init(&dir, force, &config.config),
         Command::Serve(ConfigArg { config }) => {
             report(runtime().and_then(|rt| rt.block_on(serve(config))))
         }
@@ -141,7 +164,12 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path, &Overrides::from_env()) {
+    let loaded = config::load(path, &Overrides::from_env()).and_then(|(config, registry)| {
+        // The certificates and keys too: readable, parseable, each key matching its certificate.
+        xgate::tls::TlsMaterial::load(&config)?;
+        Ok((config, registry))
+    });
+    match loaded {
         Ok((config, registry)) => {
             let services: usize = config.departments.iter().map(|d| d.services.len()).sum();
             let versions: usize = registry
@@ -163,6 +191,41 @@ fn check(path: &std::path::Path) -> ExitCode {
                 println!("{problem}");
             }
             println!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `xgate tls init`: development certificates for the departments of the configuration.
+fn tls_init(dir: &std::path::Path, force: bool, path: &std::path::Path) -> ExitCode {
+    let config = match config::load(path, &Overrides::from_env()) {
+        Ok((config, _registry)) => config,
+        Err(problems) => {
+            eprintln!("xgate: the configuration has problems:\n{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let departments: Vec<_> = config.departments.iter().map(|d| d.id.clone()).collect();
+    match xgate::tls::init::init(dir, &departments, force) {
+        Ok(files) => {
+            for file in &files {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "Development certificates only. To serve mutual TLS, add to {} (paths relative to its folder):",
+                path.display()
+            );
+            println!("[tls]");
+            println!("cert = \"<dir>/gateway.pem\"");
+            println!("key = \"<dir>/gateway-key.pem\"");
+            println!("client_ca = \"<dir>/ca.pem\"");
+            println!(
+                "and give each department its departments/<id>.pem and departments/<id>-key.pem."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xgate: {error}");
             ExitCode::FAILURE
         }
     }
@@ -220,8 +283,37 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         })?;
     tracing::info!(data = %config.gateway.listen, admin = %config.gateway.admin_listen, "listening");
     let gateway = Gateway::new(config, registry)?;
+    reload_on_hangup(gateway.clone());
     xgate::server::run(gateway, data, admin, shutdown_signal()).await
 }
+
+/// SIGHUP reloads the configuration, as `POST /admin/reload` does; a refused reload is logged
+/// with its problems and the running configuration stays.
+#[cfg(unix)]
+fn reload_on_hangup(gateway: std::sync::Arc<Gateway>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /admin/reload");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match gateway.reload().await {
+                Ok(()) => tracing::info!("reloaded on SIGHUP"),
+                Err(problems) => tracing::error!(
+                    %problems,
+                    "reload on SIGHUP refused; the running configuration stays"
+                ),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_gateway: std::sync::Arc<Gateway>) {}
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called
 /// (inside the runtime), not when the future is first polled, so a signal that arrives while

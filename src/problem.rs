@@ -125,6 +125,12 @@ pub enum ExchangeError {
         /// Every problem, at pointers into the submitted document (bounded).
         violations: Vec<Violation>,
     },
+    /// A configuration reload found problems; the running configuration stays.
+    #[error("invalid configuration")]
+    InvalidConfig {
+        /// Every problem: `file: key: reason`, files relative to the configuration folder.
+        problems: Vec<Violation>,
+    },
     /// A new version is not proven compatible in the schema's mode.
     #[error("incompatible schema")]
     IncompatibleSchema {
@@ -205,6 +211,7 @@ impl ExchangeError {
             ExchangeError::InvalidCertificateId { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ExchangeError::CertificateNotFound => StatusCode::NOT_FOUND,
             ExchangeError::InvalidSchema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExchangeError::InvalidConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ExchangeError::IncompatibleSchema { .. } | ExchangeError::Conflict(_) => {
                 StatusCode::CONFLICT
             }
@@ -235,6 +242,7 @@ impl ExchangeError {
                 "invalid-parameter"
             }
             ExchangeError::InvalidSchema { .. } => "invalid-schema",
+            ExchangeError::InvalidConfig { .. } => "invalid-config",
             ExchangeError::IncompatibleSchema { .. } => "incompatible-schema",
             ExchangeError::Conflict(_) => "conflict",
             ExchangeError::UnsupportedMediaType { .. } => "unsupported-media-type",
@@ -261,6 +269,7 @@ impl ExchangeError {
             | ExchangeError::InvalidParameter { .. }
             | ExchangeError::InvalidName(_)
             | ExchangeError::InvalidSchema { .. }
+            | ExchangeError::InvalidConfig { .. }
             | ExchangeError::IncompatibleSchema { .. }
             | ExchangeError::Conflict(_)
             | ExchangeError::UnsupportedMediaType { .. }
@@ -299,6 +308,7 @@ impl ExchangeError {
             ),
             ExchangeError::InvalidName(_) => ("Invalid name", "名称无效"),
             ExchangeError::InvalidSchema { .. } => ("Invalid schema", "数据规范无效"),
+            ExchangeError::InvalidConfig { .. } => ("Invalid configuration", "配置无效"),
             ExchangeError::IncompatibleSchema { .. } => {
                 ("Incompatible schema version", "数据规范版本不兼容")
             }
@@ -454,6 +464,13 @@ impl ExchangeError {
                     invalid.kind, invalid.rule
                 )
             }
+            ExchangeError::InvalidConfig { problems } if zh => {
+                format!("配置有 {} 处问题，未重新加载，当前配置继续生效", problems.len())
+            }
+            ExchangeError::InvalidConfig { problems } => format!(
+                "{} problem(s) in the configuration; nothing was reloaded and the running configuration stays",
+                problems.len()
+            ),
             ExchangeError::InvalidSchema { schema, violations } if zh => {
                 format!(
                     "提交的文档不能登记为 {schema}：有 {} 处问题",
@@ -505,6 +522,7 @@ impl ExchangeError {
         let errors = match self {
             ExchangeError::SchemaValidation { violations, .. }
             | ExchangeError::InvalidSchema { violations, .. } => Some(violations.as_slice()),
+            ExchangeError::InvalidConfig { problems } => Some(problems.as_slice()),
             // Only the caller's own record's problems are shown; another department's values
             // stay out of the response.
             ExchangeError::Translation {

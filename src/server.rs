@@ -1,6 +1,9 @@
 //! The listeners: accepting connections on the data and admin planes, HTTP/1.1 and h2c (prior
 //! knowledge) on the same port, bounded (connections, header size, header read time), and
-//! drained gracefully on shutdown.
+//! drained gracefully on shutdown. With `[tls]` the data plane speaks TLS (1.2, 1.3; h2 or
+//! HTTP/1.1 by ALPN): each accepted connection takes the current TLS configuration, finishes its
+//! handshake within the handshake timeout, and carries the client certificate it verified as
+//! its identity; the admin plane stays plain HTTP (bind it to an internal address).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +16,7 @@ use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
@@ -21,6 +24,7 @@ use tower::ServiceExt;
 use crate::config::GatewaySettings;
 use crate::gateway::Gateway;
 use crate::headers::Origin;
+use crate::tls::ServerTls;
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
 /// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
@@ -44,6 +48,7 @@ pub async fn run(
             gateway: gateway.clone(),
             router: crate::data_plane::router(gateway.clone()),
         },
+        gateway.tls.clone(),
         builder.clone(),
         graceful.clone(),
         settings.max_connections,
@@ -55,6 +60,7 @@ pub async fn run(
         Plane::Admin {
             router: crate::admin::router(gateway.clone()),
         },
+        None,
         builder,
         graceful.clone(),
         settings.max_connections,
@@ -177,9 +183,15 @@ impl Plane {
                     }
                 })
             }
-            Plane::Data { router, .. } | Plane::Admin { router } => {
+            Plane::Data { router, .. } => {
+                let mut request = request;
+                // The routes besides `/exchange` learn the connection's certificate here.
+                if let Some(certificate) = &origin.client_certificate {
+                    request.extensions_mut().insert(certificate.clone());
+                }
                 Either::Right(router.clone().oneshot(request))
             }
+            Plane::Admin { router } => Either::Right(router.clone().oneshot(request)),
         }
     }
 }
@@ -190,9 +202,11 @@ fn is_exchange_path(path: &str) -> bool {
     path.len() > "/exchange/".len() && path.starts_with("/exchange/")
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     plane: Plane,
+    tls: Option<Arc<ServerTls>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     max_connections: usize,
@@ -223,26 +237,85 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let plane = plane.clone();
-        let request_seen = Arc::new(Notify::new());
-        let seen = request_seen.clone();
-        // TLS is not served yet: every caller arrives over http.
-        let origin = Arc::new(Origin::new(peer, "http"));
-        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-            seen.notify_one();
-            plane.serve(request.map(Body::new), &origin)
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(tls) = &tls else {
+            let origin = Arc::new(Origin::new(peer, "http"));
+            let connection = serve_connection(
+                TokioIo::new(stream),
+                plane,
+                origin,
+                &builder,
+                graceful.watcher(),
+                header_read_timeout,
+            );
+            tokio::spawn(async move {
+                connection.await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The configuration in force now serves this connection to its end, whatever a
+        // reload swaps in meanwhile.
+        let handshake = tls.current();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let served =
-                serve_within_first_request_deadline(connection, &request_seen, header_read_timeout);
-            if let Err(error) = served.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(handshake.config.clone());
+            let stream =
+                match tokio::time::timeout(handshake.timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            "closing a connection that did not finish its TLS handshake in time"
+                        );
+                        return;
+                    }
+                };
+            let certificate = crate::tls::client_certificate(stream.get_ref().1).map(Arc::new);
+            let origin = Arc::new(Origin::new(peer, "https").with_client_certificate(certificate));
+            serve_connection(
+                TokioIo::new(stream),
+                plane,
+                origin,
+                &builder,
+                watcher,
+                header_read_timeout,
+            )
+            .await;
             drop(permit);
         });
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection until it ends.
+fn serve_connection<I>(
+    io: TokioIo<I>,
+    plane: Plane,
+    origin: Arc<Origin>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    header_read_timeout: Duration,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let request_seen = Arc::new(Notify::new());
+    let seen = request_seen.clone();
+    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        seen.notify_one();
+        plane.serve(request.map(Body::new), &origin)
+    });
+    let connection = builder.serve_connection(io, service).into_owned();
+    let connection = watcher.watch(connection);
+    async move {
+        let served =
+            serve_within_first_request_deadline(connection, &request_seen, header_read_timeout);
+        if let Err(error) = served.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::config::{Config, Department, Service};
 use crate::domain::DepartmentId;
 use crate::projection::Projection;
 use crate::registry::Registry;
+use crate::tls::ClientCertificate;
 use crate::upstream::UpstreamAddress;
 
 /// The SHA-256 of a bearer token. Equality is constant-time, so looking a digest up leaks
@@ -70,6 +71,9 @@ pub struct Snapshot {
     pub certificate_issuers: Arc<Issuers>,
     departments: HashMap<DepartmentId, Department>,
     tokens: HashMap<TokenDigest, DepartmentId>,
+    /// Normalized `cert_subjects` → department, so identifying a certificate is one lookup per
+    /// name it carries, however many departments there are.
+    subjects: HashMap<Box<str>, DepartmentId>,
     routes: HashMap<DepartmentId, HashMap<Box<str>, Arc<Route>>>,
 }
 
@@ -78,10 +82,15 @@ impl Snapshot {
     pub fn new(config: Config, registry: Registry) -> Snapshot {
         let mut departments = HashMap::with_capacity(config.departments.len());
         let mut tokens = HashMap::new();
+        let mut subjects = HashMap::new();
         let mut routes: HashMap<DepartmentId, HashMap<Box<str>, Arc<Route>>> = HashMap::new();
         for department in &config.departments {
             for digest in &department.token_digests {
                 tokens.insert(TokenDigest(*digest), department.id.clone());
+            }
+            // Configuration checking refuses a subject listed by two departments.
+            for subject in &department.cert_subjects {
+                subjects.insert(subject.as_str().into(), department.id.clone());
             }
             let provided = routes.entry(department.id.clone()).or_default();
             for service in &department.services {
@@ -114,6 +123,7 @@ impl Snapshot {
             registry,
             departments,
             tokens,
+            subjects,
             routes,
         }
     }
@@ -127,6 +137,7 @@ impl Snapshot {
             certificate_issuers: self.certificate_issuers.clone(),
             departments: self.departments.clone(),
             tokens: self.tokens.clone(),
+            subjects: self.subjects.clone(),
             routes: self.routes.clone(),
         }
     }
@@ -134,6 +145,18 @@ impl Snapshot {
     /// The department a bearer token's digest belongs to.
     pub fn department_by_token(&self, digest: [u8; 32]) -> Option<&Department> {
         let id = self.tokens.get(&TokenDigest(digest))?;
+        self.departments.get(id)
+    }
+
+    /// The department a verified client certificate identifies: the first of its names
+    /// (full subject, common names, SAN URIs) some department lists in `cert_subjects`.
+    pub fn department_by_certificate(
+        &self,
+        certificate: &ClientCertificate,
+    ) -> Option<&Department> {
+        let id = certificate
+            .names()
+            .find_map(|name| self.subjects.get(name))?;
         self.departments.get(id)
     }
 

@@ -7,6 +7,11 @@
 //! spawned task per call to return connections to the pool) cost more per call than the rest of
 //! a passthrough exchange.
 //!
+//! `https` upstreams get TLS at connect time (system roots plus `upstream_ca`, ALPN `http/1.1`,
+//! the server name from the URL's host); after the handshake the connection is pooled and used
+//! exactly as a plain one, so a request costs the same on both once connected, and the `http`
+//! path has no TLS branch at all past `connect`.
+//!
 //! Policy: no redirects followed (a provider's redirect goes back to the caller), no proxies from
 //! the environment, nothing decompressed, and a request is resent only when hyper hands it back
 //! unsent (a pooled connection the upstream had just closed); one that may have reached the
@@ -18,13 +23,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use hyper::rt::{Read, Write};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -35,31 +43,62 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often idle connections past [`IDLE_TIMEOUT`] are looked for (on the next pool access).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Where a service's calls go: an `http` origin, resolved once at configuration load.
+/// Where a service's calls go: an `http` or `https` origin, resolved once at configuration load.
 #[derive(Debug, Clone)]
 pub struct UpstreamAddress {
-    /// `host:port`, the pool key and the address connected to.
+    /// The pool key; for `http`, also the `host:port` connected to. (`https` keys are
+    /// `https://host:port`, so a plain and a TLS connection to one port never share a pool.)
     authority: Arc<str>,
     /// The `Host` header sent (the URL's authority as written, default port left out).
     host: HeaderValue,
+    /// For `https`: where to connect and whom to expect.
+    tls: Option<Arc<TlsTarget>>,
+}
+
+/// The TLS side of an `https` upstream.
+#[derive(Debug)]
+struct TlsTarget {
+    /// `host:port` connected to.
+    connect_to: Box<str>,
+    /// The name the upstream's certificate must carry (the URL's host).
+    server_name: ServerName<'static>,
 }
 
 impl UpstreamAddress {
-    /// The address of an `http` URL; `None` for another scheme or a URL without a host.
+    /// The address of an `http` or `https` URL; `None` for another scheme or a URL without a
+    /// host.
     pub fn from_url(url: &url::Url) -> Option<UpstreamAddress> {
-        if url.scheme() != "http" {
-            return None;
-        }
         let host = url.host_str()?;
         let port = url.port_or_known_default()?;
         let host_header = match url.port() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        Some(UpstreamAddress {
-            authority: format!("{host}:{port}").into(),
-            host: HeaderValue::from_str(&host_header).ok()?,
-        })
+        let host_header = HeaderValue::from_str(&host_header).ok()?;
+        let connect_to = format!("{host}:{port}");
+        match url.scheme() {
+            "http" => Some(UpstreamAddress {
+                authority: connect_to.into(),
+                host: host_header,
+                tls: None,
+            }),
+            "https" => {
+                let server_name = match url.host()? {
+                    url::Host::Domain(domain) => ServerName::try_from(domain.to_owned()).ok()?,
+                    url::Host::Ipv4(ip) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+                    url::Host::Ipv6(ip) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+                };
+                Some(UpstreamAddress {
+                    authority: format!("https://{connect_to}").into(),
+                    host: host_header,
+                    tls: Some(Arc::new(TlsTarget {
+                        connect_to: connect_to.into(),
+                        server_name,
+                    })),
+                })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -87,15 +126,24 @@ pub struct ClientSettings {
 pub struct UpstreamClient {
     settings: ClientSettings,
     pool: Arc<Pool>,
+    /// The TLS configuration of new `https` connections (`None`: nothing is `https`); swapped
+    /// by a reload, while pooled connections keep the one they were made with.
+    tls: ArcSwapOption<rustls::ClientConfig>,
 }
 
 impl UpstreamClient {
-    /// A client with an empty pool.
-    pub fn new(settings: ClientSettings) -> UpstreamClient {
+    /// A client with an empty pool; `tls` is used for `https` upstreams.
+    pub fn new(settings: ClientSettings, tls: Option<Arc<rustls::ClientConfig>>) -> UpstreamClient {
         UpstreamClient {
             settings,
             pool: Arc::new(Pool::default()),
+            tls: ArcSwapOption::new(tls),
         }
+    }
+
+    /// Makes `tls` the configuration of `https` connections made from now on.
+    pub fn replace_tls(&self, tls: Option<Arc<rustls::ClientConfig>>) {
+        self.tls.store(tls);
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`) to `address` and waits for the
@@ -138,6 +186,9 @@ impl UpstreamClient {
         &self,
         address: &UpstreamAddress,
     ) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        if let Some(tls) = &address.tls {
+            return self.connect_tls(tls).await;
+        }
         let connecting = TcpStream::connect(&*address.authority);
         let stream = match tokio::time::timeout(self.settings.connect_timeout, connecting).await {
             Err(_) => return Err(UpstreamError::ConnectTimeout),
@@ -145,22 +196,56 @@ impl UpstreamClient {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        start_http1(TokioIo::new(stream)).await
+    }
+
+    /// Connects to an `https` upstream: TCP, then the TLS handshake, both within the connect
+    /// timeout.
+    async fn connect_tls(
+        &self,
+        target: &TlsTarget,
+    ) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let config = self.tls.load_full().ok_or_else(|| {
+            UpstreamError::Failed("no TLS configuration for https upstreams".to_owned())
+        })?;
+        let connecting = async {
+            let stream = TcpStream::connect(&*target.connect_to)
+                .await
+                .map_err(|error| UpstreamError::Failed(error.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            tokio_rustls::TlsConnector::from(config)
+                .connect(target.server_name.clone(), stream)
+                .await
+                .map_err(|error| UpstreamError::Failed(format!("TLS handshake: {error}")))
+        };
+        let stream = tokio::time::timeout(self.settings.connect_timeout, connecting)
             .await
-            .map_err(|error| UpstreamError::Failed(error.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+            .map_err(|_| UpstreamError::ConnectTimeout)??;
+        start_http1(TokioIo::new(stream)).await
     }
 
     /// Idle connections currently pooled, over every upstream (for tests and diagnostics).
     pub fn idle_connections(&self) -> usize {
         self.pool.idle_count()
     }
+}
+
+/// Starts HTTP/1.1 on a connected stream; its connection task runs until the upstream or the
+/// pool closes it.
+async fn start_http1<I>(io: I) -> Result<http1::SendRequest<Body>, UpstreamError>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|error| UpstreamError::Failed(error.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// Idle connections by upstream `host:port`.

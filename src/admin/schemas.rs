@@ -45,15 +45,17 @@ use crate::snapshot::Snapshot;
 /// The one writer of the registry: a lock that serializes changes, and the files.
 #[derive(Debug)]
 pub struct SchemaWriter {
-    lock: tokio::sync::Mutex<()>,
+    /// The gateway's lock on changes (`Gateway::changes`), shared with configuration reloads.
+    lock: Arc<tokio::sync::Mutex<()>>,
     store: SchemaStore,
 }
 
 impl SchemaWriter {
-    /// The writer over the schema folder of `config` (`[registry] dir`).
-    pub fn new(config: &Config) -> SchemaWriter {
+    /// The writer over the schema folder of `config` (`[registry] dir`), serialized with every
+    /// other change by `lock`.
+    pub fn new(config: &Config, lock: Arc<tokio::sync::Mutex<()>>) -> SchemaWriter {
         SchemaWriter {
-            lock: tokio::sync::Mutex::new(()),
+            lock,
             store: SchemaStore::new(config.registry.dir.clone()),
         }
     }

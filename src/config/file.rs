@@ -93,6 +93,16 @@ pub struct TlsSection {
     pub client_ca: Option<PathBuf>,
     /// Extra trusted roots for `https` upstreams.
     pub upstream_ca: Option<PathBuf>,
+    /// Whether every data-plane connection must present a client certificate (then bearer
+    /// tokens are not accepted there). Defaults to `true` when `client_ca` is set.
+    pub require_client_cert: Option<bool>,
+    /// The certificate chain (PEM) the gateway presents to `https` upstreams that ask for one.
+    pub upstream_cert: Option<PathBuf>,
+    /// The private key (PEM) of `upstream_cert`.
+    pub upstream_key: Option<PathBuf>,
+    /// How long a client may take to complete its TLS handshake, in milliseconds.
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
 }
 
 /// `[certificates]`.
@@ -248,6 +258,9 @@ mod defaults {
         10_000
     }
     pub fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn handshake_timeout_ms() -> u64 {
         10_000
     }
     pub fn max_header_bytes() -> u64 {

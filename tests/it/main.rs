@@ -20,6 +20,7 @@ mod forwarding;
 mod hostile;
 mod metrics;
 mod registry;
+mod tls;
 mod translate_fixtures;
 mod translate_properties;
 mod upstream_pool;

@@ -323,7 +323,7 @@ async fn every_outcome_is_counted_under_configured_labels_only() {
 }
 
 #[tokio::test]
-async fn registrations_are_counted_by_outcome() {
+async fn registrations_and_reloads_are_counted_by_outcome() {
     let (gateway, _echo, _records) = standard_gateway().await;
     let register = |body: Value| {
         gateway
@@ -341,7 +341,26 @@ async fn registrations_are_counted_by_outcome() {
             .status(),
         422
     );
+    let reload = || {
+        gateway
+            .client
+            .post(gateway.admin_url("/admin/reload"))
+            .bearer_auth(token("admin"))
+            .send()
+    };
+    assert_eq!(reload().await.unwrap().status(), 200);
+    let main_file = gateway.schemas_dir().join("../config/xgate.toml");
+    let text = std::fs::read_to_string(&main_file).unwrap();
+    std::fs::write(&main_file, format!("{text}\n[nonsense]\n")).unwrap();
+    assert_eq!(reload().await.unwrap().status(), 422);
+    std::fs::write(&main_file, text).unwrap();
+
     let found = samples(&scrape(&gateway).await);
+    assert_eq!(found[r#"xgate_config_reloads_total{outcome="ok"}"#], 1.0);
+    assert_eq!(
+        found[r#"xgate_config_reloads_total{outcome="refused"}"#],
+        1.0
+    );
     assert_eq!(
         found[r#"xgate_schema_registrations_total{outcome="existing"}"#],
         1.0
