@@ -792,9 +792,14 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
     assert_eq!(entries[0]["sequence"], 1, "the failed batch left no gap");
 }
 
-#[tokio::test]
-async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
-    // The provider answers only when told to, after the caller has gone.
+/// The standard gateway whose `echo` provider holds every answer until `release` is notified
+/// (once per held answer): the provider, the release, the records upstream, the gateway.
+async fn held_provider_gateway() -> (
+    Upstream,
+    std::sync::Arc<tokio::sync::Notify>,
+    Upstream,
+    TestGateway,
+) {
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let waiting = release.clone();
     let slow = Upstream::start(axum::Router::new().fallback(move || {
@@ -807,11 +812,23 @@ async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
     .await;
     let records = Upstream::fixed(StatusCode::OK, license()).await;
     let gateway = standard(&slow, &records).start().await;
-    let hasty = reqwest::Client::builder()
+    (slow, release, records, gateway)
+}
+
+/// A client that gives up after 200 ms.
+fn hasty_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_millis(200))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
+    // The provider answers only when told to, after the caller has gone.
+    let (slow, release, _records, gateway) = held_provider_gateway().await;
+    let hasty = hasty_client();
     let gone = hasty
         .get(gateway.url("/exchange/market/echo/1"))
         .bearer_auth(token("tax"))
@@ -1038,24 +1055,9 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
 async fn a_clean_shutdown_waits_for_every_exchange_and_commits_its_entry() {
     // The provider answers only when told to; the callers hang up before it does, so their
     // exchanges belong to no connection when the shutdown starts.
-    let release = std::sync::Arc::new(tokio::sync::Notify::new());
-    let waiting = release.clone();
-    let slow = Upstream::start(axum::Router::new().fallback(move || {
-        let waiting = waiting.clone();
-        async move {
-            waiting.notified().await;
-            "late"
-        }
-    }))
-    .await;
-    let records = Upstream::fixed(StatusCode::OK, license()).await;
-    let gateway = standard(&slow, &records).start().await;
+    let (slow, release, _records, gateway) = held_provider_gateway().await;
     let path = gateway.audit_path();
-    let hasty = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let hasty = hasty_client();
     let calls = (0..20).map(|n| {
         hasty
             .get(gateway.url(&format!("/exchange/market/echo/{n}")))
