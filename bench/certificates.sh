@@ -20,26 +20,14 @@ while [ $# -gt 0 ]; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-for tool in nginx wrk oha taskset curl python3; do
-  command -v "$tool" >/dev/null 2>&1 || [ "$tool" = nginx -a -x /usr/sbin/nginx ] || {
-    echo "$tool is needed (bench/run.sh installs the same tools)" >&2; exit 1; }
-done
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+. "$root/bench/lib.sh"
+bench_tools
 # The build to deploy, as bench/run.sh measures it.
-(cd "$root" && cargo build --profile production --quiet)
-xgate="${CARGO_TARGET_DIR:-$root/target}/production/xgate"
+bench_build 1
 
 data=127.0.0.1:18060
 admin=127.0.0.1:18061
-work=$(mktemp -d /tmp/xgate-certificates.XXXXXX)
-mkdir -p "$work/logs"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir xgate-certificates
 
 # The issuer: a fixed certificate for any id, in the issuing department's own layout (the
 # provider's business licence of bench/run.sh; the gateway translates it to the shared layout
@@ -65,13 +53,8 @@ http {
 CONF
 taskset -c 1 "$nginx_bin" -c "$work/issuer.conf" -p "$work" &
 pids+=($!)
-# bench/config with the audit trail in this run's folder (it starts empty every run).
-mkdir -p "$work/config"
-cp -r "$root/bench/config/departments" "$work/config/departments"
-sed -e "s|^dir = .*|dir = \"$root/bench/schemas\"|" -e "s|^path = .*|path = \"$work/config/audit.db\"|" \
-  "$root/bench/config/xgate.toml" >"$work/config/xgate.toml"
 XGATE_WORKERS=1 RUST_LOG=warn XGATE_LISTEN=$data XGATE_ADMIN_LISTEN=$admin \
-  taskset -c 0 "$xgate" serve --config "$work/config/xgate.toml" >"$work/logs/xgate.log" 2>&1 &
+  taskset -c 0 "$xgate" serve --config "$(bench_gateway_config gateway)" >"$work/logs/xgate.log" 2>&1 &
 xgate_pid=$!
 pids+=($xgate_pid)
 

@@ -41,64 +41,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# --- tools ------------------------------------------------------------------------------------
-need_apt=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
-command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-if [ -n "$profile" ] && ! command -v perf >/dev/null 2>&1; then need_apt+=(linux-perf); fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "== installing ${need_apt[*]} (Debian packages)"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
-  $sudo_cmd apt-get update -qq
-  $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v oha >/dev/null 2>&1; then
-  echo "== installing oha (constant-rate load generator) from crates.io"
-  cargo install oha --locked --quiet
-fi
-
-if [ "$build" = 1 ]; then
-  echo "== building xgate (production profile: release with whole-program optimization)"
-  cargo build --profile production --quiet
-fi
-xgate="${CARGO_TARGET_DIR:-$root/target}/production/xgate"
-[ -x "$xgate" ] || { echo "$xgate is missing: run without --no-build" >&2; exit 2; }
+# --- tools, build, work folder (bench/lib.sh) --------------------------------------------------
+. "$root/bench/lib.sh"
+if [ -n "$profile" ]; then bench_tools perf; else bench_tools; fi
+bench_build "$build"
 
 # --- the servers ------------------------------------------------------------------------------
-work=$(mktemp -d /tmp/xgate-bench.XXXXXX)
-mkdir -p "$root/bench/results" "$work/logs"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-response=$(cat "$root/bench/data/response.json")
-cat >"$work/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/upstream.pid;
-error_log $work/logs/upstream-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:18081 reuseport backlog=4096;
-    location /licenses {
-      default_type application/json;
-      return 200 '$response';
-    }
-  }
-}
-EOF
+bench_workdir xgate-bench
+bench_upstream_conf "$work/upstream.conf" 18081
 cat >"$work/proxy.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -124,29 +74,19 @@ http {
 }
 EOF
 
-# Each gateway gets a copy of bench/config whose audit trail starts empty in the run's folder:
-# a trail that grew over earlier runs (or is shared with the baseline) would change the cost.
-gateway_config() {
-  mkdir -p "$work/$1"
-  cp -r "$root/bench/config/departments" "$work/$1/departments"
-  sed -e "s|^dir = .*|dir = \"$root/bench/schemas\"|" -e "s|^path = .*|path = \"$work/$1/audit.db\"|" \
-    "$root/bench/config/xgate.toml" >"$work/$1/xgate.toml"
-  echo "$work/$1/xgate.toml"
-}
-
 taskset -c 1 "$nginx_bin" -c "$work/upstream.conf" -p "$work" &
 pids+=($!)
 taskset -c 0 "$nginx_bin" -c "$work/proxy.conf" -p "$work" &
 pids+=($!)
 # One runtime thread on the one CPU the gateway may use, as nginx runs one worker there.
-XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$(gateway_config xgate)" \
+XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$(bench_gateway_config xgate)" \
   >"$work/logs/xgate.log" 2>&1 &
 xgate_pid=$!
 pids+=($xgate_pid)
 
 if [ -n "$baseline" ]; then
   XGATE_WORKERS=1 RUST_LOG=info XGATE_LISTEN=127.0.0.1:18070 XGATE_ADMIN_LISTEN=127.0.0.1:18071 \
-    taskset -c 0 "$baseline" serve --config "$(gateway_config baseline)" >"$work/logs/baseline.log" 2>&1 &
+    taskset -c 0 "$baseline" serve --config "$(bench_gateway_config baseline)" >"$work/logs/baseline.log" 2>&1 &
   baseline_pid=$!
   pids+=($baseline_pid)
 fi

@@ -32,28 +32,12 @@ while [ $# -gt 0 ]; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="$HOME/.cargo/bin:$PATH"
-for tool in nginx oha taskset curl python3; do
-  command -v "$tool" >/dev/null 2>&1 || [ "$tool" = nginx -a -x /usr/sbin/nginx ] || {
-    echo "$tool is needed (bench/run.sh installs the same tools)" >&2; exit 1; }
-done
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-if [ "$build" = 1 ]; then
-  echo "== building xgate (production profile)"
-  (cd "$root" && cargo build --profile production --quiet)
-fi
-xgate="${CARGO_TARGET_DIR:-$root/target}/production/xgate"
-[ -x "$xgate" ] || { echo "$xgate is missing: run without --no-build" >&2; exit 2; }
+. "$root/bench/lib.sh"
+bench_tools
+bench_build "$build"
 
-work=$(mktemp -d /tmp/xgate-tls-bench.XXXXXX)
-mkdir -p "$work/logs" "$work/results" "$root/bench/results"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir xgate-tls-bench
+mkdir -p "$work/results"
 
 # The benchmark configuration of bench/run.sh with [tls]: certificates from `xgate tls init`.
 cp -r "$root/bench/config" "$work/config"
@@ -70,25 +54,7 @@ tls="$work/config/tls"
 # The same gateway without [tls], for the plain-HTTP reference.
 cp -r "$root/bench/config" "$work/plain"
 
-response=$(cat "$root/bench/data/response.json")
-cat >"$work/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/upstream.pid;
-error_log $work/logs/upstream-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:18481 reuseport backlog=4096;
-    location /licenses {
-      default_type application/json;
-      return 200 '$response';
-    }
-  }
-}
-EOF
+bench_upstream_conf "$work/upstream.conf" 18481
 cat >"$work/proxy.conf" <<EOF
 worker_processes 1;
 daemon off;
