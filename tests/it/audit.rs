@@ -1105,3 +1105,32 @@ async fn a_clean_shutdown_waits_for_every_exchange_and_commits_its_entry() {
     assert_eq!(verification.count, 20);
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn with_synchronous_full_exchanges_are_recorded_the_same_way() {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records)
+        .main("[audit]\nsynchronous = \"full\"")
+        .start()
+        .await;
+    for n in 0..3 {
+        let response = gateway
+            .call(Method::GET, "/exchange/market/licenses", "tax")
+            .header("x-request-id", format!("synced-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let admin = format!("http://{}", gateway.admin);
+    let entries = all_entries(&gateway.client, &admin, "").await;
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["synced-2", "synced-1", "synced-0"]);
+    let verification = gateway.gateway.audit.verify().await.unwrap();
+    assert!(verification.ok);
+    gateway.stop().await;
+}

@@ -490,3 +490,32 @@ fn unknown_is_not_a_department_id() {
         )],
     );
 }
+
+#[test]
+fn the_audit_sync_setting_is_one_of_two_words() {
+    let config = ConfigDir::new()
+        .main("[audit]\nsynchronous = \"sometimes\"")
+        .department("good", "department", "");
+    config.write_main();
+    assert_reported(
+        &problems(&config.main_path(), &Overrides::default()),
+        &[expected(
+            "config/xgate.toml",
+            "audit.synchronous",
+            "expected full or normal",
+        )],
+    );
+    for word in ["normal", "full"] {
+        let config = ConfigDir::new()
+            .main(&format!("[audit]\nsynchronous = \"{word}\""))
+            .department("good", "department", "");
+        config.write_main();
+        let (loaded, _) = config::load(&config.main_path(), &Overrides::default()).unwrap();
+        let expected = if word == "full" {
+            config::AuditSync::Full
+        } else {
+            config::AuditSync::Normal
+        };
+        assert_eq!(loaded.audit.synchronous, expected);
+    }
+}
