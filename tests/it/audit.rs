@@ -51,10 +51,6 @@ async fn all_entries(client: &reqwest::Client, admin: &str, query: &str) -> Vec<
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// The database file and its WAL, as bytes: what is on disk, committed or not.
 fn database_bytes(path: &Path) -> Vec<u8> {
     let mut bytes = std::fs::read(path).unwrap();

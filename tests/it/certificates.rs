@@ -237,23 +237,6 @@ async fn poll_until(
     }
 }
 
-async fn metrics(gateway: &TestGateway) -> String {
-    let response = gateway
-        .client
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    response.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_miss_then_hits_ask_the_issuer_once() {
     let issuer = Issuer::start().await;
@@ -276,7 +259,7 @@ async fn a_miss_then_hits_ask_the_issuer_once() {
     }
     assert_eq!(issuer.calls(), 1);
 
-    let text = metrics(&gateway).await;
+    let text = metrics_text(&gateway).await;
     for line in [
         r#"xgate_certificate_lookups_total{consumer="tax",result="miss",type="licence"} 1"#,
         r#"xgate_certificate_lookups_total{consumer="tax",result="hit",type="licence"} 3"#,
@@ -392,7 +375,7 @@ async fn an_issuer_404_is_remembered_for_the_not_found_ttl() {
     let asked_again = poll_until(&gateway, &id, "hit", "miss").await;
     assert_eq!(asked_again.status(), StatusCode::NOT_FOUND);
     assert_eq!(issuer.calls(), 2);
-    let text = metrics(&gateway).await;
+    let text = metrics_text(&gateway).await;
     assert!(
         text.contains(r#"result="not_found",type="licence"}"#),
         "{text}"
@@ -428,7 +411,7 @@ async fn a_stale_entry_is_served_while_the_issuer_fails_or_is_down() {
     assert_eq!(cache_header(&stale), "stale");
     assert_eq!(stale.json::<Value>().await.unwrap(), certificate(&id));
 
-    let text = metrics(&gateway).await;
+    let text = metrics_text(&gateway).await;
     assert!(text.contains(r#"result="stale",type="licence"}"#), "{text}");
     assert!(
         text.contains(r#"xgate_certificate_issuer_requests_total{status="5xx",type="licence"}"#)
@@ -462,7 +445,7 @@ async fn without_an_entry_a_failing_issuer_is_a_502_or_504() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body["type"], "urn:xgate:problem:upstream-unavailable");
 
-    let text = metrics(&gateway).await;
+    let text = metrics_text(&gateway).await;
     assert!(
         text.contains(
             r#"xgate_certificate_lookups_total{consumer="tax",result="error",type="licence"} 3"#
@@ -693,7 +676,7 @@ async fn lookups_without_purpose_rights_or_a_well_formed_id_are_refused_before_t
     assert_eq!(chinese_purpose.status(), StatusCode::OK);
     assert_eq!(issuer.calls(), 1);
 
-    let text = metrics(&gateway).await;
+    let text = metrics_text(&gateway).await;
     assert!(
         text.contains(
             r#"xgate_certificate_lookups_total{consumer="unknown",result="error",type="unknown"} 1"#
@@ -852,8 +835,8 @@ async fn every_lookup_leaves_an_audit_entry_with_hashes_and_never_the_id_or_purp
             ("tax", "miss", 200),
         ]
     );
-    let id_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()));
-    let purpose_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(purpose.as_bytes()));
+    let id_sha256 = sha256_hex(id.as_bytes());
+    let purpose_sha256 = sha256_hex(purpose.as_bytes());
     for entry in &entries[4..] {
         assert_eq!(entry["kind"], "certificate");
         assert_eq!(entry["provider"], "market");

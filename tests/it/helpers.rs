@@ -19,6 +19,29 @@ use tokio::task::JoinHandle;
 use xgate::config::{self, Overrides};
 use xgate::gateway::Gateway;
 
+/// Lowercase hex SHA-256, computed here rather than by the code under test.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The gateway's `/metrics` exposition (checking the status and the media type).
+pub async fn metrics_text(gateway: &TestGateway) -> String {
+    let response = gateway
+        .client
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    response.text().await.unwrap()
+}
+
 /// The bearer token of a test department.
 pub fn token(department: &str) -> String {
     format!("token-{department}")

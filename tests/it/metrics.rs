@@ -21,17 +21,6 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn scrape(gateway: &TestGateway) -> String {
-    let response = gateway
-        .client
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
-}
-
 /// A gateway whose provider `market` offers a service for each outcome: `licenses` (valid
 /// answers), `register` (validated request), `broken` (answers that break the schema), `down`
 /// (nobody listening), `echo` (no schema). `civil` has its own layout for licences.
@@ -205,7 +194,7 @@ async fn every_outcome_is_counted_under_configured_labels_only() {
     assert_eq!(response.status(), 200);
     let echoed_bytes = response.bytes().await.unwrap().len();
 
-    let text = scrape(&gateway).await;
+    let text = metrics_text(&gateway).await;
     assert!(!text.contains("invented"), "a request named a label value");
     let found = samples(&text);
     let value = |series: &str| {
@@ -355,7 +344,7 @@ async fn registrations_and_reloads_are_counted_by_outcome() {
     assert_eq!(reload().await.unwrap().status(), 422);
     std::fs::write(&main_file, text).unwrap();
 
-    let found = samples(&scrape(&gateway).await);
+    let found = samples(&metrics_text(&gateway).await);
     assert_eq!(found[r#"xgate_config_reloads_total{outcome="ok"}"#], 1.0);
     assert_eq!(
         found[r#"xgate_config_reloads_total{outcome="refused"}"#],
@@ -413,7 +402,7 @@ async fn the_exposition_passes_promtool_check_metrics() {
         Some(json!({"EXTRA": 1})),
     )
     .await;
-    let text = scrape(&gateway).await;
+    let text = metrics_text(&gateway).await;
     for name in [
         "xgate_exchanges_total",
         "xgate_exchange_duration_seconds_bucket",
