@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{AuditHash, AuditSettings};
 
+pub mod block;
 pub mod entry;
 pub mod query;
 pub mod store;

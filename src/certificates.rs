@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
 
+use crate::audit::entry::digest_hex;
 use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
 use crate::data_plane::Caller;
@@ -106,10 +107,8 @@ pub fn record_lookup(
         ($level:expr) => {
             // The hashes are computed only when the event is written.
             if tracing::enabled!($level) {
-                let id_sha256 = record.id_sha256.map(hex::encode);
-                let purpose_sha256 = record
-                    .purpose
-                    .map(|purpose| hex::encode(Sha256::digest(purpose)));
+                let id_sha256 = record.id_sha256.as_ref().map(digest_hex);
+                let purpose_sha256 = record.purpose.map(sha256_hex);
                 tracing::event!(
                     $level,
                     request_id = record.request_id,
@@ -167,7 +166,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         response_sha256: None,
         request_schema: None,
         response_schema: None,
-        subject_sha256: record.id_sha256.map(hex::encode),
+        subject_sha256: record.id_sha256.as_ref().map(digest_hex),
         total_us: u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX),
         upstream_us: None,
     }

@@ -531,10 +531,16 @@ impl SummaryCell {
         *self.outcomes.entry(outcome).or_default() += count;
     }
 
-    /// Sets the percentiles from microseconds.
-    pub fn set_latency(&mut self, p50_us: u64, p99_us: u64) {
-        self.p50_ms = p50_us as f64 / 1000.0;
-        self.p99_ms = p99_us as f64 / 1000.0;
+    /// Takes the total time (microseconds) at `rank` (from 1) of the cell's sorted latencies
+    /// when it is the rank of p50 or p99 among the cell's [`count`](SummaryCell::count).
+    pub fn ranked_latency(&mut self, rank: u64, total_us: u64) {
+        let nearest_rank = |percent: u64| (self.count * percent).div_ceil(100);
+        if rank == nearest_rank(50) {
+            self.p50_ms = total_us as f64 / 1000.0;
+        }
+        if rank == nearest_rank(99) {
+            self.p99_ms = total_us as f64 / 1000.0;
+        }
     }
 }
 

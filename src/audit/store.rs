@@ -1,18 +1,26 @@
-//! The audit trail's SQLite file: opening it (WAL, `synchronous=FULL`), appending a batch in one
-//! transaction, and the read queries behind `/audit/...` and `xgate audit verify`.
+//! The audit trail's SQLite file: opening it (WAL, `synchronous` as configured), appending a
+//! batch as one block in one transaction, and the read queries behind `/audit/...` and
+//! `xgate audit verify`.
+//!
+//! The file holds `audit_blocks` (one row per committed batch, see [`super::block`]) and the
+//! view `audit_entries`, one row per entry with the fields' names, which the queries read and an
+//! auditor can query with any SQLite client. Every query bounds the blocks it reads by their
+//! index (sequence numbers, time range) before looking inside them.
 //!
 //! Everything here blocks: the writer runs it on its own thread, readers on tokio's blocking
 //! pool, the CLI on its main thread.
 
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
 
 use super::AuditError;
+use super::block::{self, BlockVerifier, StoredBlock};
 use super::entry::{
-    AuditEntry, Break, ChainVerifier, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
+    AuditEntry, Break, CANONICAL_FIELDS, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
 use super::query::{
     BucketPlan, CertificateSummary, EXCHANGE_SUCCESS, EntryFilter, FailureGroup, LOOKUP_ANSWERS,
@@ -24,54 +32,66 @@ use crate::config::{AuditHash, AuditSync};
 /// before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Entries per block when a database of the earlier layout (one row per entry) is converted.
+const MIGRATION_BLOCK: u64 = 512;
+
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS audit_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS audit_entries (
-    sequence INTEGER PRIMARY KEY,
-    time TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    consumer TEXT NOT NULL,
-    provider TEXT,
-    service TEXT,
-    method TEXT NOT NULL,
-    path_sha256 TEXT,
-    purpose_sha256 TEXT,
-    status INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    request_bytes INTEGER,
-    response_bytes INTEGER,
-    request_sha256 TEXT,
-    response_sha256 TEXT,
-    request_schema TEXT,
-    response_schema TEXT,
-    subject_sha256 TEXT,
-    total_us INTEGER NOT NULL,
-    upstream_us INTEGER,
-    hash TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS audit_blocks (
+    first_sequence INTEGER PRIMARY KEY,
+    last_sequence INTEGER NOT NULL,
+    min_time TEXT NOT NULL,
+    max_time TEXT NOT NULL,
+    head TEXT NOT NULL,
+    entries TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time);
+CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (max_time, min_time);
+
+
 ";
 
-const COLUMNS: &str = "sequence, time, kind, request_id, consumer, provider, service, method, \
-    path_sha256, purpose_sha256, status, outcome, request_bytes, response_bytes, request_sha256, \
-    response_sha256, request_schema, response_schema, subject_sha256, total_us, upstream_us, hash";
+/// `e.value ->> 0 AS sequence, e.value ->> 1 AS time, ...`: the stored fields of the entry `e`
+/// of `json_each(b.entries)`, under their names.
+static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    block::stored_fields()
+        .enumerate()
+        .map(|(position, name)| format!("e.value ->> {position} AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
-const INSERT: &str = "INSERT INTO audit_entries (sequence, time, kind, request_id, consumer, \
-    provider, service, method, path_sha256, purpose_sha256, status, outcome, request_bytes, \
-    response_bytes, request_sha256, response_sha256, request_schema, response_schema, \
-    subject_sha256, total_us, upstream_us, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-    ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+/// The entries of the blocks meeting `block_conditions` (over `b`, the block row), one row each,
+/// with the stored fields' names plus `block` (the block's first sequence number) and
+/// `position` (the entry's place in it).
+fn entries_of(block_conditions: &str) -> String {
+    format!(
+        "(SELECT {columns}, b.first_sequence AS block, e.key AS position \
+         FROM audit_blocks AS b, json_each(b.entries) AS e WHERE {block_conditions})",
+        columns = *ENTRY_COLUMNS
+    )
+}
 
-/// Opens (creating it and its folder on first start) the database for the one writer.
+/// The stored fields' names, in stored order: what the entry queries select.
+static COLUMNS: LazyLock<String> =
+    LazyLock::new(|| block::stored_fields().collect::<Vec<_>>().join(", "));
+
+/// How many columns [`COLUMNS`] names.
+const COLUMN_COUNT: usize = CANONICAL_FIELDS.len() + 1;
+
+const INSERT: &str = "INSERT INTO audit_blocks \
+    (first_sequence, last_sequence, min_time, max_time, head, entries) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Opens (creating it and its folder on first start) the database for the one writer, and
+/// converts a database of the earlier layout (one row per entry) to blocks.
 ///
-/// WAL lets readers run beside the writer. `synchronous=FULL` syncs the WAL at every commit, so
-/// a committed entry survives a power loss too, not only a killed process (`NORMAL` would
-/// survive `kill -9` but could lose the last commits on power loss); group commit spreads that
-/// one sync over every entry of a batch.
+/// WAL lets readers run beside the writer. With `synchronous=NORMAL` every commit is written to
+/// the WAL before the callers are answered, so `kill -9` loses nothing committed; the WAL is
+/// synced at checkpoints, so a power loss can take the last commits. `FULL` syncs the WAL at
+/// every commit (group commit spreads that one sync over every entry of a batch).
 pub fn open_writer(
     path: &Path,
     hash: AuditHash,
@@ -83,7 +103,7 @@ pub fn open_writer(
     {
         std::fs::create_dir_all(folder).map_err(AuditError::Folder)?;
     }
-    let connection = Connection::open(path)?;
+    let mut connection = Connection::open(path)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -94,6 +114,7 @@ pub fn open_writer(
         AuditSync::Normal => "PRAGMA synchronous=NORMAL;",
     })?;
     connection.execute_batch(CREATE)?;
+    create_entries_view(&mut connection)?;
     let configured = hash_name(hash);
     match stored_hash(&connection)? {
         None => {
@@ -111,6 +132,43 @@ pub fn open_writer(
         }
     }
     Ok(connection)
+}
+
+/// Creates the `audit_entries` view; a table of that name is the earlier layout, whose rows are
+/// moved into blocks first, values and hashes unchanged (the chain does not depend on the
+/// layout), in one transaction.
+fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let existing: Option<String> = transaction
+        .query_row(
+            "SELECT type FROM sqlite_schema WHERE name = 'audit_entries'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if existing.as_deref() == Some("view") {
+        return Ok(());
+    }
+    if existing.as_deref() == Some("table") {
+        let fields = block::stored_fields().collect::<Vec<_>>().join(", ");
+        // The values are copied as SQLite holds them (an edited row stays edited, for `verify`
+        // to report); each block's head is its last entry's hash.
+        transaction.execute_batch(&format!(
+            "INSERT INTO audit_blocks (first_sequence, last_sequence, min_time, max_time, head, entries) \
+             SELECT min(sequence), max(sequence), min(time), max(time), '', \
+                    json_group_array(json_array({fields}) ORDER BY sequence) \
+             FROM audit_entries GROUP BY (sequence - 1) / {MIGRATION_BLOCK}; \
+             UPDATE audit_blocks SET head = entries ->> '$[#-1][#-1]'; \
+             DROP TABLE audit_entries;"
+        ))?;
+    }
+    transaction.execute_batch(&format!(
+        "CREATE VIEW audit_entries AS SELECT {columns} FROM audit_blocks AS b, json_each(b.entries) AS e;",
+        columns = *ENTRY_COLUMNS
+    ))?;
+    transaction.commit()?;
+    Ok(())
 }
 
 /// Opens the database read-only (it must exist).
@@ -142,7 +200,8 @@ fn hash_name(hash: AuditHash) -> &'static str {
     }
 }
 
-/// Numbers, chains and inserts a batch in one transaction; returns the sequence numbers.
+/// Numbers and chains a batch, and inserts it as one block in one transaction; returns the
+/// sequence numbers.
 ///
 /// The chain's head is read inside the write transaction rather than trusted from memory: the
 /// transaction holds SQLite's write lock, so even a second gateway started by mistake on the
@@ -156,11 +215,10 @@ pub fn append(
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head: Option<(u64, String)> = transaction
-        .query_row(
-            "SELECT sequence, hash FROM audit_entries ORDER BY sequence DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached(
+            "SELECT last_sequence, head FROM audit_blocks ORDER BY first_sequence DESC LIMIT 1",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let (sequence, previous) = match head {
         None => (0, GENESIS_HASH),
@@ -172,41 +230,22 @@ pub fn append(
         }
     };
     let stored = chain_entries(hash, previous, sequence, entries);
-    {
-        let mut insert = transaction.prepare(INSERT)?;
-        for stored in &stored {
-            let entry = &stored.entry;
-            insert.execute(params![
-                stored.sequence,
-                entry.time,
-                entry.kind.as_str(),
-                entry.request_id,
-                entry.consumer,
-                entry.provider,
-                entry.service,
-                entry.method,
-                entry.path_sha256,
-                entry.purpose_sha256,
-                entry.status,
-                entry.outcome,
-                entry.request_bytes,
-                entry.response_bytes,
-                entry.request_sha256,
-                entry.response_sha256,
-                entry.request_schema,
-                entry.response_schema,
-                entry.subject_sha256,
-                entry.total_us,
-                entry.upstream_us,
-                stored.hash,
-            ])?;
-        }
-    }
+    let Some(block) = block::encode(&stored) else {
+        return Ok(Vec::new());
+    };
+    transaction.prepare_cached(INSERT)?.execute(params![
+        block.first_sequence,
+        block.last_sequence,
+        block.min_time,
+        block.max_time,
+        block.head,
+        block.entries,
+    ])?;
     transaction.commit()?;
     Ok(stored.iter().map(|stored| stored.sequence).collect())
 }
 
-/// Reads one row in [`COLUMNS`] order.
+/// Reads one row in [`COLUMNS`] order (the view's, or an entry query's).
 fn stored_entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
     let kind: String = row.get(2)?;
     let kind = EntryKind::parse(&kind).ok_or_else(|| {
@@ -258,8 +297,9 @@ pub struct Verification {
     pub broken: Option<Break>,
 }
 
-/// Verifies the whole chain in sequence order, one row at a time (bounded memory). A row whose
-/// values cannot even be read as an entry (a number changed into text, say) is a break too.
+/// Verifies the whole chain in sequence order, one block at a time (bounded memory: a block
+/// holds at most one batch). A block whose entries cannot even be read as entries (not JSON, a
+/// number changed into text, say) is a break too.
 pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, AuditError> {
     // Verifying with the other hash would report every entry broken; say what is wrong instead.
     if let Some(stored) = stored_hash(connection)?
@@ -270,20 +310,35 @@ pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, 
             configured: hash_name(hash).to_owned(),
         });
     }
-    let mut verifier = ChainVerifier::new(hash);
-    let mut statement = connection.prepare(&format!(
-        "SELECT {COLUMNS} FROM audit_entries ORDER BY sequence"
-    ))?;
+    let mut verifier = BlockVerifier::new(hash);
+    let mut statement = connection.prepare(
+        "SELECT first_sequence, last_sequence, min_time, max_time, head, entries \
+         FROM audit_blocks ORDER BY first_sequence",
+    )?;
     let mut rows = statement.query([])?;
     let mut broken = None;
     while let Some(row) = rows.next()? {
-        let checked = match stored_entry(row) {
-            Ok(stored) => verifier.next(&stored),
-            Err(_) => Err(Break {
-                sequence: row.get::<_, u64>(0).unwrap_or(0),
-                reason: "the entry's stored values are not an entry's (a field of the wrong type or an unknown word)".to_owned(),
-            }),
+        // A value of the wrong type in the index reads as one that matches nothing.
+        let text = |index: usize| match row.get_ref(index) {
+            Ok(ValueRef::Text(text)) => std::str::from_utf8(text).unwrap_or(""),
+            _ => "",
         };
+        let number = |index: usize| match row.get_ref(index) {
+            Ok(ValueRef::Integer(number)) => number,
+            _ => -1,
+        };
+        let entries = match row.get_ref(5) {
+            Ok(ValueRef::Text(bytes) | ValueRef::Blob(bytes)) => bytes,
+            _ => &[],
+        };
+        let checked = verifier.next(StoredBlock {
+            first_sequence: number(0),
+            last_sequence: number(1),
+            min_time: text(2),
+            max_time: text(3),
+            head: text(4),
+            entries,
+        });
         if let Err(found) = checked {
             broken = Some(found);
             break;
@@ -298,47 +353,127 @@ pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, 
     })
 }
 
-/// Pushes the time window's conditions.
-fn window_conditions(window: &TimeWindow, conditions: &mut Vec<&str>, values: &mut Vec<SqlValue>) {
-    if let Some(since) = &window.since {
-        conditions.push("time >= ?");
-        values.push(SqlValue::Text(since.clone()));
+/// A query's conditions, on the blocks (over `b`: their index) and on the entries (over the
+/// fields' names), with their values bound as numbered parameters so that one value can serve
+/// both.
+#[derive(Debug, Default)]
+struct Conditions {
+    blocks: Vec<String>,
+    entries: Vec<String>,
+    values: Vec<SqlValue>,
+    /// Keep SQLite off the time index: for a page read newest first, walking the blocks by
+    /// sequence number and stopping once the page is full beats collecting the whole window
+    /// through the index and sorting it.
+    newest_first: bool,
+}
+
+impl Conditions {
+    /// Binds a value; returns its parameter (`?3`).
+    fn bind(&mut self, value: impl Into<SqlValue>) -> String {
+        self.values.push(value.into());
+        format!("?{}", self.values.len())
     }
-    if let Some(until) = &window.until {
-        conditions.push("time < ?");
-        values.push(SqlValue::Text(until.clone()));
+
+    /// An entry condition with one value: `template`'s `?` becomes the value's parameter.
+    fn entry(&mut self, template: &str, value: impl Into<SqlValue>) {
+        let parameter = self.bind(value);
+        self.entries.push(template.replace('?', &parameter));
+    }
+
+    /// The time window, on the entries and on the blocks' time ranges (a block is read only if
+    /// its range meets the window).
+    fn window(&mut self, window: &TimeWindow) {
+        // A unary `+` makes a column unusable for an index.
+        let column = if self.newest_first { "+b." } else { "b." };
+        if let Some(since) = &window.since {
+            let since = self.bind(since.clone());
+            self.blocks.push(format!("{column}max_time >= {since}"));
+            self.entries.push(format!("time >= {since}"));
+        }
+        if let Some(until) = &window.until {
+            let until = self.bind(until.clone());
+            self.blocks.push(format!("{column}min_time < {until}"));
+            self.entries.push(format!("time < {until}"));
+        }
+    }
+
+    /// `FROM ... WHERE ...`: the entries of the matching blocks that match.
+    fn source_and_filter(&self) -> String {
+        let all = |conditions: &[String]| {
+            if conditions.is_empty() {
+                "TRUE".to_owned()
+            } else {
+                conditions.join(" AND ")
+            }
+        };
+        format!(
+            "FROM {} WHERE {}",
+            entries_of(&all(&self.blocks)),
+            all(&self.entries)
+        )
     }
 }
 
 /// Entries matching `filter`, newest first, at most `filter.limit + 1` (the extra one tells
-/// the caller there is a next page).
+/// the caller there is a next page). Blocks are read newest first and the reading stops once
+/// the page is full.
 pub fn list(connection: &Connection, filter: &EntryFilter) -> Result<Vec<StoredEntry>, AuditError> {
-    let mut conditions = vec!["kind = ?"];
-    let mut values = vec![SqlValue::Text(filter.kind.as_str().to_owned())];
-    for (column, value) in [
+    let mut conditions = Conditions {
+        newest_first: true,
+        ..Conditions::default()
+    };
+    conditions.entry("kind = ?", filter.kind.as_str().to_owned());
+    for (template, value) in [
         ("consumer = ?", &filter.consumer),
         ("provider = ?", &filter.provider),
         ("service = ?", &filter.service),
         ("outcome = ?", &filter.outcome),
     ] {
         if let Some(value) = value {
-            conditions.push(column);
-            values.push(SqlValue::Text(value.clone()));
+            conditions.entry(template, value.clone());
         }
     }
-    window_conditions(&filter.window, &mut conditions, &mut values);
+    conditions.window(&filter.window);
     if let Some(after) = filter.after {
-        conditions.push("sequence < ?");
-        values.push(SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
+        let after = conditions.bind(i64::try_from(after).unwrap_or(i64::MAX));
+        conditions
+            .blocks
+            .push(format!("b.first_sequence < {after}"));
+        conditions.entries.push(format!("sequence < {after}"));
     }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_entries WHERE {} ORDER BY sequence DESC LIMIT {}",
-        conditions.join(" AND "),
-        u64::from(filter.limit) + 1
-    );
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(params_from_iter(values), stored_entry)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    // Blocks come newest first (the table's own order, no sort); the entries of each block are
+    // put newest first here. Sorting the entries in SQL would make SQLite collect and sort the
+    // whole match before returning the first row.
+    let wanted = usize::try_from(filter.limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let mut statement = connection.prepare(&format!(
+        "SELECT {columns}, block {} ORDER BY block DESC",
+        conditions.source_and_filter(),
+        columns = *COLUMNS
+    ))?;
+    let mut rows = statement.query(params_from_iter(conditions.values))?;
+    let mut page: Vec<StoredEntry> = Vec::with_capacity(wanted);
+    let mut block: Vec<StoredEntry> = Vec::new();
+    let mut current = None;
+    let finish_block = |page: &mut Vec<StoredEntry>, block: &mut Vec<StoredEntry>| {
+        block.sort_unstable_by_key(|stored| std::cmp::Reverse(stored.sequence));
+        page.append(block);
+    };
+    while let Some(row) = rows.next()? {
+        let first_sequence: i64 = row.get(COLUMN_COUNT)?;
+        if current != Some(first_sequence) {
+            finish_block(&mut page, &mut block);
+            if page.len() >= wanted {
+                break;
+            }
+            current = Some(first_sequence);
+        }
+        block.push(stored_entry(row)?);
+    }
+    finish_block(&mut page, &mut block);
+    page.truncate(wanted);
+    Ok(page)
 }
 
 /// The summary over a time window (see [`Summary`]). Every part is read in one read
@@ -360,21 +495,26 @@ pub fn summary(connection: &Connection, window: &TimeWindow) -> Result<Summary, 
     })
 }
 
+/// The entries of one kind in a window.
+fn kind_in_window(kind: EntryKind, window: &TimeWindow) -> Conditions {
+    let mut conditions = Conditions::default();
+    conditions.entry("kind = ?", kind.as_str().to_owned());
+    conditions.window(window);
+    conditions
+}
+
 /// The exchange matrix over a time window (see [`SummaryCell`] for the method).
 fn matrix(connection: &Connection, window: &TimeWindow) -> Result<Vec<SummaryCell>, AuditError> {
-    let mut conditions = vec!["kind = 'exchange'"];
-    let mut values = Vec::new();
-    window_conditions(window, &mut conditions, &mut values);
-    let filter = conditions.join(" AND ");
+    let conditions = kind_in_window(EntryKind::Exchange, window);
+    let from_where = conditions.source_and_filter();
     let mut statement = connection.prepare(&format!(
         "SELECT consumer, provider, service, outcome, COUNT(*), \
-         COALESCE(SUM(request_bytes), 0), COALESCE(SUM(response_bytes), 0) \
-         FROM audit_entries WHERE {filter} \
+         COALESCE(SUM(request_bytes), 0), COALESCE(SUM(response_bytes), 0) {from_where} \
          GROUP BY consumer, provider, service, outcome \
          ORDER BY consumer, provider, service, outcome"
     ))?;
     let mut cells: Vec<SummaryCell> = Vec::new();
-    let mut rows = statement.query(params_from_iter(values.iter()))?;
+    let mut rows = statement.query(params_from_iter(conditions.values.iter()))?;
     while let Some(row) = rows.next()? {
         let consumer: String = row.get(0)?;
         let provider: Option<String> = row.get(1)?;
@@ -394,50 +534,44 @@ fn matrix(connection: &Connection, window: &TimeWindow) -> Result<Vec<SummaryCel
         }
     }
     drop(rows);
-    // Percentiles by nearest rank: the value at rank ceil(p * n) of the sorted latencies,
-    // found by SQLite with ORDER BY ... LIMIT 1 OFFSET rank-1; nothing unbounded is loaded.
-    let mut percentile = connection.prepare(&format!(
-        "SELECT total_us FROM audit_entries WHERE {filter} \
-         AND consumer IS ? AND provider IS ? AND service IS ? \
-         ORDER BY total_us LIMIT 1 OFFSET ?"
+    // Percentiles by nearest rank: the value at rank ceil(p * n) of each cell's sorted
+    // latencies, ranked by SQLite in one pass over the window (its sorter spills to disk, so
+    // nothing unbounded is held in memory); only the two ranked rows per cell come back.
+    let mut percentiles = connection.prepare(&format!(
+        "SELECT consumer, provider, service, total_us, rank FROM \
+         (SELECT consumer, provider, service, total_us, \
+                 row_number() OVER (PARTITION BY consumer, provider, service ORDER BY total_us) AS rank, \
+                 COUNT(*) OVER (PARTITION BY consumer, provider, service) AS count \
+          {from_where}) \
+         WHERE rank = (count * 50 + 99) / 100 OR rank = (count * 99 + 99) / 100"
     ))?;
-    for cell in &mut cells {
-        let mut at = |fraction: f64| -> Result<u64, AuditError> {
-            let rank = ((fraction * cell.count as f64).ceil() as u64).max(1);
-            let mut bound = values.clone();
-            bound.push(cell.consumer.clone().into());
-            bound.push(cell.provider.clone().into());
-            bound.push(cell.service.clone().into());
-            bound.push(i64::try_from(rank - 1).unwrap_or(i64::MAX).into());
-            Ok(percentile.query_row(params_from_iter(bound), |row| row.get(0))?)
-        };
-        let p50 = at(0.50)?;
-        let p99 = at(0.99)?;
-        cell.set_latency(p50, p99);
+    let mut rows = percentiles.query(params_from_iter(conditions.values.iter()))?;
+    while let Some(row) = rows.next()? {
+        let consumer: String = row.get(0)?;
+        let provider: Option<String> = row.get(1)?;
+        let service: Option<String> = row.get(2)?;
+        let total_us: u64 = row.get(3)?;
+        let rank: u64 = row.get(4)?;
+        // Both queries read the same snapshot, so the cell is there with the same count.
+        if let Ok(found) = cells.binary_search_by(|cell| {
+            (&cell.consumer, &cell.provider, &cell.service).cmp(&(&consumer, &provider, &service))
+        }) {
+            cells[found].ranked_latency(rank, total_us);
+        }
     }
     Ok(cells)
-}
-
-/// The conditions and values of `kind = ?` and the window.
-fn kind_and_window(kind: &str, window: &TimeWindow) -> (String, Vec<SqlValue>) {
-    let mut conditions = vec!["kind = ?"];
-    let mut values = vec![SqlValue::Text(kind.to_owned())];
-    window_conditions(window, &mut conditions, &mut values);
-    (conditions.join(" AND "), values)
 }
 
 /// The window's exchanges by outcome per bucket. The buckets cover the window; an open end is
 /// closed at the first or last exchange in the window.
 fn timeline(connection: &Connection, window: &TimeWindow) -> Result<Timeline, AuditError> {
-    let (filter, values) = kind_and_window("exchange", window);
+    let conditions = kind_in_window(EntryKind::Exchange, window);
+    let from_where = conditions.source_and_filter();
     let (mut first, mut last) = BucketPlan::window_seconds(window);
     if first.is_none() || last.is_none() {
         let (oldest, newest): (Option<i64>, Option<i64>) = connection.query_row(
-            &format!(
-                "SELECT MIN(unixepoch(time)), MAX(unixepoch(time)) FROM audit_entries \
-                 WHERE {filter}"
-            ),
-            params_from_iter(values.iter()),
+            &format!("SELECT MIN(unixepoch(time)), MAX(unixepoch(time)) {from_where}"),
+            params_from_iter(conditions.values.iter()),
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
         first = first.or(oldest);
@@ -449,21 +583,17 @@ fn timeline(connection: &Connection, window: &TimeWindow) -> Result<Timeline, Au
     };
     let plan = BucketPlan::covering(first, last);
     let mut timeline = Timeline::new(Some(plan));
-    let mut bound = vec![
-        SqlValue::Integer(plan.first),
-        SqlValue::Integer(plan.step_seconds),
-    ];
-    bound.extend(values);
     // An entry whose time is not a time (an edited file) has no bucket and is left out.
     let mut statement = connection.prepare(&format!(
         "SELECT bucket, outcome, COUNT(*) FROM \
-         (SELECT (unixepoch(time) - ?) / ? AS bucket, outcome FROM audit_entries \
-          WHERE {filter}) \
+         (SELECT (unixepoch(time) - {start}) / {step} AS bucket, outcome {from_where}) \
          WHERE bucket BETWEEN 0 AND {last_bucket} \
          GROUP BY bucket, outcome ORDER BY bucket, outcome LIMIT {MAX_GROUP_ROWS}",
+        start = plan.first,
+        step = plan.step_seconds,
         last_bucket = plan.count - 1,
     ))?;
-    let mut rows = statement.query(params_from_iter(bound))?;
+    let mut rows = statement.query(params_from_iter(conditions.values))?;
     while let Some(row) = rows.next()? {
         timeline.add(row.get(0)?, row.get(1)?, row.get(2)?);
     }
@@ -475,14 +605,15 @@ fn certificates(
     connection: &Connection,
     window: &TimeWindow,
 ) -> Result<CertificateSummary, AuditError> {
-    let (filter, values) = kind_and_window("certificate", window);
+    let conditions = kind_in_window(EntryKind::Certificate, window);
     let mut statement = connection.prepare(&format!(
-        "SELECT service, provider, outcome, COUNT(*) FROM audit_entries WHERE {filter} \
+        "SELECT service, provider, outcome, COUNT(*) {} \
          GROUP BY service, provider, outcome ORDER BY service, provider, outcome \
-         LIMIT {MAX_GROUP_ROWS}"
+         LIMIT {MAX_GROUP_ROWS}",
+        conditions.source_and_filter()
     ))?;
     let mut summary = CertificateSummary::default();
-    let mut rows = statement.query(params_from_iter(values))?;
+    let mut rows = statement.query(params_from_iter(conditions.values))?;
     while let Some(row) = rows.next()? {
         summary.add(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
     }
@@ -494,27 +625,27 @@ fn certificates(
 /// refused or failed, grouped by kind, consumer, provider, service and outcome; ties go to the
 /// most recent, then by name, so the order is stable.
 fn failures(connection: &Connection, window: &TimeWindow) -> Result<Vec<FailureGroup>, AuditError> {
-    let failed = format!(
-        "((kind = 'exchange' AND outcome <> ?) OR (kind = 'certificate' AND outcome NOT IN ({})))",
-        vec!["?"; LOOKUP_ANSWERS.len()].join(", ")
-    );
-    let mut conditions = vec![failed.as_str()];
-    let mut values = vec![SqlValue::Text(EXCHANGE_SUCCESS.to_owned())];
-    values.extend(
-        LOOKUP_ANSWERS
-            .iter()
-            .map(|word| SqlValue::Text((*word).to_owned())),
-    );
-    window_conditions(window, &mut conditions, &mut values);
-    let filter = conditions.join(" AND ");
+    let mut conditions = Conditions::default();
+    let success = conditions.bind(EXCHANGE_SUCCESS.to_owned());
+    let answers: Vec<String> = LOOKUP_ANSWERS
+        .iter()
+        .map(|word| conditions.bind((*word).to_owned()))
+        .collect();
+    conditions.entries.push(format!(
+        "((kind = 'exchange' AND outcome <> {success}) OR \
+          (kind = 'certificate' AND outcome NOT IN ({})))",
+        answers.join(", ")
+    ));
+    conditions.window(window);
     let mut statement = connection.prepare(&format!(
         "SELECT kind, consumer, provider, service, outcome, COUNT(*) AS count, \
-         MAX(time) AS last_seen FROM audit_entries WHERE {filter} \
+         MAX(time) AS last_seen {} \
          GROUP BY kind, consumer, provider, service, outcome \
          ORDER BY count DESC, last_seen DESC, kind, consumer, provider, service, outcome \
-         LIMIT {TOP_FAILURES}"
+         LIMIT {TOP_FAILURES}",
+        conditions.source_and_filter()
     ))?;
-    let rows = statement.query_map(params_from_iter(values), |row| {
+    let rows = statement.query_map(params_from_iter(conditions.values), |row| {
         Ok(FailureGroup {
             kind: row.get(0)?,
             consumer: row.get(1)?,
@@ -526,4 +657,253 @@ fn failures(connection: &Connection, window: &TimeWindow) -> Result<Vec<FailureG
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::entry::sha256_hex;
+    use crate::audit::query::MAX_LIMIT;
+
+    fn entry(index: u64) -> AuditEntry {
+        AuditEntry {
+            time: format!("2026-11-28T01:{:02}:00.000Z", index % 60),
+            kind: EntryKind::Exchange,
+            request_id: format!("request-{index}"),
+            consumer: if index % 2 == 0 {
+                "tax"
+            } else {
+                "civil-affairs"
+            }
+            .to_owned(),
+            provider: Some("market-regulation".to_owned()),
+            service: Some("business-licenses".to_owned()),
+            method: "GET".to_owned(),
+            path_sha256: Some(sha256_hex(format!("/{index}").as_bytes())),
+            purpose_sha256: None,
+            status: 200,
+            outcome: "ok".to_owned(),
+            request_bytes: Some(index),
+            response_bytes: None,
+            request_sha256: None,
+            response_sha256: None,
+            request_schema: None,
+            response_schema: None,
+            subject_sha256: None,
+            total_us: index,
+            upstream_us: None,
+        }
+    }
+
+    fn writer(folder: &tempfile::TempDir) -> Connection {
+        open_writer(
+            &folder.path().join("audit.db"),
+            AuditHash::Sha256,
+            AuditSync::Normal,
+        )
+        .unwrap()
+    }
+
+    /// Appends entries 1..=total in batches of the given sizes (repeated).
+    fn fill(connection: &mut Connection, total: u64, batches: &[u64]) {
+        let mut next = 1;
+        for size in batches.iter().cycle() {
+            if next > total {
+                break;
+            }
+            let last = (next + size - 1).min(total);
+            let sequences = append(
+                connection,
+                AuditHash::Sha256,
+                (next..=last).map(entry).collect(),
+            )
+            .unwrap();
+            assert_eq!(sequences, (next..=last).collect::<Vec<_>>());
+            next = last + 1;
+        }
+    }
+
+    fn filter() -> EntryFilter {
+        EntryFilter::parse(None).unwrap()
+    }
+
+    #[test]
+    fn pages_run_newest_first_across_block_boundaries() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut connection = writer(&folder);
+        fill(&mut connection, 100, &[1, 7, 30, 2]);
+        let blocks: u64 = connection
+            .query_row("SELECT count(*) FROM audit_blocks", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(blocks, 11);
+        let mut seen = Vec::new();
+        let mut page = EntryFilter {
+            limit: 9,
+            ..filter()
+        };
+        loop {
+            let entries = list(&connection, &page).unwrap();
+            let more = entries.len() > 9;
+            seen.extend(entries.iter().take(9).map(|stored| stored.sequence));
+            if !more {
+                break;
+            }
+            page.after = seen.last().copied();
+        }
+        assert_eq!(seen, (1..=100).rev().collect::<Vec<_>>());
+        // Filters apply inside blocks; the view gives the same rows by name.
+        let tax = list(
+            &connection,
+            &EntryFilter {
+                consumer: Some("tax".to_owned()),
+                limit: MAX_LIMIT,
+                ..filter()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            tax.iter().map(|stored| stored.sequence).collect::<Vec<_>>(),
+            (1..=100)
+                .rev()
+                .filter(|index| index % 2 == 0)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(tax[0].entry, entry(100));
+        let from_view: u64 = connection
+            .query_row(
+                "SELECT count(*) FROM audit_entries WHERE consumer = 'tax' AND request_bytes >= 50",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(from_view, 26);
+    }
+
+    #[test]
+    fn the_summary_counts_and_ranks_across_blocks_and_windows() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut connection = writer(&folder);
+        fill(&mut connection, 200, &[3, 64, 5]);
+        let summary = summary(&connection, &TimeWindow::default()).unwrap();
+        let tax = summary
+            .matrix
+            .iter()
+            .find(|cell| cell.consumer == "tax")
+            .unwrap();
+        // tax made the 100 even-numbered calls; total_us = the call's number.
+        assert_eq!(tax.count, 100);
+        assert_eq!(tax.request_bytes, (2..=200).step_by(2).sum::<u64>());
+        // Nearest rank: p50 is the 50th of 2, 4, ..., 200 and p99 the 99th.
+        assert_eq!(tax.p50_ms, 0.1);
+        assert_eq!(tax.p99_ms, 0.198);
+        // A window: minutes 01:10 to 01:20 hold the calls whose number ends at 10..19 mod 60.
+        let window = TimeWindow {
+            since: Some("2026-11-28T01:10:00.000Z".to_owned()),
+            until: Some("2026-11-28T01:20:00.000Z".to_owned()),
+        };
+        let windowed = super::summary(&connection, &window).unwrap();
+        let count: u64 = windowed.matrix.iter().map(|cell| cell.count).sum();
+        assert_eq!(
+            count,
+            (1..=200u64)
+                .filter(|index| (10..20).contains(&(index % 60)))
+                .count() as u64
+        );
+        let listed = list(
+            &connection,
+            &EntryFilter {
+                window,
+                limit: MAX_LIMIT,
+                ..filter()
+            },
+        )
+        .unwrap();
+        assert_eq!(listed.len() as u64, count);
+    }
+
+    #[test]
+    fn a_database_of_one_row_per_entry_is_converted_with_its_chain() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("audit.db");
+        {
+            // The layout before blocks, as it was created.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO audit_meta VALUES ('hash', 'sha256');
+                 CREATE TABLE audit_entries (sequence INTEGER PRIMARY KEY, time TEXT NOT NULL,
+                   kind TEXT NOT NULL, request_id TEXT NOT NULL, consumer TEXT NOT NULL,
+                   provider TEXT, service TEXT, method TEXT NOT NULL, path_sha256 TEXT,
+                   purpose_sha256 TEXT, status INTEGER NOT NULL, outcome TEXT NOT NULL,
+                   request_bytes INTEGER, response_bytes INTEGER, request_sha256 TEXT,
+                   response_sha256 TEXT, request_schema TEXT, response_schema TEXT,
+                   subject_sha256 TEXT, total_us INTEGER NOT NULL, upstream_us INTEGER,
+                   hash TEXT NOT NULL);
+                 CREATE INDEX audit_entries_time ON audit_entries (time);",
+            )
+            .unwrap();
+            let chained = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, (1..=1100).map(entry));
+            let mut insert = old
+                .prepare(&format!(
+                    "INSERT INTO audit_entries ({}) VALUES ({})",
+                    *COLUMNS,
+                    vec!["?"; COLUMN_COUNT].join(", ")
+                ))
+                .unwrap();
+            for stored in &chained {
+                let e = &stored.entry;
+                insert
+                    .execute(params![
+                        stored.sequence,
+                        e.time,
+                        e.kind.as_str(),
+                        e.request_id,
+                        e.consumer,
+                        e.provider,
+                        e.service,
+                        e.method,
+                        e.path_sha256,
+                        e.purpose_sha256,
+                        e.status,
+                        e.outcome,
+                        e.request_bytes,
+                        e.response_bytes,
+                        e.request_sha256,
+                        e.response_sha256,
+                        e.request_schema,
+                        e.response_schema,
+                        e.subject_sha256,
+                        e.total_us,
+                        e.upstream_us,
+                        stored.hash,
+                    ])
+                    .unwrap();
+            }
+        }
+        let mut connection = writer(&folder);
+        let blocks: Vec<(u64, u64)> = connection
+            .prepare("SELECT first_sequence, last_sequence FROM audit_blocks ORDER BY 1")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(blocks, [(1, 512), (513, 1024), (1025, 1100)]);
+        let verification = verify(&connection, AuditHash::Sha256).unwrap();
+        assert!(verification.ok, "{verification:?}");
+        assert_eq!(verification.count, 1100);
+        // The chain continues where it was, and a second start converts nothing again.
+        assert_eq!(
+            append(&mut connection, AuditHash::Sha256, vec![entry(1101)]).unwrap(),
+            [1101]
+        );
+        drop(connection);
+        let connection = writer(&folder);
+        let verification = verify(&connection, AuditHash::Sha256).unwrap();
+        assert_eq!((verification.ok, verification.count), (true, 1101));
+        let newest = list(&connection, &filter()).unwrap();
+        assert_eq!(newest[0].entry, entry(1101));
+        assert_eq!(newest[1].entry, entry(1100));
+    }
 }

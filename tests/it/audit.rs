@@ -604,6 +604,38 @@ async fn a_trail_chained_with_one_hash_is_not_continued_with_another() {
     gateway.stop().await;
 }
 
+/// The stored block holding entry `sequence`: its first sequence number and its entries.
+fn block_of(database: &Connection, sequence: u64) -> (u64, Vec<Value>) {
+    let (first, entries): (u64, String) = database
+        .query_row(
+            "SELECT first_sequence, entries FROM audit_blocks \
+             WHERE first_sequence <= ?1 AND last_sequence >= ?1",
+            [sequence],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    (first, serde_json::from_str(&entries).unwrap())
+}
+
+/// Entry `sequence` as stored: the JSON array of its fields.
+fn stored_entry(database: &Connection, sequence: u64) -> Value {
+    let (first, entries) = block_of(database, sequence);
+    entries[(sequence - first) as usize].clone()
+}
+
+/// Rewrites the entries of the block holding entry `sequence`; `edit` gets them and the
+/// entry's position among them.
+fn edit_entries(database: &Connection, sequence: u64, edit: impl FnOnce(&mut Vec<Value>, usize)) {
+    let (first, mut entries) = block_of(database, sequence);
+    edit(&mut entries, (sequence - first) as usize);
+    database
+        .execute(
+            "UPDATE audit_blocks SET entries = ?1 WHERE first_sequence = ?2",
+            rusqlite::params![Value::Array(entries).to_string(), first],
+        )
+        .unwrap();
+}
+
 /// Runs `xgate audit verify --config FILE`.
 fn verify_command(config: &Path) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_xgate"))
@@ -651,55 +683,120 @@ async fn every_edit_of_the_database_file_is_caught_by_the_command_and_the_route(
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("ok, 6 entries"), "{text}");
 
-    let edits: [(&str, &str, u64); 6] = [
+    // Each edit works on the stored blocks (`audit_blocks`: one row per committed batch, its
+    // entries a JSON array of field arrays) the way someone with the file and a SQLite client
+    // would, keeping the JSON well-formed; `expected` is the entry reported broken.
+    type Edit = fn(&Connection);
+    let edits: [(&str, Edit, u64); 8] = [
         (
             "change a field",
-            "UPDATE audit_entries SET outcome = 'forbidden' WHERE sequence = 3",
+            |database| {
+                edit_entries(database, 3, |entries, at| {
+                    entries[at][11] = json!("forbidden")
+                })
+            },
             3,
         ),
         (
             "change a number's type",
-            "UPDATE audit_entries SET status = 'two hundred' WHERE sequence = 2",
+            |database| {
+                edit_entries(database, 2, |entries, at| {
+                    entries[at][10] = json!("two hundred")
+                })
+            },
             2,
         ),
         (
             "delete an entry",
-            "DELETE FROM audit_entries WHERE sequence = 4",
+            |database| {
+                edit_entries(database, 4, |entries, at| {
+                    entries.remove(at);
+                });
+                database
+                    .execute("DELETE FROM audit_blocks WHERE entries = '[]'", [])
+                    .unwrap();
+            },
             5,
         ),
         (
             "insert an entry",
-            "INSERT INTO audit_entries SELECT 7, time, kind, 'forged', consumer, provider, service, \
-             method, path_sha256, purpose_sha256, status, outcome, request_bytes, response_bytes, \
-             request_sha256, response_sha256, request_schema, response_schema, subject_sha256, \
-             total_us, upstream_us, hash FROM audit_entries WHERE sequence = 6",
+            |database| {
+                edit_entries(database, 6, |entries, at| {
+                    let mut forged = entries[at].clone();
+                    forged[0] = json!(7);
+                    forged[3] = json!("forged");
+                    entries.push(forged);
+                })
+            },
             7,
         ),
         (
             "insert an entry in the middle",
-            "UPDATE audit_entries SET sequence = sequence + 100 WHERE sequence >= 3; \
-             UPDATE audit_entries SET sequence = sequence - 99 WHERE sequence >= 103; \
-             INSERT INTO audit_entries SELECT 3, time, kind, 'forged', consumer, provider, service, \
-             method, path_sha256, purpose_sha256, status, outcome, request_bytes, response_bytes, \
-             request_sha256, response_sha256, request_schema, response_schema, subject_sha256, \
-             total_us, upstream_us, hash FROM audit_entries WHERE sequence = 2",
+            |database| {
+                let mut forged = stored_entry(database, 2);
+                forged[0] = json!(3);
+                forged[3] = json!("forged");
+                edit_entries(database, 3, |entries, at| entries.insert(at, forged))
+            },
             3,
         ),
         (
+            "move a block out of a time window",
+            |database| {
+                database
+                    .execute(
+                        "UPDATE audit_blocks SET min_time = '2999-01-01T00:00:00.000Z' \
+                         WHERE first_sequence <= 4 AND last_sequence >= 4",
+                        [],
+                    )
+                    .unwrap();
+            },
+            0,
+        ),
+        (
+            "replace a block's entries with something else",
+            |database| {
+                database
+                    .execute(
+                        "UPDATE audit_blocks SET entries = 'shredded' \
+                         WHERE first_sequence <= 4 AND last_sequence >= 4",
+                        [],
+                    )
+                    .unwrap();
+            },
+            0,
+        ),
+        (
             "swap two entries",
-            "UPDATE audit_entries SET sequence = -2 WHERE sequence = 2; \
-             UPDATE audit_entries SET sequence = 2 WHERE sequence = 5; \
-             UPDATE audit_entries SET sequence = 5 WHERE sequence = -2",
+            |database| {
+                let (mut second, mut fifth) =
+                    (stored_entry(database, 2), stored_entry(database, 5));
+                (second[0], fifth[0]) = (json!(5), json!(2));
+                edit_entries(database, 2, |entries, at| entries[at] = fifth);
+                edit_entries(database, 5, |entries, at| entries[at] = second);
+            },
             2,
         ),
     ];
-    for (name, sql, broken) in edits {
+    for (name, edit, broken) in edits {
         std::fs::remove_file(&database).unwrap();
         std::fs::copy(&pristine, &database).unwrap();
-        Connection::open(&database)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+        let connection = Connection::open(&database).unwrap();
+        // 0: the first entry of the block holding entry 4 (how the batches fell is the
+        // writer's business).
+        let broken = match broken {
+            0 => connection
+                .query_row(
+                    "SELECT first_sequence FROM audit_blocks \
+                     WHERE first_sequence <= 4 AND last_sequence >= 4",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap(),
+            broken => broken,
+        };
+        edit(&connection);
+        drop(connection);
         let (code, text) = verify_command(&config.main_path());
         assert_eq!(code, Some(1), "{name}: {text}");
         assert!(
@@ -708,7 +805,7 @@ async fn every_edit_of_the_database_file_is_caught_by_the_command_and_the_route(
         );
     }
 
-    // The route reports the same, on a gateway serving the edited file.
+    // The route reports the same, on a gateway serving the last edited file (two entries swapped).
     let served = ConfigDir::new()
         .department("auditor", "auditor", "")
         .main(&format!(
@@ -748,7 +845,7 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
         .unwrap();
     database
         .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries \
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_blocks \
              BEGIN SELECT RAISE(ABORT, 'the disk is full'); END;",
         )
         .unwrap();
