@@ -60,6 +60,12 @@ pub enum AuditError {
         /// The hash in `[audit] hash`.
         configured: String,
     },
+    /// The file holds entries in the layout of an earlier version (a row per entry), which a
+    /// read-only check does not convert.
+    #[error(
+        "the audit database has the layout of an earlier xgate (a row per entry); start the gateway on it once to convert it, then verify"
+    )]
+    EarlierLayout,
     /// The newest entry's hash is not a hash.
     #[error("the newest audit entry ({sequence}) has no readable hash; run `xgate audit verify`")]
     CorruptHead {

@@ -310,6 +310,16 @@ pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, 
             configured: hash_name(hash).to_owned(),
         });
     }
+    let layout: Option<String> = connection
+        .query_row(
+            "SELECT type FROM sqlite_schema WHERE name = 'audit_entries'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if layout.as_deref() == Some("table") {
+        return Err(AuditError::EarlierLayout);
+    }
     let mut verifier = BlockVerifier::new(hash);
     let mut statement = connection.prepare(
         "SELECT first_sequence, last_sequence, min_time, max_time, head, entries \
@@ -881,6 +891,13 @@ mod tests {
                     .unwrap();
             }
         }
+        // A read-only check does not convert, and says what to do.
+        let reader = open_reader(&path).unwrap();
+        assert!(matches!(
+            verify(&reader, AuditHash::Sha256),
+            Err(AuditError::EarlierLayout)
+        ));
+        drop(reader);
         let mut connection = writer(&folder);
         let blocks: Vec<(u64, u64)> = connection
             .prepare("SELECT first_sequence, last_sequence FROM audit_blocks ORDER BY 1")
