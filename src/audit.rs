@@ -66,6 +66,14 @@ pub enum AuditError {
         "the audit database has the layout of an earlier xgate (a row per entry); start the gateway on it once to convert it, then verify"
     )]
     EarlierLayout,
+    /// A block's entries cannot be read (the file was edited).
+    #[error(
+        "the audit block starting at entry {first_sequence} cannot be read; run `xgate audit verify`"
+    )]
+    Damaged {
+        /// The block's first sequence number.
+        first_sequence: i64,
+    },
     /// The newest entry's hash is not a hash.
     #[error("the newest audit entry ({sequence}) has no readable hash; run `xgate audit verify`")]
     CorruptHead {

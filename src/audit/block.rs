@@ -10,6 +10,7 @@
 //! view stay SQL. The hash chain does not depend on the layout: it is computed over the canonical
 //! encoding of each entry (see [`super::entry`]).
 
+use serde::de::IgnoredAny;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -176,6 +177,104 @@ impl From<StoredRow> for StoredEntry {
             hash,
         }
     }
+}
+
+/// The fields of a stored entry the auditors' summary groups, counts and ranks by.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "SummaryRow")]
+pub struct SummaryFields {
+    /// When.
+    pub time: String,
+    /// `exchange` or `certificate` (as stored).
+    pub kind: String,
+    /// Who called.
+    pub consumer: String,
+    /// Whom.
+    pub provider: Option<String>,
+    /// Which service or certificate type.
+    pub service: Option<String>,
+    /// The outcome word.
+    pub outcome: String,
+    /// Request body bytes.
+    pub request_bytes: Option<u64>,
+    /// Response body bytes.
+    pub response_bytes: Option<u64>,
+    /// Total time in the gateway, microseconds.
+    pub total_us: u64,
+}
+
+/// A stored entry with only the summary's fields read; the others are skipped without being
+/// decoded or allocated.
+#[derive(Deserialize)]
+struct SummaryRow(
+    IgnoredAny,
+    String,
+    String,
+    IgnoredAny,
+    String,
+    Option<String>,
+    Option<String>,
+    IgnoredAny,
+    IgnoredAny,
+    IgnoredAny,
+    IgnoredAny,
+    String,
+    Option<u64>,
+    Option<u64>,
+    IgnoredAny,
+    IgnoredAny,
+    IgnoredAny,
+    IgnoredAny,
+    IgnoredAny,
+    u64,
+    IgnoredAny,
+    IgnoredAny,
+);
+
+impl From<SummaryRow> for SummaryFields {
+    fn from(row: SummaryRow) -> SummaryFields {
+        let SummaryRow(
+            _,
+            time,
+            kind,
+            _,
+            consumer,
+            provider,
+            service,
+            _,
+            _,
+            _,
+            _,
+            outcome,
+            request_bytes,
+            response_bytes,
+            _,
+            _,
+            _,
+            _,
+            _,
+            total_us,
+            _,
+            _,
+        ) = row;
+        SummaryFields {
+            time,
+            kind,
+            consumer,
+            provider,
+            service,
+            outcome,
+            request_bytes,
+            response_bytes,
+            total_us,
+        }
+    }
+}
+
+/// The summary's fields of every entry of a block's `entries`; `None` when they are not a
+/// block's entries (an edited file).
+pub fn summary_fields(entries: &[u8]) -> Option<Vec<SummaryFields>> {
+    serde_json::from_slice(entries).ok()
 }
 
 /// A block as read back, for verification: its index as stored and its entries' text.
@@ -360,6 +459,33 @@ mod tests {
         assert_eq!(rows[4][position("response_bytes")], u64::MAX);
         assert_eq!(rows[4][position("hash")], entries[4].hash.as_str());
         assert!(encode(&[]).is_none());
+    }
+
+    #[test]
+    fn the_summary_reads_its_fields_and_skips_the_others() {
+        let entries = chain(4);
+        let block = encode(&entries).unwrap();
+        let fields = summary_fields(block.entries.as_bytes()).unwrap();
+        assert_eq!(fields.len(), 4);
+        for (fields, stored) in fields.iter().zip(&entries) {
+            let entry = &stored.entry;
+            assert_eq!(
+                fields,
+                &SummaryFields {
+                    time: entry.time.clone(),
+                    kind: entry.kind.as_str().to_owned(),
+                    consumer: entry.consumer.clone(),
+                    provider: entry.provider.clone(),
+                    service: entry.service.clone(),
+                    outcome: entry.outcome.clone(),
+                    request_bytes: entry.request_bytes,
+                    response_bytes: entry.response_bytes,
+                    total_us: entry.total_us,
+                }
+            );
+        }
+        assert_eq!(summary_fields(b"shredded"), None);
+        assert_eq!(summary_fields(b"[[1, 2]]"), None);
     }
 
     #[test]
