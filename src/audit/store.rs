@@ -3,9 +3,10 @@
 //! `xgate audit verify`.
 //!
 //! The file holds `audit_blocks` (one row per committed batch, see [`super::block`]) and the
-//! view `audit_entries`, one row per entry with the fields' names, which the queries read and an
-//! auditor can query with any SQLite client. Every query bounds the blocks it reads by their
-//! index (sequence numbers, time range) before looking inside them.
+//! view `audit_entries`, one row per entry with the fields' names, for an auditor with any SQLite
+//! client. The entry queries read the same columns from the blocks they select; the summary
+//! decodes its window's blocks in Rust. Every query bounds the blocks it reads by their index
+//! (sequence numbers, time range) before looking inside them.
 //!
 //! Everything here blocks: the writer runs it on its own thread, readers on tokio's blocking
 //! pool, the CLI on its main thread.
@@ -49,8 +50,6 @@ CREATE TABLE IF NOT EXISTS audit_blocks (
     entries TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (max_time, min_time);
-
-
 ";
 
 /// `e.value ->> 0 AS sequence, e.value ->> 1 AS time, ...`: the stored fields of the entry `e`
@@ -64,11 +63,10 @@ static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The entries of the blocks meeting `block_conditions` (over `b`, the block row), one row each,
-/// with the stored fields' names plus `block` (the block's first sequence number) and
-/// `position` (the entry's place in it).
+/// with the stored fields' names plus `block` (the block's first sequence number).
 fn entries_of(block_conditions: &str) -> String {
     format!(
-        "(SELECT {columns}, b.first_sequence AS block, e.key AS position \
+        "(SELECT {columns}, b.first_sequence AS block \
          FROM audit_blocks AS b, json_each(b.entries) AS e WHERE {block_conditions})",
         columns = *ENTRY_COLUMNS
     )
@@ -151,16 +149,16 @@ fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
         return Ok(());
     }
     if existing.as_deref() == Some("table") {
-        let fields = block::stored_fields().collect::<Vec<_>>().join(", ");
         // The values are copied as SQLite holds them (an edited row stays edited, for `verify`
         // to report); each block's head is its last entry's hash.
         transaction.execute_batch(&format!(
             "INSERT INTO audit_blocks (first_sequence, last_sequence, min_time, max_time, head, entries) \
              SELECT min(sequence), max(sequence), min(time), max(time), '', \
-                    json_group_array(json_array({fields}) ORDER BY sequence) \
+                    json_group_array(json_array({columns}) ORDER BY sequence) \
              FROM audit_entries GROUP BY (sequence - 1) / {MIGRATION_BLOCK}; \
-             UPDATE audit_blocks SET head = entries ->> '$[#-1][#-1]'; \
-             DROP TABLE audit_entries;"
+             UPDATE audit_blocks SET head = entries ->> '$[#-1][#-1]' WHERE head = ''; \
+             DROP TABLE audit_entries;",
+            columns = *COLUMNS
         ))?;
     }
     transaction.execute_batch(&format!(
@@ -411,18 +409,20 @@ impl Conditions {
 
     /// `FROM ... WHERE ...`: the entries of the matching blocks that match.
     fn source_and_filter(&self) -> String {
-        let all = |conditions: &[String]| {
-            if conditions.is_empty() {
-                "TRUE".to_owned()
-            } else {
-                conditions.join(" AND ")
-            }
-        };
         let source = match self.table {
             Some(table) => table.to_owned(),
-            None => entries_of(&all(&self.blocks)),
+            None => entries_of(&conjunction(&self.blocks)),
         };
-        format!("FROM {source} WHERE {}", all(&self.entries))
+        format!("FROM {source} WHERE {}", conjunction(&self.entries))
+    }
+}
+
+/// `a AND b AND ...`, or `TRUE` for no conditions.
+fn conjunction(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        conditions.join(" AND ")
     }
 }
 
@@ -529,13 +529,9 @@ fn copy_window(connection: &Connection, window: &TimeWindow) -> Result<(), Audit
     ))?;
     let mut conditions = Conditions::default();
     conditions.window(window);
-    let blocks_in_window = if conditions.blocks.is_empty() {
-        "TRUE".to_owned()
-    } else {
-        conditions.blocks.join(" AND ")
-    };
     let mut blocks = connection.prepare(&format!(
-        "SELECT b.first_sequence, b.entries FROM audit_blocks AS b WHERE {blocks_in_window}"
+        "SELECT b.first_sequence, b.entries FROM audit_blocks AS b WHERE {}",
+        conjunction(&conditions.blocks)
     ))?;
     let mut insert = connection.prepare(&format!(
         "INSERT INTO {WINDOW_COPY} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
