@@ -175,18 +175,7 @@ fn encode_canonical(out: &mut Vec<u8>, sequence: u64, entry: &AuditEntry) {
         }
     }
     fn number(out: &mut Vec<u8>, value: u64) {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = value;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        present(out, &digits[start..]);
+        present(out, itoa::Buffer::new().format(value).as_bytes());
     }
     fn optional_number(out: &mut Vec<u8>, value: Option<u64>) {
         match value {
