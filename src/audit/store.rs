@@ -138,13 +138,7 @@ pub fn open_writer(
 fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let existing: Option<String> = transaction
-        .query_row(
-            "SELECT type FROM sqlite_schema WHERE name = 'audit_entries'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let existing = entries_object(&transaction)?;
     if existing.as_deref() == Some("view") {
         return Ok(());
     }
@@ -167,6 +161,18 @@ fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
     ))?;
     transaction.commit()?;
     Ok(())
+}
+
+/// What `audit_entries` is in the file: `view` (this layout), `table` (the earlier layout, a row
+/// per entry), or nothing yet.
+fn entries_object(connection: &Connection) -> Result<Option<String>, AuditError> {
+    Ok(connection
+        .query_row(
+            "SELECT type FROM sqlite_schema WHERE name = 'audit_entries'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?)
 }
 
 /// Opens the database read-only (it must exist).
@@ -308,14 +314,7 @@ pub fn verify(connection: &Connection, hash: AuditHash) -> Result<Verification, 
             configured: hash_name(hash).to_owned(),
         });
     }
-    let layout: Option<String> = connection
-        .query_row(
-            "SELECT type FROM sqlite_schema WHERE name = 'audit_entries'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if layout.as_deref() == Some("table") {
+    if entries_object(connection)?.as_deref() == Some("table") {
         return Err(AuditError::EarlierLayout);
     }
     let mut verifier = BlockVerifier::new(hash);
