@@ -148,7 +148,7 @@ pub async fn exchange(
             )
         }
     };
-    let entry = record_exchange(&record, &response, outcome, started.elapsed());
+    let entry = record_exchange(&mut record, &response, outcome, started.elapsed());
     let (request_bytes, response_bytes) = (entry.request_bytes, entry.response_bytes);
     let (response, outcome) = match gateway.audit.append(entry).await {
         Ok(_) => (response, outcome),
@@ -791,7 +791,7 @@ fn respond(
 /// `info` for refusals and failures. Never bodies, tokens or paths (a path can hold a personal
 /// identifier).
 fn record_exchange(
-    record: &ExchangeRecord<'_>,
+    record: &mut ExchangeRecord<'_>,
     response: &Response<Body>,
     outcome: &'static str,
     elapsed: Duration,
@@ -825,9 +825,10 @@ fn record_exchange(
 
 /// The audit entry of a call: digests instead of the path, purpose and bodies. A response that
 /// streams (no response schema, a non-2xx answer, a problem document) counts the length its
-/// body declares and has no digest: the entry is committed before that body is sent.
+/// body declares and has no digest: the entry is committed before that body is sent. The
+/// digests move from the record into the entry (the record has no further use for them).
 fn audit_entry(
-    record: &ExchangeRecord<'_>,
+    record: &mut ExchangeRecord<'_>,
     response: &Response<Body>,
     outcome: &'static str,
     elapsed: Duration,
@@ -844,16 +845,16 @@ fn audit_entry(
         provider: record.route.map(|route| route.service.provider.to_string()),
         service: record.route.map(|route| route.service.name.to_string()),
         method: record.method.to_string(),
-        path_sha256: Some(record.path_sha256.clone()),
-        purpose_sha256: record.purpose_sha256.clone(),
+        path_sha256: Some(std::mem::take(&mut record.path_sha256)),
+        purpose_sha256: record.purpose_sha256.take(),
         status: response.status().as_u16(),
         outcome: outcome.to_owned(),
         request_bytes: record.request_bytes,
         response_bytes: record
             .response_bytes
             .or_else(|| http_body::Body::size_hint(response.body()).exact()),
-        request_sha256: record.request_sha256.clone(),
-        response_sha256: record.response_sha256.clone(),
+        request_sha256: record.request_sha256.take(),
+        response_sha256: record.response_sha256.take(),
         request_schema: record.request_schema.as_deref().map(CompiledSchema::label),
         response_schema: record.response_schema.as_deref().map(CompiledSchema::label),
         subject_sha256: None,

@@ -28,9 +28,9 @@ pub struct Gateway {
     pub certificates: CertificateCache,
     /// The Prometheus metrics.
     pub metrics: Metrics,
-    /// Work that must end before the audit queue is drained at shutdown: every exchange, and
-    /// every lookup's audit commit, runs in a task of its own here (a caller hanging up cannot
-    /// cancel it, and a clean shutdown waits for it).
+    /// Work that must end before the audit queue is drained at shutdown: every exchange holds
+    /// a token of it (`server::Uncancellable`: a caller hanging up cannot cancel it), and every
+    /// lookup's audit commit runs in a task of its own here; a clean shutdown waits for both.
     pub tasks: TaskTracker,
     /// The data plane's TLS when `[tls]` is configured (decided at start; a reload swaps its
     /// certificates and keys).

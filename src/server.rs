@@ -168,20 +168,12 @@ impl Plane {
             Plane::Data { gateway, .. } if is_exchange_path(request.uri().path()) => {
                 let task_gateway = gateway.clone();
                 let origin = origin.clone();
-                // A task of its own, which a caller hanging up cannot cancel: by then the
-                // provider may have been called, and the exchange must still reach the audit
-                // trail. (hyper drops a connection's request futures when the connection ends.)
-                // Tracked, so a clean shutdown waits for it before draining the audit queue.
-                let exchange = gateway.tasks.spawn(async move {
-                    crate::exchange::exchange(&task_gateway, request, &origin).await
-                });
-                Either::Left(async move {
-                    match exchange.await {
-                        Ok(response) => Ok(response),
-                        // As if the exchange had panicked in place (it is never aborted).
-                        Err(error) => std::panic::resume_unwind(error.into_panic()),
-                    }
-                })
+                // Runs in the connection's task; if the caller hangs up first, the exchange
+                // moves to a task of its own and still runs to its end (see `Uncancellable`).
+                Either::Left(Uncancellable::new(
+                    async move { Ok(crate::exchange::exchange(&task_gateway, request, &origin).await) },
+                    gateway.tasks.token(),
+                ))
             }
             Plane::Data { router, .. } => {
                 let mut request = request;
@@ -192,6 +184,61 @@ impl Plane {
                 Either::Right(router.clone().oneshot(request))
             }
             Plane::Admin { router } => Either::Right(router.clone().oneshot(request)),
+        }
+    }
+}
+
+/// A future that is not cancelled by being dropped: an exchange whose caller hung up (hyper
+/// drops a connection's request futures when the connection ends) may already have called its
+/// provider, and must still reach the audit trail. It is polled where it is, in the
+/// connection's task, at no cost beyond its box; dropped unfinished, it moves, box and all, to
+/// a task of its own and runs to its end. Its token keeps a clean shutdown waiting for it
+/// either way (`Gateway::tasks`).
+struct Uncancellable<F: Future + Send + 'static> {
+    /// The future until it completes; `None` after.
+    future: Option<std::pin::Pin<Box<F>>>,
+    /// Holds the shutdown open while the future runs.
+    token: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+impl<F: Future + Send + 'static> Uncancellable<F> {
+    fn new(future: F, token: tokio_util::task::task_tracker::TaskTrackerToken) -> Self {
+        Uncancellable {
+            future: Some(Box::pin(future)),
+            token,
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for Uncancellable<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let Some(future) = self.future.as_mut() else {
+            // Polled again after completing: a caller's bug, as with any future.
+            return std::task::Poll::Pending;
+        };
+        let output = std::task::ready!(future.as_mut().poll(context));
+        self.future = None;
+        std::task::Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for Uncancellable<F> {
+    fn drop(&mut self) {
+        let Some(future) = self.future.take() else {
+            return;
+        };
+        // Outside a runtime (it is shutting down) nothing can run it any more.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let token = self.token.clone();
+            runtime.spawn(async move {
+                future.await;
+                drop(token);
+            });
         }
     }
 }
