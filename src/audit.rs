@@ -12,6 +12,7 @@
 //! the exchange is refused with 500 `internal`: an exchange that cannot be audited is not
 //! answered. Each later batch tries again, so a passing fault (a full disk) heals by itself.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -231,7 +232,56 @@ pub fn verify_file(settings: &AuditSettings) -> Result<Verification, AuditError>
 
 /// The time entries record: now, as RFC 3339 UTC with milliseconds.
 pub fn now() -> String {
-    query::format_time(SystemTime::now().into())
+    thread_local! {
+        static SECOND: RefCell<SecondText> = const { RefCell::new(SecondText::new()) };
+    }
+    let now = SystemTime::now();
+    match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since_epoch) => SECOND.with_borrow_mut(|second| second.format(since_epoch)),
+        // A clock before 1970 is wrong, but its time is still written as it is.
+        Err(_) => query::format_time(now.into()),
+    }
+}
+
+/// The date and time of day of the last whole second formatted, so that every entry of that
+/// second only appends its milliseconds (one chrono formatting per second instead of per
+/// entry: it cost more than the rest of building an entry).
+struct SecondText {
+    /// Seconds since 1970 of `text`.
+    second: u64,
+    /// `2026-11-28T01:02:03`, or empty before the first use.
+    text: String,
+}
+
+impl SecondText {
+    const fn new() -> Self {
+        SecondText {
+            second: 0,
+            text: String::new(),
+        }
+    }
+
+    /// `since_epoch` as [`query::format_time`] writes it.
+    fn format(&mut self, since_epoch: std::time::Duration) -> String {
+        let second = since_epoch.as_secs();
+        if self.text.is_empty() || self.second != second {
+            let whole = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(second);
+            let mut text = query::format_time(whole.into());
+            // `2026-11-28T01:02:03.000Z` without `.000Z`.
+            text.truncate(text.len().saturating_sub(".000Z".len()));
+            self.text = text;
+            self.second = second;
+        }
+        let millis = since_epoch.subsec_millis();
+        let mut time = String::with_capacity(self.text.len() + ".000Z".len());
+        time.push_str(&self.text);
+        time.push('.');
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            time.push(char::from(b'0' + digit as u8));
+        }
+        time.push('Z');
+        time
+    }
 }
 
 /// What a caller of [`AuditTrail::append`] learns: the entry's sequence number, or why it was
@@ -339,5 +389,42 @@ fn write_loop(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn entry_times_are_formatted_as_chrono_formats_them_across_seconds_days_and_years() {
+        let mut second = SecondText::new();
+        // Each instant and the one a millisecond later: within a second, across a second, a
+        // day, a leap day and a year.
+        let instants = [
+            Duration::from_millis(0),
+            Duration::from_millis(999),
+            Duration::from_millis(1_764_291_723_456),
+            Duration::from_millis(1_764_291_723_999),
+            Duration::from_millis(1_764_374_399_999),
+            Duration::from_millis(1_709_251_199_999),
+            Duration::from_millis(1_735_689_599_999),
+            Duration::from_micros(1_764_291_723_456_789),
+        ];
+        for instant in instants {
+            for since_epoch in [instant, instant + Duration::from_millis(1), instant] {
+                let time = SystemTime::UNIX_EPOCH + since_epoch;
+                assert_eq!(
+                    second.format(since_epoch),
+                    query::format_time(time.into()),
+                    "{since_epoch:?}"
+                );
+            }
+        }
+        let time = now();
+        assert_eq!(time.len(), "2026-11-28T01:02:03.456Z".len(), "{time}");
+        assert!(time.ends_with('Z'), "{time}");
     }
 }

@@ -5,7 +5,7 @@
 //! response, project, to consumer, record. Each phase is a function of its own below, in the same
 //! order; only `read_request` and `forward` touch the network.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -20,7 +20,7 @@ use crate::config::Department;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
-use crate::metrics::{ExchangeLabels, ExchangeObservation, Metrics, Side, UNKNOWN};
+use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Metrics, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
@@ -62,6 +62,12 @@ pub struct ExchangeRecord<'s> {
 }
 
 impl ExchangeRecord<'_> {
+    /// The route's slot for the consumer's served-exchange series, once both are known.
+    fn served_series(&self) -> Option<&OnceLock<ExchangeSeries>> {
+        let (consumer, route) = (self.consumer?, self.route?);
+        route.served.get(&consumer.id)
+    }
+
     /// The call's metric labels: configured names, [`UNKNOWN`] for what it did not reach.
     fn labels(&self) -> ExchangeLabels<'_> {
         ExchangeLabels {
@@ -158,14 +164,20 @@ pub async fn exchange(
         ),
     };
     // The duration includes the audit commit: the answer leaves only after it.
-    gateway.metrics.exchange(&ExchangeObservation {
+    let observation = ExchangeObservation {
         labels: record.labels(),
         outcome,
         duration: started.elapsed(),
         upstream: record.upstream_duration,
         request_bytes,
         response_bytes,
-    });
+    };
+    match record.served_series() {
+        Some(series) if outcome == "ok" => series
+            .get_or_init(|| gateway.metrics.exchange_series(observation.labels, outcome))
+            .record(&gateway.metrics, &observation),
+        _ => gateway.metrics.exchange(&observation),
+    }
     response
 }
 

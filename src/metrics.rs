@@ -10,11 +10,12 @@
 //! version a registered version, and outcome, direction, result and status words of the small
 //! enums here. A reload or a registration can add label values; a request never can.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::translate::Direction;
@@ -77,6 +78,54 @@ pub struct ExchangeObservation<'a> {
     pub request_bytes: Option<u64>,
     /// Response body bytes, when known.
     pub response_bytes: Option<u64>,
+}
+
+/// The series exchanges of one consumer, service and outcome update
+/// ([`Metrics::exchange_series`]). The count and the duration are observed for every exchange;
+/// the others only when there is something to observe, so they are resolved then: a series
+/// that was never observed is not exposed.
+#[derive(Debug)]
+pub struct ExchangeSeries {
+    count: IntCounter,
+    duration: Histogram,
+    upstream: OnceLock<Histogram>,
+    request_bytes: OnceLock<IntCounter>,
+    response_bytes: OnceLock<IntCounter>,
+}
+
+impl ExchangeSeries {
+    /// Records one finished exchange of these series' labels and outcome: its count, its
+    /// durations and its bytes. `observation.labels` (which must be these series' labels) name
+    /// the series resolved now; `observation.outcome` is not read.
+    pub fn record(&self, metrics: &Metrics, observation: &ExchangeObservation<'_>) {
+        let ExchangeLabels {
+            consumer,
+            provider,
+            service,
+        } = observation.labels;
+        self.count.inc();
+        self.duration.observe(observation.duration.as_secs_f64());
+        if let Some(upstream) = observation.upstream {
+            self.upstream
+                .get_or_init(|| {
+                    metrics
+                        .upstream_duration
+                        .with_label_values(&[provider, service])
+                })
+                .observe(upstream.as_secs_f64());
+        }
+        let labels = [consumer, provider, service];
+        if let Some(bytes) = observation.request_bytes.filter(|bytes| *bytes > 0) {
+            self.request_bytes
+                .get_or_init(|| metrics.request_bytes.with_label_values(&labels))
+                .inc_by(bytes);
+        }
+        if let Some(bytes) = observation.response_bytes.filter(|bytes| *bytes > 0) {
+            self.response_bytes
+                .get_or_init(|| metrics.response_bytes.with_label_values(&labels))
+                .inc_by(bytes);
+        }
+    }
 }
 
 /// The Prometheus text exposition media type.
@@ -286,31 +335,32 @@ impl Metrics {
         })
     }
 
-    /// Records one finished exchange: its count by outcome, its durations and its bytes.
-    pub fn exchange(&self, observation: &ExchangeObservation<'_>) {
+    /// The series an exchange of `labels` with `outcome` updates. Each lookup by label values
+    /// hashes them and takes a lock, five per exchange: the exchange path keeps the series of
+    /// served exchanges with their route (`Route::served`) and looks them up once.
+    pub fn exchange_series(&self, labels: ExchangeLabels<'_>, outcome: &str) -> ExchangeSeries {
         let ExchangeLabels {
             consumer,
             provider,
             service,
-        } = observation.labels;
-        self.exchanges
-            .with_label_values(&[consumer, provider, service, observation.outcome])
-            .inc();
-        self.exchange_duration
-            .with_label_values(&[provider, service])
-            .observe(observation.duration.as_secs_f64());
-        if let Some(upstream) = observation.upstream {
-            self.upstream_duration
-                .with_label_values(&[provider, service])
-                .observe(upstream.as_secs_f64());
+        } = labels;
+        ExchangeSeries {
+            count: self
+                .exchanges
+                .with_label_values(&[consumer, provider, service, outcome]),
+            duration: self
+                .exchange_duration
+                .with_label_values(&[provider, service]),
+            upstream: OnceLock::new(),
+            request_bytes: OnceLock::new(),
+            response_bytes: OnceLock::new(),
         }
-        let labels = [consumer, provider, service];
-        if let Some(bytes) = observation.request_bytes.filter(|bytes| *bytes > 0) {
-            self.request_bytes.with_label_values(&labels).inc_by(bytes);
-        }
-        if let Some(bytes) = observation.response_bytes.filter(|bytes| *bytes > 0) {
-            self.response_bytes.with_label_values(&labels).inc_by(bytes);
-        }
+    }
+
+    /// Records one finished exchange: its count by outcome, its durations and its bytes.
+    pub fn exchange(&self, observation: &ExchangeObservation<'_>) {
+        self.exchange_series(observation.labels, observation.outcome)
+            .record(self, observation);
     }
 
     /// Counts a record its schema refused. `schema` must be a registered name.

@@ -5,7 +5,7 @@
 //! mid-way and the request path takes no locks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 use subtle::ConstantTimeEq;
@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::certificates::issuer::Issuers;
 use crate::config::{Config, Department, Service};
 use crate::domain::DepartmentId;
+use crate::metrics::ExchangeSeries;
 use crate::projection::Projection;
 use crate::registry::Registry;
 use crate::tls::ClientCertificate;
@@ -58,6 +59,10 @@ pub struct Route {
     pub address: Option<UpstreamAddress>,
     /// Per consumer, the projection of the service's `fields`.
     pub projections: HashMap<DepartmentId, Projection>,
+    /// Per consumer allowed to call it, the metric series of its served exchanges, resolved
+    /// on its first (`Metrics::exchange_series`): a served exchange then records its metrics
+    /// without looking labels up. A new snapshot resolves them anew.
+    pub served: HashMap<DepartmentId, OnceLock<ExchangeSeries>>,
 }
 
 /// Everything the gateway serves from, immutable once built.
@@ -111,6 +116,11 @@ impl Snapshot {
                             .map(|(consumer, paths)| {
                                 (consumer.clone(), Projection::new(paths.clone()))
                             })
+                            .collect(),
+                        served: service
+                            .consumers
+                            .iter()
+                            .map(|consumer| (consumer.clone(), OnceLock::new()))
                             .collect(),
                     }),
                 );
