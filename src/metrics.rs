@@ -82,10 +82,12 @@ pub struct ExchangeObservation<'a> {
 
 /// The series exchanges of one consumer, service and outcome update
 /// ([`Metrics::exchange_series`]). The count and the duration are observed for every exchange;
-/// the others only when there is something to observe, so they are resolved then: a series
-/// that was never observed is not exposed.
+/// the others only when there is something to observe, so they are resolved then, under the
+/// labels kept here: a series that was never observed is not exposed.
 #[derive(Debug)]
 pub struct ExchangeSeries {
+    /// Consumer, provider and service.
+    labels: [Box<str>; 3],
     count: IntCounter,
     duration: Histogram,
     upstream: OnceLock<Histogram>,
@@ -94,15 +96,10 @@ pub struct ExchangeSeries {
 }
 
 impl ExchangeSeries {
-    /// Records one finished exchange of these series' labels and outcome: its count, its
-    /// durations and its bytes. `observation.labels` (which must be these series' labels) name
-    /// the series resolved now; `observation.outcome` is not read.
+    /// Records one finished exchange under these series' labels and outcome (those of
+    /// `observation` are not read): its count, its durations and its bytes.
     pub fn record(&self, metrics: &Metrics, observation: &ExchangeObservation<'_>) {
-        let ExchangeLabels {
-            consumer,
-            provider,
-            service,
-        } = observation.labels;
+        let [consumer, provider, service] = self.labels.each_ref().map(|label| &**label);
         self.count.inc();
         self.duration.observe(observation.duration.as_secs_f64());
         if let Some(upstream) = observation.upstream {
@@ -345,6 +342,7 @@ impl Metrics {
             service,
         } = labels;
         ExchangeSeries {
+            labels: [consumer.into(), provider.into(), service.into()],
             count: self
                 .exchanges
                 .with_label_values(&[consumer, provider, service, outcome]),
