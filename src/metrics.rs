@@ -99,7 +99,8 @@ impl ExchangeSeries {
     /// Records one finished exchange under these series' labels and outcome (those of
     /// `observation` are not read): its count, its durations and its bytes.
     pub fn record(&self, metrics: &Metrics, observation: &ExchangeObservation<'_>) {
-        let [consumer, provider, service] = self.labels.each_ref().map(|label| &**label);
+        let labels = self.labels.each_ref().map(|label| &**label);
+        let [_, provider, service] = labels;
         self.count.inc();
         self.duration.observe(observation.duration.as_secs_f64());
         if let Some(upstream) = observation.upstream {
@@ -111,7 +112,6 @@ impl ExchangeSeries {
                 })
                 .observe(upstream.as_secs_f64());
         }
-        let labels = [consumer, provider, service];
         if let Some(bytes) = observation.request_bytes.filter(|bytes| *bytes > 0) {
             self.request_bytes
                 .get_or_init(|| metrics.request_bytes.with_label_values(&labels))
