@@ -156,10 +156,50 @@ pub enum ExchangeError {
     /// The issuer has no certificate with this id (possibly remembered by the cache).
     #[error("certificate not found")]
     CertificateNotFound,
+    /// The request's HTTP framing is broken: a head hyper could not parse, or a body that
+    /// broke off or was malformed (a bad chunk size or terminator). The caller's fault (400).
+    #[error("malformed request")]
+    MalformedRequest,
+    /// The request head is larger than `max_header_bytes`, or has more than `max_headers`
+    /// headers (431).
+    #[error("request header too large")]
+    HeaderTooLarge,
+    /// The request target is longer than the gateway reads (414).
+    #[error("URI too long")]
+    UriTooLong,
+    /// The caller is past one of its limits (in-flight calls; later the rates and quotas of
+    /// SPEC §14): 429 with `Retry-After`.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a call would pass (`Retry-After`).
+        retry_after_seconds: u64,
+    },
+    /// The gateway is at its bound of exchanges in flight: 503 with `Retry-After`.
+    #[error("overloaded")]
+    Overloaded {
+        /// Seconds after which trying again makes sense (`Retry-After`).
+        retry_after_seconds: u64,
+    },
+    /// The audit trail cannot commit (a full disk, an unreachable database): nothing that
+    /// cannot be audited is served (503 with `Retry-After`, SPEC §13).
+    #[error("store unavailable")]
+    StoreUnavailable {
+        /// Seconds after which trying again makes sense (`Retry-After`).
+        retry_after_seconds: u64,
+    },
+    /// The caller hung up before the gateway forwarded its call: it is not forwarded. Nobody
+    /// receives this answer; the trail records it with status 499 (nginx's "client closed
+    /// request") and outcome `cancelled`.
+    #[error("caller gone")]
+    CallerGone,
     /// The gateway failed; the details are in the log, not in the response.
     #[error("internal error")]
     Internal,
 }
+
+/// Status 499, "client closed request" (nginx's word; not in RFC 9110): what the trail records
+/// for a call whose caller hung up before it was forwarded.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// The problem document of RFC 9457 with xgate's extensions.
 #[derive(Debug, Serialize)]
@@ -187,7 +227,9 @@ impl ExchangeError {
             ExchangeError::UpstreamUnavailable
             | ExchangeError::UpstreamTimeout
             | ExchangeError::UpstreamInvalidResponse { .. } => Fault::Upstream,
-            ExchangeError::Internal => Fault::Gateway,
+            ExchangeError::Internal
+            | ExchangeError::Overloaded { .. }
+            | ExchangeError::StoreUnavailable { .. } => Fault::Gateway,
             ExchangeError::Translation { fault, .. } => match fault {
                 TranslationFault::Caller => Fault::Caller,
                 TranslationFault::Upstream => Fault::Upstream,
@@ -226,6 +268,16 @@ impl ExchangeError {
                 StatusCode::BAD_GATEWAY
             }
             ExchangeError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ExchangeError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ExchangeError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ExchangeError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ExchangeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ExchangeError::Overloaded { .. } | ExchangeError::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ExchangeError::CallerGone => {
+                StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ExchangeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -255,6 +307,13 @@ impl ExchangeError {
             ExchangeError::PurposeRequired => "purpose-required",
             ExchangeError::InvalidCertificateId { .. } => "schema-validation",
             ExchangeError::CertificateNotFound => "certificate-not-found",
+            ExchangeError::MalformedRequest => "malformed-request",
+            ExchangeError::HeaderTooLarge => "header-too-large",
+            ExchangeError::UriTooLong => "uri-too-long",
+            ExchangeError::RateLimited { .. } => "rate-limited",
+            ExchangeError::Overloaded { .. } => "overloaded",
+            ExchangeError::StoreUnavailable { .. } => "store-unavailable",
+            ExchangeError::CallerGone => "client-closed-request",
             ExchangeError::Internal => "internal",
         }
     }
@@ -275,8 +334,14 @@ impl ExchangeError {
             | ExchangeError::UnsupportedMediaType { .. }
             | ExchangeError::SchemaValidation { .. }
             | ExchangeError::PurposeRequired
-            | ExchangeError::InvalidCertificateId { .. } => "invalid_request",
-            ExchangeError::PayloadTooLarge { .. } => "too_large",
+            | ExchangeError::InvalidCertificateId { .. }
+            | ExchangeError::MalformedRequest => "invalid_request",
+            ExchangeError::PayloadTooLarge { .. }
+            | ExchangeError::HeaderTooLarge
+            | ExchangeError::UriTooLong => "too_large",
+            ExchangeError::RateLimited { .. } | ExchangeError::Overloaded { .. } => "rate_limited",
+            ExchangeError::StoreUnavailable { .. } => "store_unavailable",
+            ExchangeError::CallerGone => "cancelled",
             ExchangeError::Translation { .. } => "translation_error",
             ExchangeError::UpstreamUnavailable | ExchangeError::Internal => "upstream_error",
             ExchangeError::UpstreamTimeout => "upstream_timeout",
@@ -318,6 +383,13 @@ impl ExchangeError {
                 ("Invalid certificate id", "证照标识无效")
             }
             ExchangeError::CertificateNotFound => ("Certificate not found", "未找到该证照"),
+            ExchangeError::MalformedRequest => ("Malformed request", "请求格式错误"),
+            ExchangeError::HeaderTooLarge => ("Request header too large", "请求头过大"),
+            ExchangeError::UriTooLong => ("URI too long", "请求地址过长"),
+            ExchangeError::RateLimited { .. } => ("Too many requests", "请求过于频繁"),
+            ExchangeError::Overloaded { .. } => ("Gateway busy", "网关繁忙"),
+            ExchangeError::StoreUnavailable { .. } => ("Audit store unavailable", "审计存储不可用"),
+            ExchangeError::CallerGone => ("Client closed request", "调用方已断开"),
             ExchangeError::Internal => ("Internal error", "网关内部错误"),
         };
         lang.pick(en, zh)
@@ -509,10 +581,71 @@ impl ExchangeError {
             ExchangeError::CertificateNotFound => {
                 "The issuing department has no certificate with this id".to_owned()
             }
+            ExchangeError::MalformedRequest if zh => {
+                "请求的 HTTP 格式有误（请求头无法解析，或请求体中断、分块编码错误）".to_owned()
+            }
+            ExchangeError::MalformedRequest => {
+                "The request's HTTP framing is broken (a head that does not parse, or a body that broke off or has a malformed chunk)".to_owned()
+            }
+            ExchangeError::HeaderTooLarge if zh => "请求头超过网关的大小或数量上限".to_owned(),
+            ExchangeError::HeaderTooLarge => {
+                "The request head exceeds the gateway's limit on its size or number of headers"
+                    .to_owned()
+            }
+            ExchangeError::UriTooLong if zh => "请求地址超过网关的长度上限".to_owned(),
+            ExchangeError::UriTooLong => {
+                "The request target exceeds the gateway's length limit".to_owned()
+            }
+            ExchangeError::RateLimited {
+                retry_after_seconds,
+            } if zh => format!("本部门的请求超过限额，请 {retry_after_seconds} 秒后重试"),
+            ExchangeError::RateLimited {
+                retry_after_seconds,
+            } => format!(
+                "Your department is past its limit; try again in {retry_after_seconds} s (Retry-After)"
+            ),
+            ExchangeError::Overloaded {
+                retry_after_seconds,
+            } if zh => format!("网关正在处理的请求已达上限，请 {retry_after_seconds} 秒后重试"),
+            ExchangeError::Overloaded {
+                retry_after_seconds,
+            } => format!(
+                "The gateway is at its limit of calls in flight; try again in {retry_after_seconds} s (Retry-After)"
+            ),
+            ExchangeError::StoreUnavailable {
+                retry_after_seconds,
+            } if zh => format!(
+                "审计记录暂时无法写入，为保证每次交换均有审计记录，请求未予转发；请 {retry_after_seconds} 秒后重试"
+            ),
+            ExchangeError::StoreUnavailable {
+                retry_after_seconds,
+            } => format!(
+                "The audit trail cannot record calls right now, so none is forwarded; try again in {retry_after_seconds} s (Retry-After)"
+            ),
+            ExchangeError::CallerGone if zh => "调用方在转发前断开，请求未予转发".to_owned(),
+            ExchangeError::CallerGone => {
+                "The caller hung up before the call was forwarded; it was not forwarded".to_owned()
+            }
             ExchangeError::Internal if zh => "网关处理请求时出错，请稍后重试".to_owned(),
             ExchangeError::Internal => {
                 "The gateway failed to handle the request; try again later".to_owned()
             }
+        }
+    }
+
+    /// The `Retry-After` seconds of a refusal that passes with time.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ExchangeError::RateLimited {
+                retry_after_seconds,
+            }
+            | ExchangeError::Overloaded {
+                retry_after_seconds,
+            }
+            | ExchangeError::StoreUnavailable {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            _ => None,
         }
     }
 
@@ -594,6 +727,9 @@ impl ExchangeError {
             if let Some(value) = value.filter(|_| !allowed.is_empty()) {
                 headers.insert(header::ALLOW, value);
             }
+        }
+        if let Some(seconds) = self.retry_after_seconds() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let ExchangeError::Unauthenticated = self {
             headers.insert(

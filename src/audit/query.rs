@@ -14,7 +14,9 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest page.
 pub const MAX_LIMIT: u32 = 1000;
 
-/// The outcome words of SPEC §9, the only values `outcome=` takes.
+/// The outcome words of SPEC §9, the only values `outcome=` takes, and two of the gateway's
+/// own: `cancelled` (the caller hung up before its call was forwarded: it was not) and
+/// `store_unavailable` (refused because the trail could not commit; recorded once it can).
 pub const OUTCOMES: &[&str] = &[
     "ok",
     "unauthenticated",
@@ -27,6 +29,8 @@ pub const OUTCOMES: &[&str] = &[
     "upstream_timeout",
     "invalid_response",
     "rate_limited",
+    "cancelled",
+    "store_unavailable",
 ];
 
 /// A refused parameter: its name (never its value, which is the caller's input).
