@@ -12,15 +12,6 @@ use tokio::sync::Notify;
 
 use crate::helpers::*;
 
-/// Polls `condition` until it holds, failing the test after a generous deadline.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn both_planes_report_health_and_readiness() {
     let (gateway, _echo, _records) = standard_gateway().await;

@@ -510,3 +510,69 @@ pub async fn free_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// Polls `condition` until it holds, failing the test after a generous deadline (a safety net
+/// against a hung gateway, not a timing assertion).
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls an asynchronous `probe` until it returns `Some`, failing the test after `within`.
+// Used by the tests of issue 15's parts as they land.
+#[allow(dead_code)]
+pub async fn eventually_async<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether this run is CI's (`CI=true`), where a test that cannot run its tool fails instead of
+/// being skipped.
+pub fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// An executable by name from `PATH` or the system folders (`/usr/sbin` holds nginx on Debian);
+/// absent → the test is SKIPPED (printed), except under CI, where it fails.
+pub fn tool(name: &str, install_hint: &str) -> Option<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    folders.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
+    let found = folders
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert!(!under_ci(), "{name} is missing ({install_hint})");
+        eprintln!("SKIPPED: {name} is not installed ({install_hint})");
+    }
+    found
+}
+
+/// Whether the tests run as root (needed to mount a small file system); not root → SKIPPED
+/// (printed), except under CI, where it fails.
+// Used by the tests of issue 15's parts as they land.
+#[allow(dead_code)]
+pub fn root_or_skip(what: &str) -> bool {
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(!under_ci(), "{what} needs root (CI runs as root)");
+        eprintln!("SKIPPED: {what} needs root");
+    }
+    root
+}

@@ -362,19 +362,10 @@ async fn registrations_and_reloads_are_counted_by_outcome() {
 
 /// `promtool` from Debian's `prometheus` package: absent → SKIPPED, except under CI.
 fn promtool() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("promtool"))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing (install Debian's prometheus package; .ci/run does)"
-        );
-        eprintln!("SKIPPED: promtool is not installed");
-    }
-    found
+    tool(
+        "promtool",
+        "install Debian's prometheus package; .ci/run does",
+    )
 }
 
 #[tokio::test]
