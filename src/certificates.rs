@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
 
+use crate::admission::InFlightPermit;
 use crate::audit::entry::digest_hex;
 use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
@@ -89,6 +90,9 @@ pub struct LookupRecord<'a> {
     pub status: StatusCode,
     /// Time from the request to the response.
     pub elapsed: Duration,
+    /// The lookup's room under the in-flight bounds, once admitted (held until its entry is
+    /// committed; a fetch it started holds it too).
+    pub in_flight: Option<Arc<InFlightPermit>>,
 }
 
 /// The record phase of a lookup: counts it in `xgate_certificate_lookups_total`, logs an event
@@ -202,6 +206,7 @@ pub async fn lookup(
         issuer: None,
         status: StatusCode::OK,
         elapsed: Duration::ZERO,
+        in_flight: None,
     };
     let credentials = (&headers, presented(&certificate));
     let response =
@@ -243,6 +248,14 @@ async fn run_lookup<'s>(
 ) -> Result<Answered, ExchangeError> {
     let consumer = identify_department(snapshot, headers, certificate)?;
     record.consumer = consumer.id.as_str();
+    // Lookups share the exchanges' bounds: a lookup holds a caller's connection and, on a
+    // miss, a fetch that runs on after its caller hangs up, just as an exchange does.
+    let in_flight = Arc::new(
+        gateway
+            .admission
+            .admit(&consumer.id, &snapshot.config.gateway)?,
+    );
+    record.in_flight = Some(in_flight.clone());
     let (certificate_type, id) = path_parts(path)?;
     let issuer = route(snapshot, &certificate_type)?;
     record.certificate_type = issuer.settings.certificate_type.as_str();
@@ -260,6 +273,7 @@ async fn run_lookup<'s>(
             gateway: gateway.clone(),
             snapshot: snapshot.clone(),
             request_id: caller.request_id.clone(),
+            in_flight,
         },
         issuer.clone(),
         key.id.clone(),

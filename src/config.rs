@@ -122,6 +122,14 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// The most exchanges and certificate lookups in flight at once (503 `overloaded` past it).
+    pub max_exchanges_in_flight: usize,
+    /// The most exchanges and certificate lookups in flight at once per consumer (429
+    /// `rate-limited` past it).
+    pub max_exchanges_in_flight_per_consumer: usize,
+    /// The most upstream connections open at once to a providing department without its own
+    /// `max_upstream_connections`.
+    pub max_upstream_connections_per_provider: usize,
 }
 
 /// `[registry]`, parsed.
@@ -219,7 +227,22 @@ pub struct Department {
     pub formats: BTreeMap<SchemaName, Arc<Format>>,
     /// The certificate types it issues.
     pub certificate_types: Vec<CertificateTypeSettings>,
+    /// Its own cap on open upstream connections, when its file sets one (else `[gateway]
+    /// max_upstream_connections_per_provider`).
+    pub max_upstream_connections: Option<usize>,
 }
+
+impl Department {
+    /// The most upstream connections open at once to this department's services and issuers.
+    pub fn upstream_connection_cap(&self, gateway: &GatewaySettings) -> usize {
+        self.max_upstream_connections
+            .unwrap_or(gateway.max_upstream_connections_per_provider)
+    }
+}
+
+/// The largest value a count bound (in flight, connections) may take: past it a bound bounds
+/// nothing a machine could hold.
+pub const MAX_BOUND: u64 = 1 << 20;
 
 /// A service as configured.
 #[derive(Debug, Clone)]
@@ -539,9 +562,30 @@ fn check_gateway(
             section.shutdown_grace_ms,
             DAY_MS,
         ) as u64),
+        max_exchanges_in_flight: positive(
+            "gateway.max_exchanges_in_flight",
+            section.max_exchanges_in_flight,
+            MAX_BOUND,
+        ),
+        max_exchanges_in_flight_per_consumer: positive(
+            "gateway.max_exchanges_in_flight_per_consumer",
+            section.max_exchanges_in_flight_per_consumer,
+            MAX_BOUND,
+        ),
+        max_upstream_connections_per_provider: positive(
+            "gateway.max_upstream_connections_per_provider",
+            section.max_upstream_connections_per_provider,
+            MAX_BOUND,
+        ),
     };
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");
+    }
+    if settings.max_exchanges_in_flight_per_consumer > settings.max_exchanges_in_flight {
+        report.report(
+            "gateway.max_exchanges_in_flight_per_consumer",
+            "cannot exceed max_exchanges_in_flight",
+        );
     }
     settings
 }
@@ -684,6 +728,15 @@ fn check_department(
             certificate_types.push(settings);
         }
     }
+    let max_upstream_connections = raw.max_upstream_connections.map(|cap| {
+        if cap == 0 || cap > MAX_BOUND {
+            report.report(
+                "max_upstream_connections",
+                format!("must be between 1 and {MAX_BOUND}"),
+            );
+        }
+        usize::try_from(cap.clamp(1, MAX_BOUND)).unwrap_or(usize::MAX)
+    });
     Some(Department {
         id,
         name: raw.name,
@@ -693,6 +746,7 @@ fn check_department(
         services,
         formats,
         certificate_types,
+        max_upstream_connections,
     })
 }
 

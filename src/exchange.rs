@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::admission::{CallerPresence, InFlightPermit};
 use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
 use crate::gateway::Gateway;
@@ -59,6 +60,9 @@ pub struct ExchangeRecord<'s> {
     pub response_sha256: Option<String>,
     /// Time spent waiting for the upstream.
     pub upstream_duration: Option<Duration>,
+    /// The call's room under the in-flight bounds, from identify to the end of the exchange
+    /// (a streamed answer takes it along until it has streamed).
+    pub in_flight: Option<InFlightPermit>,
 }
 
 impl ExchangeRecord<'_> {
@@ -111,11 +115,14 @@ impl Record {
 
 /// Serves one `/exchange/...` call through every phase and records it. The answer leaves only
 /// once its audit entry is committed; when the entry cannot be committed, the caller gets 500
-/// `internal` instead (an exchange that cannot be audited is not answered).
+/// `internal` instead (an exchange that cannot be audited is not answered). A `caller` that
+/// hangs up before the call is handed to an upstream connection ends it unforwarded
+/// (`cancelled` in the trail).
 pub async fn exchange(
     gateway: &Gateway,
     request: Request<Body>,
     origin: &Origin,
+    caller: &CallerPresence,
 ) -> Response<Body> {
     let started = Instant::now();
     let snapshot = gateway.snapshot();
@@ -142,8 +149,18 @@ pub async fn exchange(
         response_bytes: None,
         response_sha256: None,
         upstream_duration: None,
+        in_flight: None,
     };
-    let result = run_phases(gateway, &snapshot, request, origin, lang, &mut record).await;
+    let result = run_phases(
+        gateway,
+        &snapshot,
+        request,
+        origin,
+        caller,
+        lang,
+        &mut record,
+    )
+    .await;
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
         Err(error) => {
@@ -221,6 +238,7 @@ async fn run_phases<'s>(
     snapshot: &'s Snapshot,
     request: Request<Body>,
     origin: &Origin,
+    caller: &CallerPresence,
     lang: Lang,
     record: &mut ExchangeRecord<'s>,
 ) -> Result<Response<Body>, ExchangeError> {
@@ -228,6 +246,7 @@ async fn run_phases<'s>(
 
     let consumer = identify(snapshot, &parts.headers, origin)?;
     record.consumer = Some(consumer);
+    record.in_flight = Some(admit(gateway, snapshot, consumer)?);
 
     let (route, rest) = route(snapshot, parts.uri.path())?;
     record.route = Some(route);
@@ -273,13 +292,16 @@ async fn run_phases<'s>(
         body,
         origin,
         &record.request_id,
+        caller,
     )
     .await;
     record.upstream_duration = Some(upstream_started.elapsed());
-    let upstream = upstream?;
+    let mut upstream = upstream?;
 
     let validated = response_schema.filter(|_| upstream.status().is_success());
     let Some(response_schema) = validated else {
+        // The call stays in flight while its answer streams (it holds the connection).
+        upstream.body_mut().hold(record.in_flight.take());
         return Ok(stream_response(upstream, &record.request_id));
     };
     let (status, upstream_headers, response) = read_response(
@@ -314,6 +336,18 @@ fn identify<'s>(
     origin: &Origin,
 ) -> Result<&'s Department, ExchangeError> {
     identify_department(snapshot, headers, origin.client_certificate.as_deref())
+}
+
+/// Admission, right after identify: the consumer's and the gateway's bounds on calls in
+/// flight (429 `rate-limited`, 503 `overloaded`, both at once and with `Retry-After`).
+fn admit(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    consumer: &Department,
+) -> Result<InFlightPermit, ExchangeError> {
+    gateway
+        .admission
+        .admit(&consumer.id, &snapshot.config.gateway)
 }
 
 /// Identifies the department of a request's credentials; shared by every authenticated route.
@@ -627,8 +661,10 @@ async fn forward(
     body: RequestBody,
     origin: &Origin,
     request_id: &str,
+    caller: &CallerPresence,
 ) -> Result<Response<UpstreamBody>, ExchangeError> {
-    let Some(address) = route.address.as_ref() else {
+    // Authorize admitted the consumer, so it has a lane unless the upstream has no address.
+    let Some(lane) = route.lanes.get(&consumer.id) else {
         tracing::error!(service = %route.service.name, provider = %route.service.provider, "a checked upstream has no address");
         return Err(ExchangeError::Internal);
     };
@@ -663,8 +699,10 @@ async fn forward(
     *request.uri_mut() = uri;
     *request.headers_mut() = headers::upstream_request_headers(&parts.headers, &context, rewritten);
     let timeout = snapshot.config.gateway.upstream_timeout;
-    match tokio::time::timeout(timeout, gateway.upstream.send(address, request)).await {
+    // The wait for a connection at the provider's cap counts against the timeout too.
+    match tokio::time::timeout(timeout, gateway.upstream.send(lane, request, caller)).await {
         Ok(Ok(response)) => Ok(response),
+        Ok(Err(UpstreamError::CallerGone)) => Err(ExchangeError::CallerGone),
         Ok(Err(UpstreamError::ConnectTimeout)) | Err(_) => Err(ExchangeError::UpstreamTimeout),
         Ok(Err(error)) => {
             tracing::warn!(service = %route.service.name, provider = %route.service.provider, error = %error, "upstream call failed");

@@ -7,6 +7,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::audit::AuditTrail;
 use crate::certificates::cache::CertificateCache;
 use crate::config::{self, Config, Overrides, Problem, Problems};
@@ -22,6 +23,8 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     /// The pooled keep-alive client for upstream calls.
     pub upstream: UpstreamClient,
+    /// The counts of exchanges and lookups in flight that their bounds are checked against.
+    pub admission: Admission,
     /// The audit trail's writer and readers.
     pub audit: AuditTrail,
     /// Certificate lookups by (type, id); outlives configuration snapshots.
@@ -73,6 +76,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, registry)),
             upstream,
+            admission: Admission::default(),
             audit,
             certificates,
             metrics,

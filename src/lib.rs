@@ -6,6 +6,7 @@
 //! [`exchange`].
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod certificates;
 pub mod config;

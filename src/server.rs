@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
 
+use crate::admission::CallerPresence;
 use crate::config::GatewaySettings;
 use crate::gateway::Gateway;
 use crate::headers::Origin;
@@ -168,11 +169,19 @@ impl Plane {
             Plane::Data { gateway, .. } if is_exchange_path(request.uri().path()) => {
                 let task_gateway = gateway.clone();
                 let origin = origin.clone();
+                let caller = CallerPresence::watched();
+                let watched = caller.clone();
                 // Runs in the connection's task; if the caller hangs up first, the exchange
-                // moves to a task of its own and still runs to its end (see `Uncancellable`).
+                // moves to a task of its own and still runs to its end (see `Uncancellable`),
+                // told the caller is gone, so it is not forwarded if it has not been yet.
                 Either::Left(Uncancellable::new(
-                    async move { Ok(crate::exchange::exchange(&task_gateway, request, &origin).await) },
+                    async move {
+                        let exchange =
+                            crate::exchange::exchange(&task_gateway, request, &origin, &watched);
+                        Ok(exchange.await)
+                    },
                     gateway.tasks.token(),
+                    caller,
                 ))
             }
             Plane::Data { router, .. } => {
@@ -189,23 +198,32 @@ impl Plane {
 }
 
 /// A future that is not cancelled by being dropped: an exchange whose caller hung up (hyper
-/// drops a connection's request futures when the connection ends) may already have called its
-/// provider, and must still reach the audit trail. It is polled where it is, in the
-/// connection's task, at no cost beyond its box; dropped unfinished, it moves, box and all, to
-/// a task of its own and runs to its end. Its token keeps a clean shutdown waiting for it
-/// either way (`Gateway::tasks`).
+/// drops a connection's request futures when the connection ends, and an HTTP/2 stream's when
+/// it is reset) may already have called its provider, and must still reach the audit trail. It
+/// is polled where it is, in the connection's task, at no cost beyond its box; dropped
+/// unfinished, it marks its caller gone (so an exchange not yet forwarded is not forwarded:
+/// `CallerPresence`) and moves, box and all, to a task of its own, which polls it at once and
+/// runs it to its end. Its token keeps a clean shutdown waiting for it either way
+/// (`Gateway::tasks`).
 struct Uncancellable<F: Future + Send + 'static> {
     /// The future until it completes; `None` after.
     future: Option<std::pin::Pin<Box<F>>>,
     /// Holds the shutdown open while the future runs.
     token: tokio_util::task::task_tracker::TaskTrackerToken,
+    /// Told when the future is dropped unfinished.
+    caller: CallerPresence,
 }
 
 impl<F: Future + Send + 'static> Uncancellable<F> {
-    fn new(future: F, token: tokio_util::task::task_tracker::TaskTrackerToken) -> Self {
+    fn new(
+        future: F,
+        token: tokio_util::task::task_tracker::TaskTrackerToken,
+        caller: CallerPresence,
+    ) -> Self {
         Uncancellable {
             future: Some(Box::pin(future)),
             token,
+            caller,
         }
     }
 }
@@ -232,6 +250,7 @@ impl<F: Future + Send + 'static> Drop for Uncancellable<F> {
         let Some(future) = self.future.take() else {
             return;
         };
+        self.caller.hang_up();
         // Outside a runtime (it is shutting down) nothing can run it any more.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let token = self.token.clone();

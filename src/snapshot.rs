@@ -17,7 +17,7 @@ use crate::metrics::ExchangeSeries;
 use crate::projection::Projection;
 use crate::registry::Registry;
 use crate::tls::ClientCertificate;
-use crate::upstream::UpstreamAddress;
+use crate::upstream::{Lane, UpstreamAddress};
 
 /// The SHA-256 of a bearer token. Equality is constant-time, so looking a digest up leaks
 /// nothing about stored digests through timing.
@@ -63,6 +63,10 @@ pub struct Route {
     /// on its first (`Metrics::exchange_series`): a served exchange then records its metrics
     /// without looking labels up. A new snapshot resolves them anew.
     pub served: HashMap<DepartmentId, OnceLock<ExchangeSeries>>,
+    /// Per consumer allowed to call it, the lane its calls travel in: the upstream connections
+    /// that carry this consumer's calls of this service and nothing else (`upstream` module).
+    /// Empty without an address.
+    pub lanes: HashMap<DepartmentId, Arc<Lane>>,
 }
 
 /// Everything the gateway serves from, immutable once built.
@@ -98,9 +102,26 @@ impl Snapshot {
                 subjects.insert(subject.as_str().into(), department.id.clone());
             }
             let provided = routes.entry(department.id.clone()).or_default();
+            let connection_cap = department.upstream_connection_cap(&config.gateway);
             for service in &department.services {
                 let label = format!("{}/{}", service.provider, service.name);
                 let upstream_path = service.upstream.path().trim_end_matches('/').to_owned();
+                let address = UpstreamAddress::from_url(&service.upstream);
+                let lanes = address
+                    .iter()
+                    .flat_map(|address| {
+                        service.consumers.iter().map(move |consumer| {
+                            let lane = Lane::for_service(
+                                address,
+                                service.provider.as_str(),
+                                service.name.as_str(),
+                                consumer.as_str(),
+                                connection_cap,
+                            );
+                            (consumer.clone(), Arc::new(lane))
+                        })
+                    })
+                    .collect();
                 provided.insert(
                     service.name.as_str().into(),
                     Arc::new(Route {
@@ -109,7 +130,7 @@ impl Snapshot {
                         label: HeaderValue::from_str(&label)
                             .unwrap_or(HeaderValue::from_static("invalid")),
                         upstream_path,
-                        address: UpstreamAddress::from_url(&service.upstream),
+                        address,
                         projections: service
                             .fields
                             .iter()
@@ -122,6 +143,7 @@ impl Snapshot {
                             .iter()
                             .map(|consumer| (consumer.clone(), OnceLock::new()))
                             .collect(),
+                        lanes,
                     }),
                 );
             }

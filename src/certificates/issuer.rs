@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::cache::{Answer, SharedRecord};
+use crate::admission::{CallerPresence, InFlightPermit};
 use crate::config::{CertificateTypeSettings, Config};
 use crate::exchange::{is_json_media_type, parse_json};
 use crate::gateway::Gateway;
@@ -19,7 +20,7 @@ use crate::metrics::IssuerStatus;
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
 use crate::translate::Direction;
-use crate::upstream::{self, UpstreamAddress, UpstreamBodyError, UpstreamError};
+use crate::upstream::{self, Lane, UpstreamAddress, UpstreamBodyError, UpstreamError};
 
 /// Characters an id keeps in a path segment: the unreserved ones (RFC 3986).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -36,8 +37,8 @@ const DISCARDED_BODY_BYTES: usize = 64 * 1024;
 pub struct Issuer {
     /// The type as configured.
     pub settings: CertificateTypeSettings,
-    /// Where its lookups go.
-    address: UpstreamAddress,
+    /// The upstream connections its lookups travel on (theirs alone).
+    lane: Arc<Lane>,
     /// The origin-form target before the id (`/certificates/business-license/`).
     target_prefix: String,
     /// The origin-form target after the id.
@@ -49,7 +50,7 @@ pub struct Issuer {
 impl Issuer {
     /// Takes a checked type's lookup URL apart; `None` when it cannot be (configuration checking
     /// refuses such URLs).
-    fn new(settings: &CertificateTypeSettings) -> Option<Issuer> {
+    fn new(settings: &CertificateTypeSettings, connection_cap: usize) -> Option<Issuer> {
         let (before, after) = settings.lookup.split_once("{id}")?;
         let url = url::Url::parse(&format!("{before}0{after}")).ok()?;
         let address = UpstreamAddress::from_url(&url)?;
@@ -60,9 +61,15 @@ impl Issuer {
             .iter()
             .find(|(name, _)| *name == settings.id_format)?
             .1;
+        let lane = Lane::for_certificates(
+            &address,
+            settings.issuer.as_str(),
+            settings.certificate_type.as_str(),
+            connection_cap,
+        );
         Some(Issuer {
             settings: settings.clone(),
-            address,
+            lane: Arc::new(lane),
             target_prefix: before[path_start..].to_owned(),
             target_suffix: after.to_owned(),
             check_id,
@@ -96,12 +103,14 @@ impl Issuers {
     /// Indexes the certificate types of a checked configuration.
     pub fn new(config: &Config) -> Issuers {
         let mut by_type = HashMap::new();
-        for settings in config
-            .departments
-            .iter()
-            .flat_map(|department| department.certificate_types.iter())
-        {
-            match Issuer::new(settings) {
+        for (settings, connection_cap) in config.departments.iter().flat_map(|department| {
+            let connection_cap = department.upstream_connection_cap(&config.gateway);
+            department
+                .certificate_types
+                .iter()
+                .map(move |settings| (settings, connection_cap))
+        }) {
+            match Issuer::new(settings, connection_cap) {
                 Some(issuer) => {
                     by_type.insert(settings.certificate_type.as_str().into(), Arc::new(issuer));
                 }
@@ -129,6 +138,9 @@ pub struct FetchContext {
     pub snapshot: Arc<Snapshot>,
     /// The request id of the lookup that started the call.
     pub request_id: String,
+    /// The starting lookup's room under the in-flight bounds, held until the fetch ends: a
+    /// fetch runs on when its caller hangs up, and remains that caller's work in flight.
+    pub in_flight: Arc<InFlightPermit>,
 }
 
 /// Asks the issuer for `id`: 200 → the certificate, checked against the type's schema and in
@@ -189,7 +201,8 @@ async fn call(
     let response = match context
         .gateway
         .upstream
-        .send(&issuer.address, request)
+        // Shared by every lookup waiting for this certificate: no one caller can cancel it.
+        .send(&issuer.lane, request, &CallerPresence::unwatched())
         .await
     {
         Ok(response) => response,

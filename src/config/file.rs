@@ -58,6 +58,18 @@ pub struct GatewaySection {
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// The most exchanges and certificate lookups in flight at once, over every consumer;
+    /// past it, calls are refused at once with 503 `overloaded`.
+    #[serde(default = "defaults::max_exchanges_in_flight")]
+    pub max_exchanges_in_flight: u64,
+    /// The most exchanges and certificate lookups one consumer may have in flight at once;
+    /// past it, its calls are refused at once with 429 `rate-limited`.
+    #[serde(default = "defaults::max_exchanges_in_flight_per_consumer")]
+    pub max_exchanges_in_flight_per_consumer: u64,
+    /// The most upstream connections open at once (busy and idle, over all its services and
+    /// certificate types) to one providing department, unless its file says otherwise.
+    #[serde(default = "defaults::max_upstream_connections_per_provider")]
+    pub max_upstream_connections_per_provider: u64,
 }
 
 /// `[registry]`.
@@ -186,6 +198,10 @@ pub struct DepartmentFile {
     /// The certificate types this department issues, by type.
     #[serde(default)]
     pub certificates: BTreeMap<String, CertificateTypeSection>,
+    /// The most upstream connections the gateway keeps open at once to this department's
+    /// services and certificate issuers (busy and idle); `[gateway]
+    /// max_upstream_connections_per_provider` when absent.
+    pub max_upstream_connections: Option<u64>,
 }
 
 /// `[services.<name>]`.
@@ -274,6 +290,15 @@ mod defaults {
     }
     pub fn shutdown_grace_ms() -> u64 {
         30_000
+    }
+    pub fn max_exchanges_in_flight() -> u64 {
+        4096
+    }
+    pub fn max_exchanges_in_flight_per_consumer() -> u64 {
+        1024
+    }
+    pub fn max_upstream_connections_per_provider() -> u64 {
+        1024
     }
     pub fn registry_dir() -> PathBuf {
         PathBuf::from("../schemas")
