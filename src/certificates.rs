@@ -2,7 +2,8 @@
 //! coalescing cache, and `POST /certificates/{type}/{id}/invalidate` for the issuing department.
 //!
 //! A lookup goes through these phases, in this order ([`lookup`] reads top-down):
-//! identify (401), route (unknown type → 404), authorize (not a consumer → 403), purpose
+//! identify (401), route (unknown type → 404), authorize (not a consumer → 403), admit (the
+//! bounds on calls in flight, which lookups share with exchanges → 429, 503), purpose
 //! (`Xgate-Purpose` missing → 400), check id (`id_format` → 422, before any issuer call),
 //! look up (the cache; the issuer only on a miss), to consumer (the shared record into the
 //! caller's layout, on every response, after the cache), record ([`record_lookup`]: metrics, log
@@ -248,6 +249,11 @@ async fn run_lookup<'s>(
 ) -> Result<Answered, ExchangeError> {
     let consumer = identify_department(snapshot, headers, certificate)?;
     record.consumer = consumer.id.as_str();
+    let (certificate_type, id) = path_parts(path)?;
+    let issuer = route(snapshot, &certificate_type)?;
+    record.certificate_type = issuer.settings.certificate_type.as_str();
+    record.issuer = Some(issuer.settings.issuer.as_str());
+    authorize(consumer, issuer)?;
     // Lookups share the exchanges' bounds: a lookup holds a caller's connection and, on a
     // miss, a fetch that runs on after its caller hangs up, just as an exchange does.
     let in_flight = Arc::new(
@@ -256,11 +262,6 @@ async fn run_lookup<'s>(
             .admit(&consumer.id, &snapshot.config.gateway)?,
     );
     record.in_flight = Some(in_flight.clone());
-    let (certificate_type, id) = path_parts(path)?;
-    let issuer = route(snapshot, &certificate_type)?;
-    record.certificate_type = issuer.settings.certificate_type.as_str();
-    record.issuer = Some(issuer.settings.issuer.as_str());
-    authorize(consumer, issuer)?;
     record.purpose = Some(purpose(headers)?);
     check_id(issuer, &id)?;
     record.id_sha256 = Some(Sha256::digest(id.as_bytes()).into());

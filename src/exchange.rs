@@ -3,7 +3,8 @@
 //! [`exchange`] reads top-down as the spec lists the phases: identify, route, authorize, read
 //! request, to shared, validate request, to provider, forward, response to shared, validate
 //! response, project, to consumer, record. Each phase is a function of its own below, in the same
-//! order; only `read_request` and `forward` touch the network.
+//! order; only `read_request` and `forward` touch the network. Between authorize and read
+//! request, `admit` holds the call to the bounds on calls in flight (`admission`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -246,12 +247,12 @@ async fn run_phases<'s>(
 
     let consumer = identify(snapshot, &parts.headers, origin)?;
     record.consumer = Some(consumer);
-    record.in_flight = Some(admit(gateway, snapshot, consumer)?);
 
     let (route, rest) = route(snapshot, parts.uri.path())?;
     record.route = Some(route);
 
     authorize(consumer, route, &parts.method)?;
+    record.in_flight = Some(admit(gateway, snapshot, consumer)?);
 
     let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?;
     let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
@@ -338,18 +339,6 @@ fn identify<'s>(
     identify_department(snapshot, headers, origin.client_certificate.as_deref())
 }
 
-/// Admission, right after identify: the consumer's and the gateway's bounds on calls in
-/// flight (429 `rate-limited`, 503 `overloaded`, both at once and with `Retry-After`).
-fn admit(
-    gateway: &Gateway,
-    snapshot: &Snapshot,
-    consumer: &Department,
-) -> Result<InFlightPermit, ExchangeError> {
-    gateway
-        .admission
-        .admit(&consumer.id, &snapshot.config.gateway)
-}
-
 /// Identifies the department of a request's credentials; shared by every authenticated route.
 ///
 /// A connection that presented a verified client certificate is identified by it alone: a
@@ -425,6 +414,21 @@ fn authorize(consumer: &Department, route: &Route, method: &Method) -> Result<()
         });
     }
     Ok(())
+}
+
+/// Admission, right after authorize (before the body is read, where SPEC §14 checks its rate
+/// limits): the consumer's and the gateway's bounds on calls in flight (429 `rate-limited`, 503
+/// `overloaded`, both at once and with `Retry-After`). After authorize rather than identify,
+/// so a refusal names its service in the trail and metrics; the phases before are pure
+/// lookups that hold nothing.
+fn admit(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    consumer: &Department,
+) -> Result<InFlightPermit, ExchangeError> {
+    gateway
+        .admission
+        .admit(&consumer.id, &snapshot.config.gateway)
 }
 
 /// The schema version a service's reference means at this moment.
