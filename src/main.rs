@@ -115,13 +115,49 @@ fn main() -> ExitCode {
             command: TlsCommand::Init { dir, force, config },
         } => tls_init(&dir, force, &config.config),
         Command::Serve(ConfigArg { config }) => {
-            report(runtime().and_then(|rt| rt.block_on(serve(config))))
+            let open_files = raise_open_files_limit();
+            report(runtime().and_then(|rt| rt.block_on(serve(config, open_files))))
         }
-        Command::Demo => report(
-            runtime()
-                .and_then(|rt| rt.block_on(async { xgate::demo::run(shutdown_signal()).await })),
-        ),
+        Command::Demo => {
+            raise_open_files_limit();
+            report(
+                runtime().and_then(|rt| {
+                    rt.block_on(async { xgate::demo::run(shutdown_signal()).await })
+                }),
+            )
+        }
     }
+}
+
+/// Raises the process's soft limit on open files to its hard limit (the soft default, often
+/// 1,024, is far below what a gateway's connections need) and returns the limit in force.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` only writes the limit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `setrlimit` only reads the struct it is given. An unlimited hard limit cannot
+        // be the soft one for open files (EPERM): the soft limit then stays as it was.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Some(raised.rlim_cur);
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
 }
 
 /// The async runtime: one worker thread per core the process may use (`XGATE_WORKERS`, or
@@ -267,9 +303,22 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(path: PathBuf) -> anyhow::Result<()> {
+async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
     let (config, registry) = config::load(&path, &Overrides::from_env())
         .map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))?;
+    let needed = xgate::admission::open_files_needed(&config);
+    match open_files {
+        Some(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "the configured bounds (max_connections on both listeners, the upstream connection \
+             caps) need more open files than the process may have; raise its limit \
+             (LimitNOFILE=, ulimit -Hn) or lower the bounds, or accepts will fail before the \
+             bounds refuse anything"
+        ),
+        Some(limit) => tracing::debug!(limit, needed, "open files"),
+        None => tracing::warn!("cannot read the process's limit on open files"),
+    }
     let data = TcpListener::bind(config.gateway.listen)
         .await
         .with_context(|| format!("cannot listen on {} (data plane)", config.gateway.listen))?;

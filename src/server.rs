@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tower::ServiceExt;
 
 use crate::admission::CallerPresence;
@@ -26,6 +26,8 @@ use crate::config::GatewaySettings;
 use crate::gateway::Gateway;
 use crate::headers::Origin;
 use crate::tls::ServerTls;
+
+mod linger;
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
 /// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
@@ -43,6 +45,18 @@ pub async fn run(
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_sender, stop) = watch::channel(false);
 
+    // Started before the data plane takes traffic: an admin plane that cannot start is a
+    // start-up failure, not a silent gap.
+    let mut admin = AdminPlane::start(
+        admin_listener,
+        Plane::Admin {
+            router: crate::admin::router(gateway.clone()),
+        },
+        builder.clone(),
+        graceful.clone(),
+        &settings,
+        stop.clone(),
+    )?;
     let data = tokio::spawn(accept_loop(
         data_listener,
         Plane::Data {
@@ -50,18 +64,6 @@ pub async fn run(
             router: crate::data_plane::router(gateway.clone()),
         },
         gateway.tls.clone(),
-        builder.clone(),
-        graceful.clone(),
-        settings.max_connections,
-        settings.header_read_timeout,
-        stop.clone(),
-    ));
-    let admin = tokio::spawn(accept_loop(
-        admin_listener,
-        Plane::Admin {
-            router: crate::admin::router(gateway.clone()),
-        },
-        None,
         builder,
         graceful.clone(),
         settings.max_connections,
@@ -78,7 +80,7 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop_sender.send(true);
     let _ = data.await;
-    let _ = admin.await;
+    admin.stopped_accepting().await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_shared| GracefulShutdown::new());
     let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
     match tokio::time::timeout_at(deadline, graceful.shutdown()).await {
@@ -101,7 +103,93 @@ pub async fn run(
     }
     gateway.audit.flush().await;
     tracing::info!("audit queue drained");
+    admin.finish().await;
     Ok(())
+}
+
+/// The admin plane, served by a runtime of its own on a thread of its own: whatever holds the
+/// data plane's runtime (every worker busy, a flood of connections, a stalled task), `/healthz`,
+/// `/metrics` and `/audit/*` still answer. What its handlers start (schema changes, reloads,
+/// audit reads on the blocking pool) runs on that runtime too.
+struct AdminPlane {
+    /// Completes when the accept loop has returned.
+    accepting: oneshot::Receiver<()>,
+    /// Tells the runtime to stop (its connections drained, the shutdown's tasks done).
+    finish: oneshot::Sender<()>,
+    /// Completes when the runtime has stopped.
+    finished: oneshot::Receiver<()>,
+}
+
+/// How long the admin runtime, once told to stop, waits for work still on its blocking pool
+/// (an audit read): the shutdown has already waited for everything that must end.
+const ADMIN_RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+
+impl AdminPlane {
+    /// Starts the admin runtime's thread, accepting on `listener` until `stop`.
+    fn start(
+        listener: TcpListener,
+        plane: Plane,
+        builder: Arc<auto::Builder<TokioExecutor>>,
+        graceful: Arc<GracefulShutdown>,
+        settings: &GatewaySettings,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<AdminPlane> {
+        // A listener answers through the reactor it is registered with: take it away from the
+        // data plane's, to register it again with the admin runtime's.
+        let listener = listener.into_std()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("xgate-admin-blocking")
+            .build()?;
+        let (max_connections, header_read_timeout) =
+            (settings.max_connections, settings.header_read_timeout);
+        let (accepted_all, accepting) = oneshot::channel();
+        let (finish, finishing) = oneshot::channel::<()>();
+        let (stopped, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("xgate-admin".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            accept_loop(
+                                listener,
+                                plane,
+                                None,
+                                builder,
+                                graceful,
+                                max_connections,
+                                header_read_timeout,
+                                stop,
+                            )
+                            .await
+                        }
+                        Err(error) => tracing::error!(%error, "the admin plane cannot listen"),
+                    }
+                    let _ = accepted_all.send(());
+                    // Its connections are served until the shutdown has drained them.
+                    let _ = finishing.await;
+                });
+                runtime.shutdown_timeout(ADMIN_RUNTIME_SHUTDOWN);
+                let _ = stopped.send(());
+            })?;
+        Ok(AdminPlane {
+            accepting,
+            finish,
+            finished,
+        })
+    }
+
+    /// Waits until the admin plane accepts no more connections.
+    async fn stopped_accepting(&mut self) {
+        let _ = (&mut self.accepting).await;
+    }
+
+    /// Stops the admin runtime and waits until it has.
+    async fn finish(self) {
+        let _ = self.finish.send(());
+        let _ = self.finished.await;
+    }
 }
 
 /// How often [`anchor_timers`] ticks.
@@ -302,6 +390,9 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
+        // The connection's place under the limit goes with its stream: freed when the stream
+        // closes, after lingering if it must (see `linger`).
+        let stream = linger::Lingering::new(stream, permit);
         let plane = plane.clone();
         let Some(tls) = &tls else {
             let origin = Arc::new(Origin::new(peer, "http"));
@@ -313,10 +404,7 @@ async fn accept_loop(
                 graceful.watcher(),
                 header_read_timeout,
             );
-            tokio::spawn(async move {
-                connection.await;
-                drop(permit);
-            });
+            tokio::spawn(connection);
             continue;
         };
         // The configuration in force now serves this connection to its end, whatever a
@@ -351,7 +439,6 @@ async fn accept_loop(
                 header_read_timeout,
             )
             .await;
-            drop(permit);
         });
     }
 }
