@@ -18,6 +18,7 @@ mod exchange;
 mod formats;
 mod forwarding;
 mod hostile;
+mod limits;
 mod metrics;
 mod registry;
 mod tls;
