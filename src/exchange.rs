@@ -28,6 +28,8 @@ use crate::tls::ClientCertificate;
 use crate::translate::Direction;
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 
+pub mod path_rest;
+
 /// What the record phase learns about one call, whatever its outcome. It borrows from the
 /// snapshot the call runs on, so filling it in costs no copies.
 #[derive(Debug)]
@@ -348,8 +350,9 @@ pub fn identify_department<'s>(
 }
 
 /// Phase 2, route: `/exchange/{provider}/{service}[/{rest}]` names the service; `rest` is kept
-/// byte for byte, but dot segments (which an upstream URL would resolve upwards, out of the
-/// service's base path) are refused.
+/// byte for byte, but a rest an upstream could resolve upwards, out of the service's base path
+/// (dot segments, also encoded or with `;` parameters, encoded slashes, backslashes, NUL: see
+/// [`path_rest`]), is refused as naming nothing (404, as any path outside the service).
 fn route<'s, 'p>(
     snapshot: &'s Snapshot,
     path: &'p str,
@@ -362,22 +365,13 @@ fn route<'s, 'p>(
         Some(index) => after.split_at(index),
         None => (after, ""),
     };
-    if rest.split('/').any(is_dot_segment) || rest.contains('\\') {
+    if path_rest::may_leave_base(rest) {
         return Err(ExchangeError::NotFound);
     }
     let route = snapshot
         .route(provider, service)
         .ok_or(ExchangeError::NotFound)?;
     Ok((route, rest))
-}
-
-/// `.` or `..`, also percent-encoded (`%2e`, `.%2E`, ...).
-fn is_dot_segment(segment: &str) -> bool {
-    if segment.len() > 6 {
-        return false;
-    }
-    let decoded = percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>();
-    decoded == b"." || decoded == b".."
 }
 
 /// Phase 3, authorize: the consumer must be listed (403), then the method allowed (405).

@@ -576,3 +576,82 @@ pub fn root_or_skip(what: &str) -> bool {
     }
     root
 }
+
+/// A real nginx on a free loopback port, from its own temporary prefix (configuration, pid,
+/// logs, temp folders), killed when dropped. nginx matters where its reading of a request does:
+/// it percent-decodes and normalizes paths before it matches a `location`.
+pub struct Nginx {
+    pub address: SocketAddr,
+    prefix: tempfile::TempDir,
+    _process: KillOnDrop,
+}
+
+impl Nginx {
+    /// Starts nginx serving `server_body` (the inside of its one `server { }` block, after the
+    /// `listen` line); `None` when nginx is not installed (SKIPPED, or failed under CI). Every
+    /// request is logged as `<$request_uri> <$uri> <$status>`, one a line (see [`Nginx::log`]).
+    pub async fn start(server_body: &str) -> Option<Nginx> {
+        let binary = tool("nginx", "apt-get install nginx-light; .ci/run does")?;
+        for _attempt in 0..3 {
+            let prefix = tempfile::tempdir().expect("temporary folder");
+            let root = prefix.path().display().to_string();
+            let port = free_port().await;
+            let config = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {root}/nginx.pid;\n\
+                 error_log {root}/error.log info;\nevents {{ worker_connections 256; }}\n\
+                 http {{\n  log_format uris '<$request_uri> <$uri> <$status>';\n\
+                 access_log {root}/access.log uris;\n\
+                 client_body_temp_path {root}/client_body;\n  proxy_temp_path {root}/proxy;\n\
+                 fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n\
+                 scgi_temp_path {root}/scgi;\n  default_type text/plain;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+            );
+            std::fs::write(prefix.path().join("nginx.conf"), config).unwrap();
+            let mut process = KillOnDrop(
+                std::process::Command::new(&binary)
+                    .arg("-p")
+                    .arg(prefix.path())
+                    .arg("-c")
+                    .arg(prefix.path().join("nginx.conf"))
+                    .arg("-e")
+                    .arg(prefix.path().join("error.log"))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("nginx starts"),
+            );
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if tokio::net::TcpStream::connect(address).await.is_ok() {
+                    return Some(Nginx {
+                        address,
+                        prefix,
+                        _process: process,
+                    });
+                }
+                if process.0.try_wait().is_ok_and(|status| status.is_some()) {
+                    // It exited: most likely the port was taken meanwhile. Try another.
+                    break;
+                }
+                let log = std::fs::read_to_string(prefix.path().join("error.log"));
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nginx did not start listening: {log:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        panic!("nginx could not start on a free port three times");
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// The access log so far: one `<$request_uri> <$uri> <$status>` line per request answered.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.prefix.path().join("access.log")).unwrap_or_default()
+    }
+}

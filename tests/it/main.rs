@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod base_path;
 mod catalog;
 mod certificates;
 mod cli;
