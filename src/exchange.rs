@@ -28,6 +28,7 @@ use crate::tls::ClientCertificate;
 use crate::translate::Direction;
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 
+pub mod caller_body;
 pub mod path_rest;
 
 /// What the record phase learns about one call, whatever its outcome. It borrows from the
@@ -259,6 +260,7 @@ async fn run_phases<'s>(
         record.request_bytes = Some(bytes.len() as u64);
         record.request_sha256 = Some(sha256_hex(bytes));
     }
+    let (body, caller_body) = watch_caller_body(body);
     let provider = provider(snapshot, route)?;
     let body = to_shared(consumer, request_schema.as_deref(), body, lang)?;
     validate_request(consumer, request_schema.as_deref(), &body, lang)?;
@@ -278,7 +280,7 @@ async fn run_phases<'s>(
     )
     .await;
     record.upstream_duration = Some(upstream_started.elapsed());
-    let upstream = upstream?;
+    let upstream = upstream.map_err(|error| blame_caller_body(error, caller_body.as_ref()))?;
 
     let validated = response_schema.filter(|_| upstream.status().is_success());
     let Some(response_schema) = validated else {
@@ -425,6 +427,30 @@ async fn read_request(
     }))
 }
 
+/// Watches a streamed body for breaking on its way to the upstream (an empty one cannot).
+fn watch_caller_body(body: RequestBody) -> (RequestBody, Option<caller_body::BrokenWatch>) {
+    match body {
+        RequestBody::Stream(body) if !http_body::Body::is_end_stream(&body) => {
+            let (body, watch) = caller_body::watch(body);
+            (RequestBody::Stream(body), Some(watch))
+        }
+        body => (body, None),
+    }
+}
+
+/// A forward that failed because the caller's streamed body broke (a malformed chunk, a
+/// connection closed short of its length) is the caller's 400, not the provider's 502: the
+/// upstream client reports it as its own failure.
+fn blame_caller_body(
+    error: ExchangeError,
+    caller_body: Option<&caller_body::BrokenWatch>,
+) -> ExchangeError {
+    match caller_body {
+        Some(watch) if watch.broke() => ExchangeError::MalformedRequest,
+        _ => error,
+    }
+}
+
 /// Reads a JSON request body: `application/json` or `application/*+json` (415 otherwise), at
 /// most `limit` bytes (413), refused early when `Content-Length` already says it is too large.
 pub async fn read_json_body(
@@ -458,9 +484,9 @@ pub async fn read_bounded(
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(ExchangeError::PayloadTooLarge { limit })
         }
-        Err(_) => Err(ExchangeError::MalformedJson {
-            reason: "the body was cut off before its end".to_owned(),
-        }),
+        // The caller's framing broke (a malformed chunk, a connection closed short of its
+        // length): no JSON was sent at all.
+        Err(_) => Err(ExchangeError::MalformedRequest),
     }
 }
 

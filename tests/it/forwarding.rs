@@ -73,6 +73,11 @@ pub async fn raw_http(address: SocketAddr, request: &[u8]) -> Option<RawResponse
         .expect("the gateway neither answered nor closed the connection")
 }
 
+/// The response at the start of everything a closed connection delivered, if there is one.
+pub fn parse_raw_response(buffer: &[u8]) -> Option<RawResponse> {
+    parse_response(buffer, true, false)
+}
+
 /// A complete response at the start of `buffer`, if there is one yet.
 fn parse_response(buffer: &[u8], closed: bool, head_request: bool) -> Option<RawResponse> {
     let head_end = buffer.windows(4).position(|window| window == b"\r\n\r\n")?;

@@ -655,3 +655,75 @@ impl Nginx {
         std::fs::read_to_string(self.prefix.path().join("access.log")).unwrap_or_default()
     }
 }
+
+/// What a [`TrackedUpstream`] answers a request with.
+pub type TrackedHandler = Arc<
+    dyn Fn(
+            http::Request<hyper::body::Incoming>,
+        ) -> futures_util::future::BoxFuture<'static, Response<Body>>
+        + Send
+        + Sync,
+>;
+
+/// A real HTTP/1.1 upstream (hyper) that counts the connections it accepted and those still
+/// open (closed = hyper's connection task ended: the peer hung up or the connection failed).
+pub struct TrackedUpstream {
+    pub address: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TrackedUpstream {
+    pub async fn start(handler: TrackedHandler) -> TrackedUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (accepted_count, open_count) = (accepted.clone(), open.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                accepted_count.fetch_add(1, Ordering::SeqCst);
+                open_count.fetch_add(1, Ordering::SeqCst);
+                let open_count = open_count.clone();
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let answer = handler(request);
+                        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                    open_count.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        TrackedUpstream {
+            address,
+            accepted,
+            open,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections still open.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TrackedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -18,6 +18,7 @@ mod demo;
 mod exchange;
 mod formats;
 mod forwarding;
+mod framing;
 mod hostile;
 mod metrics;
 mod registry;
