@@ -122,6 +122,8 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long a write to a caller may wait for it to read before the connection is closed.
+    pub send_timeout: Duration,
 }
 
 /// `[registry]`, parsed.
@@ -537,6 +539,11 @@ fn check_gateway(
         shutdown_grace: Duration::from_millis(positive(
             "gateway.shutdown_grace_ms",
             section.shutdown_grace_ms,
+            DAY_MS,
+        ) as u64),
+        send_timeout: Duration::from_millis(positive(
+            "gateway.send_timeout_ms",
+            section.send_timeout_ms,
             DAY_MS,
         ) as u64),
     };

@@ -60,7 +60,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// A fresh request id: a random (version 4) UUID from the thread's userspace generator, which
 /// is seeded by the operating system and needs no system call per id.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()

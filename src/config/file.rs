@@ -58,6 +58,10 @@ pub struct GatewaySection {
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// How long a write to a caller may wait for the caller to read (between two writes that
+    /// make progress, as nginx's `send_timeout`); past it the connection is closed.
+    #[serde(default = "defaults::send_timeout_ms")]
+    pub send_timeout_ms: u64,
 }
 
 /// `[registry]`.
@@ -273,6 +277,9 @@ mod defaults {
         10_000
     }
     pub fn shutdown_grace_ms() -> u64 {
+        30_000
+    }
+    pub fn send_timeout_ms() -> u64 {
         30_000
     }
     pub fn registry_dir() -> PathBuf {

@@ -22,6 +22,7 @@ mod framing;
 mod hostile;
 mod metrics;
 mod registry;
+mod send_timeout;
 mod tls;
 mod translate_fixtures;
 mod translate_properties;
