@@ -19,7 +19,7 @@ const SEND_TIMEOUT_MS: u64 = 300;
 const STUCK_CALLERS: usize = 20;
 
 /// An upstream whose `GET` answer streams without end, 64 KiB at a time, as fast as it is read.
-async fn endless_upstream() -> TrackedUpstream {
+pub async fn endless_upstream() -> TrackedUpstream {
     TrackedUpstream::start(Arc::new(|_request| {
         Box::pin(async {
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
