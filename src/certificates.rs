@@ -70,6 +70,8 @@ impl CacheStatus {
 pub struct LookupRecord<'a> {
     /// The lookup's request id.
     pub request_id: &'a str,
+    /// The gateway's own id of the lookup (`Xgate-Exchange-Id`).
+    pub exchange_id: &'a str,
     /// The configured type, or [`UNKNOWN`].
     pub certificate_type: &'a str,
     /// The identified consumer, or [`UNKNOWN`].
@@ -112,6 +114,7 @@ pub fn record_lookup(
                 tracing::event!(
                     $level,
                     request_id = record.request_id,
+                    exchange_id = record.exchange_id,
                     certificate_type = record.certificate_type,
                     consumer = record.consumer,
                     id_sha256 = id_sha256.as_deref(),
@@ -152,6 +155,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         time: crate::audit::now(),
         kind: EntryKind::Certificate,
         request_id: record.request_id.to_owned(),
+        exchange_id: Some(record.exchange_id.to_owned()),
         consumer: record.consumer.to_owned(),
         provider: record.issuer.map(str::to_owned),
         service: known(record.certificate_type),
@@ -191,8 +195,10 @@ pub async fn lookup(
     let started = Instant::now();
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
+    let exchange_id = crate::headers::new_exchange_id();
     let mut record = LookupRecord {
         request_id: &caller.request_id,
+        exchange_id: &exchange_id,
         certificate_type: UNKNOWN,
         consumer: UNKNOWN,
         purpose: None,
@@ -226,10 +232,12 @@ pub async fn lookup(
     let committed = gateway
         .tasks
         .spawn(async move { audit.audit.append(entry).await });
-    match committed.await {
+    let mut response = match committed.await {
         Ok(Ok(_)) => response,
         _ => caller.problem(&ExchangeError::Internal),
-    }
+    };
+    crate::headers::tag_exchange_id(response.headers_mut(), &exchange_id);
+    response
 }
 
 /// The phases of a lookup up to the answer; a refusal before the cache is an `Err`.
@@ -260,6 +268,7 @@ async fn run_lookup<'s>(
             gateway: gateway.clone(),
             snapshot: snapshot.clone(),
             request_id: caller.request_id.clone(),
+            exchange_id: record.exchange_id.to_owned(),
         },
         issuer.clone(),
         key.id.clone(),

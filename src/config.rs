@@ -9,7 +9,7 @@ pub mod file;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +122,42 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// The peers whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// `[gateway] trusted_proxies`, parsed: the addresses and ranges of the proxies in front of the
+/// gateway. A connection's peer is looked up once, when it is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Whether `peer` is one of the trusted proxies. An IPv4 peer reaching a dual-stack
+    /// listener as `::ffff:a.b.c.d` is matched as `a.b.c.d`.
+    pub fn contains(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.0.iter().any(|range| range.contains(&peer))
+    }
+
+    /// Parses one entry: an address, or a range in CIDR notation without host bits.
+    fn parse(text: &str) -> Result<ipnet::IpNet, String> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<IpAddr>() {
+            return Ok(ipnet::IpNet::from(address));
+        }
+        let range: ipnet::IpNet = text.parse().map_err(|_| {
+            format!(
+                "{text:?} is neither an IP address nor a CIDR range (10.0.0.0/8, 2001:db8::/32)"
+            )
+        })?;
+        if range.trunc() != range {
+            return Err(format!(
+                "{text:?} has host bits set; the range is written {}",
+                range.trunc()
+            ));
+        }
+        Ok(range)
+    }
 }
 
 /// `[registry]`, parsed.
@@ -505,6 +541,13 @@ fn check_gateway(
         &section.admin_listen,
         &overrides.admin_listen,
     );
+    let mut trusted_proxies = Vec::with_capacity(section.trusted_proxies.len());
+    for (index, text) in section.trusted_proxies.iter().enumerate() {
+        match TrustedProxies::parse(text) {
+            Ok(range) => trusted_proxies.push(range),
+            Err(reason) => report.report(format!("gateway.trusted_proxies[{index}]"), reason),
+        }
+    }
     let mut positive = |key: &str, value: u64, max: u64| -> usize {
         if value == 0 || value > max {
             report.report(key, format!("must be between 1 and {max}"));
@@ -539,6 +582,7 @@ fn check_gateway(
             section.shutdown_grace_ms,
             DAY_MS,
         ) as u64),
+        trusted_proxies: TrustedProxies(trusted_proxies),
     };
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");

@@ -34,6 +34,8 @@ use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 pub struct ExchangeRecord<'s> {
     /// The request id (the caller's or generated).
     pub request_id: String,
+    /// The gateway's own id of this exchange (`Xgate-Exchange-Id`).
+    pub exchange_id: String,
     /// The identified consumer, once known.
     pub consumer: Option<&'s Department>,
     /// The service, once routed.
@@ -127,6 +129,7 @@ pub async fn exchange(
     );
     let mut record = ExchangeRecord {
         request_id: headers::request_id(request.headers()),
+        exchange_id: headers::new_exchange_id(),
         consumer: None,
         route: None,
         method: request.method().clone(),
@@ -178,6 +181,8 @@ pub async fn exchange(
             .record(&gateway.metrics, &observation),
         _ => gateway.metrics.exchange(&observation),
     }
+    let mut response = response;
+    headers::tag_exchange_id(response.headers_mut(), &record.exchange_id);
     response
 }
 
@@ -272,7 +277,7 @@ async fn run_phases<'s>(
         consumer,
         body,
         origin,
-        &record.request_id,
+        (&record.request_id, &record.exchange_id),
     )
     .await;
     record.upstream_duration = Some(upstream_started.elapsed());
@@ -626,7 +631,7 @@ async fn forward(
     consumer: &Department,
     body: RequestBody,
     origin: &Origin,
-    request_id: &str,
+    (request_id, exchange_id): (&str, &str),
 ) -> Result<Response<UpstreamBody>, ExchangeError> {
     let Some(address) = route.address.as_ref() else {
         tracing::error!(service = %route.service.name, provider = %route.service.provider, "a checked upstream has no address");
@@ -656,6 +661,7 @@ async fn forward(
         consumer: consumer.id.as_str(),
         service: &route.label,
         request_id,
+        exchange_id,
         origin,
     };
     let mut request = Request::new(body);
@@ -813,6 +819,7 @@ fn record_exchange(
             tracing::event!(
                 $level,
                 request_id = %record.request_id,
+                exchange_id = %record.exchange_id,
                 consumer = record.consumer.map_or("unknown", |consumer| consumer.id.as_str()),
                 service = record.route.map_or("-", |route| route.label.to_str().unwrap_or("-")),
                 method = %record.method,
@@ -850,6 +857,7 @@ fn audit_entry(
         time: crate::audit::now(),
         kind: EntryKind::Exchange,
         request_id: record.request_id.clone(),
+        exchange_id: Some(record.exchange_id.clone()),
         consumer: record
             .consumer
             .map_or("unknown", |consumer| consumer.id.as_str())

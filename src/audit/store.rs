@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use super::AuditError;
 use super::block::{self, BlockVerifier, StoredBlock};
 use super::entry::{
-    AuditEntry, Break, CANONICAL_FIELDS, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
+    AuditEntry, Break, EncodingVersion, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
 use super::query::{
     BucketPlan, CertificateSummary, EXCHANGE_SUCCESS, EntryFilter, FailureGroup, LOOKUP_ANSWERS,
@@ -53,11 +53,19 @@ CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (max_time, min_time
 ";
 
 /// `e.value ->> 0 AS sequence, e.value ->> 1 AS time, ...`: the stored fields of the entry `e`
-/// of `json_each(b.entries)`, under their names.
+/// of `json_each(b.entries)`, under their names. A field past the end of an entry's array (one
+/// its version does not have) reads as `NULL`; `version` reads as 1 for the entries of version
+/// 1, which do not store it.
 static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     block::stored_fields()
         .enumerate()
-        .map(|(position, name)| format!("e.value ->> {position} AS {name}"))
+        .map(|(position, name)| {
+            if position == block::VERSION_POSITION {
+                format!("coalesce(e.value ->> {position}, 1) AS {name}")
+            } else {
+                format!("e.value ->> {position} AS {name}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 });
@@ -77,7 +85,19 @@ static COLUMNS: LazyLock<String> =
     LazyLock::new(|| block::stored_fields().collect::<Vec<_>>().join(", "));
 
 /// How many columns [`COLUMNS`] names.
-const COLUMN_COUNT: usize = CANONICAL_FIELDS.len() + 1;
+static COLUMN_COUNT: LazyLock<usize> = LazyLock::new(|| block::stored_fields().count());
+
+/// The stored fields of a version 1 entry: the columns of the earlier one-row-per-entry layout.
+static COLUMNS_V1: LazyLock<String> =
+    LazyLock::new(|| block::stored_fields_v1().collect::<Vec<_>>().join(", "));
+
+/// The `audit_entries` view over the blocks, as this version creates it.
+static ENTRIES_VIEW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "CREATE VIEW audit_entries AS SELECT {columns} FROM audit_blocks AS b, json_each(b.entries) AS e",
+        columns = *ENTRY_COLUMNS
+    )
+});
 
 const INSERT: &str = "INSERT INTO audit_blocks \
     (first_sequence, last_sequence, min_time, max_time, head, entries) \
@@ -132,15 +152,27 @@ pub fn open_writer(
     Ok(connection)
 }
 
-/// Creates the `audit_entries` view; a table of that name is the earlier layout, whose rows are
-/// moved into blocks first, values and hashes unchanged (the chain does not depend on the
-/// layout), in one transaction.
+/// Creates the `audit_entries` view, or replaces one an earlier version created (without the
+/// fields of later encodings); a table of that name is the earlier layout, whose rows are moved
+/// into blocks first, values and hashes unchanged (the chain does not depend on the layout), in
+/// one transaction. A view that is already this version's is left alone: opening writes nothing
+/// then, so the gateway starts on a full disk (and refuses exchanges until it heals).
 fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
+    let current: Option<String> = connection
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'audit_entries' AND type = 'view'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if current.as_deref() == Some(ENTRIES_VIEW.as_str()) {
+        return Ok(());
+    }
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let existing = entries_object(&transaction)?;
     if existing.as_deref() == Some("view") {
-        return Ok(());
+        transaction.execute_batch("DROP VIEW audit_entries;")?;
     }
     if existing.as_deref() == Some("table") {
         // The values are copied as SQLite holds them (an edited row stays edited, for `verify`
@@ -152,13 +184,10 @@ fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
              FROM audit_entries GROUP BY (sequence - 1) / {MIGRATION_BLOCK}; \
              UPDATE audit_blocks SET head = entries ->> '$[#-1][#-1]' WHERE head = ''; \
              DROP TABLE audit_entries;",
-            columns = *COLUMNS
+            columns = *COLUMNS_V1
         ))?;
     }
-    transaction.execute_batch(&format!(
-        "CREATE VIEW audit_entries AS SELECT {columns} FROM audit_blocks AS b, json_each(b.entries) AS e;",
-        columns = *ENTRY_COLUMNS
-    ))?;
+    transaction.execute_batch(&ENTRIES_VIEW)?;
     transaction.commit()?;
     Ok(())
 }
@@ -259,12 +288,22 @@ fn stored_entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
             "an unknown entry kind".into(),
         )
     })?;
+    let version: u64 = row.get(block::VERSION_POSITION)?;
+    let version = EncodingVersion::from_number(version).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            block::VERSION_POSITION,
+            rusqlite::types::Type::Integer,
+            "an unknown encoding version".into(),
+        )
+    })?;
     Ok(StoredEntry {
         sequence: row.get(0)?,
+        version,
         entry: AuditEntry {
             time: row.get(1)?,
             kind,
             request_id: row.get(3)?,
+            exchange_id: row.get(block::VERSION_POSITION + 1)?,
             consumer: row.get(4)?,
             provider: row.get(5)?,
             service: row.get(6)?,
@@ -472,7 +511,7 @@ pub fn list(connection: &Connection, filter: &EntryFilter) -> Result<Vec<StoredE
         page.append(block);
     };
     while let Some(row) = rows.next()? {
-        let first_sequence: i64 = row.get(COLUMN_COUNT)?;
+        let first_sequence: i64 = row.get(*COLUMN_COUNT)?;
         if current != Some(first_sequence) {
             finish_block(&mut page, &mut block);
             if page.len() >= wanted {
@@ -743,6 +782,7 @@ mod tests {
             time: format!("2026-11-28T01:{:02}:00.000Z", index % 60),
             kind: EntryKind::Exchange,
             request_id: format!("request-{index}"),
+            exchange_id: Some(format!("0190a3b4-5e6f-7a8b-9c0d-{index:012}")),
             consumer: if index % 2 == 0 {
                 "tax"
             } else {
@@ -765,6 +805,14 @@ mod tests {
             subject_sha256: None,
             total_us: index,
             upstream_us: None,
+        }
+    }
+
+    /// An entry as a gateway before exchange ids wrote it.
+    fn entry_v1(index: u64) -> AuditEntry {
+        AuditEntry {
+            exchange_id: None,
+            ..entry(index)
         }
     }
 
@@ -941,12 +989,31 @@ mod tests {
                  CREATE INDEX audit_entries_time ON audit_entries (time);",
             )
             .unwrap();
-            let chained = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, (1..=1100).map(entry));
+            // Entries of that time: version 1, without exchange ids.
+            let mut previous = GENESIS_HASH;
+            let chained: Vec<StoredEntry> = (1..=1100)
+                .map(|sequence| {
+                    let entry = entry_v1(sequence);
+                    previous = crate::audit::entry::chain_hash(
+                        AuditHash::Sha256,
+                        &previous,
+                        EncodingVersion::V1,
+                        sequence,
+                        &entry,
+                    );
+                    StoredEntry {
+                        sequence,
+                        version: EncodingVersion::V1,
+                        entry,
+                        hash: crate::audit::entry::digest_hex(&previous),
+                    }
+                })
+                .collect();
             let mut insert = old
                 .prepare(&format!(
                     "INSERT INTO audit_entries ({}) VALUES ({})",
-                    *COLUMNS,
-                    vec!["?"; COLUMN_COUNT].join(", ")
+                    *COLUMNS_V1,
+                    vec!["?"; block::stored_fields_v1().count()].join(", ")
                 ))
                 .unwrap();
             for stored in &chained {
@@ -1009,6 +1076,20 @@ mod tests {
         assert_eq!((verification.ok, verification.count), (true, 1101));
         let newest = list(&connection, &filter()).unwrap();
         assert_eq!(newest[0].entry, entry(1101));
-        assert_eq!(newest[1].entry, entry(1100));
+        assert_eq!(newest[0].version, EncodingVersion::V2);
+        assert_eq!(newest[1].entry, entry_v1(1100));
+        assert_eq!(newest[1].version, EncodingVersion::V1);
+        let versions: Vec<(u64, Option<String>)> = connection
+            .prepare("SELECT version, exchange_id FROM audit_entries WHERE sequence >= 1100 ORDER BY sequence")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            versions,
+            [(1, None), (2, entry(1101).exchange_id)],
+            "the view names both versions' fields"
+        );
     }
 }

@@ -58,6 +58,12 @@ pub struct GatewaySection {
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// The proxies in front of the gateway whose forwarding headers are believed: addresses
+    /// (`192.0.2.7`, `2001:db8::1`) and CIDR ranges (`10.0.0.0/8`). From any other peer the
+    /// gateway replaces `X-Forwarded-For` and `Forwarded` with the peer's address. Empty (the
+    /// default): every caller connects directly.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[registry]`.

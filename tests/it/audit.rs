@@ -508,11 +508,48 @@ async fn the_summary_is_the_exchange_matrix_with_outcomes_bytes_and_percentiles(
     assert_eq!(later["since"], "2999-01-01T00:00:00.000Z");
 }
 
-/// The canonical encoding as README.md defines it, written independently of the gateway's.
+/// The fields of encoding version 1, in order, as README.md lists them (not the crate's list).
+const README_FIELDS_V1: [&str; 21] = [
+    "sequence",
+    "time",
+    "kind",
+    "request_id",
+    "consumer",
+    "provider",
+    "service",
+    "method",
+    "path_sha256",
+    "purpose_sha256",
+    "status",
+    "outcome",
+    "request_bytes",
+    "response_bytes",
+    "request_sha256",
+    "response_sha256",
+    "request_schema",
+    "response_schema",
+    "subject_sha256",
+    "total_us",
+    "upstream_us",
+];
+
+/// The fields version 2 adds after version 1's, as README.md lists them.
+const README_ADDED_IN_V2: [&str; 1] = ["exchange_id"];
+
+/// The canonical encoding as README.md defines it, written independently of the gateway's: the
+/// prefix `xgate-audit-v<version>`, then the version's fields.
 fn readme_canonical(entry: &Value) -> Vec<u8> {
-    let mut out = b"xgate-audit-v1".to_vec();
-    // The field order, as listed in README.md and exported by the crate.
-    for field in xgate::audit::entry::CANONICAL_FIELDS {
+    let version = entry["version"]
+        .as_u64()
+        .expect("every entry names its version");
+    assert!((1..=2).contains(&version), "{entry}");
+    let mut out = format!("xgate-audit-v{version}").into_bytes();
+    let added: &[&str] = if version >= 2 {
+        &README_ADDED_IN_V2
+    } else {
+        &[]
+    };
+    for field in README_FIELDS_V1.iter().chain(added) {
         let text = match &entry[field] {
             Value::Null => {
                 out.push(0);
@@ -526,6 +563,23 @@ fn readme_canonical(entry: &Value) -> Vec<u8> {
         out.extend_from_slice(text.as_bytes());
     }
     out
+}
+
+/// Recomputes the chain of `entries` (oldest first) from README.md's description and checks
+/// every stored hash; returns the head.
+fn recompute_chain(hash: &str, entries: &[Value]) -> Vec<u8> {
+    let mut previous = [0u8; 32].to_vec();
+    for entry in entries {
+        let mut input = previous.clone();
+        input.extend(readme_canonical(entry));
+        let digest: Vec<u8> = match hash {
+            "sm3" => sm3::Sm3::digest(&input).to_vec(),
+            _ => Sha256::digest(&input).to_vec(),
+        };
+        assert_eq!(entry["hash"], hex::encode(&digest), "{hash}: {entry}");
+        previous = digest;
+    }
+    previous
 }
 
 #[tokio::test]
@@ -555,20 +609,91 @@ async fn an_auditor_can_recompute_the_chain_from_the_documented_encoding_with_sh
         let mut entries =
             all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
         entries.reverse();
-        let mut previous = [0u8; 32].to_vec();
-        for entry in &entries {
-            let mut input = previous.clone();
-            input.extend(readme_canonical(entry));
-            let digest: Vec<u8> = match hash {
-                "sm3" => sm3::Sm3::digest(&input).to_vec(),
-                _ => Sha256::digest(&input).to_vec(),
-            };
-            assert_eq!(entry["hash"], hex::encode(&digest), "{hash}: {entry}");
-            previous = digest;
-        }
-        assert_eq!(verified["head"], hex::encode(&previous));
+        assert!(entries.iter().all(|entry| entry["version"] == 2));
+        let head = recompute_chain(hash, &entries);
+        assert_eq!(verified["head"], hex::encode(&head));
         gateway.stop().await;
     }
+}
+
+/// A trail written by the gateway before exchange ids (encoding version 1): 25 entries of
+/// exchanges and certificate lookups, dumped with `sqlite3 .dump` from a real gateway's file.
+const TRAIL_V1: &str = include_str!("../fixtures/audit-v1.sql");
+
+#[tokio::test]
+async fn a_trail_of_version_1_entries_verifies_after_the_upgrade_and_its_chain_runs_on_in_version_2()
+ {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let config = standard(&echo, &records);
+    let database = config.path("data/audit.db");
+    std::fs::create_dir_all(database.parent().unwrap()).unwrap();
+    Connection::open(&database)
+        .unwrap()
+        .execute_batch(TRAIL_V1)
+        .unwrap();
+    config.write_main();
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(
+        code,
+        Some(0),
+        "the upgraded command verifies the old file: {text}"
+    );
+    assert!(text.contains("ok, 25 entries"), "{text}");
+
+    let gateway = config.start().await;
+    for index in 0..3 {
+        let response = gateway
+            .call(
+                Method::GET,
+                &format!("/exchange/market/echo/{index}"),
+                "tax",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let verified: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["count"], 28);
+    let mut entries = all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
+    let mut certificates = all_entries(
+        &gateway.client,
+        &format!("http://{}", gateway.admin),
+        "&kind=certificate",
+    )
+    .await;
+    entries.append(&mut certificates);
+    entries.sort_by_key(|entry| entry["sequence"].as_u64().unwrap());
+    assert_eq!(entries.len(), 28);
+    for entry in &entries[..25] {
+        assert_eq!(entry["version"], 1, "{entry}");
+        assert_eq!(entry["exchange_id"], Value::Null, "{entry}");
+    }
+    for entry in &entries[25..] {
+        assert_eq!(entry["version"], 2, "{entry}");
+        assert!(entry["exchange_id"].is_string(), "{entry}");
+    }
+    let head = recompute_chain("sha256", &entries);
+    assert_eq!(verified["head"], hex::encode(&head));
+    // The view an auditor queries with any SQLite client names both versions' fields.
+    let versions: Vec<(u64, Option<String>)> = Connection::open(gateway.audit_path())
+        .unwrap()
+        .prepare("SELECT version, exchange_id FROM audit_entries ORDER BY sequence")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions.len(), 28);
+    assert!(versions[..25].iter().all(|(v, id)| *v == 1 && id.is_none()));
+    assert!(versions[25..].iter().all(|(v, id)| *v == 2 && id.is_some()));
+    gateway.stop().await;
 }
 
 #[tokio::test]
@@ -1094,6 +1219,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
                 time: xgate::audit::now(),
                 kind: EntryKind::Exchange,
                 request_id: format!("queued-{n}"),
+                exchange_id: Some(format!("exchange-{n}")),
                 consumer: "tax".to_owned(),
                 provider: None,
                 service: None,

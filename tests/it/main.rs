@@ -9,6 +9,7 @@ mod audit;
 mod catalog;
 mod certificates;
 mod cli;
+mod client_address;
 mod compatibility_fixtures;
 mod config_check;
 mod conformance;
