@@ -87,6 +87,8 @@ pub struct LookupRecord<'a> {
     pub refusal: Option<&'static str>,
     /// The issuing department, once the type is routed.
     pub issuer: Option<&'a str>,
+    /// Whether the lookup went to the cache (and possibly the issuer).
+    pub looked_up: bool,
     /// The response status.
     pub status: StatusCode,
     /// Time from the request to the response.
@@ -128,7 +130,10 @@ pub fn record_lookup(
             }
         };
     }
-    if record.result == LookupResult::Error {
+    if matches!(
+        record.result,
+        LookupResult::Error | LookupResult::StoreUnavailable
+    ) {
         event!(tracing::Level::INFO);
     } else {
         event!(tracing::Level::DEBUG);
@@ -149,6 +154,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         (None, LookupResult::NotFound) => "not_found",
         // An answered lookup always has a result; keep the entry truthful if that changes.
         (None, LookupResult::Error) => "upstream_error",
+        (None, LookupResult::StoreUnavailable) => "store_unavailable",
     };
     let known = |label: &str| (label != UNKNOWN).then(|| label.to_owned());
     AuditEntry {
@@ -206,6 +212,7 @@ pub async fn lookup(
         result: LookupResult::Error,
         refusal: None,
         issuer: None,
+        looked_up: false,
         status: StatusCode::OK,
         elapsed: Duration::ZERO,
     };
@@ -226,18 +233,36 @@ pub async fn lookup(
     record.status = response.status();
     record.elapsed = started.elapsed();
     let entry = record_lookup(&gateway, &record, &response);
-    // The entry is committed before the answer leaves, in a task of its own: a caller that
-    // hangs up (dropping this handler) cannot cancel it.
+    let mut response = commit_lookup(&gateway, &caller, record.looked_up, entry, response).await;
+    crate::headers::tag_exchange_id(response.headers_mut(), &exchange_id);
+    response
+}
+
+/// The entry is committed before the answer leaves, in a task of its own: a caller that hangs
+/// up (dropping the handler) cannot cancel it. As for exchanges: while the trail cannot
+/// commit, a lookup that did not reach the cache is answered 503 `store-unavailable` without
+/// an entry; an entry that cannot be committed makes a lookup that did not reach the cache
+/// 503, one that did 500 `internal` (the certificate is withheld).
+async fn commit_lookup(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    looked_up: bool,
+    entry: AuditEntry,
+    response: Response<Body>,
+) -> Response<Body> {
+    let refused = || caller.problem(&crate::exchange::store_unavailable());
+    if !looked_up && gateway.audit.is_unavailable() {
+        return refused();
+    }
     let audit = gateway.clone();
     let committed = gateway
         .tasks
         .spawn(async move { audit.audit.append(entry).await });
-    let mut response = match committed.await {
+    match committed.await {
         Ok(Ok(_)) => response,
+        _ if !looked_up => refused(),
         _ => caller.problem(&ExchangeError::Internal),
-    };
-    crate::headers::tag_exchange_id(response.headers_mut(), &exchange_id);
-    response
+    }
 }
 
 /// The phases of a lookup up to the answer; a refusal before the cache is an `Err`.
@@ -259,6 +284,12 @@ async fn run_lookup<'s>(
     record.purpose = Some(purpose(headers)?);
     check_id(issuer, &id)?;
     record.id_sha256 = Some(Sha256::digest(id.as_bytes()).into());
+    // An answer that cannot be audited is not given, not even from the cache.
+    if gateway.audit.is_unavailable() {
+        record.result = LookupResult::StoreUnavailable;
+        return Err(crate::exchange::store_unavailable());
+    }
+    record.looked_up = true;
     let key = CacheKey {
         certificate_type: issuer.settings.certificate_type.clone(),
         id: id.into(),

@@ -216,12 +216,25 @@ pub enum AuditHash {
 /// When an audit commit reaches the disk (SQLite's `synchronous` in WAL mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditSync {
-    /// At checkpoints (the default): an answered exchange's entry survives a killed process
-    /// (SPEC §9); the last commits before a power loss may not.
+    /// At checkpoints: an answered exchange's entry survives a killed process (SPEC §9); the
+    /// last commits before an operating-system crash, a power loss or a failing device may not.
     Normal,
-    /// At every commit: an answered exchange's entry survives a power loss too, and every
-    /// exchange waits for a disk sync.
+    /// At every commit (one sync per batch): an answered exchange's entry survives those too,
+    /// and every exchange waits for its batch's disk sync.
     Full,
+}
+
+impl AuditSync {
+    /// `[audit] synchronous` when the configuration does not say. The one place to change it.
+    pub const DEFAULT: AuditSync = AuditSync::Normal;
+
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditSync::Normal => "normal",
+            AuditSync::Full => "full",
+        }
+    }
 }
 
 /// `[audit]`, parsed.
@@ -233,6 +246,8 @@ pub struct AuditSettings {
     pub hash: AuditHash,
     /// When commits reach the disk.
     pub synchronous: AuditSync,
+    /// Bytes kept allocated for the moment the disk fills (0: none).
+    pub reserve_bytes: u64,
 }
 
 /// A department as configured.
@@ -489,13 +504,21 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
                 "audit.synchronous",
                 format!("unknown setting {other:?}; expected full or normal"),
             );
-            AuditSync::Normal
+            AuditSync::DEFAULT
         }
     };
+    const MAX_RESERVE_BYTES: u64 = 1 << 30;
+    if main.audit.reserve_bytes > MAX_RESERVE_BYTES {
+        report.report(
+            "audit.reserve_bytes",
+            format!("must be at most {MAX_RESERVE_BYTES} (1 GiB)"),
+        );
+    }
     let audit = AuditSettings {
         path: base.join(&main.audit.path),
         hash,
         synchronous,
+        reserve_bytes: main.audit.reserve_bytes.min(MAX_RESERVE_BYTES),
     };
 
     let departments = load_departments(&base.join("departments"), problems);

@@ -150,11 +150,17 @@ pub struct AuditSection {
     /// The hash chaining entries: `sha256` (default) or `sm3`.
     #[serde(default = "defaults::audit_hash")]
     pub hash: String,
-    /// When a commit reaches the disk: `normal` (default: at checkpoints; an answered
-    /// exchange's entry survives a killed process, as SPEC §9 requires) or `full` (at every
-    /// commit: it survives a power loss too, for one disk sync per batch of latency).
+    /// When a commit reaches the disk: `normal` (at checkpoints; an answered exchange's entry
+    /// survives a killed process, as SPEC §9 requires) or `full` (at every commit: it survives
+    /// an operating-system crash, a power loss and a device that fails, for one disk sync per
+    /// batch of latency). The default is `crate::config::AuditSync::DEFAULT`.
     #[serde(default = "defaults::audit_synchronous")]
     pub synchronous: String,
+    /// Bytes kept allocated beside the database (`<path>-reserve`) for the moment the disk
+    /// fills: given back to the file system when a commit finds no space, so that the entries
+    /// of exchanges already forwarded still commit while new ones are refused. 0 turns it off.
+    #[serde(default = "defaults::audit_reserve_bytes")]
+    pub reserve_bytes: u64,
 }
 
 impl Default for AuditSection {
@@ -163,6 +169,7 @@ impl Default for AuditSection {
             path: defaults::audit_path(),
             hash: defaults::audit_hash(),
             synchronous: defaults::audit_synchronous(),
+            reserve_bytes: defaults::audit_reserve_bytes(),
         }
     }
 }
@@ -306,7 +313,10 @@ mod defaults {
         "sha256".to_owned()
     }
     pub fn audit_synchronous() -> String {
-        "normal".to_owned()
+        crate::config::AuditSync::DEFAULT.as_str().to_owned()
+    }
+    pub fn audit_reserve_bytes() -> u64 {
+        16 << 20
     }
     pub fn unmapped() -> String {
         "reject".to_owned()

@@ -1010,6 +1010,160 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
     assert_eq!(entries[0]["sequence"], 1, "the failed batch left no gap");
 }
 
+/// Makes every write to the trail fail from another connection (the writer's batches and its
+/// probes alike) until [`Unwritable::heal`]: a fault SQLite reports like a full disk's, without
+/// needing one.
+struct Unwritable(Connection);
+
+impl Unwritable {
+    fn make(path: &Path) -> Unwritable {
+        let database = Connection::open(path).unwrap();
+        database
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        database
+            .execute_batch(
+                "CREATE TRIGGER refuse_blocks BEFORE INSERT ON audit_blocks \
+                 BEGIN SELECT RAISE(ABORT, 'the disk is full'); END; \
+                 CREATE TRIGGER refuse_probes BEFORE UPDATE ON audit_meta \
+                 BEGIN SELECT RAISE(ABORT, 'the disk is full'); END;",
+            )
+            .unwrap();
+        Unwritable(database)
+    }
+
+    fn heal(self) {
+        self.0
+            .execute_batch("DROP TRIGGER refuse_blocks; DROP TRIGGER refuse_probes;")
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn while_the_trail_cannot_commit_no_exchange_is_forwarded_and_no_lookup_answered_even_from_the_cache()
+ {
+    let issuer = Upstream::fixed(
+        StatusCode::OK,
+        json!({"uscc": "91350100M000100Y43", "name": "甲", "status": "active"}),
+    )
+    .await;
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records)
+        .department(
+            "issuer",
+            "department",
+            &format!(
+                "[certificates.licence]\nlookup = \"{}\"\nschema = \"license\"\nid_format = \"cn-uscc\"\nconsumers = [\"tax\"]\n",
+                issuer.url("/certs/{id}")
+            ),
+        )
+        .start()
+        .await;
+    let look_up = || {
+        gateway
+            .call(
+                Method::GET,
+                "/certificates/licence/91350100M000100Y43",
+                "tax",
+            )
+            .header("xgate-purpose", "account opening")
+            .send()
+    };
+    assert_eq!(look_up().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(issuer.call_count(), 1);
+
+    let unwritable = Unwritable::make(&gateway.audit_path());
+    // The call that finds out: it was forwarded before the first commit failed, and its answer
+    // is withheld (the window the README states).
+    let first = gateway
+        .call(Method::GET, "/exchange/market/echo/1", "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(echo.call_count(), 1);
+    // From then on nothing is forwarded: refused before the provider, with Retry-After.
+    for index in 2..12 {
+        let response = gateway
+            .call(
+                Method::GET,
+                &format!("/exchange/market/echo/{index}"),
+                "tax",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["retry-after"], "1");
+        let (status, body) = problem(response).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["type"], "urn:xgate:problem:store-unavailable");
+    }
+    // Refusals of other kinds are 503 too while nothing can be recorded.
+    let unknown = gateway
+        .client
+        .get(gateway.url("/exchange/market/echo/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(echo.call_count(), 1, "nothing more reached the provider");
+    // A certificate in the cache is not given either, and the issuer is not asked.
+    let refused = look_up().await.unwrap();
+    assert!(
+        refused.headers().get("xgate-cache").is_none(),
+        "not from the cache"
+    );
+    let (status, body) = problem(refused).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["type"], "urn:xgate:problem:store-unavailable");
+    assert_eq!(issuer.call_count(), 1);
+    let metrics = metrics_text(&gateway).await;
+    for series in [
+        "xgate_exchanges_total{consumer=\"tax\",outcome=\"store_unavailable\",provider=\"market\",service=\"echo\"} 10",
+        "xgate_certificate_lookups_total{consumer=\"tax\",result=\"store_unavailable\",type=\"licence\"} 1",
+        "xgate_audit_store_unavailable 1",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "{series} in:\n{metrics}"
+        );
+    }
+
+    // Healed: the writer notices by itself (no call needed) and everything is served again.
+    unwritable.heal();
+    eventually_async(
+        "the trail heals by itself",
+        std::time::Duration::from_secs(30),
+        || async {
+            metrics_text(&gateway)
+                .await
+                .lines()
+                .any(|line| line == "xgate_audit_store_unavailable 0")
+                .then_some(())
+        },
+    )
+    .await;
+    let served = look_up().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["xgate-cache"], "hit");
+    let response = gateway
+        .call(Method::GET, "/exchange/market/echo/12", "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let verified: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    // The first lookup, the one after healing and the exchange: the refusals left no entry.
+    assert_eq!(verified["count"], 3, "{verified}");
+    gateway.stop().await;
+}
+
 /// The standard gateway whose `echo` provider holds every answer until `release` is notified
 /// (once per held answer): the provider, the release, the records upstream, the gateway.
 async fn held_provider_gateway() -> (
@@ -1202,9 +1356,11 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         path: path.clone(),
         hash: AuditHash::Sha256,
         synchronous: AuditSync::Normal,
+        reserve_bytes: 0,
     };
-    let committed = prometheus::IntCounter::new("committed", "test").unwrap();
-    let trail = std::sync::Arc::new(AuditTrail::open(&settings, committed.clone()).unwrap());
+    let metrics = xgate::metrics::Metrics::new().unwrap().audit();
+    let committed = metrics.entries.clone();
+    let trail = std::sync::Arc::new(AuditTrail::open(&settings, metrics).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit.

@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod audit_disk;
 mod catalog;
 mod certificates;
 mod cli;
