@@ -37,6 +37,8 @@ pub mod path_rest;
 pub struct ExchangeRecord<'s> {
     /// The request id (the caller's or generated).
     pub request_id: String,
+    /// The gateway's own id of this exchange (`Xgate-Exchange-Id`).
+    pub exchange_id: String,
     /// The identified consumer, once known.
     pub consumer: Option<&'s Department>,
     /// The service, once routed.
@@ -113,8 +115,8 @@ impl Record {
 }
 
 /// Serves one `/exchange/...` call through every phase and records it. The answer leaves only
-/// once its audit entry is committed; when the entry cannot be committed, the caller gets 500
-/// `internal` instead (an exchange that cannot be audited is not answered).
+/// once its audit entry is committed (see [`commit_entry`]: an exchange that cannot be audited
+/// is not answered, and while the trail cannot commit none is forwarded).
 pub async fn exchange(
     gateway: &Gateway,
     request: Request<Body>,
@@ -130,6 +132,7 @@ pub async fn exchange(
     );
     let mut record = ExchangeRecord {
         request_id: headers::request_id(request.headers()),
+        exchange_id: headers::new_exchange_id(),
         consumer: None,
         route: None,
         method: request.method().clone(),
@@ -159,13 +162,8 @@ pub async fn exchange(
     };
     let entry = record_exchange(&mut record, &response, outcome, started.elapsed());
     let (request_bytes, response_bytes) = (entry.request_bytes, entry.response_bytes);
-    let (response, outcome) = match gateway.audit.append(entry).await {
-        Ok(_) => (response, outcome),
-        Err(_) => (
-            ExchangeError::Internal.into_response(lang, &record.request_id),
-            ExchangeError::Internal.outcome(),
-        ),
-    };
+    let (response, outcome) =
+        commit_entry(gateway, &record, entry, (response, outcome), lang).await;
     // The duration includes the audit commit: the answer leaves only after it.
     let observation = ExchangeObservation {
         labels: record.labels(),
@@ -181,7 +179,60 @@ pub async fn exchange(
             .record(&gateway.metrics, &observation),
         _ => gateway.metrics.exchange(&observation),
     }
+    let mut response = response;
+    headers::tag_exchange_id(response.headers_mut(), &record.exchange_id);
     response
+}
+
+/// The record phase's commit: the answer leaves once the entry is committed.
+///
+/// While the trail cannot commit, an exchange that reached no provider is answered 503
+/// `store-unavailable` and leaves no entry: the space that is left is for the entries of
+/// exchanges already forwarded. When an entry cannot be committed, an exchange that reached no
+/// provider is answered 503 too; one that did (forwarded just before commits started failing)
+/// is answered 500 `internal`, its provider's answer withheld.
+async fn commit_entry(
+    gateway: &Gateway,
+    record: &ExchangeRecord<'_>,
+    entry: AuditEntry,
+    (response, outcome): (Response<Body>, &'static str),
+    lang: Lang,
+) -> (Response<Body>, &'static str) {
+    let forwarded = record.upstream_duration.is_some();
+    let refused = || {
+        let error = store_unavailable();
+        (
+            error.into_response(lang, &record.request_id),
+            error.outcome(),
+        )
+    };
+    if !forwarded && gateway.audit.is_unavailable() {
+        return refused();
+    }
+    match gateway.audit.append(entry).await {
+        Ok(_) => (response, outcome),
+        Err(_) if !forwarded => refused(),
+        Err(_) => (
+            ExchangeError::Internal.into_response(lang, &record.request_id),
+            ExchangeError::Internal.outcome(),
+        ),
+    }
+}
+
+/// The refusal of a call while the audit trail cannot commit.
+pub fn store_unavailable() -> ExchangeError {
+    ExchangeError::StoreUnavailable {
+        retry_after_seconds: crate::audit::RETRY_AFTER_SECONDS,
+    }
+}
+
+/// Refuses a call that is about to go further while the audit trail cannot commit: a call is
+/// forwarded only while its entry can be written.
+fn refuse_while_unauditable(gateway: &Gateway) -> Result<(), ExchangeError> {
+    if gateway.audit.is_unavailable() {
+        return Err(store_unavailable());
+    }
+    Ok(())
 }
 
 /// Counts a refused record in `xgate_validation_failures_total` or
@@ -236,6 +287,8 @@ async fn run_phases<'s>(
     record.route = Some(route);
 
     authorize(consumer, route, &parts.method)?;
+    // Before a body is read for nothing; checked again right before forwarding.
+    refuse_while_unauditable(gateway)?;
 
     let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?;
     let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
@@ -266,6 +319,7 @@ async fn run_phases<'s>(
     validate_request(consumer, request_schema.as_deref(), &body, lang)?;
     let body = to_provider(provider, request_schema.as_deref(), body, lang)?;
 
+    refuse_while_unauditable(gateway)?;
     let upstream_started = Instant::now();
     let upstream = forward(
         gateway,
@@ -276,7 +330,7 @@ async fn run_phases<'s>(
         consumer,
         body,
         origin,
-        &record.request_id,
+        (&record.request_id, &record.exchange_id),
     )
     .await;
     record.upstream_duration = Some(upstream_started.elapsed());
@@ -646,7 +700,7 @@ async fn forward(
     consumer: &Department,
     body: RequestBody,
     origin: &Origin,
-    request_id: &str,
+    (request_id, exchange_id): (&str, &str),
 ) -> Result<Response<UpstreamBody>, ExchangeError> {
     let Some(address) = route.address.as_ref() else {
         tracing::error!(service = %route.service.name, provider = %route.service.provider, "a checked upstream has no address");
@@ -676,6 +730,7 @@ async fn forward(
         consumer: consumer.id.as_str(),
         service: &route.label,
         request_id,
+        exchange_id,
         origin,
     };
     let mut request = Request::new(body);
@@ -833,6 +888,7 @@ fn record_exchange(
             tracing::event!(
                 $level,
                 request_id = %record.request_id,
+                exchange_id = %record.exchange_id,
                 consumer = record.consumer.map_or("unknown", |consumer| consumer.id.as_str()),
                 service = record.route.map_or("-", |route| route.label.to_str().unwrap_or("-")),
                 method = %record.method,
@@ -870,6 +926,7 @@ fn audit_entry(
         time: crate::audit::now(),
         kind: EntryKind::Exchange,
         request_id: record.request_id.clone(),
+        exchange_id: Some(record.exchange_id.clone()),
         consumer: record
             .consumer
             .map_or("unknown", |consumer| consumer.id.as_str())

@@ -190,6 +190,25 @@ enum Plane {
 }
 
 impl Plane {
+    /// The origin of a connection accepted from `peer` over `scheme`. On the data plane,
+    /// whether the peer is one of `[gateway] trusted_proxies` is decided here, once per
+    /// connection, by the configuration in force (a reload applies to new connections).
+    fn origin(&self, peer: std::net::SocketAddr, scheme: &'static str) -> Origin {
+        let origin = Origin::new(peer, scheme);
+        match self {
+            Plane::Data { gateway, .. } => {
+                let trusted = gateway
+                    .snapshot()
+                    .config
+                    .gateway
+                    .trusted_proxies
+                    .contains(peer.ip());
+                origin.with_trusted_proxy(trusted)
+            }
+            Plane::Admin { .. } => origin,
+        }
+    }
+
     /// Serves one request.
     fn serve(
         &self,
@@ -317,7 +336,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let plane = plane.clone();
         let Some(tls) = &tls else {
-            let origin = Arc::new(Origin::new(peer, "http"));
+            let origin = Arc::new(plane.origin(peer, "http"));
             let connection =
                 serve_connection(stream, plane, origin, &builder, graceful.watcher(), limits);
             tokio::spawn(async move {
@@ -348,7 +367,11 @@ async fn accept_loop(
                     }
                 };
             let certificate = crate::tls::client_certificate(stream.get_ref().1).map(Arc::new);
-            let origin = Arc::new(Origin::new(peer, "https").with_client_certificate(certificate));
+            let origin = Arc::new(
+                plane
+                    .origin(peer, "https")
+                    .with_client_certificate(certificate),
+            );
             serve_connection(stream, plane, origin, &builder, watcher, limits).await;
             drop(permit);
         });

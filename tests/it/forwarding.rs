@@ -236,6 +236,8 @@ async fn forwarded_headers_name_the_caller() {
     assert_eq!(seen["headers"]["forwarded"], "for=127.0.0.1;proto=http");
     assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
 
+    // The caller is no trusted proxy (`[gateway] trusted_proxies` is empty): what it claims
+    // is replaced by its own address.
     let (_, seen) = echoed(
         gateway
             .call(Method::GET, "/exchange/market/echo", "tax")
@@ -243,13 +245,18 @@ async fn forwarded_headers_name_the_caller() {
             .header("Forwarded", "for=10.1.2.3;proto=https"),
     )
     .await;
-    assert_eq!(seen["headers"]["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
-    assert_eq!(
-        seen["headers"]["forwarded"],
-        "for=10.1.2.3;proto=https, for=127.0.0.1;proto=http"
-    );
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["forwarded"], "for=127.0.0.1;proto=http");
+    gateway.stop().await;
 
-    // A chain split over several header lines is kept whole, in order.
+    // From a trusted proxy, a chain split over several header lines is kept whole, in order,
+    // and the gateway's peer appended.
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records)
+        .gateway(r#"trusted_proxies = ["127.0.0.0/8"]"#)
+        .start()
+        .await;
     let (_, seen) = echoed(
         gateway
             .call(Method::GET, "/exchange/market/echo", "tax")

@@ -220,6 +220,13 @@ impl TestGateway {
         launch(self._dir).await
     }
 
+    /// Stops the gateway, keeping its folder, to start it again later
+    /// ([`StoppedGateway::start`]) after changing the world meanwhile.
+    pub async fn stop_keeping(mut self) -> StoppedGateway {
+        self.shut_down().await;
+        StoppedGateway { dir: self._dir }
+    }
+
     /// The schema folder.
     pub fn schemas_dir(&self) -> PathBuf {
         self._dir.path().join("schemas")
@@ -228,6 +235,18 @@ impl TestGateway {
     /// The audit database (the default `[audit] path`).
     pub fn audit_path(&self) -> PathBuf {
         self._dir.path().join("data/audit.db")
+    }
+}
+
+/// A gateway stopped by [`TestGateway::stop_keeping`]: its configuration folder.
+pub struct StoppedGateway {
+    dir: tempfile::TempDir,
+}
+
+impl StoppedGateway {
+    /// Starts a gateway over the same folder again (new ports).
+    pub async fn start(self) -> TestGateway {
+        launch(self.dir).await
     }
 }
 
@@ -726,4 +745,98 @@ impl Drop for TrackedUpstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+/// Runs a system tool (`mount`, `losetup`, ...) and returns its standard output, failing the
+/// test with its error output when it fails.
+pub fn run_tool(program: &std::path::Path, arguments: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(arguments)
+        .output()
+        .unwrap_or_else(|error| panic!("{} cannot run: {error}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {arguments:?} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A file system mounted on a folder of its own (a fresh temporary folder, never a fixed mount
+/// point), unmounted when dropped — also when the test fails or panics.
+pub struct Mounted {
+    /// The mount point (inside `_folder`).
+    pub dir: PathBuf,
+    umount: PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// A `tmpfs` of `size` (`mount -o size=`: `2m`, `64m`), or `None` (SKIPPED, failing under CI)
+    /// when the tests do not run as root or `mount` is missing.
+    pub fn tmpfs(size: &str) -> Option<Mounted> {
+        if !root_or_skip("mounting a small tmpfs") {
+            return None;
+        }
+        let mount = tool("mount", "apt-get install mount")?;
+        let umount = tool("umount", "apt-get install mount")?;
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let dir = folder.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let target = dir.to_str().expect("a UTF-8 temporary path");
+        run_tool(
+            &mount,
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                target,
+            ],
+        );
+        Some(Mounted {
+            dir,
+            umount,
+            _folder: folder,
+        })
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let target = self.dir.to_string_lossy().into_owned();
+        let unmounted = std::process::Command::new(&self.umount)
+            .arg(&target)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !unmounted {
+            // Still busy (a process of a failed test holds a file): detach it lazily so that
+            // nothing stays mounted once it lets go.
+            let _ = std::process::Command::new(&self.umount)
+                .args(["-l", &target])
+                .status();
+        }
+    }
+}
+
+/// Fills the file system holding `dir` with a file of its own until it has no space left;
+/// returns the file (remove it to give the space back).
+pub fn fill_up(dir: &std::path::Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler file");
+    let chunk = vec![0x5a_u8; 4096];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(error) => panic!("filling {}: {error}", dir.display()),
+        }
+    }
+    // Smaller writes take the last partial block too.
+    while file.write(&[0x5a]).is_ok_and(|written| written == 1) {}
+    let _ = file.sync_all();
+    path
 }

@@ -6,10 +6,12 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod audit_disk;
 mod base_path;
 mod catalog;
 mod certificates;
 mod cli;
+mod client_address;
 mod compatibility_fixtures;
 mod config_check;
 mod conformance;
