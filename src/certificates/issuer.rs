@@ -141,6 +141,9 @@ pub struct FetchContext {
     /// The starting lookup's room under the in-flight bounds, held until the fetch ends: a
     /// fetch runs on when its caller hangs up, and remains that caller's work in flight.
     pub in_flight: Arc<InFlightPermit>,
+    /// The exchange id of the lookup that started the call (`Xgate-Exchange-Id`: the issuer
+    /// can match its call to that lookup's audit entry).
+    pub exchange_id: String,
 }
 
 /// Asks the issuer for `id`: 200 → the certificate, checked against the type's schema and in
@@ -198,6 +201,7 @@ async fn call(
     if let Ok(value) = HeaderValue::from_str(&context.request_id) {
         headers.insert(crate::headers::X_REQUEST_ID, value);
     }
+    crate::headers::tag_exchange_id(headers, &context.exchange_id);
     let response = match context
         .gateway
         .upstream
