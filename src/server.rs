@@ -417,6 +417,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
+    let mut backoff = AcceptBackoff::default();
     loop {
         // At the connection limit, stop accepting until a connection closes.
         let permit = tokio::select! {
@@ -428,11 +429,19 @@ async fn accept_loop(
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
                 Err(error) => {
-                    // Out of file descriptors and the like: back off briefly rather than spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: the pending connection stays in
+                    // the backlog and the next accept would fail at once; wait instead of
+                    // spinning, longer while it keeps failing, and keep listening.
+                    let wait = backoff.failed(&error);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
                     continue;
                 }
             },
@@ -479,6 +488,48 @@ async fn accept_loop(
             );
             serve_connection(stream, plane, origin, &builder, watcher, limits).await;
         });
+    }
+}
+
+/// How an accept loop waits after `accept` fails (EMFILE, ENFILE, ENOBUFS: the process or the
+/// system is out of something that connections free): from [`AcceptBackoff::FIRST`], doubling
+/// up to [`AcceptBackoff::LONGEST`] while failures follow each other, and back to the first
+/// once a connection is accepted. A run of failures logs one warning, and one line when
+/// accepting again, not a line per retry.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// Failures since the last connection accepted.
+    failures: u64,
+    /// The wait after the last failure.
+    wait: Duration,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    /// Counts a failure; returns how long to wait before accepting again.
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(%error, "accept failed; backing off until connections close");
+        } else {
+            tracing::debug!(%error, failures = self.failures + 1, "accept failed again");
+        }
+        self.failures += 1;
+        self.wait = if self.wait.is_zero() {
+            Self::FIRST
+        } else {
+            (self.wait * 2).min(Self::LONGEST)
+        };
+        self.wait
+    }
+
+    /// A connection was accepted: the next failure starts from the first wait again.
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "accepting connections again");
+        }
+        *self = AcceptBackoff::default();
     }
 }
 
@@ -561,4 +612,21 @@ async fn serve_within_first_request_deadline<E>(
         }
     }
     connection.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_wait_longer_up_to_a_ceiling_and_start_over_once_one_succeeds() {
+        let mut backoff = AcceptBackoff::default();
+        let error = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let waits: Vec<Duration> = (0..12).map(|_| backoff.failed(&error)).collect();
+        assert_eq!(waits[0], AcceptBackoff::FIRST);
+        assert!(waits.windows(2).all(|pair| pair[1] >= pair[0]));
+        assert_eq!(waits[11], AcceptBackoff::LONGEST);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&error), AcceptBackoff::FIRST);
+    }
 }

@@ -497,6 +497,19 @@ async fn callers_that_reset_or_hang_up_on_a_slow_provider_hold_bounded_connectio
             }
         })
     };
+    // And the admin plane is asked whether it is alive, all along.
+    let admin_answers = Arc::new(AtomicUsize::new(0));
+    let health = {
+        let (client, admin, attacking) = (client.clone(), admin.clone(), attacking.clone());
+        let answers = admin_answers.clone();
+        tokio::spawn(async move {
+            while attacking.load(Ordering::SeqCst) {
+                let response = client.get(format!("{admin}/healthz")).send().await.unwrap();
+                assert_eq!(response.status(), 200, "the admin plane's healthz failed");
+                answers.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
     let watcher = {
         let (most_files, attacking) = (most_files.clone(), attacking.clone());
         tokio::spawn(async move {
@@ -572,13 +585,20 @@ async fn callers_that_reset_or_hang_up_on_a_slow_provider_hold_bounded_connectio
     .await;
     // While the provider still holds its calls and the abandoned ones wait for nothing.
     let answered_so_far = citizen_answers.load(Ordering::SeqCst);
-    eventually("the other consumer is served meanwhile", || {
-        citizen_answers.load(Ordering::SeqCst) >= answered_so_far + 20
-    })
+    let admin_so_far = admin_answers.load(Ordering::SeqCst);
+    eventually(
+        "the other consumer and the admin plane are served meanwhile",
+        || {
+            citizen_answers.load(Ordering::SeqCst) >= answered_so_far + 20
+                && admin_answers.load(Ordering::SeqCst) >= admin_so_far + 20
+        },
+    )
     .await;
     attacking.store(false, Ordering::SeqCst);
     citizen.await.unwrap();
+    health.await.unwrap();
     let citizen_answered = citizen_answers.load(Ordering::SeqCst);
+    let admin_answered = admin_answers.load(Ordering::SeqCst);
     watcher.await.unwrap();
 
     let forwarded: HashSet<String> = slow.received().into_iter().collect();
@@ -617,7 +637,7 @@ async fn callers_that_reset_or_hang_up_on_a_slow_provider_hold_bounded_connectio
     assert!(rate_limited >= refused, "{rate_limited} < {refused}");
     let most_files = most_files.load(Ordering::SeqCst);
     println!(
-        "{} calls: {} cancelled, {rate_limited} rate limited, {} forwarded; the provider saw at most {} connections; open files {files_before} → at most {most_files}; the other consumer got {citizen_answered} answers meanwhile",
+        "{} calls: {} cancelled, {rate_limited} rate limited, {} forwarded; the provider saw at most {} connections; open files {files_before} → at most {most_files}; the other consumer got {citizen_answered} answers and the admin healthz {admin_answered} meanwhile",
         sent.len(),
         cancelled.len(),
         forwarded.len(),
@@ -744,4 +764,113 @@ async fn a_refusal_sent_before_the_body_is_read_reaches_a_caller_still_sending_i
         assert_eq!(body["type"], "urn:xgate:problem:payload-too-large");
     }
     gateway.stop().await;
+}
+
+/// Starts the real binary over `config` with a hard limit of `files` open files (so it cannot
+/// raise its own), its log in `log`; returns it and its planes' base URLs once ready.
+async fn start_binary_with_open_files(
+    config: &ConfigDir,
+    client: &reqwest::Client,
+    files: u64,
+    log: &std::path::Path,
+) -> (KillOnDrop, String, String) {
+    use std::os::unix::process::CommandExt;
+    let (data_port, admin_port) = (free_port().await, free_port().await);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xgate"));
+    command
+        .args(["serve", "--config"])
+        .arg(config.main_path())
+        .env("XGATE_LISTEN", format!("127.0.0.1:{data_port}"))
+        .env("XGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    // SAFETY: between fork and exec the closure only calls `setrlimit`, which is
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let child = KillOnDrop(command.spawn().expect("xgate starts"));
+    let (data, admin) = (
+        format!("http://127.0.0.1:{data_port}"),
+        format!("http://127.0.0.1:{admin_port}"),
+    );
+    eventually_async("xgate is ready", Duration::from_secs(30), || async {
+        let ready = client.get(format!("{admin}/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    (child, data, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_open_files_the_listener_backs_off_and_serves_again_once_connections_close() {
+    let config = ConfigDir::new().department("auditor", "auditor", "");
+    config.write_main();
+    let client = client();
+    let log = config.path("xgate.log");
+    let (mut gateway, data, admin) =
+        start_binary_with_open_files(&config, &client, 128, &log).await;
+    let pid = gateway.0.id();
+    let data_address: SocketAddr = data.trim_start_matches("http://").parse().unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Idle connections until the gateway has no descriptor left to accept one with.
+    let mut held = Vec::new();
+    while !log_text().contains("accept failed") {
+        assert!(
+            held.len() < 1024,
+            "{} connections, and accepts never failed",
+            held.len()
+        );
+        held.push(TcpStream::connect(data_address).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let files_at_the_limit = open_files(pid);
+    assert!(
+        gateway.0.try_wait().unwrap().is_none(),
+        "the gateway survives running out of open files"
+    );
+
+    // The callers go away: both planes accept and answer again, on the same listeners.
+    let held_connections = held.len();
+    drop(held);
+    for base in [&data, &admin] {
+        eventually_async(
+            "the gateway answers again",
+            Duration::from_secs(30),
+            || async {
+                let health = client.get(format!("{base}/healthz")).send().await.ok()?;
+                (health.status() == 200).then_some(())
+            },
+        )
+        .await;
+    }
+    let call = client
+        .get(format!("{admin}/audit/exchanges"))
+        .bearer_auth(token("auditor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 200);
+    let text = log_text();
+    assert!(text.contains("accepting connections again"), "{text}");
+    let warnings = text.matches("accept failed").count();
+    println!(
+        "{held_connections} connections held, {files_at_the_limit} open files at the limit, {warnings} accept-failure warnings"
+    );
+    // One warning per run of failures, not one per retry: a run ends only when a connection
+    // is accepted, so there are no more runs than connections.
+    assert!(warnings <= held_connections, "{warnings} warnings");
+    drop(gateway);
 }
