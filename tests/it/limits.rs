@@ -864,6 +864,10 @@ async fn out_of_open_files_the_listener_backs_off_and_serves_again_once_connecti
         .unwrap();
     assert_eq!(call.status(), 200);
     let text = log_text();
+    assert!(
+        text.contains("need more open files than the process may have"),
+        "the start warns that the bounds need more open files: {text}"
+    );
     assert!(text.contains("accepting connections again"), "{text}");
     let warnings = text.matches("accept failed").count();
     println!(
