@@ -1,13 +1,16 @@
-//! Lingering close: a client connection that ends with bytes of its request still unread is
-//! not closed at once, but read to its end (bounded in time) first.
+//! Lingering close: a client connection the gateway ends while its client may still be sending
+//! is not closed at once, but read to its end (bounded in time) first.
 //!
 //! A gateway refuses some requests before reading their bodies (413 on a declared length, 401
 //! before an upload). Closing a socket whose receive buffer still holds data makes the kernel
 //! reset the connection, and a client still sending its body then sees a broken pipe instead of
 //! the refusal it was sent (as nginx's `lingering_close` explains). Here the connection's IO,
-//! when it is dropped with bytes waiting, moves to a task that reads and discards them until
-//! the client closes, for at most [`LINGER_TIME`] (and [`LINGER_READ_TIMEOUT`] without a byte),
-//! still holding the connection's place under `max_connections`.
+//! when it is dropped before its client closed (bytes waiting, or none yet: a client slowed
+//! down between two writes has sent nothing for a moment), sends its end of the stream and
+//! moves to a task that reads and discards until the client closes, for at most
+//! [`LINGER_TIME`] (and [`LINGER_READ_TIMEOUT`] without a byte), still holding the
+//! connection's place under `max_connections`. A connection its client closed first (the
+//! usual end, and every caller that hangs up) closes at once.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -23,7 +26,7 @@ use tokio::sync::OwnedSemaphorePermit;
 /// The longest a connection lingers.
 pub const LINGER_TIME: Duration = Duration::from_secs(5);
 /// The longest a lingering connection waits for its client's next bytes.
-pub const LINGER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+pub const LINGER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A client connection's stream and its place under the listener's connection limit, both
 /// kept until the connection has lingered.
@@ -110,8 +113,8 @@ impl Drop for Lingering {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        // Nothing unread (or the client closed already): closing resets nothing.
-        if !has_unread_bytes(&stream) {
+        // The client closed already (or the socket failed): closing resets nothing.
+        if client_has_closed(&stream) {
             return;
         }
         let permit = self.permit.take();
@@ -125,13 +128,15 @@ impl Drop for Lingering {
     }
 }
 
-/// Whether bytes the server has not read wait on the socket (a non-blocking peek).
-fn has_unread_bytes(stream: &TcpStream) -> bool {
+/// Whether the client has closed its end with nothing left unread, or the socket failed (a
+/// non-blocking peek: end of stream or an error). Bytes waiting, or none yet, mean the client
+/// may still be sending.
+fn client_has_closed(stream: &TcpStream) -> bool {
     let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-    matches!(
-        SockRef::from(stream).recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT),
-        Ok(peeked) if peeked > 0
-    )
+    match SockRef::from(stream).recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(peeked) => peeked == 0,
+        Err(error) => error.kind() != io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Reads and discards until the client closes, a read waits too long, or the time is up.

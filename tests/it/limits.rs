@@ -878,3 +878,31 @@ async fn out_of_open_files_the_listener_backs_off_and_serves_again_once_connecti
     assert!(warnings <= held_connections, "{warnings} warnings");
     drop(gateway);
 }
+
+#[tokio::test]
+async fn a_caller_that_goes_on_sending_after_its_refusal_ended_the_connection_is_not_reset() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    // The head alone, declaring 10 MiB: refused (413) at once, and the connection ended.
+    let mut caller = TcpStream::connect(gateway.data).await.unwrap();
+    let head = format!(
+        "POST /exchange/market/register HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        token("tax"),
+        10 * 1024 * 1024
+    );
+    caller.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    caller.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Only now does the caller send its body, as a client writing its upload before it reads
+    // would: the gateway reads it away instead of resetting the connection under it.
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..16 {
+        caller
+            .write_all(&chunk)
+            .await
+            .expect("the gateway reads what the caller still sends");
+    }
+    caller.shutdown().await.unwrap();
+    gateway.stop().await;
+}
