@@ -9,7 +9,8 @@
 //! - GET `/certificates/{type}/{id}`: an e-certificate lookup through the cache
 //!   ([`crate::certificates`]); POST `/certificates/{type}/{id}/invalidate`: the issuing
 //!   department drops a cached certificate.
-//! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not draining).
+//! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not
+//!   draining, the audit trail able to commit).
 //!
 //! Anything else is a 404 problem; a listed route with another method is a 405 problem.
 
@@ -118,9 +119,15 @@ pub async fn healthz() -> Response<Body> {
     plain_json(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Readiness: configuration loaded, listeners up, not draining.
+/// Readiness: configuration loaded, listeners up, not draining, and the audit trail able to
+/// commit (while it cannot, every exchange is refused: a balancer should send them elsewhere).
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response<Body> {
-    if gateway.is_ready() {
+    if gateway.is_ready() && gateway.audit.is_unavailable() {
+        plain_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "reason": "audit store unavailable"}),
+        )
+    } else if gateway.is_ready() {
         plain_json(StatusCode::OK, json!({"status": "ready"}))
     } else {
         plain_json(

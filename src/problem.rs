@@ -6,6 +6,7 @@
 //! error text that could carry them) is ever put in a response.
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
@@ -671,6 +672,13 @@ impl ExchangeError {
 
     /// The problem response for this error: the one place errors become HTTP.
     pub fn into_response(&self, lang: Lang, request_id: &str) -> Response<Body> {
+        self.problem_response(lang, request_id).map(Body::from)
+    }
+
+    /// [`ExchangeError::into_response`] with the document as bytes, for the connection layer,
+    /// which writes a problem response itself where hyper would answer alone (a request head
+    /// that does not parse).
+    pub fn problem_response(&self, lang: Lang, request_id: &str) -> Response<Bytes> {
         let status = self.status();
         let errors = match self {
             ExchangeError::SchemaValidation { violations, .. }
@@ -730,7 +738,7 @@ impl ExchangeError {
         };
         // Serializing plain strings and numbers cannot fail; an empty body is the fallback.
         let body = serde_json::to_vec(&document).unwrap_or_default();
-        let mut response = Response::new(Body::from(body));
+        let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
