@@ -32,7 +32,8 @@ use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
 use crate::headers;
 use crate::i18n::Lang;
-use crate::problem::ExchangeError;
+use crate::json::JsonError;
+use crate::problem::{ExchangeError, duplicate_key_violation};
 use crate::registry::{CompiledSchema, Violation};
 use crate::tls::{ConnectionCertificate, presented};
 use crate::translate::{Direction, Format};
@@ -455,9 +456,12 @@ fn line_result(state: &NdjsonState, line: &[u8]) -> Option<Bytes> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    let errors = match serde_json::from_slice::<Value>(line) {
+    let errors = match crate::json::parse(line) {
         Ok(record) => check_record(&state.schema, state.format.as_deref(), &record, state.lang),
-        Err(error) => vec![Violation::new(
+        Err(JsonError::DuplicateKey { pointer }) => {
+            vec![duplicate_key_violation(&pointer, state.lang)]
+        }
+        Err(JsonError::Syntax(error)) => vec![Violation::new(
             "",
             "json",
             match state.lang {

@@ -22,6 +22,7 @@ use crate::config::Department;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
+use crate::json::JsonError;
 use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Metrics, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
@@ -604,10 +605,14 @@ pub fn is_json_media_type(headers: &HeaderMap) -> bool {
     json && utf8
 }
 
-/// Parses JSON (UTF-8, nesting bounded by serde_json's recursion limit of 128).
+/// Parses a JSON body with the gateway's reader ([`crate::json`]: UTF-8, nesting bounded by
+/// serde_json's recursion limit of 128, numbers kept exactly, duplicate keys refused).
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ExchangeError> {
-    serde_json::from_slice(bytes).map_err(|error| ExchangeError::MalformedJson {
-        reason: error.to_string(),
+    crate::json::parse(bytes).map_err(|error| match error {
+        JsonError::Syntax(error) => ExchangeError::MalformedJson {
+            reason: error.to_string(),
+        },
+        JsonError::DuplicateKey { pointer } => ExchangeError::DuplicateKey { pointer },
     })
 }
 

@@ -197,7 +197,7 @@ pub fn violation_keyword(error: &ValidationError<'_>) -> &'static str {
             "contentEncoding"
         }
         ValidationErrorKind::ContentMediaType { .. } => "contentMediaType",
-        ValidationErrorKind::Custom { .. } => "custom",
+        ValidationErrorKind::Custom { keyword, .. } => exact_keyword(keyword).unwrap_or("custom"),
         ValidationErrorKind::Enum { .. } => "enum",
         ValidationErrorKind::ExclusiveMaximum { .. } => "exclusiveMaximum",
         ValidationErrorKind::ExclusiveMinimum { .. } => "exclusiveMinimum",
@@ -226,6 +226,20 @@ pub fn violation_keyword(error: &ValidationError<'_>) -> &'static str {
         ValidationErrorKind::UniqueItems => "uniqueItems",
         ValidationErrorKind::Referencing(_) => "$ref",
     }
+}
+
+/// The name of a numeric keyword the registry compares exactly (a custom keyword of the crate's,
+/// `crate::registry::exact`, whose message is the limit's text).
+fn exact_keyword(keyword: &str) -> Option<&'static str> {
+    [
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+    ]
+    .into_iter()
+    .find(|exact| *exact == keyword)
 }
 
 /// A human message for one violation, in the given language. English may reuse the library's
@@ -328,8 +342,22 @@ fn english_message(error: &ValidationError<'_>, depth: usize) -> String {
             quoted_excerpt(content_media_type, MAX_SCHEMA_EXCERPT_CHARS)
         ),
         ValidationErrorKind::FromUtf8 { .. } => "The decoded content is not valid UTF-8".to_owned(),
-        ValidationErrorKind::Custom { message, .. } => {
-            bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS)
+        ValidationErrorKind::Custom { keyword, message } => {
+            let limit = bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS);
+            match exact_keyword(keyword) {
+                Some("minimum") => format!("{} is less than the minimum of {limit}", shown()),
+                Some("maximum") => format!("{} is greater than the maximum of {limit}", shown()),
+                Some("exclusiveMinimum") => format!(
+                    "{} is less than or equal to the minimum of {limit}",
+                    shown()
+                ),
+                Some("exclusiveMaximum") => format!(
+                    "{} is greater than or equal to the maximum of {limit}",
+                    shown()
+                ),
+                Some(_) => format!("{} is not a multiple of {limit}", shown()),
+                None => limit,
+            }
         }
         ValidationErrorKind::Enum { options } => format!(
             "{} is not one of {}",
@@ -483,10 +511,17 @@ fn chinese_message(error: &ValidationError<'_>, depth: usize) -> String {
         ValidationErrorKind::FromUtf8 { .. } => "解码后的内容不是有效的 UTF-8 文本".to_owned(),
         // A custom keyword brings its own (untranslated) message; it is the only account of
         // what went wrong, so it is passed on rather than replaced.
-        ValidationErrorKind::Custom { message, .. } => format!(
-            "不符合自定义规则：{}",
-            bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS)
-        ),
+        ValidationErrorKind::Custom { keyword, message } => {
+            let limit = bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS);
+            match exact_keyword(keyword) {
+                Some("minimum") => format!("不得小于 {limit}"),
+                Some("maximum") => format!("不得大于 {limit}"),
+                Some("exclusiveMinimum") => format!("必须大于 {limit}"),
+                Some("exclusiveMaximum") => format!("必须小于 {limit}"),
+                Some(_) => format!("必须是 {limit} 的整数倍"),
+                None => format!("不符合自定义规则：{limit}"),
+            }
+        }
         ValidationErrorKind::Enum { options } => {
             format!("取值必须是以下之一：{}", schema_excerpt(options.as_ref()))
         }

@@ -444,6 +444,54 @@ pub async fn standard_gateway() -> (TestGateway, Upstream, Upstream) {
     (gateway, echo, records)
 }
 
+/// An upstream that keeps every request body as it arrived and answers each call with `status`,
+/// `content-type: application/json` and `answer`, byte for byte (so tests can send what a
+/// serializer would never write: duplicate keys, numbers past `f64`).
+pub struct Recording {
+    pub upstream: Upstream,
+    bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Recording {
+    pub async fn start(status: StatusCode, answer: &[u8]) -> Recording {
+        let bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let kept = bodies.clone();
+        let answer = answer.to_vec();
+        let router = Router::new().fallback(move |request: Request| {
+            let kept = kept.clone();
+            let answer = answer.clone();
+            async move {
+                let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                kept.lock().unwrap().push(body.to_vec());
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(answer))
+                    .unwrap()
+            }
+        });
+        Recording {
+            upstream: Upstream::start(router).await,
+            bodies,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.upstream.url(path)
+    }
+
+    /// The request bodies received so far, in order.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.upstream.call_count()
+    }
+}
+
 /// Reads a problem response, checking its media type and shape.
 pub async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();

@@ -17,6 +17,7 @@ mod config_check;
 mod conformance;
 mod dashboard;
 mod demo;
+mod exact;
 mod exchange;
 mod formats;
 mod forwarding;
