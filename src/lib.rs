@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod certificates;
 pub mod config;
+pub mod cpu;
 pub mod data_plane;
 pub mod demo;
 pub mod domain;
