@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod budgets;
 mod catalog;
 mod certificates;
 mod cli;
