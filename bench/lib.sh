@@ -7,8 +7,9 @@
 #   bench_workdir PREFIX         a temporary folder with logs/; sets work and pids, and removes
 #                                both (processes and folder) on exit
 #   bench_upstream_conf FILE PORT   an nginx answering the ~1 KB business licence on /licenses
-#   bench_gateway_config NAME    a copy of bench/config whose audit trail is a fresh database in
-#                                $work/NAME; prints the main file's path
+#   bench_gateway_config NAME [SYNC]   a copy of bench/config whose audit trail is a fresh database
+#                                in $work/NAME, with `[audit] synchronous = SYNC` when given (else
+#                                the gateway's default); prints the main file's path
 #
 # Needs `root` (the repository) set by the caller.
 
@@ -87,5 +88,8 @@ bench_gateway_config() {
   cp -r "$root/bench/config/departments" "$work/$1/departments"
   sed -e "s|^dir = .*|dir = \"$root/bench/schemas\"|" -e "s|^path = .*|path = \"$work/$1/audit.db\"|" \
     "$root/bench/config/xgate.toml" >"$work/$1/xgate.toml"
+  if [ -n "${2:-}" ]; then
+    sed -i "s|^\[audit\]|[audit]\nsynchronous = \"$2\"|" "$work/$1/xgate.toml"
+  fi
   echo "$work/$1/xgate.toml"
 }

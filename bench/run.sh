@@ -9,6 +9,8 @@
 #   bench/run.sh --baseline OLD/xgate   # also measure another xgate build (before/after a change)
 #   bench/run.sh --no-build             # use target/production/xgate as it is
 #   bench/run.sh --only "xgate-full baseline-full"   # just these targets (and nginx, the yardstick)
+#   bench/run.sh --synchronous full --baseline target/production/xgate --baseline-synchronous normal
+#                                       # one build, two [audit] synchronous settings side by side
 #
 # The proxy under test runs on CPU 0; the load generator and the upstream on CPU 1.
 set -euo pipefail
@@ -23,6 +25,8 @@ profile=""
 baseline=""
 only=""
 build=1
+synchronous=""
+baseline_synchronous=""
 connections=32
 latency_connections=128
 while [ $# -gt 0 ]; do
@@ -36,6 +40,8 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --synchronous) synchronous=$2; shift 2 ;;
+    --baseline-synchronous) baseline_synchronous=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -79,14 +85,14 @@ pids+=($!)
 taskset -c 0 "$nginx_bin" -c "$work/proxy.conf" -p "$work" &
 pids+=($!)
 # One runtime thread on the one CPU the gateway may use, as nginx runs one worker there.
-XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$(bench_gateway_config xgate)" \
+XGATE_WORKERS=1 RUST_LOG=info taskset -c 0 "$xgate" serve --config "$(bench_gateway_config xgate "$synchronous")" \
   >"$work/logs/xgate.log" 2>&1 &
 xgate_pid=$!
 pids+=($xgate_pid)
 
 if [ -n "$baseline" ]; then
   XGATE_WORKERS=1 RUST_LOG=info XGATE_LISTEN=127.0.0.1:18070 XGATE_ADMIN_LISTEN=127.0.0.1:18071 \
-    taskset -c 0 "$baseline" serve --config "$(bench_gateway_config baseline)" >"$work/logs/baseline.log" 2>&1 &
+    taskset -c 0 "$baseline" serve --config "$(bench_gateway_config baseline "$baseline_synchronous")" >"$work/logs/baseline.log" 2>&1 &
   baseline_pid=$!
   pids+=($baseline_pid)
 fi

@@ -8,23 +8,34 @@
 //!
 //! Callers [`AuditTrail::append`] an entry and wait for its commit. The queue in front of the
 //! writer holds at most [`QUEUE_CAPACITY`] entries; when it is full, callers wait for room
-//! (backpressure) and nothing is dropped. If the database fails, `append` returns an error and
-//! the exchange is refused with 500 `internal`: an exchange that cannot be audited is not
-//! answered. Each later batch tries again, so a passing fault (a full disk) heals by itself.
+//! (backpressure) and nothing is dropped. If the database fails, `append` returns an error: an
+//! exchange that cannot be audited is not answered.
+//!
+//! While commits fail the trail is *unavailable* ([`AuditTrail::is_unavailable`]): the
+//! exchange path and certificate lookups refuse new calls before they reach a provider, an
+//! issuer or the cache (503 `store-unavailable`). The writer then tries again on its own,
+//! every [`PROBE_INTERVAL`], also when no call arrives ([`Writer::probe`]): it folds the WAL
+//! into the database and truncates it, allocates the reserve again, and commits a page; once
+//! all three succeed the trail serves again.
+//!
+//! - [`reserve`]: the disk space held back for the moment the disk fills.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
-use prometheus::IntCounter;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::config::{AuditHash, AuditSettings};
+use crate::metrics::AuditMetrics;
+use reserve::Reserve;
 
 pub mod block;
 pub mod entry;
 pub mod query;
+pub mod reserve;
 pub mod store;
 
 pub use entry::{AuditEntry, EntryKind, StoredEntry, sha256_hex};
@@ -38,6 +49,10 @@ pub const QUEUE_CAPACITY: usize = 4096;
 pub const MAX_BATCH: usize = 512;
 /// Audit queries running at once at most (each holds a blocking-pool thread and a connection).
 pub const MAX_READERS: usize = 4;
+/// How often the writer tries to heal while the trail is unavailable.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// `Retry-After` of a call refused while the trail is unavailable: a probe runs before then.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// Why the audit trail could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +108,20 @@ pub enum AuditError {
     /// A read task did not finish.
     #[error("an audit query task failed")]
     TaskFailed,
+    /// A checkpoint could not copy the whole WAL: a reader still reads an older snapshot.
+    #[error("the audit WAL could not be checkpointed whole (a reader holds it)")]
+    CheckpointBusy,
+}
+
+impl AuditError {
+    /// Whether SQLite found no space left on the disk (`SQLITE_FULL`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            AuditError::Database(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
 }
 
 /// What the writer thread receives.
@@ -107,6 +136,20 @@ enum Message {
     },
     /// Say so once everything queued before has been committed (or failed).
     Flush(oneshot::Sender<()>),
+    /// Try to heal, if the trail is unavailable (sent every [`PROBE_INTERVAL`] while it is).
+    Probe,
+}
+
+/// Whether the trail can commit, shared by the writer (which decides) and the request path
+/// (which reads it before forwarding each call).
+#[derive(Debug, Default)]
+struct Health {
+    /// Commits fail (or the reserve is spent): new calls are refused.
+    unavailable: AtomicBool,
+    /// The writer has stopped: the prober ends.
+    stopped: AtomicBool,
+    /// Wakes the prober when the trail becomes unavailable or the writer stops.
+    changed: Notify,
 }
 
 /// The audit trail: a handle to the one writer, and the readers.
@@ -115,6 +158,7 @@ pub struct AuditTrail {
     path: PathBuf,
     hash: AuditHash,
     readers: Arc<Semaphore>,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -126,31 +170,56 @@ impl std::fmt::Debug for AuditTrail {
 }
 
 impl AuditTrail {
-    /// Opens (creating on first start) the database and starts the writer thread and the task
-    /// that hands its acknowledgements to the waiting callers. Blocking; called once at
-    /// start-up, inside the runtime, before any listener serves.
+    /// Opens (creating on first start) the database, allocates the reserve and starts the
+    /// writer thread, the task that hands its acknowledgements to the waiting callers and the
+    /// one that asks it to heal while it cannot commit. Blocking; called once at start-up,
+    /// inside the runtime, before any listener serves.
     ///
-    /// Every committed entry is added to `committed` (`xgate_audit_entries_total`).
-    pub fn open(settings: &AuditSettings, committed: IntCounter) -> Result<AuditTrail, AuditError> {
+    /// A database that opens but has no room for the reserve (a full disk) starts the trail
+    /// unavailable: the gateway serves, refusing exchanges, until space returns.
+    ///
+    /// The writer counts committed entries and batch sizes and shows its availability in
+    /// `metrics`.
+    pub fn open(settings: &AuditSettings, metrics: AuditMetrics) -> Result<AuditTrail, AuditError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
         let connection = store::open_writer(&settings.path, settings.hash, settings.synchronous)?;
+        let health = Arc::new(Health::default());
+        let mut writer = Writer {
+            connection,
+            hash: settings.hash,
+            reserve: Reserve::new(&settings.path, settings.reserve_bytes),
+            health: health.clone(),
+            metrics,
+        };
+        if let Err(error) = writer.reserve.fill() {
+            tracing::error!(%error, "the audit trail's reserve cannot be allocated; exchanges are refused until there is room");
+            writer.set_unavailable(true);
+        }
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let (acknowledge, acknowledgements) = mpsc::unbounded_channel();
-        let hash = settings.hash;
+        runtime.spawn(probe_while_unavailable(health.clone(), sender.downgrade()));
         std::thread::Builder::new()
             .name("xgate-audit".to_owned())
             .spawn(move || {
                 yield_to_the_runtime();
-                write_loop(connection, hash, receiver, acknowledge, committed)
+                writer.run(receiver, acknowledge)
             })
             .map_err(AuditError::Thread)?;
         runtime.spawn(relay(acknowledgements));
         Ok(AuditTrail {
             sender,
             path: settings.path.clone(),
-            hash,
+            hash: settings.hash,
             readers: Arc::new(Semaphore::new(MAX_READERS)),
+            health,
         })
+    }
+
+    /// Whether the trail cannot commit now: a call not yet forwarded (or looked up) is to be
+    /// refused with 503 `store-unavailable` rather than sent where it could not be audited.
+    /// One atomic load.
+    pub fn is_unavailable(&self) -> bool {
+        self.health.unavailable.load(Ordering::Acquire)
     }
 
     /// Queues an entry (waiting for room when the queue is full) and waits until it is
@@ -329,65 +398,169 @@ fn yield_to_the_runtime() {
     }
 }
 
-/// The writer thread: take what is queued (up to [`MAX_BATCH`]), commit it in one transaction,
-/// hand every caller's acknowledgement to [`relay`], repeat. Ends when every sender is gone and
-/// the queue is empty.
-fn write_loop(
-    mut connection: rusqlite::Connection,
+/// Asks the writer to heal every [`PROBE_INTERVAL`] while the trail is unavailable, and sleeps
+/// otherwise; ends with the writer. It holds the queue only weakly, so it never keeps the
+/// writer alive, and a full queue skips a probe rather than waiting (the writer is busy then).
+async fn probe_while_unavailable(health: Arc<Health>, sender: mpsc::WeakSender<Message>) {
+    loop {
+        // `notify_one` keeps a permit: a change made before this wait is not missed.
+        while !health.unavailable.load(Ordering::Acquire) {
+            if health.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            health.changed.notified().await;
+        }
+        if health.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
+        let _ = sender.try_send(Message::Probe);
+    }
+}
+
+/// The writer thread's state: the one write connection, the reserve, and what it tells the
+/// request path and the metrics.
+struct Writer {
+    connection: rusqlite::Connection,
     hash: AuditHash,
-    mut receiver: mpsc::Receiver<Message>,
-    acknowledge: mpsc::UnboundedSender<Acknowledgements>,
-    committed_entries: IntCounter,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = receiver.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(message) => batch.push(message),
-                Err(_) => break,
-            }
-        }
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut callers = Vec::with_capacity(batch.len());
-        let mut flushed = Vec::new();
-        for message in batch.drain(..) {
-            match message {
-                Message::Append { entry, committed } => {
-                    entries.push(entry);
-                    callers.push(committed);
+    reserve: Reserve,
+    health: Arc<Health>,
+    metrics: AuditMetrics,
+}
+
+impl Writer {
+    /// Takes what is queued (up to [`MAX_BATCH`]), commits it in one transaction, hands every
+    /// caller's acknowledgement to [`relay`], repeats. Ends when every sender is gone and the
+    /// queue is empty.
+    fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<Message>,
+        acknowledge: mpsc::UnboundedSender<Acknowledgements>,
+    ) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = receiver.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
                 }
-                Message::Flush(done) => flushed.push(done),
             }
-        }
-        let committed = if entries.is_empty() {
-            Vec::new()
-        } else {
-            match store::append(&mut connection, hash, entries) {
-                Ok(sequences) => {
-                    committed_entries.inc_by(sequences.len() as u64);
-                    callers
+            let mut entries = Vec::with_capacity(batch.len());
+            let mut callers = Vec::with_capacity(batch.len());
+            let mut flushed = Vec::new();
+            let mut probe = false;
+            for message in batch.drain(..) {
+                match message {
+                    Message::Append { entry, committed } => {
+                        entries.push(entry);
+                        callers.push(committed);
+                    }
+                    Message::Flush(done) => flushed.push(done),
+                    Message::Probe => probe = true,
+                }
+            }
+            let committed = if entries.is_empty() {
+                Vec::new()
+            } else {
+                let count = callers.len();
+                match self.commit(entries) {
+                    Ok(sequences) => callers
                         .into_iter()
                         .zip(sequences)
                         .map(|(caller, sequence)| (caller, Ok(sequence)))
-                        .collect()
+                        .collect(),
+                    Err(error) => {
+                        tracing::error!(%error, entries = count, "audit entries could not be committed; their exchanges are refused");
+                        callers
+                            .into_iter()
+                            .map(|caller| (caller, Err(error.clone())))
+                            .collect()
+                    }
                 }
-                Err(error) => {
-                    tracing::error!(%error, entries = callers.len(), "audit entries could not be committed; their exchanges are refused");
-                    let error = Arc::new(error);
-                    callers
-                        .into_iter()
-                        .map(|caller| (caller, Err(error.clone())))
-                        .collect()
-                }
+            };
+            // The relay lives as long as the runtime; without it nobody is left to answer.
+            if acknowledge
+                .send(Acknowledgements { committed, flushed })
+                .is_err()
+            {
+                break;
             }
+            if probe || self.health.unavailable.load(Ordering::Acquire) {
+                self.probe();
+            }
+        }
+        self.health.stopped.store(true, Ordering::Release);
+        self.health.changed.notify_one();
+    }
+
+    /// Commits one batch. When the disk is full, the reserve is given back to the file system
+    /// and the batch tried once more in the space it held: these are exchanges already
+    /// forwarded, and the trail refuses new ones from the first failure on.
+    fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<Vec<u64>, Arc<AuditError>> {
+        let count = entries.len() as u64;
+        let failed = match store::append(&mut self.connection, self.hash, entries) {
+            Ok(sequences) => {
+                self.committed(count);
+                return Ok(sequences);
+            }
+            Err(failed) => failed,
         };
-        // The relay lives as long as the runtime; without it nobody is left to answer.
-        if acknowledge
-            .send(Acknowledgements { committed, flushed })
-            .is_err()
-        {
+        self.set_unavailable(true);
+        if failed.error.is_disk_full() && self.reserve.release() {
+            tracing::warn!(
+                "the audit trail's disk is full: its reserve is given back for the exchanges already forwarded"
+            );
+            match store::append(&mut self.connection, self.hash, failed.entries) {
+                Ok(sequences) => {
+                    self.committed(count);
+                    return Ok(sequences);
+                }
+                Err(again) => return Err(Arc::new(again.error)),
+            }
+        }
+        Err(Arc::new(failed.error))
+    }
+
+    /// Counts a committed batch.
+    fn committed(&self, entries: u64) {
+        self.metrics.entries.inc_by(entries);
+        self.metrics.batch_entries.observe(entries as f64);
+    }
+
+    /// While the trail is unavailable: folds the WAL into the database and truncates it (a WAL
+    /// that filled the disk gives its space back), allocates the reserve again, and commits a
+    /// page. Once all three succeed the trail serves again; otherwise it stays unavailable and
+    /// the next probe tries again.
+    fn probe(&mut self) {
+        if !self.health.unavailable.load(Ordering::Acquire) {
             return;
+        }
+        if let Err(error) = store::checkpoint_truncate(&self.connection) {
+            tracing::debug!(%error, "the audit WAL could not be checkpointed yet");
+        }
+        if let Err(error) = self.reserve.fill() {
+            tracing::debug!(%error, "the audit trail's reserve cannot be allocated yet");
+            return;
+        }
+        match store::probe_write(&mut self.connection) {
+            Ok(()) => {
+                tracing::info!("audit commits succeed again; exchanges are served");
+                self.set_unavailable(false);
+            }
+            Err(error) => tracing::debug!(%error, "the audit trail still cannot commit"),
+        }
+    }
+
+    /// Marks the trail unavailable (or available again), telling the prober and the metrics.
+    fn set_unavailable(&self, unavailable: bool) {
+        let was = self.health.unavailable.swap(unavailable, Ordering::AcqRel);
+        if was != unavailable {
+            self.metrics.store_unavailable.set(i64::from(unavailable));
+            self.health.changed.notify_one();
         }
     }
 }

@@ -70,6 +70,8 @@ impl CacheStatus {
 pub struct LookupRecord<'a> {
     /// The lookup's request id.
     pub request_id: &'a str,
+    /// The gateway's own id of the lookup (`Xgate-Exchange-Id`).
+    pub exchange_id: &'a str,
     /// The configured type, or [`UNKNOWN`].
     pub certificate_type: &'a str,
     /// The identified consumer, or [`UNKNOWN`].
@@ -85,6 +87,8 @@ pub struct LookupRecord<'a> {
     pub refusal: Option<&'static str>,
     /// The issuing department, once the type is routed.
     pub issuer: Option<&'a str>,
+    /// Whether the lookup went to the cache (and possibly the issuer).
+    pub looked_up: bool,
     /// The response status.
     pub status: StatusCode,
     /// Time from the request to the response.
@@ -112,6 +116,7 @@ pub fn record_lookup(
                 tracing::event!(
                     $level,
                     request_id = record.request_id,
+                    exchange_id = record.exchange_id,
                     certificate_type = record.certificate_type,
                     consumer = record.consumer,
                     id_sha256 = id_sha256.as_deref(),
@@ -125,7 +130,10 @@ pub fn record_lookup(
             }
         };
     }
-    if record.result == LookupResult::Error {
+    if matches!(
+        record.result,
+        LookupResult::Error | LookupResult::StoreUnavailable
+    ) {
         event!(tracing::Level::INFO);
     } else {
         event!(tracing::Level::DEBUG);
@@ -146,12 +154,14 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         (None, LookupResult::NotFound) => "not_found",
         // An answered lookup always has a result; keep the entry truthful if that changes.
         (None, LookupResult::Error) => "upstream_error",
+        (None, LookupResult::StoreUnavailable) => "store_unavailable",
     };
     let known = |label: &str| (label != UNKNOWN).then(|| label.to_owned());
     AuditEntry {
         time: crate::audit::now(),
         kind: EntryKind::Certificate,
         request_id: record.request_id.to_owned(),
+        exchange_id: Some(record.exchange_id.to_owned()),
         consumer: record.consumer.to_owned(),
         provider: record.issuer.map(str::to_owned),
         service: known(record.certificate_type),
@@ -191,8 +201,10 @@ pub async fn lookup(
     let started = Instant::now();
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
+    let exchange_id = crate::headers::new_exchange_id();
     let mut record = LookupRecord {
         request_id: &caller.request_id,
+        exchange_id: &exchange_id,
         certificate_type: UNKNOWN,
         consumer: UNKNOWN,
         purpose: None,
@@ -200,6 +212,7 @@ pub async fn lookup(
         result: LookupResult::Error,
         refusal: None,
         issuer: None,
+        looked_up: false,
         status: StatusCode::OK,
         elapsed: Duration::ZERO,
     };
@@ -220,14 +233,34 @@ pub async fn lookup(
     record.status = response.status();
     record.elapsed = started.elapsed();
     let entry = record_lookup(&gateway, &record, &response);
-    // The entry is committed before the answer leaves, in a task of its own: a caller that
-    // hangs up (dropping this handler) cannot cancel it.
+    let mut response = commit_lookup(&gateway, &caller, record.looked_up, entry, response).await;
+    crate::headers::tag_exchange_id(response.headers_mut(), &exchange_id);
+    response
+}
+
+/// The entry is committed before the answer leaves, in a task of its own: a caller that hangs
+/// up (dropping the handler) cannot cancel it. As for exchanges: while the trail cannot
+/// commit, a lookup that did not reach the cache is answered 503 `store-unavailable` without
+/// an entry; an entry that cannot be committed makes a lookup that did not reach the cache
+/// 503, one that did 500 `internal` (the certificate is withheld).
+async fn commit_lookup(
+    gateway: &Arc<Gateway>,
+    caller: &Caller,
+    looked_up: bool,
+    entry: AuditEntry,
+    response: Response<Body>,
+) -> Response<Body> {
+    let refused = || caller.problem(&crate::exchange::store_unavailable());
+    if !looked_up && gateway.audit.is_unavailable() {
+        return refused();
+    }
     let audit = gateway.clone();
     let committed = gateway
         .tasks
         .spawn(async move { audit.audit.append(entry).await });
     match committed.await {
         Ok(Ok(_)) => response,
+        _ if !looked_up => refused(),
         _ => caller.problem(&ExchangeError::Internal),
     }
 }
@@ -251,6 +284,12 @@ async fn run_lookup<'s>(
     record.purpose = Some(purpose(headers)?);
     check_id(issuer, &id)?;
     record.id_sha256 = Some(Sha256::digest(id.as_bytes()).into());
+    // An answer that cannot be audited is not given, not even from the cache.
+    if gateway.audit.is_unavailable() {
+        record.result = LookupResult::StoreUnavailable;
+        return Err(crate::exchange::store_unavailable());
+    }
+    record.looked_up = true;
     let key = CacheKey {
         certificate_type: issuer.settings.certificate_type.clone(),
         id: id.into(),
@@ -260,6 +299,7 @@ async fn run_lookup<'s>(
             gateway: gateway.clone(),
             snapshot: snapshot.clone(),
             request_id: caller.request_id.clone(),
+            exchange_id: record.exchange_id.to_owned(),
         },
         issuer.clone(),
         key.id.clone(),

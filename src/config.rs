@@ -9,7 +9,7 @@ pub mod file;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +122,44 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long a write to a caller may wait for it to read before the connection is closed.
+    pub send_timeout: Duration,
+    /// The peers whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// `[gateway] trusted_proxies`, parsed: the addresses and ranges of the proxies in front of the
+/// gateway. A connection's peer is looked up once, when it is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Whether `peer` is one of the trusted proxies. An IPv4 peer reaching a dual-stack
+    /// listener as `::ffff:a.b.c.d` is matched as `a.b.c.d`.
+    pub fn contains(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.0.iter().any(|range| range.contains(&peer))
+    }
+
+    /// Parses one entry: an address, or a range in CIDR notation without host bits.
+    fn parse(text: &str) -> Result<ipnet::IpNet, String> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<IpAddr>() {
+            return Ok(ipnet::IpNet::from(address));
+        }
+        let range: ipnet::IpNet = text.parse().map_err(|_| {
+            format!(
+                "{text:?} is neither an IP address nor a CIDR range (10.0.0.0/8, 2001:db8::/32)"
+            )
+        })?;
+        if range.trunc() != range {
+            return Err(format!(
+                "{text:?} has host bits set; the range is written {}",
+                range.trunc()
+            ));
+        }
+        Ok(range)
+    }
 }
 
 /// `[registry]`, parsed.
@@ -180,12 +218,25 @@ pub enum AuditHash {
 /// When an audit commit reaches the disk (SQLite's `synchronous` in WAL mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditSync {
-    /// At checkpoints (the default): an answered exchange's entry survives a killed process
-    /// (SPEC §9); the last commits before a power loss may not.
+    /// At checkpoints: an answered exchange's entry survives a killed process (SPEC §9); the
+    /// last commits before an operating-system crash, a power loss or a failing device may not.
     Normal,
-    /// At every commit: an answered exchange's entry survives a power loss too, and every
-    /// exchange waits for a disk sync.
+    /// At every commit (one sync per batch): an answered exchange's entry survives those too,
+    /// and every exchange waits for its batch's disk sync.
     Full,
+}
+
+impl AuditSync {
+    /// `[audit] synchronous` when the configuration does not say. The one place to change it.
+    pub const DEFAULT: AuditSync = AuditSync::Normal;
+
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditSync::Normal => "normal",
+            AuditSync::Full => "full",
+        }
+    }
 }
 
 /// `[audit]`, parsed.
@@ -197,6 +248,8 @@ pub struct AuditSettings {
     pub hash: AuditHash,
     /// When commits reach the disk.
     pub synchronous: AuditSync,
+    /// Bytes kept allocated for the moment the disk fills (0: none).
+    pub reserve_bytes: u64,
 }
 
 /// A department as configured.
@@ -453,13 +506,21 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
                 "audit.synchronous",
                 format!("unknown setting {other:?}; expected full or normal"),
             );
-            AuditSync::Normal
+            AuditSync::DEFAULT
         }
     };
+    const MAX_RESERVE_BYTES: u64 = 1 << 30;
+    if main.audit.reserve_bytes > MAX_RESERVE_BYTES {
+        report.report(
+            "audit.reserve_bytes",
+            format!("must be at most {MAX_RESERVE_BYTES} (1 GiB)"),
+        );
+    }
     let audit = AuditSettings {
         path: base.join(&main.audit.path),
         hash,
         synchronous,
+        reserve_bytes: main.audit.reserve_bytes.min(MAX_RESERVE_BYTES),
     };
 
     let departments = load_departments(&base.join("departments"), problems);
@@ -505,6 +566,13 @@ fn check_gateway(
         &section.admin_listen,
         &overrides.admin_listen,
     );
+    let mut trusted_proxies = Vec::with_capacity(section.trusted_proxies.len());
+    for (index, text) in section.trusted_proxies.iter().enumerate() {
+        match TrustedProxies::parse(text) {
+            Ok(range) => trusted_proxies.push(range),
+            Err(reason) => report.report(format!("gateway.trusted_proxies[{index}]"), reason),
+        }
+    }
     let mut positive = |key: &str, value: u64, max: u64| -> usize {
         if value == 0 || value > max {
             report.report(key, format!("must be between 1 and {max}"));
@@ -539,6 +607,12 @@ fn check_gateway(
             section.shutdown_grace_ms,
             DAY_MS,
         ) as u64),
+        send_timeout: Duration::from_millis(positive(
+            "gateway.send_timeout_ms",
+            section.send_timeout_ms,
+            DAY_MS,
+        ) as u64),
+        trusted_proxies: TrustedProxies(trusted_proxies),
     };
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");

@@ -9,7 +9,8 @@
 //! - GET `/certificates/{type}/{id}`: an e-certificate lookup through the cache
 //!   ([`crate::certificates`]); POST `/certificates/{type}/{id}/invalidate`: the issuing
 //!   department drops a cached certificate.
-//! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not draining).
+//! - GET `/healthz`: liveness. GET `/readyz`: readiness (config loaded, listeners up, not
+//!   draining, the audit trail able to commit).
 //!
 //! Anything else is a 404 problem; a listed route with another method is a 405 problem.
 
@@ -32,7 +33,8 @@ use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
 use crate::headers;
 use crate::i18n::Lang;
-use crate::problem::ExchangeError;
+use crate::json::JsonError;
+use crate::problem::{ExchangeError, duplicate_key_violation};
 use crate::registry::{CompiledSchema, Violation};
 use crate::tls::{ConnectionCertificate, presented};
 use crate::translate::{Direction, Format};
@@ -118,9 +120,15 @@ pub async fn healthz() -> Response<Body> {
     plain_json(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Readiness: configuration loaded, listeners up, not draining.
+/// Readiness: configuration loaded, listeners up, not draining, and the audit trail able to
+/// commit (while it cannot, every exchange is refused: a balancer should send them elsewhere).
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response<Body> {
-    if gateway.is_ready() {
+    if gateway.is_ready() && gateway.audit.is_unavailable() {
+        plain_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "reason": "audit store unavailable"}),
+        )
+    } else if gateway.is_ready() {
         plain_json(StatusCode::OK, json!({"status": "ready"}))
     } else {
         plain_json(
@@ -487,12 +495,13 @@ async fn line_result(state: &mut NdjsonState, line: Bytes) -> Option<Bytes> {
         return None;
     }
     let (schema, format, lang) = (state.schema.clone(), state.format.clone(), state.lang);
-    let checked = on_cpu(
-        &state.cpu,
-        line.len(),
-        move || match serde_json::from_slice::<Value>(&line) {
+    let checked = on_cpu(&state.cpu, line.len(), move || {
+        match crate::json::parse(&line) {
             Ok(record) => check_record(&schema, format.as_deref(), &record, lang),
-            Err(error) => vec![Violation::new(
+            Err(JsonError::DuplicateKey { pointer }) => {
+                vec![duplicate_key_violation(&pointer, lang)]
+            }
+            Err(JsonError::Syntax(error)) => vec![Violation::new(
                 "",
                 "json",
                 match lang {
@@ -500,8 +509,8 @@ async fn line_result(state: &mut NdjsonState, line: Bytes) -> Option<Bytes> {
                     Lang::En => format!("Not valid JSON: {error}"),
                 },
             )],
-        },
-    )
+        }
+    })
     .await;
     let errors = checked.unwrap_or_else(|_| {
         vec![Violation::new(

@@ -21,6 +21,7 @@ use crate::cpu::CpuPool;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
+use crate::json::JsonError;
 use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Metrics, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
@@ -29,12 +30,17 @@ use crate::tls::ClientCertificate;
 use crate::translate::Direction;
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 
+pub mod caller_body;
+pub mod path_rest;
+
 /// What the record phase learns about one call, whatever its outcome. It borrows from the
 /// snapshot the call runs on, so filling it in costs no copies.
 #[derive(Debug)]
 pub struct ExchangeRecord<'s> {
     /// The request id (the caller's or generated).
     pub request_id: String,
+    /// The gateway's own id of this exchange (`Xgate-Exchange-Id`).
+    pub exchange_id: String,
     /// The identified consumer, once known.
     pub consumer: Option<&'s Department>,
     /// The service, once routed.
@@ -121,8 +127,8 @@ impl Record {
 }
 
 /// Serves one `/exchange/...` call through every phase and records it. The answer leaves only
-/// once its audit entry is committed; when the entry cannot be committed, the caller gets 500
-/// `internal` instead (an exchange that cannot be audited is not answered).
+/// once its audit entry is committed (see [`commit_entry`]: an exchange that cannot be audited
+/// is not answered, and while the trail cannot commit none is forwarded).
 pub async fn exchange(
     gateway: &Gateway,
     request: Request<Body>,
@@ -138,6 +144,7 @@ pub async fn exchange(
     );
     let mut record = ExchangeRecord {
         request_id: headers::request_id(request.headers()),
+        exchange_id: headers::new_exchange_id(),
         consumer: None,
         route: None,
         method: request.method().clone(),
@@ -167,13 +174,8 @@ pub async fn exchange(
     };
     let entry = record_exchange(&mut record, &response, outcome, started.elapsed());
     let (request_bytes, response_bytes) = (entry.request_bytes, entry.response_bytes);
-    let (response, outcome) = match gateway.audit.append(entry).await {
-        Ok(_) => (response, outcome),
-        Err(_) => (
-            ExchangeError::Internal.into_response(lang, &record.request_id),
-            ExchangeError::Internal.outcome(),
-        ),
-    };
+    let (response, outcome) =
+        commit_entry(gateway, &record, entry, (response, outcome), lang).await;
     // The duration includes the audit commit: the answer leaves only after it.
     let observation = ExchangeObservation {
         labels: record.labels(),
@@ -189,7 +191,60 @@ pub async fn exchange(
             .record(&gateway.metrics, &observation),
         _ => gateway.metrics.exchange(&observation),
     }
+    let mut response = response;
+    headers::tag_exchange_id(response.headers_mut(), &record.exchange_id);
     response
+}
+
+/// The record phase's commit: the answer leaves once the entry is committed.
+///
+/// While the trail cannot commit, an exchange that reached no provider is answered 503
+/// `store-unavailable` and leaves no entry: the space that is left is for the entries of
+/// exchanges already forwarded. When an entry cannot be committed, an exchange that reached no
+/// provider is answered 503 too; one that did (forwarded just before commits started failing)
+/// is answered 500 `internal`, its provider's answer withheld.
+async fn commit_entry(
+    gateway: &Gateway,
+    record: &ExchangeRecord<'_>,
+    entry: AuditEntry,
+    (response, outcome): (Response<Body>, &'static str),
+    lang: Lang,
+) -> (Response<Body>, &'static str) {
+    let forwarded = record.upstream_duration.is_some();
+    let refused = || {
+        let error = store_unavailable();
+        (
+            error.into_response(lang, &record.request_id),
+            error.outcome(),
+        )
+    };
+    if !forwarded && gateway.audit.is_unavailable() {
+        return refused();
+    }
+    match gateway.audit.append(entry).await {
+        Ok(_) => (response, outcome),
+        Err(_) if !forwarded => refused(),
+        Err(_) => (
+            ExchangeError::Internal.into_response(lang, &record.request_id),
+            ExchangeError::Internal.outcome(),
+        ),
+    }
+}
+
+/// The refusal of a call while the audit trail cannot commit.
+pub fn store_unavailable() -> ExchangeError {
+    ExchangeError::StoreUnavailable {
+        retry_after_seconds: crate::audit::RETRY_AFTER_SECONDS,
+    }
+}
+
+/// Refuses a call that is about to go further while the audit trail cannot commit: a call is
+/// forwarded only while its entry can be written.
+fn refuse_while_unauditable(gateway: &Gateway) -> Result<(), ExchangeError> {
+    if gateway.audit.is_unavailable() {
+        return Err(store_unavailable());
+    }
+    Ok(())
 }
 
 /// Counts a refused record in `xgate_validation_failures_total` or
@@ -244,6 +299,8 @@ async fn run_phases<'s>(
     record.route = Some(route);
 
     authorize(consumer, route, &parts.method)?;
+    // Before a body is read for nothing; checked again right before forwarding.
+    refuse_while_unauditable(gateway)?;
 
     let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?;
     let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
@@ -268,6 +325,7 @@ async fn run_phases<'s>(
         record.request_bytes = Some(bytes.len() as u64);
         record.request_sha256 = Some(sha256_hex(bytes));
     }
+    let (body, caller_body) = watch_caller_body(body);
     let provider = provider(snapshot, route)?;
     let parties = Parties {
         consumer,
@@ -288,6 +346,7 @@ async fn run_phases<'s>(
     )
     .await?;
 
+    refuse_while_unauditable(gateway)?;
     let upstream_started = Instant::now();
     let upstream = forward(
         gateway,
@@ -298,11 +357,11 @@ async fn run_phases<'s>(
         consumer,
         body,
         origin,
-        &record.request_id,
+        (&record.request_id, &record.exchange_id),
     )
     .await;
     record.upstream_duration = Some(upstream_started.elapsed());
-    let upstream = upstream?;
+    let upstream = upstream.map_err(|error| blame_caller_body(error, caller_body.as_ref()))?;
 
     let validated = response_schema.filter(|_| upstream.status().is_success());
     let Some(response_schema) = validated else {
@@ -379,8 +438,9 @@ pub fn identify_department<'s>(
 }
 
 /// Phase 2, route: `/exchange/{provider}/{service}[/{rest}]` names the service; `rest` is kept
-/// byte for byte, but dot segments (which an upstream URL would resolve upwards, out of the
-/// service's base path) are refused.
+/// byte for byte, but a rest an upstream could resolve upwards, out of the service's base path
+/// (dot segments, also encoded or with `;` parameters, encoded slashes, backslashes, NUL: see
+/// [`path_rest`]), is refused as naming nothing (404, as any path outside the service).
 fn route<'s, 'p>(
     snapshot: &'s Snapshot,
     path: &'p str,
@@ -393,22 +453,13 @@ fn route<'s, 'p>(
         Some(index) => after.split_at(index),
         None => (after, ""),
     };
-    if rest.split('/').any(is_dot_segment) || rest.contains('\\') {
+    if path_rest::may_leave_base(rest) {
         return Err(ExchangeError::NotFound);
     }
     let route = snapshot
         .route(provider, service)
         .ok_or(ExchangeError::NotFound)?;
     Ok((route, rest))
-}
-
-/// `.` or `..`, also percent-encoded (`%2e`, `.%2E`, ...).
-fn is_dot_segment(segment: &str) -> bool {
-    if segment.len() > 6 {
-        return false;
-    }
-    let decoded = percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>();
-    decoded == b"." || decoded == b".."
 }
 
 /// Phase 3, authorize: the consumer must be listed (403), then the method allowed (405).
@@ -462,6 +513,30 @@ async fn read_request(
     }))
 }
 
+/// Watches a streamed body for breaking on its way to the upstream (an empty one cannot).
+fn watch_caller_body(body: RequestBody) -> (RequestBody, Option<caller_body::BrokenWatch>) {
+    match body {
+        RequestBody::Stream(body) if !http_body::Body::is_end_stream(&body) => {
+            let (body, watch) = caller_body::watch(body);
+            (RequestBody::Stream(body), Some(watch))
+        }
+        body => (body, None),
+    }
+}
+
+/// A forward that failed because the caller's streamed body broke (a malformed chunk, a
+/// connection closed short of its length) is the caller's 400, not the provider's 502: the
+/// upstream client reports it as its own failure.
+fn blame_caller_body(
+    error: ExchangeError,
+    caller_body: Option<&caller_body::BrokenWatch>,
+) -> ExchangeError {
+    match caller_body {
+        Some(watch) if watch.broke() => ExchangeError::MalformedRequest,
+        _ => error,
+    }
+}
+
 /// Reads a JSON request body: `application/json` or `application/*+json` (415 otherwise), at
 /// most `limit` bytes (413), refused early when `Content-Length` already says it is too large.
 pub async fn read_json_body(
@@ -495,9 +570,9 @@ pub async fn read_bounded(
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(ExchangeError::PayloadTooLarge { limit })
         }
-        Err(_) => Err(ExchangeError::MalformedJson {
-            reason: "the body was cut off before its end".to_owned(),
-        }),
+        // The caller's framing broke (a malformed chunk, a connection closed short of its
+        // length): no JSON was sent at all.
+        Err(_) => Err(ExchangeError::MalformedRequest),
     }
 }
 
@@ -523,10 +598,14 @@ pub fn is_json_media_type(headers: &HeaderMap) -> bool {
     json && utf8
 }
 
-/// Parses JSON (UTF-8, nesting bounded by serde_json's recursion limit of 128).
+/// Parses a JSON body with the gateway's reader ([`crate::json`]: UTF-8, nesting bounded by
+/// serde_json's recursion limit of 128, numbers kept exactly, duplicate keys refused).
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ExchangeError> {
-    serde_json::from_slice(bytes).map_err(|error| ExchangeError::MalformedJson {
-        reason: error.to_string(),
+    crate::json::parse(bytes).map_err(|error| match error {
+        JsonError::Syntax(error) => ExchangeError::MalformedJson {
+            reason: error.to_string(),
+        },
+        JsonError::DuplicateKey { pointer } => ExchangeError::DuplicateKey { pointer },
     })
 }
 
@@ -704,7 +783,7 @@ async fn forward(
     consumer: &Department,
     body: RequestBody,
     origin: &Origin,
-    request_id: &str,
+    (request_id, exchange_id): (&str, &str),
 ) -> Result<Response<UpstreamBody>, ExchangeError> {
     let Some(address) = route.address.as_ref() else {
         tracing::error!(service = %route.service.name, provider = %route.service.provider, "a checked upstream has no address");
@@ -734,6 +813,7 @@ async fn forward(
         consumer: consumer.id.as_str(),
         service: &route.label,
         request_id,
+        exchange_id,
         origin,
     };
     let mut request = Request::new(body);
@@ -891,6 +971,7 @@ fn record_exchange(
             tracing::event!(
                 $level,
                 request_id = %record.request_id,
+                exchange_id = %record.exchange_id,
                 consumer = record.consumer.map_or("unknown", |consumer| consumer.id.as_str()),
                 service = record.route.map_or("-", |route| route.label.to_str().unwrap_or("-")),
                 method = %record.method,
@@ -928,6 +1009,7 @@ fn audit_entry(
         time: crate::audit::now(),
         kind: EntryKind::Exchange,
         request_id: record.request_id.clone(),
+        exchange_id: Some(record.exchange_id.clone()),
         consumer: record
             .consumer
             .map_or("unknown", |consumer| consumer.id.as_str())

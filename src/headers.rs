@@ -3,7 +3,14 @@
 //!
 //! The caller's `Authorization` never leaves the gateway; hop-by-hop headers (RFC 9110 §7.6.1,
 //! and every header `Connection` names) are dropped both ways; `Xgate-*` headers are set only by
-//! the gateway; `X-Request-Id` is kept when well formed and generated otherwise.
+//! the gateway; `X-Request-Id` is kept when well formed and generated otherwise, and every call
+//! gets an exchange id of the gateway's own (`Xgate-Exchange-Id`, both ways).
+//!
+//! Forwarding headers: `X-Forwarded-For` and `Forwarded` are believed only from a peer listed in
+//! `[gateway] trusted_proxies` (the gateway appends its peer to them); from any other peer they
+//! are replaced by the peer's address, and `X-Forwarded-Host`, `-Port` and `-Prefix` are dropped.
+//! The other client-address headers (`X-Real-IP`, `True-Client-IP`, ...) are dropped from
+//! everyone: a caller could name any address in them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,6 +31,30 @@ pub const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `Xgate-Exchange-Id`: the gateway's own id of one exchange or certificate lookup, sent to the
+/// provider, returned to the caller and recorded in the audit trail. Unlike `X-Request-Id`
+/// (which a caller may choose, and repeat), no two calls share one.
+pub const XGATE_EXCHANGE_ID: HeaderName = HeaderName::from_static("xgate-exchange-id");
+
+/// Headers other proxies use to name the client's address. The gateway never sets them, and a
+/// caller could put any address in them: they are dropped from every request.
+const CLIENT_ADDRESS_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("x-originating-ip"),
+];
+
+/// The `X-Forwarded-*` headers that describe the request as the client made it (the host, port
+/// and path prefix it used): kept from a trusted proxy, dropped from anyone else.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
 
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the non-standard ones proxies also drop.
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -60,12 +91,35 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// A fresh request id: a random (version 4) UUID from the thread's userspace generator, which
 /// is seeded by the operating system and needs no system call per id.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
         .hyphenated()
         .to_string()
+}
+
+/// A fresh exchange id: a time-ordered (version 7) UUID, its first 48 bits the Unix time in
+/// milliseconds, the rest random from the thread's userspace generator (no system call per
+/// id). Ids of one millisecond are not ordered among themselves; that is all the trail needs
+/// (entries carry their own sequence numbers).
+pub fn new_exchange_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let random: [u8; 10] = rand::random();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// Adds `Xgate-Exchange-Id` to a response to the caller (every answer carries it, problems
+/// included).
+pub fn tag_exchange_id(headers: &mut HeaderMap, exchange_id: &str) {
+    insert(headers, XGATE_EXCHANGE_ID, exchange_id);
 }
 
 /// Whether `name` is one of the hop-by-hop headers every proxy drops.
@@ -114,6 +168,9 @@ pub struct Origin {
     /// The client certificate verified in the connection's TLS handshake, if it sent one:
     /// the connection's identity, read once.
     pub client_certificate: Option<Arc<ClientCertificate>>,
+    /// Whether the peer is one of `[gateway] trusted_proxies` (decided once, when the
+    /// connection is accepted): only then are the caller's forwarding headers believed.
+    pub trusted_proxy: bool,
 }
 
 impl Origin {
@@ -134,7 +191,14 @@ impl Origin {
             forwarded_for: text(ip.to_string()),
             forwarded: text(element),
             client_certificate: None,
+            trusted_proxy: false,
         }
+    }
+
+    /// The same origin, its peer a trusted proxy (or not).
+    pub fn with_trusted_proxy(mut self, trusted_proxy: bool) -> Origin {
+        self.trusted_proxy = trusted_proxy;
+        self
     }
 
     /// The same origin, identified by the client certificate verified in its handshake.
@@ -155,19 +219,34 @@ pub struct ForwardContext<'a> {
     pub service: &'a HeaderValue,
     /// The request id (the caller's or generated).
     pub request_id: &'a str,
+    /// The gateway's own id of this exchange.
+    pub exchange_id: &'a str,
     /// Where the call came from.
     pub origin: &'a Origin,
 }
 
-/// The headers sent upstream: the caller's, less credentials, hop-by-hop and `Xgate-*` headers,
-/// plus the gateway's. `body_rewritten` drops `Content-Length`, which no longer describes the body.
+/// Whether a caller's header names a client address the gateway does not vouch for: the
+/// client-address headers of other proxies always, and from a peer that is not a trusted proxy
+/// also `X-Forwarded-For`, `Forwarded` and the `X-Forwarded-*` headers describing the request.
+fn is_untrusted_forwarding(name: &HeaderName, trusted_proxy: bool) -> bool {
+    CLIENT_ADDRESS_HEADERS.contains(name)
+        || (!trusted_proxy
+            && (name == X_FORWARDED_FOR
+                || name == header::FORWARDED
+                || FORWARDED_REQUEST_HEADERS.contains(name)))
+}
+
+/// The headers sent upstream: the caller's, less credentials, hop-by-hop, `Xgate-*` and
+/// forwarding headers it may not set, plus the gateway's. `body_rewritten` drops
+/// `Content-Length`, which no longer describes the body.
 pub fn upstream_request_headers(
     incoming: &HeaderMap,
     context: &ForwardContext<'_>,
     body_rewritten: bool,
 ) -> HeaderMap {
     let purpose = incoming.get(XGATE_PURPOSE).cloned();
-    let mut headers = HeaderMap::with_capacity(incoming.len() + 6);
+    let trusted_proxy = context.origin.trusted_proxy;
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 7);
     for (name, value) in incoming {
         let drop = name == header::AUTHORIZATION
             || name == header::HOST
@@ -175,7 +254,8 @@ pub fn upstream_request_headers(
             || name == X_REQUEST_ID
             || (body_rewritten && name == header::CONTENT_LENGTH)
             || is_hop_by_hop(name)
-            || name.as_str().starts_with("xgate-");
+            || name.as_str().starts_with("xgate-")
+            || is_untrusted_forwarding(name, trusted_proxy);
         if !drop {
             headers.append(name.clone(), value.clone());
         }
@@ -202,6 +282,7 @@ pub fn upstream_request_headers(
     insert(&mut headers, XGATE_CONSUMER, context.consumer);
     headers.insert(XGATE_SERVICE, context.service.clone());
     insert(&mut headers, X_REQUEST_ID, context.request_id);
+    insert(&mut headers, XGATE_EXCHANGE_ID, context.exchange_id);
     if let Some(purpose) = purpose {
         headers.insert(XGATE_PURPOSE, purpose);
     }
@@ -320,6 +401,7 @@ mod tests {
             consumer: "tax",
             service: &service,
             request_id: "rid-1",
+            exchange_id: "0190a3b4-0000-7000-8000-000000000001",
             origin: &origin,
         };
         let headers = upstream_request_headers(&incoming, &context, true);
@@ -333,9 +415,117 @@ mod tests {
         );
         assert_eq!(headers["xgate-purpose"], "license check");
         assert_eq!(headers["x-request-id"], "rid-1");
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");
+        assert_eq!(
+            headers["xgate-exchange-id"],
+            "0190a3b4-0000-7000-8000-000000000001"
+        );
+        // The peer is no trusted proxy: the caller's chain is replaced, not appended to.
+        assert_eq!(headers["x-forwarded-for"], "::1");
         assert_eq!(headers["forwarded"], "for=\"[::1]\";proto=http");
         assert_eq!(headers["accept-language"], "zh");
+    }
+
+    /// A caller's forwarding and client-address headers, as a hostile caller or a proxy sends
+    /// them.
+    fn forged() -> HeaderMap {
+        map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+            ("forwarded", "for=10.0.0.1"),
+            ("forwarded", "for=10.0.0.2"),
+            ("x-forwarded-host", "intranet.example"),
+            ("x-forwarded-port", "8443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "10.9.9.9"),
+            ("true-client-ip", "10.9.9.9"),
+            ("x-client-ip", "10.9.9.9"),
+            ("x-cluster-client-ip", "10.9.9.9"),
+            ("cf-connecting-ip", "10.9.9.9"),
+            ("fastly-client-ip", "10.9.9.9"),
+            ("x-originating-ip", "10.9.9.9"),
+            ("accept", "application/json"),
+        ])
+    }
+
+    fn forwarded_headers(origin: &Origin) -> HeaderMap {
+        let service = HeaderValue::from_static("market-regulation/business-licenses");
+        let context = ForwardContext {
+            consumer: "tax",
+            service: &service,
+            request_id: "rid-1",
+            exchange_id: "x",
+            origin,
+        };
+        upstream_request_headers(&forged(), &context, false)
+    }
+
+    const CLIENT_ADDRESS_NAMES: [&str; 7] = [
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-originating-ip",
+    ];
+
+    #[test]
+    fn an_untrusted_peer_cannot_name_a_client_address() {
+        let origin = Origin::new("192.0.2.10:5000".parse().unwrap(), "http");
+        let headers = forwarded_headers(&origin);
+        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(headers["x-forwarded-for"], "192.0.2.10");
+        assert_eq!(headers.get_all("forwarded").iter().count(), 1);
+        assert_eq!(headers["forwarded"], "for=192.0.2.10;proto=http");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        for name in CLIENT_ADDRESS_NAMES.iter().chain(&[
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+        ]) {
+            assert!(!headers.contains_key(*name), "{name} was passed on");
+        }
+        assert_eq!(headers["accept"], "application/json");
+    }
+
+    #[test]
+    fn a_trusted_proxy_s_chain_is_appended_to_and_its_request_headers_kept() {
+        let origin =
+            Origin::new("192.0.2.10:5000".parse().unwrap(), "https").with_trusted_proxy(true);
+        let headers = forwarded_headers(&origin);
+        assert_eq!(
+            headers["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.10"
+        );
+        assert_eq!(
+            headers["forwarded"],
+            "for=10.0.0.1, for=10.0.0.2, for=192.0.2.10;proto=https"
+        );
+        assert_eq!(headers["x-forwarded-host"], "intranet.example");
+        assert_eq!(headers["x-forwarded-port"], "8443");
+        assert_eq!(headers["x-forwarded-prefix"], "/admin");
+        // The scheme is the gateway's own: how the proxy reached it.
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        // Even a trusted proxy's other client-address headers are not the gateway's to vouch
+        // for.
+        for name in CLIENT_ADDRESS_NAMES {
+            assert!(!headers.contains_key(name), "{name} was passed on");
+        }
+    }
+
+    #[test]
+    fn exchange_ids_are_time_ordered_uuids_and_never_repeat() {
+        let ids: Vec<String> = (0..1000).map(|_| new_exchange_id()).collect();
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version(), Some(uuid::Version::SortRand), "{id}");
+        }
+        // The first 48 bits are milliseconds: ids of later milliseconds sort after.
+        let (first, last) = (&ids[0][..13], &ids[999][..13]);
+        assert!(first <= last, "{first} {last}");
     }
 
     #[test]
@@ -347,11 +537,13 @@ mod tests {
             ("forwarded", "for=10.0.0.2"),
         ]);
         let service = HeaderValue::from_static("market-regulation/business-licenses");
-        let origin = Origin::new("127.0.0.1:5000".parse().unwrap(), "http");
+        let origin =
+            Origin::new("127.0.0.1:5000".parse().unwrap(), "http").with_trusted_proxy(true);
         let context = ForwardContext {
             consumer: "tax",
             service: &service,
             request_id: "rid-1",
+            exchange_id: "x",
             origin: &origin,
         };
         let headers = upstream_request_headers(&incoming, &context, false);

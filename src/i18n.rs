@@ -337,7 +337,7 @@ pub fn violation_keyword(error: &ValidationError<'_>) -> &'static str {
         ValidationErrorKind::ContentMediaType { .. } => "contentMediaType",
         // The gateway's own `pattern` keyword (`registry::pattern`).
         ValidationErrorKind::Custom { keyword, .. } if keyword == "pattern" => "pattern",
-        ValidationErrorKind::Custom { .. } => "custom",
+        ValidationErrorKind::Custom { keyword, .. } => exact_keyword(keyword).unwrap_or("custom"),
         ValidationErrorKind::Enum { .. } => "enum",
         ValidationErrorKind::ExclusiveMaximum { .. } => "exclusiveMaximum",
         ValidationErrorKind::ExclusiveMinimum { .. } => "exclusiveMinimum",
@@ -366,6 +366,20 @@ pub fn violation_keyword(error: &ValidationError<'_>) -> &'static str {
         ValidationErrorKind::UniqueItems => "uniqueItems",
         ValidationErrorKind::Referencing(_) => "$ref",
     }
+}
+
+/// The name of a numeric keyword the registry compares exactly (a custom keyword of the crate's,
+/// `crate::registry::exact`, whose message is the limit's text).
+fn exact_keyword(keyword: &str) -> Option<&'static str> {
+    [
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+    ]
+    .into_iter()
+    .find(|exact| *exact == keyword)
 }
 
 /// A human message for one violation, in the given language. English may reuse the library's
@@ -471,8 +485,22 @@ fn english_message(error: &ValidationError<'_>, depth: usize) -> String {
         ValidationErrorKind::Custom { keyword, message } if keyword == "pattern" => {
             pattern_message(message, instance, Lang::En)
         }
-        ValidationErrorKind::Custom { message, .. } => {
-            bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS)
+        ValidationErrorKind::Custom { keyword, message } => {
+            let limit = bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS);
+            match exact_keyword(keyword) {
+                Some("minimum") => format!("{} is less than the minimum of {limit}", shown()),
+                Some("maximum") => format!("{} is greater than the maximum of {limit}", shown()),
+                Some("exclusiveMinimum") => format!(
+                    "{} is less than or equal to the minimum of {limit}",
+                    shown()
+                ),
+                Some("exclusiveMaximum") => format!(
+                    "{} is greater than or equal to the maximum of {limit}",
+                    shown()
+                ),
+                Some(_) => format!("{} is not a multiple of {limit}", shown()),
+                None => limit,
+            }
         }
         ValidationErrorKind::Enum { options } => format!(
             "{} is not one of {}",
@@ -629,10 +657,17 @@ fn chinese_message(error: &ValidationError<'_>, depth: usize) -> String {
         ValidationErrorKind::Custom { keyword, message } if keyword == "pattern" => {
             pattern_message(message, error.instance(), Lang::Zh)
         }
-        ValidationErrorKind::Custom { message, .. } => format!(
-            "不符合自定义规则：{}",
-            bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS)
-        ),
+        ValidationErrorKind::Custom { keyword, message } => {
+            let limit = bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS);
+            match exact_keyword(keyword) {
+                Some("minimum") => format!("不得小于 {limit}"),
+                Some("maximum") => format!("不得大于 {limit}"),
+                Some("exclusiveMinimum") => format!("必须大于 {limit}"),
+                Some("exclusiveMaximum") => format!("必须小于 {limit}"),
+                Some(_) => format!("必须是 {limit} 的整数倍"),
+                None => format!("不符合自定义规则：{limit}"),
+            }
+        }
         ValidationErrorKind::Enum { options } => {
             format!("取值必须是以下之一：{}", schema_excerpt(options.as_ref()))
         }

@@ -141,6 +141,8 @@ pub enum LookupResult {
     NotFound,
     /// Refused, or the issuer failed with nothing to stand in.
     Error,
+    /// Refused before the cache because the audit trail cannot commit.
+    StoreUnavailable,
 }
 
 impl LookupResult {
@@ -152,6 +154,7 @@ impl LookupResult {
             LookupResult::Stale => "stale",
             LookupResult::NotFound => "not_found",
             LookupResult::Error => "error",
+            LookupResult::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -202,6 +205,23 @@ impl IssuerStatus {
     }
 }
 
+/// Sizes of the audit writer's batches (`xgate_audit_batch_entries`): powers of two up to
+/// `audit::MAX_BATCH`.
+pub const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// What the audit writer thread updates.
+#[derive(Clone)]
+pub struct AuditMetrics {
+    /// `xgate_audit_entries_total`: entries committed.
+    pub entries: IntCounter,
+    /// `xgate_audit_batch_entries`: entries per committed batch (one transaction, one sync
+    /// with `synchronous = "full"`).
+    pub batch_entries: Histogram,
+    /// `xgate_audit_store_unavailable`: 1 while the trail cannot commit and new exchanges and
+    /// lookups are refused with 503 `store-unavailable`, 0 otherwise.
+    pub store_unavailable: IntGauge,
+}
+
 /// The gateway's metrics, registered in their own registry (nothing global).
 pub struct Metrics {
     registry: Registry,
@@ -214,7 +234,7 @@ pub struct Metrics {
     translation_failures: IntCounterVec,
     schema_registrations: IntCounterVec,
     config_reloads: IntCounterVec,
-    audit_entries: IntCounter,
+    audit: AuditMetrics,
     certificate_lookups: IntCounterVec,
     certificate_issuer_requests: IntCounterVec,
     certificate_cache_entries: IntGauge,
@@ -285,10 +305,23 @@ impl Metrics {
             "Audit entries committed (exchanges and certificate lookups).",
         )?;
         registry.register(Box::new(audit_entries.clone()))?;
+        let audit_batch_entries = Histogram::with_opts(
+            HistogramOpts::new(
+                "xgate_audit_batch_entries",
+                "Entries per batch the audit writer committed (one transaction each).",
+            )
+            .buckets(BATCH_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(audit_batch_entries.clone()))?;
+        let audit_store_unavailable = IntGauge::new(
+            "xgate_audit_store_unavailable",
+            "1 while the audit trail cannot commit (exchanges and lookups are refused with 503), else 0.",
+        )?;
+        registry.register(Box::new(audit_store_unavailable.clone()))?;
         let certificate_lookups = IntCounterVec::new(
             Opts::new(
                 "xgate_certificate_lookups_total",
-                "Certificate lookups by type, consumer and result (hit, miss, stale, not_found, error).",
+                "Certificate lookups by type, consumer and result (hit, miss, stale, not_found, error, store_unavailable).",
             ),
             &["type", "consumer", "result"],
         )?;
@@ -325,7 +358,11 @@ impl Metrics {
             translation_failures,
             schema_registrations,
             config_reloads,
-            audit_entries,
+            audit: AuditMetrics {
+                entries: audit_entries,
+                batch_entries: audit_batch_entries,
+                store_unavailable: audit_store_unavailable,
+            },
             certificate_lookups,
             certificate_issuer_requests,
             certificate_cache_entries,
@@ -387,9 +424,9 @@ impl Metrics {
         self.config_reloads.with_label_values(&[outcome]).inc();
     }
 
-    /// The counter the audit writer adds its committed entries to.
-    pub fn audit_entries(&self) -> IntCounter {
-        self.audit_entries.clone()
+    /// What the audit writer updates: committed entries, batch sizes, availability.
+    pub fn audit(&self) -> AuditMetrics {
+        self.audit.clone()
     }
 
     /// Counts one certificate lookup. `certificate_type` and `consumer` must be configured

@@ -6,6 +6,7 @@
 //! error text that could carry them) is ever put in a response.
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
@@ -65,6 +66,14 @@ pub enum ExchangeError {
     MalformedJson {
         /// The parser's description (position and kind; never the input itself).
         reason: String,
+    },
+    /// A JSON object in the body has two members of one name (after unescaping): which one a
+    /// parser keeps differs, so what was validated could differ from what a provider reads
+    /// (400 `malformed-json`, the member's pointer in `errors`).
+    #[error("duplicate key")]
+    DuplicateKey {
+        /// The JSON Pointer of the duplicated member.
+        pointer: String,
     },
     /// The body is not `application/json` (or `+json`).
     #[error("unsupported media type")]
@@ -247,6 +256,7 @@ impl ExchangeError {
             ExchangeError::NotFound => StatusCode::NOT_FOUND,
             ExchangeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ExchangeError::MalformedJson { .. }
+            | ExchangeError::DuplicateKey { .. }
             | ExchangeError::InvalidParameter { .. }
             | ExchangeError::InvalidName(_)
             | ExchangeError::PurposeRequired => StatusCode::BAD_REQUEST,
@@ -289,7 +299,9 @@ impl ExchangeError {
             ExchangeError::Forbidden => "forbidden",
             ExchangeError::NotFound => "not-found",
             ExchangeError::MethodNotAllowed { .. } => "method-not-allowed",
-            ExchangeError::MalformedJson { .. } => "malformed-json",
+            ExchangeError::MalformedJson { .. } | ExchangeError::DuplicateKey { .. } => {
+                "malformed-json"
+            }
             ExchangeError::InvalidParameter { .. } | ExchangeError::InvalidName(_) => {
                 "invalid-parameter"
             }
@@ -325,6 +337,7 @@ impl ExchangeError {
             ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => "forbidden",
             ExchangeError::NotFound | ExchangeError::CertificateNotFound => "not_found",
             ExchangeError::MalformedJson { .. }
+            | ExchangeError::DuplicateKey { .. }
             | ExchangeError::InvalidParameter { .. }
             | ExchangeError::InvalidName(_)
             | ExchangeError::InvalidSchema { .. }
@@ -355,7 +368,9 @@ impl ExchangeError {
             ExchangeError::Forbidden => ("Forbidden", "无权访问"),
             ExchangeError::NotFound => ("Not found", "未找到"),
             ExchangeError::MethodNotAllowed { .. } => ("Method not allowed", "不允许的请求方法"),
-            ExchangeError::MalformedJson { .. } => ("Malformed JSON", "JSON 格式错误"),
+            ExchangeError::MalformedJson { .. } | ExchangeError::DuplicateKey { .. } => {
+                ("Malformed JSON", "JSON 格式错误")
+            }
             ExchangeError::InvalidParameter { .. } => ("Invalid parameter", "参数无效"),
             ExchangeError::UnsupportedMediaType { .. } => {
                 ("Unsupported media type", "不支持的内容类型")
@@ -438,6 +453,12 @@ impl ExchangeError {
             ExchangeError::MalformedJson { reason } => {
                 format!("The body is not valid JSON: {reason}")
             }
+            ExchangeError::DuplicateKey { pointer } if zh => {
+                format!("请求体中的 JSON 对象有重复的字段名（{pointer}），无法确定以哪一个为准")
+            }
+            ExchangeError::DuplicateKey { pointer } => format!(
+                "A JSON object in the body has two members named alike ({pointer}); parsers disagree on which one counts"
+            ),
             ExchangeError::UnsupportedMediaType { expected } if zh => {
                 format!("Content-Type 应为 {expected}")
             }
@@ -651,6 +672,13 @@ impl ExchangeError {
 
     /// The problem response for this error: the one place errors become HTTP.
     pub fn into_response(&self, lang: Lang, request_id: &str) -> Response<Body> {
+        self.problem_response(lang, request_id).map(Body::from)
+    }
+
+    /// [`ExchangeError::into_response`] with the document as bytes, for the connection layer,
+    /// which writes a problem response itself where hyper would answer alone (a request head
+    /// that does not parse).
+    pub fn problem_response(&self, lang: Lang, request_id: &str) -> Response<Bytes> {
         let status = self.status();
         let errors = match self {
             ExchangeError::SchemaValidation { violations, .. }
@@ -666,7 +694,12 @@ impl ExchangeError {
             _ => None,
         };
         let id_violation;
+        let duplicate_violation;
         let errors = match self {
+            ExchangeError::DuplicateKey { pointer } => {
+                duplicate_violation = [duplicate_key_violation(pointer, lang)];
+                Some(&duplicate_violation[..])
+            }
             ExchangeError::InvalidCertificateId { id_format } => {
                 id_violation = [Violation::new(
                     "/id",
@@ -705,7 +738,7 @@ impl ExchangeError {
         };
         // Serializing plain strings and numbers cannot fail; an empty body is the fallback.
         let body = serde_json::to_vec(&document).unwrap_or_default();
-        let mut response = Response::new(Body::from(body));
+        let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -742,6 +775,20 @@ impl ExchangeError {
         }
         response
     }
+}
+
+/// The violation naming a duplicated member (keyword `duplicate-key`): in a problem document,
+/// and as an NDJSON line's result on `/validate`.
+pub fn duplicate_key_violation(pointer: &str, lang: Lang) -> Violation {
+    Violation::new(
+        pointer,
+        "duplicate-key",
+        lang.pick(
+            "this member's name appears twice in its object",
+            "该字段名在同一对象中出现了两次",
+        )
+        .to_owned(),
+    )
 }
 
 /// The Chinese name of a kind of name (`InvalidName::kind`).

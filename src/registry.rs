@@ -16,6 +16,7 @@ use crate::domain::{Compatibility, SchemaName, SchemaRef, SchemaVersion};
 use crate::i18n::{self, Lang};
 
 pub mod compatibility;
+pub mod exact;
 pub mod pattern;
 pub mod references;
 pub mod storage;
@@ -315,7 +316,7 @@ impl Default for Registry {
 
 /// Validator options every schema is compiled with: draft 2020-12, formats asserted (the
 /// standard ones and the Chinese identifiers), references resolved from `documents` only,
-/// regular expressions bounded.
+/// regular expressions bounded, numeric limits compared exactly ([`exact`]).
 pub fn validator_options(documents: Documents) -> jsonschema::ValidationOptions<'static> {
     let mut options = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
@@ -326,7 +327,7 @@ pub fn validator_options(documents: Documents) -> jsonschema::ValidationOptions<
     for (name, check) in crate::identifiers::FORMATS {
         options = options.with_format(name, check);
     }
-    options
+    exact::with_exact_keywords(options)
 }
 
 /// The regular-expression engine settings of `patternProperties` (and of the canonical forms of
@@ -629,9 +630,8 @@ impl Registry {
                 };
                 let document = std::fs::read(&file)
                     .map_err(|error| error.to_string())
-                    .and_then(|bytes| {
-                        serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())
-                    });
+                    // The gateway's reader: a schema with two `maximum`s is ambiguous too.
+                    .and_then(|bytes| crate::json::parse(&bytes).map_err(|e| e.to_string()));
                 match document {
                     Ok(document) => {
                         documents.insert((name.clone(), version), (file, document));

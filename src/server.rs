@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use futures_util::FutureExt;
 use futures_util::future::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
@@ -25,6 +26,30 @@ use crate::config::GatewaySettings;
 use crate::gateway::Gateway;
 use crate::headers::Origin;
 use crate::tls::ServerTls;
+
+mod client_io;
+mod h2_streams;
+
+/// What bounds each client connection, from `[gateway]`.
+#[derive(Clone, Copy)]
+struct ConnectionLimits {
+    /// Time to send a request head (hyper's, and before the first request).
+    header_read_timeout: Duration,
+    /// Time a write to the caller may wait for it to read ([`client_io`], [`h2_streams`]).
+    send_timeout: Duration,
+    /// The largest request head (HTTP/2's is enforced here, see [`h2_streams`]).
+    max_header_bytes: usize,
+}
+
+impl ConnectionLimits {
+    fn of(settings: &GatewaySettings) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: settings.header_read_timeout,
+            send_timeout: settings.send_timeout,
+            max_header_bytes: settings.max_header_bytes,
+        }
+    }
+}
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then stops
 /// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
@@ -52,7 +77,7 @@ pub async fn run(
         builder.clone(),
         graceful.clone(),
         settings.max_connections,
-        settings.header_read_timeout,
+        ConnectionLimits::of(&settings),
         stop.clone(),
     ));
     let admin = tokio::spawn(accept_loop(
@@ -64,7 +89,7 @@ pub async fn run(
         builder,
         graceful.clone(),
         settings.max_connections,
-        settings.header_read_timeout,
+        ConnectionLimits::of(&settings),
         stop,
     ));
     let anchor = tokio::spawn(anchor_timers());
@@ -122,8 +147,8 @@ async fn anchor_timers() {
 }
 
 /// HTTP/1.1 and HTTP/2 (h2c by prior knowledge) with the configured limits.
-fn connection_builder(settings: &GatewaySettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn connection_builder(settings: &GatewaySettings) -> auto::Builder<h2_streams::StreamExecutor> {
+    let mut builder = auto::Builder::new(h2_streams::StreamExecutor::new(settings.send_timeout));
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -133,7 +158,14 @@ fn connection_builder(settings: &GatewaySettings) -> auto::Builder<TokioExecutor
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(
+            u32::try_from(
+                settings
+                    .max_header_bytes
+                    .saturating_mul(h2_streams::H2_HEADER_LIST_FACTOR),
+            )
+            .unwrap_or(u32::MAX),
+        )
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     builder
@@ -158,6 +190,25 @@ enum Plane {
 }
 
 impl Plane {
+    /// The origin of a connection accepted from `peer` over `scheme`. On the data plane,
+    /// whether the peer is one of `[gateway] trusted_proxies` is decided here, once per
+    /// connection, by the configuration in force (a reload applies to new connections).
+    fn origin(&self, peer: std::net::SocketAddr, scheme: &'static str) -> Origin {
+        let origin = Origin::new(peer, scheme);
+        match self {
+            Plane::Data { gateway, .. } => {
+                let trusted = gateway
+                    .snapshot()
+                    .config
+                    .gateway
+                    .trusted_proxies
+                    .contains(peer.ip());
+                origin.with_trusted_proxy(trusted)
+            }
+            Plane::Admin { .. } => origin,
+        }
+    }
+
     /// Serves one request.
     fn serve(
         &self,
@@ -254,10 +305,10 @@ async fn accept_loop(
     listener: TcpListener,
     plane: Plane,
     tls: Option<Arc<ServerTls>>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<h2_streams::StreamExecutor>>,
     graceful: Arc<GracefulShutdown>,
     max_connections: usize,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -285,15 +336,9 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let plane = plane.clone();
         let Some(tls) = &tls else {
-            let origin = Arc::new(Origin::new(peer, "http"));
-            let connection = serve_connection(
-                TokioIo::new(stream),
-                plane,
-                origin,
-                &builder,
-                graceful.watcher(),
-                header_read_timeout,
-            );
+            let origin = Arc::new(plane.origin(peer, "http"));
+            let connection =
+                serve_connection(stream, plane, origin, &builder, graceful.watcher(), limits);
             tokio::spawn(async move {
                 connection.await;
                 drop(permit);
@@ -322,29 +367,26 @@ async fn accept_loop(
                     }
                 };
             let certificate = crate::tls::client_certificate(stream.get_ref().1).map(Arc::new);
-            let origin = Arc::new(Origin::new(peer, "https").with_client_certificate(certificate));
-            serve_connection(
-                TokioIo::new(stream),
-                plane,
-                origin,
-                &builder,
-                watcher,
-                header_read_timeout,
-            )
-            .await;
+            let origin = Arc::new(
+                plane
+                    .origin(peer, "https")
+                    .with_client_certificate(certificate),
+            );
+            serve_connection(stream, plane, origin, &builder, watcher, limits).await;
             drop(permit);
         });
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on one connection until it ends.
+/// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, through [`client_io::ClientIo`]
+/// (the send timeout; problem documents instead of hyper's bare answers).
 fn serve_connection<I>(
-    io: TokioIo<I>,
+    stream: I,
     plane: Plane,
     origin: Arc<Origin>,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &auto::Builder<h2_streams::StreamExecutor>,
     watcher: Watcher,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -353,17 +395,45 @@ where
     let seen = request_seen.clone();
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         seen.notify_one();
-        plane.serve(request.map(Body::new), &origin)
+        let refused = (request.version() == http::Version::HTTP_2
+            && h2_streams::header_list_size(&request) > limits.max_header_bytes)
+            .then(|| header_too_large(request.headers()));
+        let served = match refused {
+            Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
+            None => Either::Right(plane.serve(request.map(Body::new), &origin)),
+        };
+        served.map(|served| {
+            served.map(|mut response| {
+                client_io::mark_own_response(&mut response);
+                response.map(h2_streams::ServedBody::new)
+            })
+        })
     });
+    let io = TokioIo::new(client_io::ClientIo::new(stream, limits.send_timeout));
     let connection = builder.serve_connection(io, service).into_owned();
     let connection = watcher.watch(connection);
     async move {
-        let served =
-            serve_within_first_request_deadline(connection, &request_seen, header_read_timeout);
+        let served = serve_within_first_request_deadline(
+            connection,
+            &request_seen,
+            limits.header_read_timeout,
+        );
         if let Err(error) = served.await {
             tracing::debug!(%error, "connection ended with an error");
         }
     }
+}
+
+/// The 431 problem for an HTTP/2 head over `max_header_bytes` (h2 itself accepts a little more,
+/// so that such heads get the problem document rather than h2's bare 431).
+fn header_too_large(headers: &http::HeaderMap) -> http::Response<Body> {
+    let lang = crate::i18n::Lang::from_accept_language(
+        headers
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok()),
+    );
+    crate::problem::ExchangeError::HeaderTooLarge
+        .into_response(lang, &crate::headers::request_id(headers))
 }
 
 /// Drives a connection, closing it when no request has arrived within `header_read_timeout`.

@@ -10,16 +10,35 @@
 //! view stay SQL. The hash chain does not depend on the layout: it is computed over the canonical
 //! encoding of each entry (see [`super::entry`]).
 
-use serde::de::IgnoredAny;
-use serde::ser::SerializeSeq;
-use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
 
-use super::entry::{AuditEntry, Break, CANONICAL_FIELDS, ChainVerifier, EntryKind, StoredEntry};
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::entry::{AuditEntry, Break, ChainVerifier, EncodingVersion, FIELDS_V1, StoredEntry};
 use crate::config::AuditHash;
 
-/// The fields of a stored entry, in stored order: the canonical fields, then the chain hash.
+/// Where a stored entry's encoding version is, in entries of version 2 on: right after the
+/// version 1 fields and the hash. Entries of version 1 end before it.
+pub const VERSION_POSITION: usize = FIELDS_V1.len() + 1;
+
+/// The fields of a stored entry, in stored order: the version 1 fields, the chain hash, then
+/// (from version 2 on) the encoding version and the fields each later version adds. An entry
+/// of version 1 holds only the first part; each later version's entries hold the fields up to
+/// their own.
 pub fn stored_fields() -> impl Iterator<Item = &'static str> {
-    CANONICAL_FIELDS.into_iter().chain(["hash"])
+    FIELDS_V1.into_iter().chain(["hash", "version"]).chain(
+        EncodingVersion::ALL
+            .into_iter()
+            .skip(1)
+            .flat_map(|version| version.added_fields().iter().copied()),
+    )
+}
+
+/// The stored fields of a version 1 entry (the layout before versions were stored).
+pub fn stored_fields_v1() -> impl Iterator<Item = &'static str> {
+    FIELDS_V1.into_iter().chain(["hash"])
 }
 
 /// A block ready to insert: its index and its entries as JSON text.
@@ -37,7 +56,7 @@ pub struct Block {
     pub max_time: String,
     /// The last entry's hash: where the next batch's chain continues.
     pub head: String,
-    /// `[[sequence, time, ..., hash], ...]`.
+    /// `[[sequence, time, ..., hash, version, exchange_id], ...]`.
     pub entries: String,
 }
 
@@ -59,17 +78,22 @@ pub fn encode(stored: &[StoredEntry]) -> Option<Block> {
     })
 }
 
-/// One entry as a JSON array, fields in [`stored_fields`] order.
+/// One entry as a JSON array, fields in [`stored_fields`] order up to its version's.
 struct EntryRow<'a>(&'a StoredEntry);
 
 impl Serialize for EntryRow<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let StoredEntry {
             sequence,
+            version,
             entry,
             hash,
         } = self.0;
-        let mut row = serializer.serialize_seq(Some(CANONICAL_FIELDS.len() + 1))?;
+        let length = match version {
+            EncodingVersion::V1 => VERSION_POSITION,
+            EncodingVersion::V2 => VERSION_POSITION + 2,
+        };
+        let mut row = serializer.serialize_seq(Some(length))?;
         row.serialize_element(sequence)?;
         row.serialize_element(&entry.time)?;
         row.serialize_element(entry.kind.as_str())?;
@@ -92,96 +116,110 @@ impl Serialize for EntryRow<'_> {
         row.serialize_element(&entry.total_us)?;
         row.serialize_element(&entry.upstream_us)?;
         row.serialize_element(hash)?;
+        if *version >= EncodingVersion::V2 {
+            row.serialize_element(&version.number())?;
+            row.serialize_element(&entry.exchange_id)?;
+        }
         row.end()
     }
 }
 
-/// The same array read back: a tuple struct reads a JSON array of exactly this length and these
-/// types, so a missing, extra or retyped field is refused.
-#[derive(Deserialize)]
-struct StoredRow(
-    u64,
-    String,
-    EntryKind,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    u16,
-    String,
-    Option<u64>,
-    Option<u64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    u64,
-    Option<u64>,
-    String,
-);
+/// The next element of a stored entry's array, which must be there.
+fn required<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+    row: &mut A,
+    position: usize,
+) -> Result<T, A::Error> {
+    row.next_element()?
+        .ok_or_else(|| de::Error::invalid_length(position, &"a stored audit entry"))
+}
 
-impl From<StoredRow> for StoredEntry {
-    fn from(row: StoredRow) -> StoredEntry {
-        let StoredRow(
-            sequence,
-            time,
-            kind,
-            request_id,
-            consumer,
-            provider,
-            service,
-            method,
-            path_sha256,
-            purpose_sha256,
-            status,
-            outcome,
-            request_bytes,
-            response_bytes,
-            request_sha256,
-            response_sha256,
-            request_schema,
-            response_schema,
-            subject_sha256,
-            total_us,
-            upstream_us,
-            hash,
-        ) = row;
-        StoredEntry {
-            sequence,
-            entry: AuditEntry {
-                time,
-                kind,
-                request_id,
-                consumer,
-                provider,
-                service,
-                method,
-                path_sha256,
-                purpose_sha256,
-                status,
-                outcome,
-                request_bytes,
-                response_bytes,
-                request_sha256,
-                response_sha256,
-                request_schema,
-                response_schema,
-                subject_sha256,
-                total_us,
-                upstream_us,
-            },
-            hash,
+/// After the last field a stored entry may have: refuses anything more (a field appended to
+/// an entry is an edit, not a version of its own).
+fn end<'de, A: SeqAccess<'de>>(row: &mut A, position: usize) -> Result<(), A::Error> {
+    match row.next_element::<IgnoredAny>()? {
+        None => Ok(()),
+        Some(_) => Err(de::Error::invalid_length(
+            position + 1,
+            &"no more fields than the entry's version has",
+        )),
+    }
+}
+
+/// A stored entry read back whole. The array must have exactly the fields of its version, each
+/// of its type (a missing, extra or retyped field is refused); a version 2 entry says so in
+/// its own array.
+struct StoredRow(StoredEntry);
+
+impl<'de> Deserialize<'de> for StoredRow {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StoredRow, D::Error> {
+        deserializer.deserialize_seq(StoredRowVisitor)
+    }
+}
+
+struct StoredRowVisitor;
+
+impl<'de> Visitor<'de> for StoredRowVisitor {
+    type Value = StoredRow;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a stored audit entry (a JSON array of its fields)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut row: A) -> Result<StoredRow, A::Error> {
+        let sequence = required(&mut row, 0)?;
+        let mut entry = AuditEntry {
+            time: required(&mut row, 1)?,
+            kind: required(&mut row, 2)?,
+            request_id: required(&mut row, 3)?,
+            exchange_id: None,
+            consumer: required(&mut row, 4)?,
+            provider: required(&mut row, 5)?,
+            service: required(&mut row, 6)?,
+            method: required(&mut row, 7)?,
+            path_sha256: required(&mut row, 8)?,
+            purpose_sha256: required(&mut row, 9)?,
+            status: required(&mut row, 10)?,
+            outcome: required(&mut row, 11)?,
+            request_bytes: required(&mut row, 12)?,
+            response_bytes: required(&mut row, 13)?,
+            request_sha256: required(&mut row, 14)?,
+            response_sha256: required(&mut row, 15)?,
+            request_schema: required(&mut row, 16)?,
+            response_schema: required(&mut row, 17)?,
+            subject_sha256: required(&mut row, 18)?,
+            total_us: required(&mut row, 19)?,
+            upstream_us: required(&mut row, 20)?,
+        };
+        let hash = required(&mut row, 21)?;
+        let version = match row.next_element::<u64>()? {
+            None => EncodingVersion::V1,
+            // Version 1 entries never store their version: a stored 1 is an edit.
+            Some(number) => EncodingVersion::from_number(number)
+                .filter(|version| *version > EncodingVersion::V1)
+                .ok_or_else(|| {
+                    de::Error::invalid_value(
+                        de::Unexpected::Unsigned(number),
+                        &"an encoding version this gateway knows, from 2 on",
+                    )
+                })?,
+        };
+        let mut position = VERSION_POSITION;
+        if version >= EncodingVersion::V2 {
+            position += 1;
+            entry.exchange_id = required(&mut row, position)?;
         }
+        end(&mut row, position)?;
+        Ok(StoredRow(StoredEntry {
+            sequence,
+            version,
+            entry,
+            hash,
+        }))
     }
 }
 
 /// The fields of a stored entry the auditors' summary groups, counts and ranks by.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(from = "SummaryRow")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryFields {
     /// When.
     pub time: String,
@@ -203,71 +241,57 @@ pub struct SummaryFields {
     pub total_us: u64,
 }
 
-/// A stored entry with only the summary's fields read; the others are skipped without being
-/// decoded or allocated.
-#[derive(Deserialize)]
-struct SummaryRow(
-    IgnoredAny,
-    String,
-    String,
-    IgnoredAny,
-    String,
-    Option<String>,
-    Option<String>,
-    IgnoredAny,
-    IgnoredAny,
-    IgnoredAny,
-    IgnoredAny,
-    String,
-    Option<u64>,
-    Option<u64>,
-    IgnoredAny,
-    IgnoredAny,
-    IgnoredAny,
-    IgnoredAny,
-    IgnoredAny,
-    u64,
-    IgnoredAny,
-    IgnoredAny,
-);
+/// A stored entry with only the summary's fields read; the others (and those of later
+/// versions) are skipped without being decoded or allocated.
+impl<'de> Deserialize<'de> for SummaryFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SummaryFields, D::Error> {
+        deserializer.deserialize_seq(SummaryVisitor)
+    }
+}
 
-impl From<SummaryRow> for SummaryFields {
-    fn from(row: SummaryRow) -> SummaryFields {
-        let SummaryRow(
-            _,
-            time,
-            kind,
-            _,
-            consumer,
-            provider,
-            service,
-            _,
-            _,
-            _,
-            _,
-            outcome,
-            request_bytes,
-            response_bytes,
-            _,
-            _,
-            _,
-            _,
-            _,
-            total_us,
-            _,
-            _,
-        ) = row;
-        SummaryFields {
-            time,
-            kind,
-            consumer,
-            provider,
-            service,
-            outcome,
-            request_bytes,
-            response_bytes,
-            total_us,
+struct SummaryVisitor;
+
+impl<'de> Visitor<'de> for SummaryVisitor {
+    type Value = SummaryFields;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a stored audit entry (a JSON array of its fields)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut row: A) -> Result<SummaryFields, A::Error> {
+        let skip = |row: &mut A, position: usize| required::<IgnoredAny, A>(row, position);
+        skip(&mut row, 0)?;
+        let time = required(&mut row, 1)?;
+        let kind = required(&mut row, 2)?;
+        skip(&mut row, 3)?;
+        let consumer = required(&mut row, 4)?;
+        let provider = required(&mut row, 5)?;
+        let service = required(&mut row, 6)?;
+        for position in 7..=10 {
+            skip(&mut row, position)?;
         }
+        let outcome = required(&mut row, 11)?;
+        let request_bytes = required(&mut row, 12)?;
+        let response_bytes = required(&mut row, 13)?;
+        for position in 14..=18 {
+            skip(&mut row, position)?;
+        }
+        let total_us = required(&mut row, 19)?;
+        skip(&mut row, 20)?;
+        skip(&mut row, 21)?;
+        // The version and its fields, if any: not the summary's concern.
+        while row.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(SummaryFields {
+            time,
+            kind,
+            consumer,
+            provider,
+            service,
+            outcome,
+            request_bytes,
+            response_bytes,
+            total_us,
+        })
     }
 }
 
@@ -324,9 +348,8 @@ impl BlockVerifier {
         let mut last: Option<StoredEntry> = None;
         let mut times: Option<(String, String)> = None;
         for row in rows {
-            let stored: StoredEntry = serde_json::from_str::<StoredRow>(row.get())
-                .map_err(|_| unreadable(self.expected()))?
-                .into();
+            let StoredRow(stored) = serde_json::from_str::<StoredRow>(row.get())
+                .map_err(|_| unreadable(self.expected()))?;
             self.chain.next(&stored)?;
             first.get_or_insert(stored.sequence);
             let time = &stored.entry.time;
@@ -378,7 +401,7 @@ impl BlockVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::entry::{GENESIS_HASH, chain_entries, sha256_hex};
+    use crate::audit::entry::{EntryKind, GENESIS_HASH, chain_entries, sha256_hex};
 
     fn entry(index: usize, time: &str) -> AuditEntry {
         AuditEntry {
@@ -389,6 +412,7 @@ mod tests {
                 EntryKind::Certificate
             },
             request_id: format!("request-\"{index}\"-请求"),
+            exchange_id: Some(format!("0190a3b4-5e6f-7a8b-9c0d-{index:012}")),
             consumer: "tax".to_owned(),
             provider: (index % 3 != 0).then(|| "market-regulation".to_owned()),
             service: Some("business-licenses".to_owned()),
@@ -448,7 +472,7 @@ mod tests {
         assert_eq!(rows[0].as_array().unwrap().len(), names.len());
         let read: Vec<StoredEntry> = rows
             .iter()
-            .map(|row| StoredRow::deserialize(row).unwrap().into())
+            .map(|row| StoredRow::deserialize(row).unwrap().0)
             .collect();
         assert_eq!(read, entries);
         // Each field is where its name says, as JSON of its SQL type.
@@ -459,6 +483,107 @@ mod tests {
         assert_eq!(rows[4][position("response_bytes")], u64::MAX);
         assert_eq!(rows[4][position("hash")], entries[4].hash.as_str());
         assert!(encode(&[]).is_none());
+    }
+
+    /// `stored` rewritten as an earlier gateway chained it: version 1, no exchange ids.
+    fn chain_v1(count: usize) -> Vec<StoredEntry> {
+        let mut previous = GENESIS_HASH;
+        (1..=count as u64)
+            .map(|sequence| {
+                let mut entry = entry(sequence as usize, "2026-11-28T01:02:03.456Z");
+                entry.exchange_id = None;
+                previous = crate::audit::entry::chain_hash(
+                    AuditHash::Sha256,
+                    &previous,
+                    EncodingVersion::V1,
+                    sequence,
+                    &entry,
+                );
+                StoredEntry {
+                    sequence,
+                    version: EncodingVersion::V1,
+                    entry,
+                    hash: crate::audit::entry::digest_hex(&previous),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn version_1_rows_keep_their_layout_and_version_2_rows_append_version_and_exchange_id() {
+        let old = chain_v1(2);
+        let old_block = encode(&old).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&old_block.entries).unwrap();
+        assert_eq!(
+            rows[0].as_array().unwrap().len(),
+            stored_fields_v1().count()
+        );
+        let new = chain(1);
+        let new_block = encode(&new).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&new_block.entries).unwrap();
+        let names: Vec<&str> = stored_fields().collect();
+        assert_eq!(rows[0].as_array().unwrap().len(), names.len());
+        assert_eq!(names[VERSION_POSITION], "version");
+        assert_eq!(rows[0][VERSION_POSITION], 2);
+        assert_eq!(
+            rows[0][VERSION_POSITION + 1],
+            "0190a3b4-5e6f-7a8b-9c0d-000000000000"
+        );
+        // Both read back as written, and a chain of both verifies block by block.
+        let read = |block: &Block| -> Vec<StoredEntry> {
+            serde_json::from_str::<Vec<StoredRow>>(&block.entries)
+                .unwrap()
+                .into_iter()
+                .map(|row| row.0)
+                .collect()
+        };
+        assert_eq!(read(&old_block), old);
+        assert_eq!(read(&new_block), new);
+        let mut verifier = BlockVerifier::new(AuditHash::Sha256);
+        verifier.next(stored(&old_block)).unwrap();
+        let mut head = [0u8; 32];
+        hex::decode_to_slice(&old.last().unwrap().hash, &mut head).unwrap();
+        let continued = chain_entries(
+            AuditHash::Sha256,
+            head,
+            2,
+            [entry(2, "2026-11-28T01:02:04.000Z")],
+        );
+        verifier.next(stored(&encode(&continued).unwrap())).unwrap();
+        assert_eq!(verifier.count(), 3);
+    }
+
+    #[test]
+    fn a_stored_version_must_be_known_and_match_the_fields_that_follow() {
+        let new = encode(&chain(1)).unwrap();
+        let row: serde_json::Value = serde_json::from_str::<Vec<serde_json::Value>>(&new.entries)
+            .unwrap()
+            .remove(0);
+        let with = |edit: &dyn Fn(&mut Vec<serde_json::Value>)| {
+            let mut fields = row.as_array().unwrap().clone();
+            edit(&mut fields);
+            serde_json::from_value::<StoredRow>(serde_json::Value::Array(fields)).is_ok()
+        };
+        assert!(with(&|_| {}));
+        for (what, edit) in [
+            (
+                "version 1 stored",
+                &(|fields: &mut Vec<serde_json::Value>| fields[VERSION_POSITION] = 1.into())
+                    as &dyn Fn(&mut Vec<serde_json::Value>),
+            ),
+            ("an unknown version", &|fields| {
+                fields[VERSION_POSITION] = 3.into()
+            }),
+            ("the exchange id missing", &|fields| {
+                fields.pop();
+            }),
+            ("a field appended", &|fields| fields.push("more".into())),
+            ("the exchange id retyped", &|fields| {
+                fields[VERSION_POSITION + 1] = 5.into()
+            }),
+        ] {
+            assert!(!with(edit), "{what} was read as an entry");
+        }
     }
 
     #[test]
@@ -484,6 +609,11 @@ mod tests {
                 }
             );
         }
+        // Version 1 rows too.
+        let old = encode(&chain_v1(2)).unwrap();
+        let fields = summary_fields(old.entries.as_bytes()).unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[1].total_us, 1502);
         assert_eq!(summary_fields(b"shredded"), None);
         assert_eq!(summary_fields(b"[[1, 2]]"), None);
     }

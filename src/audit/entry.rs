@@ -1,8 +1,9 @@
 //! Audit entries, their canonical encoding and the hash chain: pure functions over values, no
 //! files or clocks, so an auditor can re-implement them from this page and the README.
 //!
-//! The canonical encoding of an entry (version 1) is the bytes `xgate-audit-v1` followed by
-//! every field of [`CANONICAL_FIELDS`], in that order, each as:
+//! The canonical encoding of an entry of version N is the bytes `xgate-audit-vN` followed by
+//! every field of that version ([`EncodingVersion::fields`]: the fields of version 1, then those
+//! each later version adds, in order), each as:
 //! - `0x00` when the field is absent (SQL `NULL`);
 //! - `0x01`, the length of the value's UTF-8 text as a 4-byte big-endian number, the text.
 //!
@@ -10,14 +11,19 @@
 //! (`2026-11-28T01:02:03.456Z`). The chain: `hash(1) = H(32 zero bytes ‖ canonical(1))` and
 //! `hash(n) = H(hash(n-1) ‖ canonical(n))`, with the 32 raw bytes of each hash (stored as
 //! lowercase hex), `H` being SHA-256 or SM3 (GB/T 32905).
+//!
+//! Every entry keeps the version it was written with, and verifies by it: entries written by an
+//! earlier gateway keep their encoding after an upgrade, and the chain runs on across versions.
+//! A new version only adds fields at the end ([`EncodingVersion::added_fields`]), so each
+//! version's encoding is the previous one's with a new prefix and more fields.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::config::AuditHash;
 
-/// The names of the fields the canonical encoding covers, in encoding order.
-pub const CANONICAL_FIELDS: [&str; 21] = [
+/// The fields of version 1's canonical encoding, in encoding order.
+pub const FIELDS_V1: [&str; 21] = [
     "sequence",
     "time",
     "kind",
@@ -41,8 +47,71 @@ pub const CANONICAL_FIELDS: [&str; 21] = [
     "upstream_us",
 ];
 
-/// The prefix of every canonical encoding; a new encoding would get a new version.
-const CANONICAL_PREFIX: &[u8] = b"xgate-audit-v1";
+/// The fields version 2 adds after those of version 1.
+pub const ADDED_IN_V2: [&str; 1] = ["exchange_id"];
+
+/// Which canonical encoding an entry was chained with. Each version adds fields after those of
+/// the one before; a gateway writes [`EncodingVersion::CURRENT`] and verifies every version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EncodingVersion {
+    /// The first encoding (entries written before the gateway's own exchange id existed).
+    V1,
+    /// Version 1's fields and `exchange_id`.
+    V2,
+}
+
+impl EncodingVersion {
+    /// The version new entries are written with.
+    pub const CURRENT: EncodingVersion = EncodingVersion::V2;
+
+    /// Every version, oldest first.
+    pub const ALL: [EncodingVersion; 2] = [EncodingVersion::V1, EncodingVersion::V2];
+
+    /// Its number (as stored and in the prefix).
+    pub fn number(self) -> u64 {
+        match self {
+            EncodingVersion::V1 => 1,
+            EncodingVersion::V2 => 2,
+        }
+    }
+
+    /// The version of a stored number.
+    pub fn from_number(number: u64) -> Option<EncodingVersion> {
+        EncodingVersion::ALL
+            .into_iter()
+            .find(|version| version.number() == number)
+    }
+
+    /// The bytes the encoding starts with.
+    fn prefix(self) -> &'static [u8] {
+        match self {
+            EncodingVersion::V1 => b"xgate-audit-v1",
+            EncodingVersion::V2 => b"xgate-audit-v2",
+        }
+    }
+
+    /// The fields this version adds to the one before (for version 1, all of its fields).
+    pub fn added_fields(self) -> &'static [&'static str] {
+        match self {
+            EncodingVersion::V1 => &FIELDS_V1,
+            EncodingVersion::V2 => &ADDED_IN_V2,
+        }
+    }
+
+    /// Every field of this version's encoding, in encoding order.
+    pub fn fields(self) -> impl Iterator<Item = &'static str> {
+        EncodingVersion::ALL
+            .into_iter()
+            .filter(move |version| *version <= self)
+            .flat_map(|version| version.added_fields().iter().copied())
+    }
+}
+
+impl Serialize for EncodingVersion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.number())
+    }
+}
 
 /// The hash before the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
@@ -85,8 +154,12 @@ pub struct AuditEntry {
     pub time: String,
     /// Exchange or certificate lookup.
     pub kind: EntryKind,
-    /// The request id (the caller's or generated).
+    /// The request id: the caller's `X-Request-Id` (which another call may repeat) or one
+    /// generated.
     pub request_id: String,
+    /// The gateway's own id of the call (`Xgate-Exchange-Id`), unique to it. Absent only from
+    /// entries of encoding version 1, written before it existed.
+    pub exchange_id: Option<String>,
     /// The identified consumer, or `unknown`.
     pub consumer: String,
     /// The providing (for certificates: issuing) department, once routed.
@@ -131,6 +204,8 @@ pub struct AuditEntry {
 pub struct StoredEntry {
     /// Its place in the chain, from 1 without gaps.
     pub sequence: u64,
+    /// The canonical encoding it was chained with.
+    pub version: EncodingVersion,
     /// What was recorded.
     #[serde(flatten)]
     pub entry: AuditEntry,
@@ -152,15 +227,21 @@ pub fn digest_hex(digest: &[u8; 32]) -> String {
     String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
-/// The canonical encoding of an entry at `sequence` (see the module documentation).
-pub fn canonical(sequence: u64, entry: &AuditEntry) -> Vec<u8> {
+/// The canonical encoding of `version` of an entry at `sequence` (see the module
+/// documentation).
+pub fn canonical(version: EncodingVersion, sequence: u64, entry: &AuditEntry) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    encode_canonical(&mut out, sequence, entry);
+    encode_canonical(&mut out, version, sequence, entry);
     out
 }
 
-/// Appends the canonical encoding of an entry at `sequence` to `out`.
-fn encode_canonical(out: &mut Vec<u8>, sequence: u64, entry: &AuditEntry) {
+/// Appends the canonical encoding of `version` of an entry at `sequence` to `out`.
+fn encode_canonical(
+    out: &mut Vec<u8>,
+    version: EncodingVersion,
+    sequence: u64,
+    entry: &AuditEntry,
+) {
     fn present(out: &mut Vec<u8>, text: &[u8]) {
         out.push(1);
         // Every field is far below 4 GiB (ids and words are bounded by header limits).
@@ -183,7 +264,7 @@ fn encode_canonical(out: &mut Vec<u8>, sequence: u64, entry: &AuditEntry) {
             None => out.push(0),
         }
     }
-    out.extend_from_slice(CANONICAL_PREFIX);
+    out.extend_from_slice(version.prefix());
     number(out, sequence);
     present(out, entry.time.as_bytes());
     present(out, entry.kind.as_str().as_bytes());
@@ -205,18 +286,23 @@ fn encode_canonical(out: &mut Vec<u8>, sequence: u64, entry: &AuditEntry) {
     optional(out, entry.subject_sha256.as_deref());
     number(out, entry.total_us);
     optional_number(out, entry.upstream_us);
+    // Each later version's fields, in `EncodingVersion::added_fields` order.
+    if version >= EncodingVersion::V2 {
+        optional(out, entry.exchange_id.as_deref());
+    }
 }
 
-/// `H(previous ‖ canonical(sequence, entry))`.
+/// `H(previous ‖ canonical(version, sequence, entry))`.
 pub fn chain_hash(
     hash: AuditHash,
     previous: &[u8; 32],
+    version: EncodingVersion,
     sequence: u64,
     entry: &AuditEntry,
 ) -> [u8; 32] {
     let mut input = Vec::with_capacity(640);
     input.extend_from_slice(previous);
-    encode_canonical(&mut input, sequence, entry);
+    encode_canonical(&mut input, version, sequence, entry);
     match hash {
         AuditHash::Sha256 => Sha256::digest(&input).into(),
         AuditHash::Sm3 => sm3::Sm3::digest(&input).into(),
@@ -265,7 +351,13 @@ impl ChainVerifier {
                 ),
             });
         }
-        let computed = chain_hash(self.hash, &self.previous, stored.sequence, &stored.entry);
+        let computed = chain_hash(
+            self.hash,
+            &self.previous,
+            stored.version,
+            stored.sequence,
+            &stored.entry,
+        );
         if digest_hex(&computed) != stored.hash {
             return Err(Break {
                 sequence: stored.sequence,
@@ -300,20 +392,23 @@ pub fn verify_chain<'e>(
     Ok(verifier.count())
 }
 
-/// Numbers and chains entries after `previous` (the writer's step, pure).
+/// Numbers and chains entries after `previous` with the current encoding (the writer's step,
+/// pure).
 pub fn chain_entries(
     hash: AuditHash,
     mut previous: [u8; 32],
     mut sequence: u64,
     entries: impl IntoIterator<Item = AuditEntry>,
 ) -> Vec<StoredEntry> {
+    let version = EncodingVersion::CURRENT;
     entries
         .into_iter()
         .map(|entry| {
             sequence += 1;
-            previous = chain_hash(hash, &previous, sequence, &entry);
+            previous = chain_hash(hash, &previous, version, sequence, &entry);
             StoredEntry {
                 sequence,
+                version,
                 entry,
                 hash: digest_hex(&previous),
             }
@@ -330,6 +425,7 @@ mod tests {
             time: "2026-11-28T01:02:03.456Z".to_owned(),
             kind: EntryKind::Exchange,
             request_id: request_id.to_owned(),
+            exchange_id: Some("0190a3b4-5e6f-7a8b-9c0d-1e2f3a4b5c6d".to_owned()),
             consumer: "tax".to_owned(),
             provider: Some("market-regulation".to_owned()),
             service: Some("business-licenses".to_owned()),
@@ -375,17 +471,58 @@ mod tests {
     fn the_canonical_encoding_is_length_prefixed_and_marks_absent_fields() {
         let mut small = entry("r");
         small.provider = None;
-        let encoded = canonical(7, &small);
-        assert!(encoded.starts_with(b"xgate-audit-v1\x01\x00\x00\x00\x017"));
-        // sequence, time, kind, request id, consumer, then the absent provider.
-        let mut expected = b"xgate-audit-v1".to_vec();
-        for text in ["7", "2026-11-28T01:02:03.456Z", "exchange", "r", "tax"] {
-            expected.push(1);
-            expected.extend_from_slice(&(text.len() as u32).to_be_bytes());
-            expected.extend_from_slice(text.as_bytes());
+        for version in EncodingVersion::ALL {
+            let encoded = canonical(version, 7, &small);
+            // sequence, time, kind, request id, consumer, then the absent provider.
+            let mut expected = format!("xgate-audit-v{}", version.number()).into_bytes();
+            for text in ["7", "2026-11-28T01:02:03.456Z", "exchange", "r", "tax"] {
+                expected.push(1);
+                expected.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                expected.extend_from_slice(text.as_bytes());
+            }
+            expected.push(0);
+            assert!(encoded.starts_with(&expected), "{version:?}");
         }
-        expected.push(0);
-        assert!(encoded.starts_with(&expected));
+    }
+
+    #[test]
+    fn version_2_is_version_1_with_its_prefix_and_the_exchange_id_after_every_field() {
+        let full = entry("r");
+        let one = canonical(EncodingVersion::V1, 3, &full);
+        let two = canonical(EncodingVersion::V2, 3, &full);
+        let id = full.exchange_id.as_deref().unwrap();
+        let mut expected = b"xgate-audit-v2".to_vec();
+        expected.extend_from_slice(&one[b"xgate-audit-v1".len()..]);
+        expected.push(1);
+        expected.extend_from_slice(&(id.len() as u32).to_be_bytes());
+        expected.extend_from_slice(id.as_bytes());
+        assert_eq!(two, expected);
+        // Version 1 has no exchange id: it is not in its encoding even when the entry has one.
+        let mut without = full.clone();
+        without.exchange_id = None;
+        assert_eq!(canonical(EncodingVersion::V1, 3, &without), one);
+        // In version 2 an absent id is marked absent.
+        assert_eq!(
+            canonical(EncodingVersion::V2, 3, &without),
+            [&b"xgate-audit-v2"[..], &one[14..], &[0]].concat()
+        );
+        assert_eq!(
+            EncodingVersion::V2.fields().collect::<Vec<_>>(),
+            FIELDS_V1
+                .iter()
+                .chain(&ADDED_IN_V2)
+                .copied()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(EncodingVersion::CURRENT, EncodingVersion::V2);
+        for version in EncodingVersion::ALL {
+            assert_eq!(
+                EncodingVersion::from_number(version.number()),
+                Some(version)
+            );
+        }
+        assert_eq!(EncodingVersion::from_number(0), None);
+        assert_eq!(EncodingVersion::from_number(3), None);
     }
 
     #[test]
@@ -393,12 +530,13 @@ mod tests {
         for value in [0, 7, 10, 1500, u64::MAX] {
             let mut small = entry("r");
             small.total_us = value;
-            let encoded = canonical(1, &small);
+            let encoded = canonical(EncodingVersion::V1, 1, &small);
             let text = value.to_string();
             let mut expected = vec![1];
             expected.extend_from_slice(&(text.len() as u32).to_be_bytes());
             expected.extend_from_slice(text.as_bytes());
-            // total_us is followed only by upstream_us (present: 0x01, length, "900").
+            // In version 1, total_us is followed only by upstream_us (present: 0x01, length,
+            // "900").
             let tail = [&expected[..], b"\x01\x00\x00\x00\x03900"].concat();
             assert!(encoded.ends_with(&tail), "{value}");
         }
@@ -414,13 +552,14 @@ mod tests {
         let mut second = entry("r");
         second.consumer = "a".to_owned();
         second.method = "bc".to_owned();
-        assert_ne!(canonical(1, &first), canonical(1, &second));
+        let v = EncodingVersion::CURRENT;
+        assert_ne!(canonical(v, 1, &first), canonical(v, 1, &second));
         // An absent field differs from an empty one.
         let mut absent = entry("r");
         absent.provider = None;
         let mut empty = entry("r");
         empty.provider = Some(String::new());
-        assert_ne!(canonical(1, &absent), canonical(1, &empty));
+        assert_ne!(canonical(v, 1, &absent), canonical(v, 1, &empty));
     }
 
     #[test]
@@ -442,7 +581,7 @@ mod tests {
     fn the_first_hash_is_over_the_genesis_hash_and_the_encoding() {
         let entries = chain(AuditHash::Sha256, 1);
         let mut input = GENESIS_HASH.to_vec();
-        input.extend_from_slice(&canonical(1, &entries[0].entry));
+        input.extend_from_slice(&canonical(EncodingVersion::CURRENT, 1, &entries[0].entry));
         assert_eq!(entries[0].hash, sha256_hex(&input));
     }
 
@@ -490,6 +629,39 @@ mod tests {
         renumbered[0].sequence = 2;
         assert_eq!(
             verify_chain(hash, &renumbered).map_err(|b| b.sequence),
+            Err(2)
+        );
+    }
+
+    #[test]
+    fn a_chain_runs_on_from_version_1_entries_into_version_2_and_a_changed_version_breaks_it() {
+        let hash = AuditHash::Sha256;
+        // Three entries as an earlier gateway chained them, without exchange ids.
+        let mut previous = GENESIS_HASH;
+        let mut old: Vec<StoredEntry> = (1..=3)
+            .map(|sequence| {
+                let mut entry = entry(&format!("old-{sequence}"));
+                entry.exchange_id = None;
+                previous = chain_hash(hash, &previous, EncodingVersion::V1, sequence, &entry);
+                StoredEntry {
+                    sequence,
+                    version: EncodingVersion::V1,
+                    entry,
+                    hash: digest_hex(&previous),
+                }
+            })
+            .collect();
+        let new = chain_entries(hash, previous, 3, [entry("new-4"), entry("new-5")]);
+        assert!(
+            new.iter()
+                .all(|stored| stored.version == EncodingVersion::V2)
+        );
+        let all: Vec<&StoredEntry> = old.iter().chain(&new).collect();
+        assert_eq!(verify_chain(hash, all), Ok(5));
+        // The version is covered by the hash: claiming another breaks the entry.
+        old[1].version = EncodingVersion::V2;
+        assert_eq!(
+            verify_chain(hash, old.iter().chain(&new)).map_err(|b| b.sequence),
             Err(2)
         );
     }

@@ -628,10 +628,12 @@ mod tests {
     fn a_page_has_a_next_cursor_only_when_more_entries_exist() {
         let stored = |sequence| StoredEntry {
             sequence,
+            version: crate::audit::entry::EncodingVersion::CURRENT,
             entry: crate::audit::entry::AuditEntry {
                 time: String::new(),
                 kind: EntryKind::Exchange,
                 request_id: String::new(),
+                exchange_id: None,
                 consumer: String::new(),
                 provider: None,
                 service: None,

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use super::AuditError;
 use super::block::{self, BlockVerifier, StoredBlock};
 use super::entry::{
-    AuditEntry, Break, CANONICAL_FIELDS, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
+    AuditEntry, Break, EncodingVersion, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
 use super::query::{
     BucketPlan, CertificateSummary, EXCHANGE_SUCCESS, EntryFilter, FailureGroup, LOOKUP_ANSWERS,
@@ -35,6 +35,50 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Entries per block when a database of the earlier layout (one row per entry) is converted.
 const MIGRATION_BLOCK: u64 = 512;
+
+/// The size the WAL is cut back to when a checkpoint resets it (`journal_size_limit`): above
+/// its working size (SQLite checkpoints at 1,000 pages, 4 MiB, plus the batch that crossed
+/// them), so that in normal running it is reused and never truncated, while a WAL that grew
+/// because checkpoints could not run (a full disk) gives its space back at the next one.
+const WAL_SIZE_LIMIT_BYTES: u64 = 8 << 20;
+
+/// SQLite's default checkpoint interval, in WAL pages (4 MiB of 4 KiB pages).
+const CHECKPOINT_PAGES: u64 = 1000;
+
+/// The fewest WAL pages between checkpoints, whatever the volume.
+const MIN_CHECKPOINT_PAGES: u64 = 64;
+
+/// The WAL pages between automatic checkpoints on a volume of `volume_bytes`: SQLite's 1,000,
+/// or an eighth of the volume when that is less (never under 64). The WAL is reused after each
+/// checkpoint but holds, at its largest, every page written since the last one, superseded or
+/// not; on a volume smaller than that (a few MiB) it would never be checkpointed and its stale
+/// pages would fill the volume — and then a checkpoint, which needs the database file to grow
+/// by the pages it copies, could not run.
+pub fn checkpoint_pages(volume_bytes: u64, page_size: u64) -> u64 {
+    (volume_bytes / 8 / page_size.max(1)).clamp(MIN_CHECKPOINT_PAGES, CHECKPOINT_PAGES)
+}
+
+/// The size of the file system holding `path` (`None` when it cannot be asked).
+fn volume_bytes(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `statvfs` reads the NUL-terminated path and writes only into `stats`, a
+        // plain struct for which all zeroes is a valid value.
+        let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+        let result = unsafe { libc::statvfs(text.as_ptr(), &mut stats) };
+        if result != 0 {
+            return None;
+        }
+        Some(stats.f_blocks.saturating_mul(stats.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
 
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS audit_meta (
@@ -53,11 +97,19 @@ CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (max_time, min_time
 ";
 
 /// `e.value ->> 0 AS sequence, e.value ->> 1 AS time, ...`: the stored fields of the entry `e`
-/// of `json_each(b.entries)`, under their names.
+/// of `json_each(b.entries)`, under their names. A field past the end of an entry's array (one
+/// its version does not have) reads as `NULL`; `version` reads as 1 for the entries of version
+/// 1, which do not store it.
 static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     block::stored_fields()
         .enumerate()
-        .map(|(position, name)| format!("e.value ->> {position} AS {name}"))
+        .map(|(position, name)| {
+            if position == block::VERSION_POSITION {
+                format!("coalesce(e.value ->> {position}, 1) AS {name}")
+            } else {
+                format!("e.value ->> {position} AS {name}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 });
@@ -77,7 +129,19 @@ static COLUMNS: LazyLock<String> =
     LazyLock::new(|| block::stored_fields().collect::<Vec<_>>().join(", "));
 
 /// How many columns [`COLUMNS`] names.
-const COLUMN_COUNT: usize = CANONICAL_FIELDS.len() + 1;
+static COLUMN_COUNT: LazyLock<usize> = LazyLock::new(|| block::stored_fields().count());
+
+/// The stored fields of a version 1 entry: the columns of the earlier one-row-per-entry layout.
+static COLUMNS_V1: LazyLock<String> =
+    LazyLock::new(|| block::stored_fields_v1().collect::<Vec<_>>().join(", "));
+
+/// The `audit_entries` view over the blocks, as this version creates it.
+static ENTRIES_VIEW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "CREATE VIEW audit_entries AS SELECT {columns} FROM audit_blocks AS b, json_each(b.entries) AS e",
+        columns = *ENTRY_COLUMNS
+    )
+});
 
 const INSERT: &str = "INSERT INTO audit_blocks \
     (first_sequence, last_sequence, min_time, max_time, head, entries) \
@@ -111,6 +175,23 @@ pub fn open_writer(
         AuditSync::Full => "PRAGMA synchronous=FULL;",
         AuditSync::Normal => "PRAGMA synchronous=NORMAL;",
     })?;
+    let page_size: u64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let folder = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let pages = volume_bytes(folder).map_or(CHECKPOINT_PAGES, |volume| {
+        checkpoint_pages(volume, page_size)
+    });
+    connection.execute_batch(&format!(
+        "PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}; PRAGMA wal_autocheckpoint={pages};"
+    ))?;
+    // A WAL left grown by an earlier run that filled the disk is folded into the database and
+    // truncated now, if there is room for it; if there is not, the writer tries again while
+    // it refuses exchanges.
+    if let Err(error) = checkpoint_truncate(&connection) {
+        tracing::warn!(%error, "the audit WAL could not be checkpointed at start");
+    }
     connection.execute_batch(CREATE)?;
     create_entries_view(&mut connection)?;
     let configured = hash_name(hash);
@@ -132,15 +213,27 @@ pub fn open_writer(
     Ok(connection)
 }
 
-/// Creates the `audit_entries` view; a table of that name is the earlier layout, whose rows are
-/// moved into blocks first, values and hashes unchanged (the chain does not depend on the
-/// layout), in one transaction.
+/// Creates the `audit_entries` view, or replaces one an earlier version created (without the
+/// fields of later encodings); a table of that name is the earlier layout, whose rows are moved
+/// into blocks first, values and hashes unchanged (the chain does not depend on the layout), in
+/// one transaction. A view that is already this version's is left alone: opening writes nothing
+/// then, so the gateway starts on a full disk (and refuses exchanges until it heals).
 fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
+    let current: Option<String> = connection
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'audit_entries' AND type = 'view'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if current.as_deref() == Some(ENTRIES_VIEW.as_str()) {
+        return Ok(());
+    }
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let existing = entries_object(&transaction)?;
     if existing.as_deref() == Some("view") {
-        return Ok(());
+        transaction.execute_batch("DROP VIEW audit_entries;")?;
     }
     if existing.as_deref() == Some("table") {
         // The values are copied as SQLite holds them (an edited row stays edited, for `verify`
@@ -152,13 +245,10 @@ fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
              FROM audit_entries GROUP BY (sequence - 1) / {MIGRATION_BLOCK}; \
              UPDATE audit_blocks SET head = entries ->> '$[#-1][#-1]' WHERE head = ''; \
              DROP TABLE audit_entries;",
-            columns = *COLUMNS
+            columns = *COLUMNS_V1
         ))?;
     }
-    transaction.execute_batch(&format!(
-        "CREATE VIEW audit_entries AS SELECT {columns} FROM audit_blocks AS b, json_each(b.entries) AS e;",
-        columns = *ENTRY_COLUMNS
-    ))?;
+    transaction.execute_batch(&ENTRIES_VIEW)?;
     transaction.commit()?;
     Ok(())
 }
@@ -204,38 +294,77 @@ fn hash_name(hash: AuditHash) -> &'static str {
     }
 }
 
+/// A batch that was not committed, handed back whole so that it can be tried again.
+#[derive(Debug)]
+pub struct Unappended {
+    /// Why.
+    pub error: AuditError,
+    /// The batch's entries, as they were given.
+    pub entries: Vec<AuditEntry>,
+}
+
 /// Numbers and chains a batch, and inserts it as one block in one transaction; returns the
-/// sequence numbers.
+/// sequence numbers, or the entries and why they were not committed.
 ///
 /// The chain's head is read inside the write transaction rather than trusted from memory: the
 /// transaction holds SQLite's write lock, so even a second gateway started by mistake on the
 /// same file continues the chain instead of forking it, and a failed batch leaves nothing to
-/// roll back in memory.
+/// roll back in memory (rusqlite rolls the transaction back when it is dropped uncommitted).
 pub fn append(
     connection: &mut Connection,
     hash: AuditHash,
     entries: Vec<AuditEntry>,
-) -> Result<Vec<u64>, AuditError> {
+) -> Result<Vec<u64>, Unappended> {
     let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                return Err(Unappended {
+                    error: error.into(),
+                    entries,
+                });
+            }
+        };
+    let (sequence, previous) = match chain_head(&transaction) {
+        Ok(head) => head,
+        Err(error) => return Err(Unappended { error, entries }),
+    };
+    let stored = chain_entries(hash, previous, sequence, entries);
+    match insert_block(transaction, &stored) {
+        Ok(()) => Ok(stored.iter().map(|stored| stored.sequence).collect()),
+        Err(error) => Err(Unappended {
+            error,
+            entries: stored.into_iter().map(|stored| stored.entry).collect(),
+        }),
+    }
+}
+
+/// The last entry's sequence number and hash (0 and the genesis hash for an empty trail).
+fn chain_head(transaction: &rusqlite::Transaction<'_>) -> Result<(u64, [u8; 32]), AuditError> {
     let head: Option<(u64, String)> = transaction
         .prepare_cached(
             "SELECT last_sequence, head FROM audit_blocks ORDER BY first_sequence DESC LIMIT 1",
         )?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    let (sequence, previous) = match head {
-        None => (0, GENESIS_HASH),
+    match head {
+        None => Ok((0, GENESIS_HASH)),
         Some((sequence, text)) => {
             let mut previous = [0u8; 32];
             hex::decode_to_slice(&text, &mut previous)
                 .map_err(|_| AuditError::CorruptHead { sequence })?;
-            (sequence, previous)
+            Ok((sequence, previous))
         }
-    };
-    let stored = chain_entries(hash, previous, sequence, entries);
-    let Some(block) = block::encode(&stored) else {
-        return Ok(Vec::new());
+    }
+}
+
+/// Inserts chained entries as one block and commits.
+fn insert_block(
+    transaction: rusqlite::Transaction<'_>,
+    stored: &[StoredEntry],
+) -> Result<(), AuditError> {
+    let Some(block) = block::encode(stored) else {
+        return Ok(());
     };
     transaction.prepare_cached(INSERT)?.execute(params![
         block.first_sequence,
@@ -246,7 +375,30 @@ pub fn append(
         block.entries,
     ])?;
     transaction.commit()?;
-    Ok(stored.iter().map(|stored| stored.sequence).collect())
+    Ok(())
+}
+
+/// Copies the whole WAL into the database and truncates it to nothing
+/// (`wal_checkpoint(TRUNCATE)`), giving its space back to the file system. Fails when the
+/// database cannot grow by the pages the WAL holds (a full disk) or a reader holds an older
+/// snapshot past the busy timeout.
+pub fn checkpoint_truncate(connection: &Connection) -> Result<(), AuditError> {
+    let busy: i64 =
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(AuditError::CheckpointBusy);
+    }
+    Ok(())
+}
+
+/// Writes one page and commits it, changing nothing (the hash's row is rewritten as it is):
+/// whether a commit can reach the WAL now, and with `synchronous = "full"` the disk.
+pub fn probe_write(connection: &mut Connection) -> Result<(), AuditError> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    transaction.execute("UPDATE audit_meta SET value = value WHERE key = 'hash'", [])?;
+    transaction.commit()?;
+    Ok(())
 }
 
 /// Reads one row in [`COLUMNS`] order (the view's, or an entry query's).
@@ -259,12 +411,22 @@ fn stored_entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
             "an unknown entry kind".into(),
         )
     })?;
+    let version: u64 = row.get(block::VERSION_POSITION)?;
+    let version = EncodingVersion::from_number(version).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            block::VERSION_POSITION,
+            rusqlite::types::Type::Integer,
+            "an unknown encoding version".into(),
+        )
+    })?;
     Ok(StoredEntry {
         sequence: row.get(0)?,
+        version,
         entry: AuditEntry {
             time: row.get(1)?,
             kind,
             request_id: row.get(3)?,
+            exchange_id: row.get(block::VERSION_POSITION + 1)?,
             consumer: row.get(4)?,
             provider: row.get(5)?,
             service: row.get(6)?,
@@ -472,7 +634,7 @@ pub fn list(connection: &Connection, filter: &EntryFilter) -> Result<Vec<StoredE
         page.append(block);
     };
     while let Some(row) = rows.next()? {
-        let first_sequence: i64 = row.get(COLUMN_COUNT)?;
+        let first_sequence: i64 = row.get(*COLUMN_COUNT)?;
         if current != Some(first_sequence) {
             finish_block(&mut page, &mut block);
             if page.len() >= wanted {
@@ -743,6 +905,7 @@ mod tests {
             time: format!("2026-11-28T01:{:02}:00.000Z", index % 60),
             kind: EntryKind::Exchange,
             request_id: format!("request-{index}"),
+            exchange_id: Some(format!("0190a3b4-5e6f-7a8b-9c0d-{index:012}")),
             consumer: if index % 2 == 0 {
                 "tax"
             } else {
@@ -765,6 +928,14 @@ mod tests {
             subject_sha256: None,
             total_us: index,
             upstream_us: None,
+        }
+    }
+
+    /// An entry as a gateway before exchange ids wrote it.
+    fn entry_v1(index: u64) -> AuditEntry {
+        AuditEntry {
+            exchange_id: None,
+            ..entry(index)
         }
     }
 
@@ -798,6 +969,17 @@ mod tests {
 
     fn filter() -> EntryFilter {
         EntryFilter::parse(None).unwrap()
+    }
+
+    #[test]
+    fn the_checkpoint_interval_is_sqlite_s_unless_the_volume_is_small() {
+        let page = 4096;
+        assert_eq!(checkpoint_pages(100 << 30, page), 1000);
+        assert_eq!(checkpoint_pages(32 << 20, page), 1000);
+        assert_eq!(checkpoint_pages(16 << 20, page), 512);
+        assert_eq!(checkpoint_pages(2 << 20, page), 64);
+        assert_eq!(checkpoint_pages(0, page), 64);
+        assert_eq!(checkpoint_pages(2 << 20, 0), 1000);
     }
 
     #[test]
@@ -941,12 +1123,31 @@ mod tests {
                  CREATE INDEX audit_entries_time ON audit_entries (time);",
             )
             .unwrap();
-            let chained = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, (1..=1100).map(entry));
+            // Entries of that time: version 1, without exchange ids.
+            let mut previous = GENESIS_HASH;
+            let chained: Vec<StoredEntry> = (1..=1100)
+                .map(|sequence| {
+                    let entry = entry_v1(sequence);
+                    previous = crate::audit::entry::chain_hash(
+                        AuditHash::Sha256,
+                        &previous,
+                        EncodingVersion::V1,
+                        sequence,
+                        &entry,
+                    );
+                    StoredEntry {
+                        sequence,
+                        version: EncodingVersion::V1,
+                        entry,
+                        hash: crate::audit::entry::digest_hex(&previous),
+                    }
+                })
+                .collect();
             let mut insert = old
                 .prepare(&format!(
                     "INSERT INTO audit_entries ({}) VALUES ({})",
-                    *COLUMNS,
-                    vec!["?"; COLUMN_COUNT].join(", ")
+                    *COLUMNS_V1,
+                    vec!["?"; block::stored_fields_v1().count()].join(", ")
                 ))
                 .unwrap();
             for stored in &chained {
@@ -1009,6 +1210,20 @@ mod tests {
         assert_eq!((verification.ok, verification.count), (true, 1101));
         let newest = list(&connection, &filter()).unwrap();
         assert_eq!(newest[0].entry, entry(1101));
-        assert_eq!(newest[1].entry, entry(1100));
+        assert_eq!(newest[0].version, EncodingVersion::V2);
+        assert_eq!(newest[1].entry, entry_v1(1100));
+        assert_eq!(newest[1].version, EncodingVersion::V1);
+        let versions: Vec<(u64, Option<String>)> = connection
+            .prepare("SELECT version, exchange_id FROM audit_entries WHERE sequence >= 1100 ORDER BY sequence")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            versions,
+            [(1, None), (2, entry(1101).exchange_id)],
+            "the view names both versions' fields"
+        );
     }
 }

@@ -129,6 +129,9 @@ pub struct FetchContext {
     pub snapshot: Arc<Snapshot>,
     /// The request id of the lookup that started the call.
     pub request_id: String,
+    /// The exchange id of the lookup that started the call (`Xgate-Exchange-Id`: the issuer
+    /// can match its call to that lookup's audit entry).
+    pub exchange_id: String,
 }
 
 /// Asks the issuer for `id`: 200 → the certificate, checked against the type's schema and in
@@ -186,6 +189,7 @@ async fn call(
     if let Ok(value) = HeaderValue::from_str(&context.request_id) {
         headers.insert(crate::headers::X_REQUEST_ID, value);
     }
+    crate::headers::tag_exchange_id(headers, &context.exchange_id);
     let response = match context
         .gateway
         .upstream

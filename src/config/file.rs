@@ -58,6 +58,16 @@ pub struct GatewaySection {
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// How long a write to a caller may wait for the caller to read (between two writes that
+    /// make progress, as nginx's `send_timeout`); past it the connection is closed.
+    #[serde(default = "defaults::send_timeout_ms")]
+    pub send_timeout_ms: u64,
+    /// The proxies in front of the gateway whose forwarding headers are believed: addresses
+    /// (`192.0.2.7`, `2001:db8::1`) and CIDR ranges (`10.0.0.0/8`). From any other peer the
+    /// gateway replaces `X-Forwarded-For` and `Forwarded` with the peer's address. Empty (the
+    /// default): every caller connects directly.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[registry]`.
@@ -144,11 +154,17 @@ pub struct AuditSection {
     /// The hash chaining entries: `sha256` (default) or `sm3`.
     #[serde(default = "defaults::audit_hash")]
     pub hash: String,
-    /// When a commit reaches the disk: `normal` (default: at checkpoints; an answered
-    /// exchange's entry survives a killed process, as SPEC §9 requires) or `full` (at every
-    /// commit: it survives a power loss too, for one disk sync per batch of latency).
+    /// When a commit reaches the disk: `normal` (at checkpoints; an answered exchange's entry
+    /// survives a killed process, as SPEC §9 requires) or `full` (at every commit: it survives
+    /// an operating-system crash, a power loss and a device that fails, for one disk sync per
+    /// batch of latency). The default is `crate::config::AuditSync::DEFAULT`.
     #[serde(default = "defaults::audit_synchronous")]
     pub synchronous: String,
+    /// Bytes kept allocated beside the database (`<path>-reserve`) for the moment the disk
+    /// fills: given back to the file system when a commit finds no space, so that the entries
+    /// of exchanges already forwarded still commit while new ones are refused. 0 turns it off.
+    #[serde(default = "defaults::audit_reserve_bytes")]
+    pub reserve_bytes: u64,
 }
 
 impl Default for AuditSection {
@@ -157,6 +173,7 @@ impl Default for AuditSection {
             path: defaults::audit_path(),
             hash: defaults::audit_hash(),
             synchronous: defaults::audit_synchronous(),
+            reserve_bytes: defaults::audit_reserve_bytes(),
         }
     }
 }
@@ -275,6 +292,9 @@ mod defaults {
     pub fn shutdown_grace_ms() -> u64 {
         30_000
     }
+    pub fn send_timeout_ms() -> u64 {
+        30_000
+    }
     pub fn registry_dir() -> PathBuf {
         PathBuf::from("../schemas")
     }
@@ -300,7 +320,10 @@ mod defaults {
         "sha256".to_owned()
     }
     pub fn audit_synchronous() -> String {
-        "normal".to_owned()
+        crate::config::AuditSync::DEFAULT.as_str().to_owned()
+    }
+    pub fn audit_reserve_bytes() -> u64 {
+        16 << 20
     }
     pub fn unmapped() -> String {
         "reject".to_owned()

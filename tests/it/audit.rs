@@ -508,11 +508,48 @@ async fn the_summary_is_the_exchange_matrix_with_outcomes_bytes_and_percentiles(
     assert_eq!(later["since"], "2999-01-01T00:00:00.000Z");
 }
 
-/// The canonical encoding as README.md defines it, written independently of the gateway's.
+/// The fields of encoding version 1, in order, as README.md lists them (not the crate's list).
+const README_FIELDS_V1: [&str; 21] = [
+    "sequence",
+    "time",
+    "kind",
+    "request_id",
+    "consumer",
+    "provider",
+    "service",
+    "method",
+    "path_sha256",
+    "purpose_sha256",
+    "status",
+    "outcome",
+    "request_bytes",
+    "response_bytes",
+    "request_sha256",
+    "response_sha256",
+    "request_schema",
+    "response_schema",
+    "subject_sha256",
+    "total_us",
+    "upstream_us",
+];
+
+/// The fields version 2 adds after version 1's, as README.md lists them.
+const README_ADDED_IN_V2: [&str; 1] = ["exchange_id"];
+
+/// The canonical encoding as README.md defines it, written independently of the gateway's: the
+/// prefix `xgate-audit-v<version>`, then the version's fields.
 fn readme_canonical(entry: &Value) -> Vec<u8> {
-    let mut out = b"xgate-audit-v1".to_vec();
-    // The field order, as listed in README.md and exported by the crate.
-    for field in xgate::audit::entry::CANONICAL_FIELDS {
+    let version = entry["version"]
+        .as_u64()
+        .expect("every entry names its version");
+    assert!((1..=2).contains(&version), "{entry}");
+    let mut out = format!("xgate-audit-v{version}").into_bytes();
+    let added: &[&str] = if version >= 2 {
+        &README_ADDED_IN_V2
+    } else {
+        &[]
+    };
+    for field in README_FIELDS_V1.iter().chain(added) {
         let text = match &entry[field] {
             Value::Null => {
                 out.push(0);
@@ -526,6 +563,23 @@ fn readme_canonical(entry: &Value) -> Vec<u8> {
         out.extend_from_slice(text.as_bytes());
     }
     out
+}
+
+/// Recomputes the chain of `entries` (oldest first) from README.md's description and checks
+/// every stored hash; returns the head.
+fn recompute_chain(hash: &str, entries: &[Value]) -> Vec<u8> {
+    let mut previous = [0u8; 32].to_vec();
+    for entry in entries {
+        let mut input = previous.clone();
+        input.extend(readme_canonical(entry));
+        let digest: Vec<u8> = match hash {
+            "sm3" => sm3::Sm3::digest(&input).to_vec(),
+            _ => Sha256::digest(&input).to_vec(),
+        };
+        assert_eq!(entry["hash"], hex::encode(&digest), "{hash}: {entry}");
+        previous = digest;
+    }
+    previous
 }
 
 #[tokio::test]
@@ -555,20 +609,91 @@ async fn an_auditor_can_recompute_the_chain_from_the_documented_encoding_with_sh
         let mut entries =
             all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
         entries.reverse();
-        let mut previous = [0u8; 32].to_vec();
-        for entry in &entries {
-            let mut input = previous.clone();
-            input.extend(readme_canonical(entry));
-            let digest: Vec<u8> = match hash {
-                "sm3" => sm3::Sm3::digest(&input).to_vec(),
-                _ => Sha256::digest(&input).to_vec(),
-            };
-            assert_eq!(entry["hash"], hex::encode(&digest), "{hash}: {entry}");
-            previous = digest;
-        }
-        assert_eq!(verified["head"], hex::encode(&previous));
+        assert!(entries.iter().all(|entry| entry["version"] == 2));
+        let head = recompute_chain(hash, &entries);
+        assert_eq!(verified["head"], hex::encode(&head));
         gateway.stop().await;
     }
+}
+
+/// A trail written by the gateway before exchange ids (encoding version 1): 25 entries of
+/// exchanges and certificate lookups, dumped with `sqlite3 .dump` from a real gateway's file.
+const TRAIL_V1: &str = include_str!("../fixtures/audit-v1.sql");
+
+#[tokio::test]
+async fn a_trail_of_version_1_entries_verifies_after_the_upgrade_and_its_chain_runs_on_in_version_2()
+ {
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let config = standard(&echo, &records);
+    let database = config.path("data/audit.db");
+    std::fs::create_dir_all(database.parent().unwrap()).unwrap();
+    Connection::open(&database)
+        .unwrap()
+        .execute_batch(TRAIL_V1)
+        .unwrap();
+    config.write_main();
+    let (code, text) = verify_command(&config.main_path());
+    assert_eq!(
+        code,
+        Some(0),
+        "the upgraded command verifies the old file: {text}"
+    );
+    assert!(text.contains("ok, 25 entries"), "{text}");
+
+    let gateway = config.start().await;
+    for index in 0..3 {
+        let response = gateway
+            .call(
+                Method::GET,
+                &format!("/exchange/market/echo/{index}"),
+                "tax",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let verified: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["count"], 28);
+    let mut entries = all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
+    let mut certificates = all_entries(
+        &gateway.client,
+        &format!("http://{}", gateway.admin),
+        "&kind=certificate",
+    )
+    .await;
+    entries.append(&mut certificates);
+    entries.sort_by_key(|entry| entry["sequence"].as_u64().unwrap());
+    assert_eq!(entries.len(), 28);
+    for entry in &entries[..25] {
+        assert_eq!(entry["version"], 1, "{entry}");
+        assert_eq!(entry["exchange_id"], Value::Null, "{entry}");
+    }
+    for entry in &entries[25..] {
+        assert_eq!(entry["version"], 2, "{entry}");
+        assert!(entry["exchange_id"].is_string(), "{entry}");
+    }
+    let head = recompute_chain("sha256", &entries);
+    assert_eq!(verified["head"], hex::encode(&head));
+    // The view an auditor queries with any SQLite client names both versions' fields.
+    let versions: Vec<(u64, Option<String>)> = Connection::open(gateway.audit_path())
+        .unwrap()
+        .prepare("SELECT version, exchange_id FROM audit_entries ORDER BY sequence")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions.len(), 28);
+    assert!(versions[..25].iter().all(|(v, id)| *v == 1 && id.is_none()));
+    assert!(versions[25..].iter().all(|(v, id)| *v == 2 && id.is_some()));
+    gateway.stop().await;
 }
 
 #[tokio::test]
@@ -869,13 +994,26 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
     );
 
     database.execute_batch("DROP TRIGGER refuse;").unwrap();
-    let response = gateway
-        .call(Method::GET, "/exchange/market/echo/2", "tax")
-        .header("x-request-id", "audited-2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    // Until the writer's probe finds the trail committing again, calls are refused before they
+    // are forwarded (503, no entry); then they are served.
+    let status = eventually_async(
+        "the trail heals",
+        std::time::Duration::from_secs(30),
+        || async {
+            let response = gateway
+                .call(Method::GET, "/exchange/market/echo/2", "tax")
+                .header("x-request-id", "audited-2")
+                .send()
+                .await
+                .unwrap();
+            match response.status() {
+                StatusCode::SERVICE_UNAVAILABLE => None,
+                status => Some(status),
+            }
+        },
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     let entries = all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
     let ids: Vec<&str> = entries
         .iter()
@@ -883,6 +1021,160 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
         .collect();
     assert_eq!(ids, ["audited-2"]);
     assert_eq!(entries[0]["sequence"], 1, "the failed batch left no gap");
+}
+
+/// Makes every write to the trail fail from another connection (the writer's batches and its
+/// probes alike) until [`Unwritable::heal`]: a fault SQLite reports like a full disk's, without
+/// needing one.
+struct Unwritable(Connection);
+
+impl Unwritable {
+    fn make(path: &Path) -> Unwritable {
+        let database = Connection::open(path).unwrap();
+        database
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        database
+            .execute_batch(
+                "CREATE TRIGGER refuse_blocks BEFORE INSERT ON audit_blocks \
+                 BEGIN SELECT RAISE(ABORT, 'the disk is full'); END; \
+                 CREATE TRIGGER refuse_probes BEFORE UPDATE ON audit_meta \
+                 BEGIN SELECT RAISE(ABORT, 'the disk is full'); END;",
+            )
+            .unwrap();
+        Unwritable(database)
+    }
+
+    fn heal(self) {
+        self.0
+            .execute_batch("DROP TRIGGER refuse_blocks; DROP TRIGGER refuse_probes;")
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn while_the_trail_cannot_commit_no_exchange_is_forwarded_and_no_lookup_answered_even_from_the_cache()
+ {
+    let issuer = Upstream::fixed(
+        StatusCode::OK,
+        json!({"uscc": "91350100M000100Y43", "name": "甲", "status": "active"}),
+    )
+    .await;
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = standard(&echo, &records)
+        .department(
+            "issuer",
+            "department",
+            &format!(
+                "[certificates.licence]\nlookup = \"{}\"\nschema = \"license\"\nid_format = \"cn-uscc\"\nconsumers = [\"tax\"]\n",
+                issuer.url("/certs/{id}")
+            ),
+        )
+        .start()
+        .await;
+    let look_up = || {
+        gateway
+            .call(
+                Method::GET,
+                "/certificates/licence/91350100M000100Y43",
+                "tax",
+            )
+            .header("xgate-purpose", "account opening")
+            .send()
+    };
+    assert_eq!(look_up().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(issuer.call_count(), 1);
+
+    let unwritable = Unwritable::make(&gateway.audit_path());
+    // The call that finds out: it was forwarded before the first commit failed, and its answer
+    // is withheld (the window the README states).
+    let first = gateway
+        .call(Method::GET, "/exchange/market/echo/1", "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(echo.call_count(), 1);
+    // From then on nothing is forwarded: refused before the provider, with Retry-After.
+    for index in 2..12 {
+        let response = gateway
+            .call(
+                Method::GET,
+                &format!("/exchange/market/echo/{index}"),
+                "tax",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["retry-after"], "1");
+        let (status, body) = problem(response).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["type"], "urn:xgate:problem:store-unavailable");
+    }
+    // Refusals of other kinds are 503 too while nothing can be recorded.
+    let unknown = gateway
+        .client
+        .get(gateway.url("/exchange/market/echo/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(echo.call_count(), 1, "nothing more reached the provider");
+    // A certificate in the cache is not given either, and the issuer is not asked.
+    let refused = look_up().await.unwrap();
+    assert!(
+        refused.headers().get("xgate-cache").is_none(),
+        "not from the cache"
+    );
+    let (status, body) = problem(refused).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["type"], "urn:xgate:problem:store-unavailable");
+    assert_eq!(issuer.call_count(), 1);
+    let metrics = metrics_text(&gateway).await;
+    for series in [
+        "xgate_exchanges_total{consumer=\"tax\",outcome=\"store_unavailable\",provider=\"market\",service=\"echo\"} 10",
+        "xgate_certificate_lookups_total{consumer=\"tax\",result=\"store_unavailable\",type=\"licence\"} 1",
+        "xgate_audit_store_unavailable 1",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "{series} in:\n{metrics}"
+        );
+    }
+
+    // Healed: the writer notices by itself (no call needed) and everything is served again.
+    unwritable.heal();
+    eventually_async(
+        "the trail heals by itself",
+        std::time::Duration::from_secs(30),
+        || async {
+            metrics_text(&gateway)
+                .await
+                .lines()
+                .any(|line| line == "xgate_audit_store_unavailable 0")
+                .then_some(())
+        },
+    )
+    .await;
+    let served = look_up().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["xgate-cache"], "hit");
+    let response = gateway
+        .call(Method::GET, "/exchange/market/echo/12", "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let verified: Value = admin_get(&gateway, "/audit/verify", Some("auditor"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    // The first lookup, the one after healing and the exchange: the refusals left no entry.
+    assert_eq!(verified["count"], 3, "{verified}");
+    gateway.stop().await;
 }
 
 /// The standard gateway whose `echo` provider holds every answer until `release` is notified
@@ -1077,9 +1369,11 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         path: path.clone(),
         hash: AuditHash::Sha256,
         synchronous: AuditSync::Normal,
+        reserve_bytes: 0,
     };
-    let committed = prometheus::IntCounter::new("committed", "test").unwrap();
-    let trail = std::sync::Arc::new(AuditTrail::open(&settings, committed.clone()).unwrap());
+    let metrics = xgate::metrics::Metrics::new().unwrap().audit();
+    let committed = metrics.entries.clone();
+    let trail = std::sync::Arc::new(AuditTrail::open(&settings, metrics).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit.
@@ -1094,6 +1388,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
                 time: xgate::audit::now(),
                 kind: EntryKind::Exchange,
                 request_id: format!("queued-{n}"),
+                exchange_id: Some(format!("exchange-{n}")),
                 consumer: "tax".to_owned(),
                 provider: None,
                 service: None,

@@ -11,7 +11,8 @@
 //!   by default in 2020-12: SPEC §6 makes the gateway assert formats, so those are reported as
 //!   deviations by design, by name.
 //!
-//! `optional/format` is run with formats asserted and only reported.
+//! `optional/format` is run with formats asserted and only reported. `optional/bignum` and
+//! `optional/float-overflow` must pass: numbers are validated exactly (issue 15).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -254,6 +255,17 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
     )
     .await;
 
+    // Numbers past f64 (issue 15): required here, since the gateway validates numbers exactly.
+    let numbers = run_files(
+        &gateway,
+        &[
+            folder.join("optional/bignum.json"),
+            folder.join("optional/float-overflow.json"),
+        ],
+        &mut names,
+    )
+    .await;
+
     let required_total = required.passed + required.failed.len() + required.deviations.len();
     println!(
         "JSON Schema test suite, draft 2020-12, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
@@ -278,6 +290,16 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
     for failed in &formats.failed {
         println!("  optional/format: {failed}");
     }
+    println!(
+        "optional/bignum and optional/float-overflow (exact numbers): {} of {} passed",
+        numbers.passed,
+        numbers.passed + numbers.failed.len() + numbers.deviations.len()
+    );
+    assert!(
+        numbers.passed >= 10 && numbers.failed.is_empty() && numbers.deviations.is_empty(),
+        "exact-number tests failed:\n{}",
+        numbers.failed.join("\n")
+    );
     assert!(
         required.passed > 1000,
         "the suite ran: {} passed",

@@ -397,7 +397,7 @@ async fn a_value_that_does_not_convert_is_refused_at_its_own_pointer_with_its_ru
     let upstreams = Upstreams::start().await;
     let gateway = gateway(&upstreams).await;
     let mut record = tax_licence();
-    record["zczb"] = json!("1234500.00");
+    record["zczb"] = json!("+1234500");
     record["nsrzt"] = json!("99");
     record["gdxx"][0]["tzje"] = json!(1000000);
 
@@ -415,7 +415,7 @@ async fn a_value_that_does_not_convert_is_refused_at_its_own_pointer_with_its_ru
             "shared_pointer": "/registered_capital_yuan",
             "keyword": "translation",
             "rule": "/zczb ↔ /registered_capital_yuan (number)",
-            "message": "cannot convert by /zczb ↔ /registered_capital_yuan (number): not in canonical form; write 1234500"
+            "message": "cannot convert by /zczb ↔ /registered_capital_yuan (number): does not match the pattern JSON number"
         })
     );
     assert_eq!(errors[1]["pointer"], "/nsrzt");
@@ -450,7 +450,7 @@ async fn a_value_that_does_not_convert_is_refused_at_its_own_pointer_with_its_ru
     assert_eq!(document["title"], "记录无法转换");
     assert_eq!(
         document["errors"][0]["message"],
-        "无法按规则 /zczb ↔ /registered_capital_yuan (number) 转换：写法不规范，应写作 1234500"
+        "无法按规则 /zczb ↔ /registered_capital_yuan (number) 转换：不符合格式 JSON number"
     );
 
     // Unmapped fields under `reject` are listed by their own names, wherever they are.

@@ -220,6 +220,13 @@ impl TestGateway {
         launch(self._dir).await
     }
 
+    /// Stops the gateway, keeping its folder, to start it again later
+    /// ([`StoppedGateway::start`]) after changing the world meanwhile.
+    pub async fn stop_keeping(mut self) -> StoppedGateway {
+        self.shut_down().await;
+        StoppedGateway { dir: self._dir }
+    }
+
     /// The schema folder.
     pub fn schemas_dir(&self) -> PathBuf {
         self._dir.path().join("schemas")
@@ -228,6 +235,18 @@ impl TestGateway {
     /// The audit database (the default `[audit] path`).
     pub fn audit_path(&self) -> PathBuf {
         self._dir.path().join("data/audit.db")
+    }
+}
+
+/// A gateway stopped by [`TestGateway::stop_keeping`]: its configuration folder.
+pub struct StoppedGateway {
+    dir: tempfile::TempDir,
+}
+
+impl StoppedGateway {
+    /// Starts a gateway over the same folder again (new ports).
+    pub async fn start(self) -> TestGateway {
+        launch(self.dir).await
     }
 }
 
@@ -425,6 +444,54 @@ pub async fn standard_gateway() -> (TestGateway, Upstream, Upstream) {
     (gateway, echo, records)
 }
 
+/// An upstream that keeps every request body as it arrived and answers each call with `status`,
+/// `content-type: application/json` and `answer`, byte for byte (so tests can send what a
+/// serializer would never write: duplicate keys, numbers past `f64`).
+pub struct Recording {
+    pub upstream: Upstream,
+    bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Recording {
+    pub async fn start(status: StatusCode, answer: &[u8]) -> Recording {
+        let bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let kept = bodies.clone();
+        let answer = answer.to_vec();
+        let router = Router::new().fallback(move |request: Request| {
+            let kept = kept.clone();
+            let answer = answer.clone();
+            async move {
+                let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                kept.lock().unwrap().push(body.to_vec());
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(answer))
+                    .unwrap()
+            }
+        });
+        Recording {
+            upstream: Upstream::start(router).await,
+            bodies,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.upstream.url(path)
+    }
+
+    /// The request bodies received so far, in order.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.upstream.call_count()
+    }
+}
+
 /// Reads a problem response, checking its media type and shape.
 pub async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
@@ -575,4 +642,249 @@ pub fn root_or_skip(what: &str) -> bool {
         eprintln!("SKIPPED: {what} needs root");
     }
     root
+}
+
+/// A real nginx on a free loopback port, from its own temporary prefix (configuration, pid,
+/// logs, temp folders), killed when dropped. nginx matters where its reading of a request does:
+/// it percent-decodes and normalizes paths before it matches a `location`.
+pub struct Nginx {
+    pub address: SocketAddr,
+    prefix: tempfile::TempDir,
+    _process: KillOnDrop,
+}
+
+impl Nginx {
+    /// Starts nginx serving `server_body` (the inside of its one `server { }` block, after the
+    /// `listen` line); `None` when nginx is not installed (SKIPPED, or failed under CI). Every
+    /// request is logged as `<$request_uri> <$uri> <$status>`, one a line (see [`Nginx::log`]).
+    pub async fn start(server_body: &str) -> Option<Nginx> {
+        let binary = tool("nginx", "apt-get install nginx-light; .ci/run does")?;
+        for _attempt in 0..3 {
+            let prefix = tempfile::tempdir().expect("temporary folder");
+            let root = prefix.path().display().to_string();
+            let port = free_port().await;
+            let config = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {root}/nginx.pid;\n\
+                 error_log {root}/error.log info;\nevents {{ worker_connections 256; }}\n\
+                 http {{\n  log_format uris '<$request_uri> <$uri> <$status>';\n\
+                 access_log {root}/access.log uris;\n\
+                 client_body_temp_path {root}/client_body;\n  proxy_temp_path {root}/proxy;\n\
+                 fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n\
+                 scgi_temp_path {root}/scgi;\n  default_type text/plain;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+            );
+            std::fs::write(prefix.path().join("nginx.conf"), config).unwrap();
+            let mut process = KillOnDrop(
+                std::process::Command::new(&binary)
+                    .arg("-p")
+                    .arg(prefix.path())
+                    .arg("-c")
+                    .arg(prefix.path().join("nginx.conf"))
+                    .arg("-e")
+                    .arg(prefix.path().join("error.log"))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("nginx starts"),
+            );
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if tokio::net::TcpStream::connect(address).await.is_ok() {
+                    return Some(Nginx {
+                        address,
+                        prefix,
+                        _process: process,
+                    });
+                }
+                if process.0.try_wait().is_ok_and(|status| status.is_some()) {
+                    // It exited: most likely the port was taken meanwhile. Try another.
+                    break;
+                }
+                let log = std::fs::read_to_string(prefix.path().join("error.log"));
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nginx did not start listening: {log:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        panic!("nginx could not start on a free port three times");
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// The access log so far: one `<$request_uri> <$uri> <$status>` line per request answered.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.prefix.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+/// What a [`TrackedUpstream`] answers a request with.
+pub type TrackedHandler = Arc<
+    dyn Fn(
+            http::Request<hyper::body::Incoming>,
+        ) -> futures_util::future::BoxFuture<'static, Response<Body>>
+        + Send
+        + Sync,
+>;
+
+/// A real HTTP/1.1 upstream (hyper) that counts the connections it accepted and those still
+/// open (closed = hyper's connection task ended: the peer hung up or the connection failed).
+pub struct TrackedUpstream {
+    pub address: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TrackedUpstream {
+    pub async fn start(handler: TrackedHandler) -> TrackedUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (accepted_count, open_count) = (accepted.clone(), open.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                accepted_count.fetch_add(1, Ordering::SeqCst);
+                open_count.fetch_add(1, Ordering::SeqCst);
+                let open_count = open_count.clone();
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let answer = handler(request);
+                        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                    open_count.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        TrackedUpstream {
+            address,
+            accepted,
+            open,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections still open.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TrackedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+/// Runs a system tool (`mount`, `losetup`, ...) and returns its standard output, failing the
+/// test with its error output when it fails.
+pub fn run_tool(program: &std::path::Path, arguments: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(arguments)
+        .output()
+        .unwrap_or_else(|error| panic!("{} cannot run: {error}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {arguments:?} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A file system mounted on a folder of its own (a fresh temporary folder, never a fixed mount
+/// point), unmounted when dropped — also when the test fails or panics.
+pub struct Mounted {
+    /// The mount point (inside `_folder`).
+    pub dir: PathBuf,
+    umount: PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// A `tmpfs` of `size` (`mount -o size=`: `2m`, `64m`), or `None` (SKIPPED, failing under CI)
+    /// when the tests do not run as root or `mount` is missing.
+    pub fn tmpfs(size: &str) -> Option<Mounted> {
+        if !root_or_skip("mounting a small tmpfs") {
+            return None;
+        }
+        let mount = tool("mount", "apt-get install mount")?;
+        let umount = tool("umount", "apt-get install mount")?;
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let dir = folder.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let target = dir.to_str().expect("a UTF-8 temporary path");
+        run_tool(
+            &mount,
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                target,
+            ],
+        );
+        Some(Mounted {
+            dir,
+            umount,
+            _folder: folder,
+        })
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let target = self.dir.to_string_lossy().into_owned();
+        let unmounted = std::process::Command::new(&self.umount)
+            .arg(&target)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !unmounted {
+            // Still busy (a process of a failed test holds a file): detach it lazily so that
+            // nothing stays mounted once it lets go.
+            let _ = std::process::Command::new(&self.umount)
+                .args(["-l", &target])
+                .status();
+        }
+    }
+}
+
+/// Fills the file system holding `dir` with a file of its own until it has no space left;
+/// returns the file (remove it to give the space back).
+pub fn fill_up(dir: &std::path::Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler file");
+    let chunk = vec![0x5a_u8; 4096];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(error) => panic!("filling {}: {error}", dir.display()),
+        }
+    }
+    // Smaller writes take the last partial block too.
+    while file.write(&[0x5a]).is_ok_and(|written| written == 1) {}
+    let _ = file.sync_all();
+    path
 }

@@ -158,6 +158,38 @@ fn raw_status(received: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.parse().ok()
 }
 
+/// What the gateway sent back on a raw connection after framing it could not read: nothing (it
+/// closed), or a problem document (SPEC §10) with one of `statuses`, of the type that status
+/// means, closing the connection. Returns the status.
+fn assert_problem_or_closed(received: &[u8], statuses: &[u16], what: &str) -> Option<u16> {
+    if received.is_empty() {
+        return None;
+    }
+    let shown = String::from_utf8_lossy(received).into_owned();
+    let response = crate::forwarding::parse_raw_response(received)
+        .unwrap_or_else(|| panic!("{what}: not an HTTP response: {shown:?}"));
+    assert!(statuses.contains(&response.status), "{what}: {shown:?}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json"),
+        "{what}: {shown:?}"
+    );
+    assert_eq!(response.header("connection"), Some("close"), "{what}");
+    let problem = response.json();
+    let expected = match response.status {
+        400 => "urn:xgate:problem:malformed-request",
+        414 => "urn:xgate:problem:uri-too-long",
+        431 => "urn:xgate:problem:header-too-large",
+        other => panic!("{what}: unexpected status {other}"),
+    };
+    assert_eq!(problem["type"], expected, "{what}");
+    assert_eq!(problem["status"], response.status, "{what}");
+    let request_id = problem["request_id"].as_str().expect("a request id");
+    assert!(uuid::Uuid::parse_str(request_id).is_ok(), "{request_id}");
+    assert_eq!(response.header("x-request-id"), Some(request_id), "{what}");
+    Some(response.status)
+}
+
 /// `[[[[...]]]]`, `DEPTH` deep.
 fn deep_array() -> Vec<u8> {
     let mut body = vec![b'['; DEPTH];
@@ -361,10 +393,9 @@ async fn check_oversized_heads(hostile: &mut Hostile, header_value_bytes: usize)
         "a".repeat(header_value_bytes)
     );
     let received = send_raw(hostile, huge.into_bytes()).await;
-    assert!(
-        matches!(raw_status(&received), None | Some(431)),
-        "{:?}",
-        String::from_utf8_lossy(&received)
+    assert_eq!(
+        assert_problem_or_closed(&received, &[431], "oversized head"),
+        Some(431)
     );
 
     let mut crowded = String::from("GET /healthz HTTP/1.1\r\nHost: gateway\r\n");
@@ -373,10 +404,9 @@ async fn check_oversized_heads(hostile: &mut Hostile, header_value_bytes: usize)
     }
     crowded.push_str("Connection: close\r\n\r\n");
     let received = send_raw(hostile, crowded.into_bytes()).await;
-    assert!(
-        matches!(raw_status(&received), None | Some(431)),
-        "{:?}",
-        String::from_utf8_lossy(&received)
+    assert_eq!(
+        assert_problem_or_closed(&received, &[431], "too many headers"),
+        Some(431)
     );
 }
 
@@ -442,11 +472,7 @@ async fn check_garbage(hostile: &mut Hostile) {
     for bytes in garbage {
         let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned();
         let received = send_raw(hostile, bytes).await;
-        assert!(
-            matches!(raw_status(&received), None | Some(400) | Some(431)),
-            "{shown:?} → {:?}",
-            String::from_utf8_lossy(&received)
-        );
+        assert_problem_or_closed(&received, &[400, 431], &shown);
     }
 
     // The HTTP/2 preface followed by frames that make no sense: the connection is closed.
@@ -462,11 +488,7 @@ async fn check_garbage(hostile: &mut Hostile) {
         token("tax")
     );
     let received = send_raw(hostile, broken_chunks.into_bytes()).await;
-    assert!(
-        matches!(raw_status(&received), None | Some(400)),
-        "{:?}",
-        String::from_utf8_lossy(&received)
-    );
+    assert_problem_or_closed(&received, &[400], "broken chunks");
 }
 
 /// Absurd but well-formed methods are refused with a problem (405 where the path exists,
@@ -509,11 +531,7 @@ async fn check_absurd_methods(hostile: &mut Hostile) {
     for bad in ["GE(T", "GET\x7f", "G\u{e9}T"] {
         let request = format!("{bad} /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n");
         let received = send_raw(hostile, request.into_bytes()).await;
-        assert!(
-            matches!(raw_status(&received), None | Some(400)),
-            "{bad:?} → {:?}",
-            String::from_utf8_lossy(&received)
-        );
+        assert_problem_or_closed(&received, &[400], bad);
     }
     assert_eq!(hostile.echo.call_count(), 0);
 }
@@ -656,11 +674,7 @@ async fn check_hostile_header_values(hostile: &mut Hostile) {
         token("tax")
     );
     let received = send_raw(hostile, request.into_bytes()).await;
-    assert!(
-        matches!(raw_status(&received), None | Some(400)),
-        "{:?}",
-        String::from_utf8_lossy(&received)
-    );
+    assert_problem_or_closed(&received, &[400], "control character in a header");
 }
 
 #[tokio::test]
@@ -716,6 +730,146 @@ async fn slow_clients_are_cut_off_without_holding_up_others() {
 async fn garbage_on_the_socket_gets_a_400_or_a_close() {
     let mut hostile = Hostile::start().await;
     check_garbage(&mut hostile).await;
+    hostile.assert_serving().await;
+    hostile.gateway.stop().await;
+}
+
+/// Framing hyper refuses before the gateway's code sees a request is answered with the
+/// gateway's problem documents, not hyper's bare status lines: a head that does not parse
+/// (400 `malformed-request`), too large or with too many headers (431 `header-too-large`), a
+/// target too long (414 `uri-too-long`); also after an earlier answer on the same connection.
+#[tokio::test]
+async fn hypers_own_answers_are_problem_documents() {
+    let mut hostile = Hostile::start().await;
+    let mut crowded = String::from("GET /healthz HTTP/1.1\r\nHost: gateway\r\n");
+    for index in 0..1000 {
+        crowded.push_str(&format!("X-Header-{index}: {index}\r\n"));
+    }
+    crowded.push_str("\r\n");
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("words", b"hello gateway, how are you?\r\n\r\n".to_vec(), 400),
+        (
+            "unknown version",
+            b"GET /healthz HTTP/9.9\r\nHost: gateway\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "length overflow",
+            b"POST /healthz HTTP/1.1\r\nHost: gateway\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            "two lengths",
+            b"POST /healthz HTTP/1.1\r\nHost: gateway\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+                .to_vec(),
+            400,
+        ),
+        (
+            "oversized head",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Huge: {}\r\n\r\n",
+                "a".repeat(2 * MAX_HEADER_BYTES)
+            )
+            .into_bytes(),
+            431,
+        ),
+        ("too many headers", crowded.into_bytes(), 431),
+        (
+            "target too long",
+            format!(
+                "GET /healthz?{} HTTP/1.1\r\nHost: gateway\r\n\r\n",
+                "q".repeat(70_000)
+            )
+            .into_bytes(),
+            414,
+        ),
+    ];
+    for (what, bytes, status) in cases {
+        let received = send_raw(&hostile, bytes).await;
+        assert_eq!(
+            assert_problem_or_closed(&received, &[status], what),
+            Some(status),
+            "{what}"
+        );
+    }
+
+    // After an answer on the same connection (pipelined, HTTP/1.1 and HTTP/1.0 keep-alive).
+    for first in [
+        "GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ] {
+        let received = send_raw(&hostile, format!("{first}garbage\r\n\r\n").into_bytes()).await;
+        let first_answer = crate::forwarding::parse_raw_response(&received).expect("an answer");
+        assert_eq!(first_answer.status, 200, "{first}");
+        let head_end = received
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .expect("a head")
+            + 4;
+        let end = head_end + first_answer.body.len();
+        let second = &received[end..];
+        let version = if first.contains("HTTP/1.0") {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
+        assert!(
+            second.starts_with(format!("{version} 400 ").as_bytes()),
+            "{first}: {:?}",
+            String::from_utf8_lossy(second)
+        );
+        let rewritten = [b"HTTP/1.1", &second[8..]].concat();
+        assert_eq!(
+            assert_problem_or_closed(&rewritten, &[400], first),
+            Some(400)
+        );
+    }
+    hostile.assert_serving().await;
+    hostile.gateway.stop().await;
+}
+
+/// h2 would answer a header list over its limit with a bare 431 of its own: a head over
+/// `max_header_bytes` (but within twice that, which h2 still takes) gets the gateway's problem
+/// document, and the connection goes on serving.
+#[tokio::test]
+async fn an_oversized_http2_head_is_a_problem_document() {
+    let mut hostile = Hostile::start().await;
+    let stream = TcpStream::connect(hostile.gateway.data).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = |huge: usize| {
+        http::Request::get("http://gateway/exchange/market/echo/x")
+            .header("authorization", format!("Bearer {}", token("tax")))
+            .header("x-huge", "a".repeat(huge))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    for huge in [MAX_HEADER_BYTES + 1, MAX_HEADER_BYTES * 3 / 2] {
+        let response = sender.send_request(request(huge)).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let problem: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "urn:xgate:problem:header-too-large");
+        assert_eq!(problem["status"], 431);
+    }
+    let response = sender.send_request(request(10)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(hostile.echo.call_count(), 1);
     hostile.assert_serving().await;
     hostile.gateway.stop().await;
 }

@@ -629,6 +629,75 @@ async fn plain_http_garbage_and_silent_clients_on_the_tls_port_are_closed_and_ot
     assert_serving(&gateway, &pki).await;
 }
 
+/// The connection layer is the same under TLS: a head hyper cannot parse gets the problem
+/// document, and callers that never read are cut off at the send timeout, their upstream
+/// connections closed.
+#[tokio::test]
+async fn over_tls_hypers_answers_are_problems_and_callers_that_never_read_are_cut_off() {
+    let pki = Pki::new();
+    let echo = Upstream::echo().await;
+    let large = crate::send_timeout::endless_upstream().await;
+    let gateway = mtls_config(&pki, &echo, "", "send_timeout_ms = 300")
+        .department(
+            "streamer",
+            "department",
+            &format!(
+                "[services.large]\nupstream = \"{}\"\nmethods = [\"GET\"]\nconsumers = [\"consumer\"]\n",
+                large.url("/large")
+            ),
+        )
+        .start()
+        .await;
+    let consumer = pki.client("consumer");
+    let connect = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(gateway.data).await.unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(pki.config(Some(&consumer))))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    };
+
+    let mut tls = connect().await;
+    tls.write_all(b"GET /catalog HTTP/9.9\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the gateway kept the connection open");
+    let response = crate::forwarding::parse_raw_response(&received).expect("an answer");
+    assert_eq!(response.status, 400);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(
+        response.json()["type"],
+        "urn:xgate:problem:malformed-request"
+    );
+
+    let mut stuck = Vec::new();
+    for _ in 0..5 {
+        let mut tls = connect().await;
+        tls.write_all(b"GET /exchange/streamer/large HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        stuck.push(tls);
+    }
+    eventually("every stuck call reaches the upstream", || {
+        large.accepted() == 5
+    })
+    .await;
+    eventually("the stuck callers' upstream connections close", || {
+        large.open() == 0
+    })
+    .await;
+    assert_eq!(gateway.gateway.upstream.idle_connections(), 0);
+    assert_serving(&gateway, &pki).await;
+    drop(stuck);
+}
+
 // ---------------------------------------------------------------------------------------------
 // https upstreams
 // ---------------------------------------------------------------------------------------------

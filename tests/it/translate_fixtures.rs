@@ -18,12 +18,12 @@
 //! it with an error (`key: reason`) containing that piece.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use xgate::config::file::FormatSection;
 use xgate::i18n::Lang;
+use xgate::number::ExactNumber;
 use xgate::translate::{Direction, ErrorKind, Format, TranslationError};
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/translate");
@@ -249,13 +249,17 @@ pub fn parse_format(text: &str) -> Result<Format, Vec<String>> {
     })
 }
 
-/// Whether two records are the same, numbers compared by value (`100.0` is `100`).
+/// Whether two records are the same, numbers compared by their exact value (`100.0` is `100`,
+/// `100.00000000000000001` is not).
 pub fn same_record(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (decimal(x), decimal(y)) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.to_string(), y.to_string());
+            match (ExactNumber::parse(&x), ExactNumber::parse(&y)) {
+                (Some(x), Some(y)) => x.cmp_exact(&y).is_eq(),
+                _ => false,
+            }
+        }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_record(x, y))
         }
@@ -268,10 +272,10 @@ pub fn same_record(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// A JSON number as the exact decimal its text says.
+/// A JSON number as the exact decimal its text says (`None` past what a decimal holds).
 pub fn decimal(number: &serde_json::Number) -> Option<Decimal> {
     let text = number.to_string();
-    Decimal::from_str(&text)
+    Decimal::from_str_exact(&text)
         .or_else(|_| Decimal::from_scientific(&text))
         .ok()
 }
@@ -296,7 +300,9 @@ fn read(path: &Path) -> Result<String, String> {
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    serde_json::from_str(&read(path)?).map_err(|error| format!("{}: {error}", file_name(path)))
+    // The gateway's reader: numbers keep the text they are written with (`1e2`, not `1e+2`).
+    xgate::json::parse(read(path)?.as_bytes())
+        .map_err(|error| format!("{}: {error}", file_name(path)))
 }
 
 fn pretty(value: &Value) -> String {
