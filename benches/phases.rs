@@ -168,5 +168,46 @@ fn phases(c: &mut Criterion) {
     c.bench_function("pipeline", |b| b.iter(|| pipeline(black_box(&bench))));
 }
 
-criterion_group!(benches, phases);
+/// The consumer's record grown to about `bytes` by repeating its shareholders: what a large
+/// record costs in the CPU phases (the measurement behind `cpu::LARGE_RECORD_BYTES`). Past 500
+/// shareholders the record breaks the schema's `maxItems`; validation still walks every one.
+fn grown_request(bench: &Bench, bytes: usize) -> Value {
+    let mut record = parse(&bench.request_bytes);
+    let shareholders = record["GDXX"].as_array().cloned().unwrap_or_default();
+    let mut grown = Vec::new();
+    while serde_json::to_vec(&grown).map_or(0, |text| text.len()) < bytes {
+        grown.extend(shareholders.iter().cloned());
+    }
+    record["GDXX"] = Value::Array(grown);
+    record
+}
+
+/// Parse, to shared, validate and from shared of a 10 KB, 100 KB and 1 MB record (issue 15,
+/// point 9): the work a large record puts on whichever thread runs its phases.
+fn large_records(c: &mut Criterion) {
+    let bench = Bench::load();
+    let mut group = c.benchmark_group("large-record");
+    for bytes in [10_000, 100_000, 1_000_000] {
+        let record = grown_request(&bench, bytes);
+        let text = serde_json::to_vec(&record).expect("serializable");
+        group.bench_function(format!("parse/{bytes}"), |b| {
+            b.iter(|| parse(black_box(&text)))
+        });
+        group.bench_function(format!("cpu-phases/{bytes}"), |b| {
+            b.iter(|| {
+                let shared = translate(
+                    &bench.consumer_format,
+                    black_box(&record),
+                    Direction::ToShared,
+                );
+                let violations = bench.schema.validate(&shared, Lang::En);
+                let provider = translate(&bench.provider_format, &shared, Direction::FromShared);
+                (violations.len(), provider)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, phases, large_records);
 criterion_main!(benches);

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::certificates;
+use crate::cpu::CpuPool;
 use crate::domain::SchemaVersion;
 use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
@@ -307,7 +308,14 @@ async fn validate(
         .flatten();
     let limit = snapshot.config.gateway.max_body_bytes;
     if is_ndjson(&headers) {
-        return caller.tag(validate_ndjson(schema, format, body, limit, caller.lang));
+        return caller.tag(validate_ndjson(
+            gateway.cpu.clone(),
+            schema,
+            format,
+            body,
+            limit,
+            caller.lang,
+        ));
     }
     let bytes = match exchange::read_json_body(&headers, body, limit).await {
         Ok(bytes) => bytes,
@@ -322,7 +330,15 @@ async fn validate(
         Ok(record) => record,
         Err(error) => return caller.problem(&error),
     };
-    let errors = check_record(&schema, format.as_deref(), &record, caller.lang);
+    let lang = caller.lang;
+    let checked = on_cpu(&gateway.cpu, bytes.len(), move || {
+        check_record(&schema, format.as_deref(), &record, lang)
+    })
+    .await;
+    let errors = match checked {
+        Ok(errors) => errors,
+        Err(error) => return caller.problem(&error),
+    };
     caller.json(
         StatusCode::OK,
         &ValidationResult {
@@ -345,8 +361,23 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Runs `work` (the checks of one record of `bytes`) inline when the record is small, on the
+/// blocking pool when it is large ([`crate::cpu`]).
+async fn on_cpu<T: Send + 'static>(
+    cpu: &CpuPool,
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ExchangeError> {
+    if CpuPool::is_large(bytes) {
+        cpu.run(work).await
+    } else {
+        Ok(work())
+    }
+}
+
 /// State of the NDJSON validator between chunks of input.
 struct NdjsonState {
+    cpu: CpuPool,
     input: axum::body::BodyDataStream,
     schema: Arc<CompiledSchema>,
     format: Option<Arc<Format>>,
@@ -360,6 +391,7 @@ struct NdjsonState {
 }
 
 fn validate_ndjson(
+    cpu: CpuPool,
     schema: Arc<CompiledSchema>,
     format: Option<Arc<Format>>,
     body: Body,
@@ -367,6 +399,7 @@ fn validate_ndjson(
     lang: Lang,
 ) -> Response<Body> {
     let state = NdjsonState {
+        cpu,
         input: body.into_data_stream(),
         schema,
         format,
@@ -402,7 +435,7 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
             if newline > state.limit {
                 return Some(result_line(state.line, &[line_too_long(state)]));
             }
-            if let Some(result) = line_result(state, &line[..newline]) {
+            if let Some(result) = line_result(state, line.freeze().slice(..newline)).await {
                 return Some(result);
             }
             continue;
@@ -416,7 +449,7 @@ async fn next_result(state: &mut NdjsonState) -> Option<Bytes> {
             if line.len() > state.limit {
                 return Some(result_line(state.line, &[line_too_long(state)]));
             }
-            if let Some(result) = line_result(state, &line) {
+            if let Some(result) = line_result(state, line.freeze()).await {
                 return Some(result);
             }
             return None;
@@ -450,26 +483,45 @@ fn line_too_long(state: &NdjsonState) -> Violation {
     )
 }
 
-/// The result for one input line; `None` for a blank line.
-fn line_result(state: &NdjsonState, line: &[u8]) -> Option<Bytes> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+/// The result for one input line; `None` for a blank line. A large line is parsed and checked
+/// on the blocking pool; one that finds no turn there is reported as not checked. (`&mut`: the
+/// state holds the input stream, which is `Send` but not `Sync`.)
+async fn line_result(state: &mut NdjsonState, line: Bytes) -> Option<Bytes> {
+    let line = match line.strip_suffix(b"\r") {
+        Some(stripped) => line.slice(..stripped.len()),
+        None => line,
+    };
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    let errors = match crate::json::parse(line) {
-        Ok(record) => check_record(&state.schema, state.format.as_deref(), &record, state.lang),
-        Err(JsonError::DuplicateKey { pointer }) => {
-            vec![duplicate_key_violation(&pointer, state.lang)]
+    let (schema, format, lang) = (state.schema.clone(), state.format.clone(), state.lang);
+    let checked = on_cpu(&state.cpu, line.len(), move || {
+        match crate::json::parse(&line) {
+            Ok(record) => check_record(&schema, format.as_deref(), &record, lang),
+            Err(JsonError::DuplicateKey { pointer }) => {
+                vec![duplicate_key_violation(&pointer, lang)]
+            }
+            Err(JsonError::Syntax(error)) => vec![Violation::new(
+                "",
+                "json",
+                match lang {
+                    Lang::Zh => format!("不是有效的 JSON：{error}"),
+                    Lang::En => format!("Not valid JSON: {error}"),
+                },
+            )],
         }
-        Err(JsonError::Syntax(error)) => vec![Violation::new(
+    })
+    .await;
+    let errors = checked.unwrap_or_else(|_| {
+        vec![Violation::new(
             "",
-            "json",
+            "overloaded",
             match state.lang {
-                Lang::Zh => format!("不是有效的 JSON：{error}"),
-                Lang::En => format!("Not valid JSON: {error}"),
+                Lang::Zh => "网关繁忙，未能校验该行，请重新发送".to_owned(),
+                Lang::En => "The gateway was too busy to check this line; send it again".to_owned(),
             },
-        )],
-    };
+        )]
+    });
     Some(result_line(state.line, &errors))
 }
 

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::admission::{CallerPresence, InFlightPermit};
 use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
+use crate::cpu::CpuPool;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
@@ -108,6 +109,16 @@ enum RequestBody {
 struct Record {
     value: Value,
     original: Option<Bytes>,
+}
+
+impl RequestBody {
+    /// The bytes of a record as it was read (0 for a stream, which no CPU phase reads).
+    fn record_bytes(&self) -> usize {
+        match self {
+            RequestBody::Record(record) => record.original.as_ref().map_or(0, Bytes::len),
+            RequestBody::Stream(_) => 0,
+        }
+    }
 }
 
 impl Record {
@@ -291,7 +302,7 @@ fn count_failure(metrics: &Metrics, record: &ExchangeRecord<'_>, error: &Exchang
 
 async fn run_phases<'s>(
     gateway: &Gateway,
-    snapshot: &'s Snapshot,
+    snapshot: &'s Arc<Snapshot>,
     request: Request<Body>,
     origin: &Origin,
     caller: &CallerPresence,
@@ -336,9 +347,24 @@ async fn run_phases<'s>(
     }
     let (body, caller_body) = watch_caller_body(body);
     let provider = provider(snapshot, route)?;
-    let body = to_shared(consumer, request_schema.as_deref(), body, lang)?;
-    validate_request(consumer, request_schema.as_deref(), &body, lang)?;
-    let body = to_provider(provider, request_schema.as_deref(), body, lang)?;
+    let parties = Parties {
+        consumer,
+        provider,
+        route,
+    };
+    let schema = request_schema.clone();
+    let body = on_cpu(
+        gateway,
+        snapshot,
+        parties,
+        body.record_bytes(),
+        move |parties| {
+            let body = to_shared(parties.consumer, schema.as_deref(), body, lang)?;
+            validate_request(parties.consumer, schema.as_deref(), &body, lang)?;
+            to_provider(parties.provider, schema.as_deref(), body, lang)
+        },
+    )
+    .await?;
 
     refuse_while_unauditable(gateway)?;
     let upstream_started = Instant::now();
@@ -371,12 +397,17 @@ async fn run_phases<'s>(
         snapshot.config.gateway.upstream_timeout,
     )
     .await?;
-    let response = response_to_shared(provider, &response_schema, response, lang)?;
-    validate_response(&response_schema, &response)?;
-    let response = project(route, consumer, response);
-    let response = to_consumer(consumer, &response_schema, response, lang)?;
-    let rewritten = response.original.is_none();
-    let bytes = response.into_bytes();
+    let response_bytes = response.original.as_ref().map_or(0, Bytes::len);
+    let (bytes, rewritten) = on_cpu(gateway, snapshot, parties, response_bytes, move |parties| {
+        let schema = &response_schema;
+        let response = response_to_shared(parties.provider, schema, response, lang)?;
+        validate_response(schema, &response)?;
+        let response = project(parties.route, parties.consumer, response);
+        let response = to_consumer(parties.consumer, schema, response, lang)?;
+        let rewritten = response.original.is_none();
+        Ok((response.into_bytes(), rewritten))
+    })
+    .await?;
     record.response_bytes = Some(bytes.len() as u64);
     record.response_sha256 = Some(sha256_hex(&bytes));
     Ok(respond(
@@ -621,6 +652,53 @@ fn provider<'s>(snapshot: &'s Snapshot, route: &Route) -> Result<&'s Department,
     snapshot
         .department(route.service.provider.as_str())
         .ok_or(ExchangeError::Internal)
+}
+
+/// Who a call's CPU phases work for: the consumer, the provider and the service's route.
+#[derive(Clone, Copy)]
+struct Parties<'s> {
+    consumer: &'s Department,
+    provider: &'s Department,
+    route: &'s Route,
+}
+
+/// Runs CPU phases (translation, validation, projection) of a record of `bytes`: inline when it
+/// is small, on the blocking pool when it is large ([`crate::cpu`]), so a large record never
+/// holds a runtime worker. There the parties are looked up again by name in the same snapshot
+/// (the phases must own what they use); they are the same values.
+async fn on_cpu<T: Send + 'static>(
+    gateway: &Gateway,
+    snapshot: &Arc<Snapshot>,
+    parties: Parties<'_>,
+    bytes: usize,
+    phases: impl for<'p> FnOnce(Parties<'p>) -> Result<T, ExchangeError> + Send + 'static,
+) -> Result<T, ExchangeError> {
+    if !CpuPool::is_large(bytes) {
+        return phases(parties);
+    }
+    let snapshot = snapshot.clone();
+    let consumer = parties.consumer.id.clone();
+    let provider = parties.provider.id.clone();
+    let service = parties.route.service.name.clone();
+    gateway
+        .cpu
+        .run(move || {
+            let route = snapshot.route(provider.as_str(), service.as_str());
+            let parties = match (
+                snapshot.department(consumer.as_str()),
+                snapshot.department(provider.as_str()),
+                route,
+            ) {
+                (Some(consumer), Some(provider), Some(route)) => Parties {
+                    consumer,
+                    provider,
+                    route,
+                },
+                _ => return Err(ExchangeError::Internal),
+            };
+            phases(parties)
+        })
+        .await?
 }
 
 /// Translates a record with `department`'s format for `schema`, if it has one; the record

@@ -11,6 +11,7 @@ use crate::admission::Admission;
 use crate::audit::AuditTrail;
 use crate::certificates::cache::CertificateCache;
 use crate::config::{self, Config, Overrides, Problem, Problems};
+use crate::cpu::CpuPool;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
@@ -40,6 +41,10 @@ pub struct Gateway {
     pub tls: Option<Arc<ServerTls>>,
     /// Serializes every change to what is served: schema registrations and reloads.
     pub changes: Arc<tokio::sync::Mutex<()>>,
+    /// The turns of large records' CPU phases on the blocking pool.
+    pub cpu: CpuPool,
+    /// The schema checks (compiling, proving compatibility) running now.
+    pub schema_checks: Arc<crate::registry::compatibility::Checks>,
     ready: AtomicBool,
 }
 
@@ -82,6 +87,8 @@ impl Gateway {
             tasks: TaskTracker::new(),
             tls: server_tls,
             changes: Arc::new(tokio::sync::Mutex::new(())),
+            cpu: CpuPool::for_this_machine(),
+            schema_checks: Arc::default(),
             ready: AtomicBool::new(false),
         }))
     }

@@ -147,6 +147,144 @@ fn parse_qvalue(text: &str) -> Option<u16> {
     }
 }
 
+/// What the gateway's own `pattern` keyword (`registry::pattern`) found, carried in the message
+/// of the library's custom error (the only error a custom keyword can raise) and worded here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternFailure<'a> {
+    /// The string does not match `pattern`.
+    Mismatch {
+        /// The schema's pattern.
+        pattern: &'a str,
+    },
+    /// The match could not be finished within the step limit of one match.
+    StepLimit,
+    /// The record's matches spent their budget before this one could run.
+    Budget,
+    /// The schema's pattern is not a valid regular expression (at compile time).
+    Invalid {
+        /// The schema's pattern.
+        pattern: &'a str,
+    },
+    /// The schema's `pattern` is not a string (at compile time).
+    NotAString,
+}
+
+/// Separates a [`PatternFailure`]'s tag from its pattern in the carried message.
+const PATTERN_FAILURE_SEPARATOR: char = '\u{1f}';
+
+impl<'a> PatternFailure<'a> {
+    /// The message carried by the custom error.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let (tag, pattern) = match self {
+            PatternFailure::Mismatch { pattern } => ("mismatch", *pattern),
+            PatternFailure::StepLimit => ("step-limit", ""),
+            PatternFailure::Budget => ("budget", ""),
+            PatternFailure::Invalid { pattern } => ("invalid", *pattern),
+            PatternFailure::NotAString => ("not-a-string", ""),
+        };
+        format!("xgate-pattern-{tag}{PATTERN_FAILURE_SEPARATOR}{pattern}")
+    }
+
+    /// The failure a carried message stands for; `None` for any other text.
+    #[must_use]
+    pub fn decode(message: &'a str) -> Option<PatternFailure<'a>> {
+        let (tag, pattern) = message
+            .strip_prefix("xgate-pattern-")?
+            .split_once(PATTERN_FAILURE_SEPARATOR)?;
+        Some(match tag {
+            "mismatch" => PatternFailure::Mismatch { pattern },
+            "step-limit" => PatternFailure::StepLimit,
+            "budget" => PatternFailure::Budget,
+            "invalid" => PatternFailure::Invalid { pattern },
+            "not-a-string" => PatternFailure::NotAString,
+            _ => return None,
+        })
+    }
+
+    /// The failure in `lang`, quoting at most an excerpt of the offending value when given.
+    #[must_use]
+    pub fn message(&self, instance: Option<&Value>, lang: Lang) -> String {
+        let shown = || instance.map_or_else(|| "A value".to_owned(), instance_excerpt);
+        match (self, lang) {
+            (PatternFailure::Mismatch { pattern }, Lang::En) => format!(
+                "{} does not match {}",
+                shown(),
+                quoted_excerpt(pattern, MAX_SCHEMA_EXCERPT_CHARS)
+            ),
+            (PatternFailure::Mismatch { pattern }, Lang::Zh) => format!(
+                "不符合正则表达式 {}",
+                quoted_excerpt(pattern, MAX_SCHEMA_EXCERPT_CHARS)
+            ),
+            (PatternFailure::StepLimit, Lang::En) => format!(
+                "{} could not be matched against the pattern within the backtracking limit",
+                shown()
+            ),
+            (PatternFailure::StepLimit, Lang::Zh) => {
+                "无法在回溯次数限制内完成正则表达式匹配".to_owned()
+            }
+            (PatternFailure::Budget, Lang::En) => {
+                "The record's patterns took more than their budget of matching steps".to_owned()
+            }
+            (PatternFailure::Budget, Lang::Zh) => "记录的正则表达式匹配超出了步数预算".to_owned(),
+            (PatternFailure::Invalid { pattern }, Lang::En) => format!(
+                "{} is not a valid regular expression (ECMA-262) within the size limit",
+                quoted_excerpt(pattern, MAX_SCHEMA_EXCERPT_CHARS)
+            ),
+            (PatternFailure::Invalid { pattern }, Lang::Zh) => format!(
+                "{} 不是有效的正则表达式（ECMA-262），或超出了大小限制",
+                quoted_excerpt(pattern, MAX_SCHEMA_EXCERPT_CHARS)
+            ),
+            (PatternFailure::NotAString, Lang::En) => "pattern must be a string".to_owned(),
+            (PatternFailure::NotAString, Lang::Zh) => "pattern 必须是字符串".to_owned(),
+        }
+    }
+}
+
+/// The message of the gateway's own `pattern` keyword's custom error.
+fn pattern_message(message: &str, instance: &Value, lang: Lang) -> String {
+    match PatternFailure::decode(message) {
+        Some(failure) => failure.message(Some(instance), lang),
+        None => bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS),
+    }
+}
+
+/// Whether an error is a `pattern` match cut off by the step limit of one match.
+#[must_use]
+pub fn is_pattern_step_limit(error: &ValidationError<'_>) -> bool {
+    matches!(
+        error.kind(),
+        ValidationErrorKind::Custom { keyword, message }
+            if keyword == "pattern"
+                && PatternFailure::decode(message) == Some(PatternFailure::StepLimit)
+    )
+}
+
+/// The violation of a record whose `pattern` matches took more than `steps` steps together.
+#[must_use]
+pub fn pattern_budget_message(steps: u64, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!(
+            "The record's patterns took more than the budget of {steps} matching steps for one record"
+        ),
+        Lang::Zh => format!("记录的正则表达式匹配超过了每条记录 {steps} 步的预算"),
+    }
+}
+
+/// Why a `patternProperties` regex that needs backtracking is refused.
+#[must_use]
+pub fn backtracking_property_pattern_message(regex: &str, lang: Lang) -> String {
+    let quoted = quoted_excerpt(regex, MAX_SCHEMA_EXCERPT_CHARS);
+    match lang {
+        Lang::En => format!(
+            "{quoted} needs backtracking (look-around or back-references); patternProperties regexes are matched against every property name of a record, so only regexes without backtracking are accepted there (propertyNames with pattern is budgeted per record)"
+        ),
+        Lang::Zh => format!(
+            "{quoted} 需要回溯匹配（环视或反向引用）；patternProperties 的正则表达式要与记录的每个字段名匹配，此处只接受无需回溯的正则表达式（propertyNames 中的 pattern 按记录计算预算）"
+        ),
+    }
+}
+
 /// The message of a missing required field, named `name` (in the caller's own layout when a
 /// format maps it).
 pub fn required_message(name: &str, lang: Lang) -> String {
@@ -197,6 +335,8 @@ pub fn violation_keyword(error: &ValidationError<'_>) -> &'static str {
             "contentEncoding"
         }
         ValidationErrorKind::ContentMediaType { .. } => "contentMediaType",
+        // The gateway's own `pattern` keyword (`registry::pattern`).
+        ValidationErrorKind::Custom { keyword, .. } if keyword == "pattern" => "pattern",
         ValidationErrorKind::Custom { keyword, .. } => exact_keyword(keyword).unwrap_or("custom"),
         ValidationErrorKind::Enum { .. } => "enum",
         ValidationErrorKind::ExclusiveMaximum { .. } => "exclusiveMaximum",
@@ -342,6 +482,9 @@ fn english_message(error: &ValidationError<'_>, depth: usize) -> String {
             quoted_excerpt(content_media_type, MAX_SCHEMA_EXCERPT_CHARS)
         ),
         ValidationErrorKind::FromUtf8 { .. } => "The decoded content is not valid UTF-8".to_owned(),
+        ValidationErrorKind::Custom { keyword, message } if keyword == "pattern" => {
+            pattern_message(message, instance, Lang::En)
+        }
         ValidationErrorKind::Custom { keyword, message } => {
             let limit = bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS);
             match exact_keyword(keyword) {
@@ -511,6 +654,9 @@ fn chinese_message(error: &ValidationError<'_>, depth: usize) -> String {
         ValidationErrorKind::FromUtf8 { .. } => "解码后的内容不是有效的 UTF-8 文本".to_owned(),
         // A custom keyword brings its own (untranslated) message; it is the only account of
         // what went wrong, so it is passed on rather than replaced.
+        ValidationErrorKind::Custom { keyword, message } if keyword == "pattern" => {
+            pattern_message(message, error.instance(), Lang::Zh)
+        }
         ValidationErrorKind::Custom { keyword, message } => {
             let limit = bounded_text(message, MAX_SCHEMA_EXCERPT_CHARS);
             match exact_keyword(keyword) {

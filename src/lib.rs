@@ -10,6 +10,7 @@ pub mod admission;
 pub mod audit;
 pub mod certificates;
 pub mod config;
+pub mod cpu;
 pub mod data_plane;
 pub mod demo;
 pub mod domain;

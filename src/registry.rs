@@ -17,6 +17,7 @@ use crate::i18n::{self, Lang};
 
 pub mod compatibility;
 pub mod exact;
+pub mod pattern;
 pub mod references;
 pub mod storage;
 pub mod witness;
@@ -77,38 +78,88 @@ impl std::fmt::Debug for CompiledSchema {
 
 impl CompiledSchema {
     /// Validates a record, returning at most [`MAX_VIOLATIONS`] violations (empty when valid).
+    ///
+    /// The record's `pattern` matches share [`PATTERN_STEPS_PER_RECORD`] steps: a record that
+    /// spends them is refused with one violation saying so, and one with a match that could not
+    /// be finished within [`PATTERN_BACKTRACK_LIMIT`] steps is refused with that match's
+    /// violations only (its outcome is unknown, so nothing else about the record is certain).
     pub fn validate(&self, record: &Value, lang: Lang) -> Vec<Violation> {
-        if self.validator.is_valid(record) {
-            return Vec::new();
-        }
-        self.validator
-            .iter_errors(record)
-            .take(MAX_VIOLATIONS)
-            .map(|error| Violation {
-                pointer: error.instance_path().to_string(),
-                shared_pointer: None,
-                keyword: i18n::violation_keyword(&error),
-                message: i18n::violation_message(&error, lang),
-                rule: None,
-                missing_property: match error.kind() {
-                    jsonschema::error::ValidationErrorKind::Required { property } => {
-                        property.as_str().map(str::to_owned)
-                    }
-                    _ => None,
-                },
-            })
-            .collect()
+        let (violations, _) = pattern::within_budget(PATTERN_STEPS_PER_RECORD, || {
+            let valid = self.validator.is_valid(record);
+            if valid && pattern::current_use().is_clean() {
+                return Vec::new();
+            }
+            if pattern::current_use().exhausted {
+                return vec![budget_violation(lang)];
+            }
+            let errors: Vec<_> = self
+                .validator
+                .iter_errors(record)
+                .take(MAX_VIOLATIONS)
+                .collect();
+            let used = pattern::current_use();
+            if used.exhausted {
+                return vec![budget_violation(lang)];
+            }
+            if used.undecided {
+                let undecided: Vec<Violation> = errors
+                    .iter()
+                    .filter(|error| i18n::is_pattern_step_limit(error))
+                    .map(|error| violation(error, lang))
+                    .collect();
+                if undecided.is_empty() {
+                    // The cut-off match lies under a keyword that reports its own error (`anyOf`,
+                    // `not`, `propertyNames`): the record as a whole is undecided.
+                    return vec![Violation::new(
+                        "",
+                        "pattern",
+                        i18n::PatternFailure::StepLimit.message(None, lang),
+                    )];
+                }
+                return undecided;
+            }
+            errors.iter().map(|error| violation(error, lang)).collect()
+        });
+        violations
     }
 
-    /// Whether a record is valid (no violations collected).
+    /// Whether a record is valid (no violations collected), its matches within the budget.
     pub fn is_valid(&self, record: &Value) -> bool {
-        self.validator.is_valid(record)
+        let (valid, used) =
+            pattern::within_budget(PATTERN_STEPS_PER_RECORD, || self.validator.is_valid(record));
+        valid && used.is_clean()
     }
 
     /// `name@version`, as used in problems and logs.
     pub fn label(&self) -> String {
         format!("{}@{}", self.name, self.version)
     }
+}
+
+/// One error of the validator as a violation at the caller's pointer.
+fn violation(error: &jsonschema::ValidationError<'_>, lang: Lang) -> Violation {
+    Violation {
+        pointer: error.instance_path().to_string(),
+        shared_pointer: None,
+        keyword: i18n::violation_keyword(error),
+        message: i18n::violation_message(error, lang),
+        rule: None,
+        missing_property: match error.kind() {
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                property.as_str().map(str::to_owned)
+            }
+            _ => None,
+        },
+    }
+}
+
+/// The one violation of a record whose matches spent [`PATTERN_STEPS_PER_RECORD`].
+fn budget_violation(lang: Lang) -> Violation {
+    Violation::new(
+        "",
+        "pattern",
+        i18n::pattern_budget_message(PATTERN_STEPS_PER_RECORD, lang),
+    )
 }
 
 /// The URN that addresses a schema version in `$id` and `$ref`.
@@ -120,10 +171,16 @@ pub fn schema_urn(name: &SchemaName, version: SchemaVersion) -> String {
 /// (`POST /admin/schemas/{name}/versions`, `.../compatibility`); larger bodies are a 413.
 pub const MAX_SCHEMA_BYTES: usize = 1024 * 1024;
 
-/// The most backtracking steps one `pattern` match may take before it fails as a violation, so a
-/// pattern written to backtrack catastrophically cannot hold a thread. Patterns without
-/// look-around or back-references never backtrack: they run on the linear-time `regex` engine.
+/// The most backtracking steps one `pattern` match may take; a match cut off there leaves the
+/// record undecided, and it is refused. Patterns without look-around or back-references never
+/// backtrack: they run on the linear-time engine and cost no steps.
 pub const PATTERN_BACKTRACK_LIMIT: usize = 100_000;
+
+/// The most backtracking steps all `pattern` matches of one record may take together (each
+/// match charged an upper bound of its steps, see [`pattern`]); a record past it is refused with
+/// one `pattern` violation. About 0.2 s of matching on a 2020s core at fancy-regex's ~40 ns a
+/// step; a record needs 50,000 strings under a back-reference pattern to come near it.
+pub const PATTERN_STEPS_PER_RECORD: u64 = 5_000_000;
 
 /// The most memory, in bytes, one compiled `pattern` may take.
 pub const PATTERN_SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -265,6 +322,7 @@ pub fn validator_options(documents: Documents) -> jsonschema::ValidationOptions<
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(true)
         .with_pattern_options(pattern_options())
+        .with_keyword("pattern", pattern::keyword_factory())
         .with_retriever(RegistryRetriever { documents });
     for (name, check) in crate::identifiers::FORMATS {
         options = options.with_format(name, check);
@@ -272,8 +330,10 @@ pub fn validator_options(documents: Documents) -> jsonschema::ValidationOptions<
     exact::with_exact_keywords(options)
 }
 
-/// The regular-expression engine settings of every `pattern`: `fancy-regex` (ECMA-262 features
-/// such as look-around), with bounded backtracking and program size.
+/// The regular-expression engine settings of `patternProperties` (and of the canonical forms of
+/// the compatibility check): `fancy-regex` (ECMA-262 features such as look-around), with bounded
+/// backtracking and program size. `pattern` itself is the gateway's own keyword
+/// ([`pattern::keyword_factory`]), with the same limits and a budget per record.
 pub fn pattern_options() -> jsonschema::PatternOptions<jsonschema::FancyRegex> {
     jsonschema::PatternOptions::fancy_regex()
         .backtrack_limit(PATTERN_BACKTRACK_LIMIT)
@@ -405,6 +465,10 @@ pub fn compile_version(
     if !violations.is_empty() {
         return Err(violations);
     }
+    let violations = property_pattern_violations(&document, lang);
+    if !violations.is_empty() {
+        return Err(violations);
+    }
     let urn = schema_urn(name, version);
     if let Err(reason) = assign_id(&mut document, &urn) {
         let message = match lang {
@@ -428,6 +492,22 @@ pub fn compile_version(
             i18n::violation_message(&error, lang),
         )]),
     }
+}
+
+/// The `patternProperties` regexes of a document that need backtracking, refused: they are
+/// matched against every property name of a record, outside the budget of [`pattern`].
+fn property_pattern_violations(document: &Value, lang: Lang) -> Vec<Violation> {
+    pattern::backtracking_property_patterns(document)
+        .into_iter()
+        .take(MAX_VIOLATIONS)
+        .map(|(pointer, regex)| {
+            Violation::new(
+                pointer,
+                "patternProperties",
+                i18n::backtracking_property_pattern_message(&regex, lang),
+            )
+        })
+        .collect()
 }
 
 /// Something in the configuration that names a schema: a service's request or response schema,
@@ -585,6 +665,13 @@ impl Registry {
             registry.schemas.insert(name.clone(), entry);
         }
         for ((name, version), (file, document)) in documents {
+            let refused = property_pattern_violations(&document, Lang::En);
+            if !refused.is_empty() {
+                for violation in refused {
+                    problems.push(problem(&file, &violation.pointer, violation.message));
+                }
+                continue;
+            }
             match options.build(&document) {
                 Ok(validator) => {
                     let entry = registry

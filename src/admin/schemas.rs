@@ -19,6 +19,7 @@
 //! gateway, so concurrent registrations of one name get consecutive numbers. Compiling and
 //! comparing run on the blocking pool, off the async runtime.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -38,15 +39,21 @@ use crate::problem::ExchangeError;
 use crate::registry::compatibility::{self, Report};
 use crate::registry::storage::SchemaStore;
 use crate::registry::{
-    CompiledSchema, Conflict, MAX_SCHEMA_BYTES, Registry, SchemaUse, compile_version,
+    CompiledSchema, Conflict, MAX_SCHEMA_BYTES, Registry, SchemaUse, compile_version, references,
+    schema_urn,
 };
 use crate::snapshot::Snapshot;
 
-/// The one writer of the registry: a lock that serializes changes, and the files.
+/// The one writer of the registry: a lock per schema name that serializes the changes of one
+/// schema (held while a submitted version is compiled and checked, which can take a while), a
+/// lock that serializes every commit (held only to re-read, write and swap), and the files.
 #[derive(Debug)]
 pub struct SchemaWriter {
     /// The gateway's lock on changes (`Gateway::changes`), shared with configuration reloads.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// The lock of each schema name being changed now; a name's entry goes when nobody holds or
+    /// waits for it, so there are never more than the changes in flight.
+    names: std::sync::Mutex<HashMap<SchemaName, Arc<tokio::sync::Mutex<()>>>>,
     store: SchemaStore,
 }
 
@@ -56,8 +63,20 @@ impl SchemaWriter {
     pub fn new(config: &Config, lock: Arc<tokio::sync::Mutex<()>>) -> SchemaWriter {
         SchemaWriter {
             lock,
+            names: std::sync::Mutex::default(),
             store: SchemaStore::new(config.registry.dir.clone()),
         }
+    }
+
+    /// The lock that serializes the changes of schema `name`.
+    fn name_lock(&self, name: &SchemaName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut names = self
+            .names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Locks nobody holds or waits for (only the map has them) are dropped.
+        names.retain(|_, lock| Arc::strong_count(lock) > 1);
+        names.entry(name.clone()).or_default().clone()
     }
 }
 
@@ -196,22 +215,86 @@ async fn register_version(
     let document = read_schema(headers, body).await?;
     let state = state.clone();
     run_to_completion(async move {
+        // Changes of this name wait for each other; other names go on while this one is checked.
+        let name_lock = state.writer.name_lock(&name);
+        let _name = name_lock.lock().await;
+        let checked = state.gateway.snapshot();
+        let prepared = prepare(
+            &state.gateway,
+            checked.clone(),
+            name.clone(),
+            document.clone(),
+            lang,
+        )
+        .await?;
         let _writing = state.writer.lock.lock().await;
-        commit_version(&state, name, document, lang).await
+        let current = state.gateway.snapshot();
+        let prepared = if still_holds(&checked.registry, &current.registry, &name, &prepared) {
+            prepared
+        } else {
+            // A reload or a deletion changed what the check read: it is made again, under the
+            // lock (rare, and bounded as every check is).
+            prepare(
+                &state.gateway,
+                current.clone(),
+                name.clone(),
+                document,
+                lang,
+            )
+            .await?
+        };
+        commit_version(&state, &current, name, prepared).await
     })
     .await
 }
 
-/// Checks, stores and activates a new version; the caller holds the writer's lock.
+/// Whether what `prepared` was checked against in `checked` is unchanged in `current`: the
+/// versions, mode and numbering of `name`, and the documents the new version refers to.
+fn still_holds(
+    checked: &Registry,
+    current: &Registry,
+    name: &SchemaName,
+    prepared: &Prepared,
+) -> bool {
+    let same_entry = match (checked.entry(name.as_str()), current.entry(name.as_str())) {
+        (None, None) => true,
+        (Some(before), Some(now)) => {
+            before.compatibility == now.compatibility
+                && before.highest_version == now.highest_version
+                && before.versions.len() == now.versions.len()
+                && before
+                    .versions
+                    .iter()
+                    .zip(&now.versions)
+                    .all(|((a, before), (b, now))| a == b && Arc::ptr_eq(before, now))
+        }
+        _ => false,
+    };
+    let Prepared::New(compiled, _) = prepared else {
+        return same_entry;
+    };
+    same_entry
+        && references::registry_references(&compiled.document)
+            .iter()
+            .all(|(referred, version)| {
+                let urn = schema_urn(referred, *version);
+                match (checked.documents().get(&urn), current.documents().get(&urn)) {
+                    (Some(before), Some(now)) => Arc::ptr_eq(before, now),
+                    (None, None) => true,
+                    _ => false,
+                }
+            })
+}
+
+/// Stores and activates a checked new version; the caller holds the name's and the writer's
+/// locks, and `snapshot` is the one read under them.
 async fn commit_version(
     state: &AdminState,
+    snapshot: &Snapshot,
     name: SchemaName,
-    document: Value,
-    lang: Lang,
+    prepared: Prepared,
 ) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
-    // Read under the lock: no other writer can change the registry until this one is done.
-    let snapshot = state.gateway.snapshot();
-    let (compiled, report) = match prepare(snapshot.clone(), name.clone(), document, lang).await? {
+    let (compiled, report) = match prepared {
         Prepared::Existing(version) => return Ok((StatusCode::OK, version)),
         Prepared::New(compiled, report) => (compiled, report),
     };
@@ -253,7 +336,15 @@ pub async fn dry_run(
         let name = parse_name(&name)?;
         let document = read_schema(&headers, body).await?;
         // An equal document would answer its existing version: nothing would change.
-        match prepare(snapshot.clone(), name, document, caller.lang).await? {
+        match prepare(
+            &state.gateway,
+            snapshot.clone(),
+            name,
+            document,
+            caller.lang,
+        )
+        .await?
+        {
             Prepared::Existing(_) => Ok(Report::default()),
             Prepared::New(_, report) => Ok(report),
         }
@@ -308,6 +399,8 @@ pub async fn set_config(
             })?;
         let state = state.clone();
         run_to_completion(async move {
+            let name_lock = state.writer.name_lock(&name);
+            let _name = name_lock.lock().await;
             let _writing = state.writer.lock.lock().await;
             let snapshot = state.gateway.snapshot();
             let registry = snapshot
@@ -359,6 +452,8 @@ pub async fn delete_version(
         let version = SchemaVersion::parse(&version).map_err(ExchangeError::InvalidName)?;
         let state = state.clone();
         run_to_completion(async move {
+            let name_lock = state.writer.name_lock(&name);
+            let _name = name_lock.lock().await;
             let _writing = state.writer.lock.lock().await;
             let snapshot = state.gateway.snapshot();
             let uses = schema_uses(&snapshot.config, &name);
@@ -431,14 +526,18 @@ enum Prepared {
 
 /// Looks for an equal registered document, else compiles `document` as the next version of
 /// `name` and checks it against the earlier versions in the schema's mode, on the blocking pool
-/// (comparing, compiling and proving can each take a while on a large schema).
+/// (comparing, compiling and proving can each take a while on a large schema; the proof is
+/// bounded, see [`compatibility`]), counted in `Gateway::schema_checks`.
 async fn prepare(
+    gateway: &Gateway,
     snapshot: Arc<Snapshot>,
     name: SchemaName,
     document: Value,
     lang: Lang,
 ) -> Result<Prepared, ExchangeError> {
+    let checks = gateway.schema_checks.clone();
     tokio::task::spawn_blocking(move || {
+        let _running = checks.start(name.as_str());
         let registry: &Registry = &snapshot.registry;
         if let Some(version) = registry.identical_version(name.as_str(), &document) {
             return Ok(Prepared::Existing(version));

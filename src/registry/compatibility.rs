@@ -18,10 +18,20 @@
 //! versions' real validators, and one that the earlier version accepts and the new one rejects
 //! (or the reverse, forward) proves the change unsafe and is shown to the admin. Examples can
 //! only turn "cannot prove" into "proven incompatible", never into a pass.
+//!
+//! The check is bounded. `jsonschema`'s difference compares `enum` values pairwise, so two
+//! versions whose enums hold `n` and `m` values cost `n × m` comparisons: a version pair past
+//! [`MAX_ENUM_COMPARISONS`] is not given to it. Two versions that differ only in the values of
+//! some `enum`s reached through keywords where a wider enum can only accept more (`properties`,
+//! `items`, `allOf`, `anyOf`, ...; no `$ref`, no `not`, no `oneOf` on the way) are first compared
+//! with hash sets, in linear time: the values one version has and the other lacks decide it. What
+//! neither can settle within the budget is a refusal as `unproven`, saying so.
+
+use std::collections::HashSet;
 
 use jsonschema::canonical::{CanonicalSchema, CanonicalView, Satisfiability};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::domain::{Compatibility, SchemaVersion};
 use crate::i18n::Lang;
@@ -96,6 +106,12 @@ pub enum Unmodelled {
         /// The library's description.
         error: String,
     },
+    /// Proving it would take more than the check's budget: `comparisons` pairs of `enum`
+    /// values, more than [`MAX_ENUM_COMPARISONS`].
+    OverBudget {
+        /// The pairs of `enum` values the difference would compare.
+        comparisons: u128,
+    },
 }
 
 impl Unmodelled {
@@ -143,6 +159,12 @@ impl Unmodelled {
             (Unmodelled::Difference { error }, Lang::Zh) => {
                 format!("两个版本的差异无法表达（{error}）")
             }
+            (Unmodelled::OverBudget { comparisons }, Lang::En) => format!(
+                "the proof would compare {comparisons} pairs of enum values, more than the check's budget of {MAX_ENUM_COMPARISONS}; no record showing a difference was found"
+            ),
+            (Unmodelled::OverBudget { comparisons }, Lang::Zh) => format!(
+                "证明需要比较 {comparisons} 对枚举值，超出检查的预算 {MAX_ENUM_COMPARISONS}；也未找到能说明差异的记录"
+            ),
         }
     }
 }
@@ -337,29 +359,59 @@ pub fn check(
     if compared.is_empty() {
         return Report::default();
     }
-    let new = canonical(&candidate.document, candidate.version, documents);
+    let new = std::cell::OnceCell::new();
+    let new = || new.get_or_init(|| canonical(&candidate.document, candidate.version, documents));
     let mut reasons = Vec::new();
     for earlier_version in compared {
-        let old = canonical(
-            &earlier_version.document,
-            earlier_version.version,
-            documents,
-        );
+        let changes = enum_changes(&earlier_version.document, &candidate.document);
+        let comparisons = u128::from(enum_values(&earlier_version.document))
+            * u128::from(enum_values(&candidate.document));
+        let old = std::cell::OnceCell::new();
+        let old = || {
+            old.get_or_init(|| {
+                canonical(
+                    &earlier_version.document,
+                    earlier_version.version,
+                    documents,
+                )
+            })
+        };
         for direction in directions {
-            let finding = match (&old, &new) {
-                (Err(cause), _) | (_, Err(cause)) => Some(Finding::Unmodelled {
-                    cause: cause.clone(),
-                }),
-                (Ok(old), Ok(new)) => match direction {
-                    Direction::Backward => prove_empty(old.subtract(new)),
-                    Direction::Forward => prove_empty(new.subtract(old)),
-                },
-            };
             let (accepting, rejecting) = match direction {
                 Direction::Backward => (*earlier_version, candidate),
                 Direction::Forward => (candidate, *earlier_version),
             };
-            if let Some(finding) = finding.map(|f| with_example(f, accepting, rejecting)) {
+            let decided = changes
+                .as_deref()
+                .map(|changes| by_hash_sets(*direction, changes, accepting, rejecting));
+            let finding = match decided {
+                Some(Decided::Proven) => None,
+                Some(Decided::Example(example)) => Some(Finding::Accepts {
+                    difference: None,
+                    example: Some(example),
+                }),
+                Some(Decided::Open) | None if comparisons > MAX_ENUM_COMPARISONS => {
+                    Some(Finding::Unmodelled {
+                        cause: Unmodelled::OverBudget { comparisons },
+                    })
+                }
+                Some(Decided::Open) | None => match (old(), new()) {
+                    (Err(cause), _) | (_, Err(cause)) => Some(Finding::Unmodelled {
+                        cause: cause.clone(),
+                    }),
+                    (Ok(old), Ok(new)) => match direction {
+                        Direction::Backward => prove_empty(old.subtract(new)),
+                        Direction::Forward => prove_empty(new.subtract(old)),
+                    },
+                },
+            };
+            let finding = finding.map(|finding| match finding {
+                Finding::Accepts {
+                    example: Some(_), ..
+                } => finding,
+                finding => with_example(finding, accepting, rejecting),
+            });
+            if let Some(finding) = finding {
                 reasons.push(Reason {
                     direction: *direction,
                     against: earlier_version.version,
@@ -370,6 +422,308 @@ pub fn check(
         }
     }
     Report { reasons }
+}
+
+/// The most pairs of `enum` values a version pair may make `jsonschema`'s difference compare
+/// (the product of the two versions' counts of `enum` values): about a tenth of a second.
+pub const MAX_ENUM_COMPARISONS: u128 = 4_000_000;
+
+/// How many `enum` values a document holds, anywhere.
+fn enum_values(document: &Value) -> u64 {
+    let mut count = 0u64;
+    let mut pending = vec![document];
+    // Bounded by the document: each value is visited once.
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::Array(values)) = object.get("enum") {
+                    count = count.saturating_add(values.len() as u64);
+                }
+                pending.extend(object.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    count
+}
+
+/// One step from a schema to a subschema where a wider `enum` can only accept more records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step<'d> {
+    /// `properties/<name>`: the member `name` of the record.
+    Property(&'d str),
+    /// `prefixItems/<i>`: item `i`; `items`: any item (the first is used for examples).
+    Item(usize),
+    /// `allOf/<i>`, `anyOf/<i>`: the same record.
+    Same,
+    /// `patternProperties`, `additionalProperties`, `dependentSchemas`: members no example is
+    /// built for.
+    Elsewhere,
+}
+
+/// An `enum` whose values differ between two versions that are otherwise equal.
+#[derive(Debug)]
+struct EnumChange<'d> {
+    steps: Vec<Step<'d>>,
+    old: &'d [Value],
+    new: &'d [Value],
+}
+
+/// The `enum`s that differ between two documents equal in everything else, when every one of
+/// them is reached only through keywords where a wider subschema accepts more (so comparing the
+/// values is a proof), and neither document has references or `unevaluated*` keywords (which
+/// could reach a subschema another way). `None` when the documents differ otherwise.
+fn enum_changes<'d>(old: &'d Value, new: &'d Value) -> Option<Vec<EnumChange<'d>>> {
+    if has_indirection(old) || has_indirection(new) {
+        return None;
+    }
+    let (Value::Object(old_root), Value::Object(new_root)) = (old, new) else {
+        return None;
+    };
+    let mut changes = Vec::new();
+    // The root `$id` names the version (`urn:xgate:schema:<name>:<version>`): it differs always
+    // and, without references, means nothing.
+    compare_schemas(old_root, new_root, true, Vec::new(), &mut changes).then_some(changes)
+}
+
+/// Whether a document holds a keyword that reaches a subschema other than by position:
+/// `$ref`, `$dynamicRef`, `$recursiveRef`, `unevaluatedProperties`, `unevaluatedItems`.
+/// (A property named so also counts: the answer is only ever too cautious.)
+fn has_indirection(document: &Value) -> bool {
+    const KEYWORDS: [&str; 5] = [
+        "$ref",
+        "$dynamicRef",
+        "$recursiveRef",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+    ];
+    let mut pending = vec![document];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                if KEYWORDS.iter().any(|keyword| object.contains_key(*keyword)) {
+                    return true;
+                }
+                pending.extend(object.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Compares two schema objects at `steps`, collecting differing `enum`s; `false` when they
+/// differ in anything else.
+fn compare_schemas<'d>(
+    old: &'d Map<String, Value>,
+    new: &'d Map<String, Value>,
+    root: bool,
+    steps: Vec<Step<'d>>,
+    changes: &mut Vec<EnumChange<'d>>,
+) -> bool {
+    if old.len() != new.len() {
+        return false;
+    }
+    for (keyword, old_value) in old {
+        let Some(new_value) = new.get(keyword) else {
+            return false;
+        };
+        if root && keyword == "$id" {
+            continue;
+        }
+        let step = |step: Step<'d>| {
+            let mut steps = steps.clone();
+            steps.push(step);
+            steps
+        };
+        let equal = match (keyword.as_str(), old_value, new_value) {
+            ("enum", Value::Array(old_values), Value::Array(new_values)) => {
+                if old_values != new_values {
+                    changes.push(EnumChange {
+                        steps: steps.clone(),
+                        old: old_values,
+                        new: new_values,
+                    });
+                }
+                true
+            }
+            (
+                "properties" | "patternProperties" | "dependentSchemas",
+                Value::Object(old_members),
+                Value::Object(new_members),
+            ) => {
+                old_members.len() == new_members.len()
+                    && old_members.iter().all(|(member, old_schema)| {
+                        let at = if keyword == "properties" {
+                            Step::Property(member)
+                        } else {
+                            Step::Elsewhere
+                        };
+                        new_members.get(member).is_some_and(|new_schema| {
+                            compare_subschemas(old_schema, new_schema, step(at), changes)
+                        })
+                    })
+            }
+            (
+                "prefixItems" | "allOf" | "anyOf",
+                Value::Array(old_items),
+                Value::Array(new_items),
+            ) => {
+                old_items.len() == new_items.len()
+                    && old_items.iter().zip(new_items).enumerate().all(
+                        |(index, (old_schema, new_schema))| {
+                            let at = if keyword == "prefixItems" {
+                                Step::Item(index)
+                            } else {
+                                Step::Same
+                            };
+                            compare_subschemas(old_schema, new_schema, step(at), changes)
+                        },
+                    )
+            }
+            ("items", _, _) => {
+                compare_subschemas(old_value, new_value, step(Step::Item(0)), changes)
+            }
+            ("additionalProperties", _, _) => {
+                compare_subschemas(old_value, new_value, step(Step::Elsewhere), changes)
+            }
+            _ => old_value == new_value,
+        };
+        if !equal {
+            return false;
+        }
+    }
+    true
+}
+
+fn compare_subschemas<'d>(
+    old: &'d Value,
+    new: &'d Value,
+    steps: Vec<Step<'d>>,
+    changes: &mut Vec<EnumChange<'d>>,
+) -> bool {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            compare_schemas(old, new, false, steps, changes)
+        }
+        _ => old == new,
+    }
+}
+
+/// What comparing the values of the changed `enum`s settled for one direction.
+#[derive(Debug)]
+enum Decided {
+    /// The accepting version's enums hold no value the rejecting one's lack: proven safe.
+    Proven,
+    /// A record the accepting version takes and the rejecting one refuses.
+    Example(Value),
+    /// Values are missing, but no record showing it was found.
+    Open,
+}
+
+/// How many of the missing values are tried as examples.
+const MAX_TRIED_VALUES: usize = 16;
+
+/// Decides one direction over the changed `enum`s with hash sets: linear in their values.
+fn by_hash_sets(
+    direction: Direction,
+    changes: &[EnumChange<'_>],
+    accepting: &CompiledSchema,
+    rejecting: &CompiledSchema,
+) -> Decided {
+    let mut proven = true;
+    for change in changes {
+        let (wider, narrower) = match direction {
+            Direction::Backward => (change.old, change.new),
+            Direction::Forward => (change.new, change.old),
+        };
+        // The serialized value is a finer key than JSON Schema's equality (`1` and `1.0` differ
+        // here): a value may look missing that is not, never the reverse.
+        let kept: HashSet<String> = narrower.iter().map(Value::to_string).collect();
+        let missing: Vec<&Value> = wider
+            .iter()
+            .filter(|value| !kept.contains(&value.to_string()))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        proven = false;
+        for value in missing.into_iter().take(MAX_TRIED_VALUES) {
+            for record in records_with(&change.steps, value, accepting) {
+                if accepting.is_valid(&record) && !rejecting.is_valid(&record) {
+                    return Decided::Example(record);
+                }
+            }
+        }
+    }
+    if proven {
+        Decided::Proven
+    } else {
+        Decided::Open
+    }
+}
+
+/// Records holding `value` where `steps` lead: the value itself at the root, else the accepting
+/// version's example records with the value put in place. None past a step no record position
+/// answers.
+fn records_with(steps: &[Step<'_>], value: &Value, accepting: &CompiledSchema) -> Vec<Value> {
+    let path: Vec<Step<'_>> = steps
+        .iter()
+        .copied()
+        .filter(|step| *step != Step::Same)
+        .collect();
+    if path.contains(&Step::Elsewhere) {
+        return Vec::new();
+    }
+    if path.is_empty() {
+        return vec![value.clone()];
+    }
+    let mut bases = witness::candidates(&accepting.document);
+    bases.push(Value::Null);
+    bases
+        .into_iter()
+        .filter_map(|mut base| put(&mut base, &path, value).then_some(base))
+        .collect()
+}
+
+/// Puts `value` at `path` in `record`, building objects and arrays on the way.
+fn put(record: &mut Value, path: &[Step<'_>], value: &Value) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        *record = value.clone();
+        return true;
+    };
+    match first {
+        Step::Property(name) => {
+            if !record.is_object() {
+                *record = Value::Object(Map::new());
+            }
+            match record {
+                Value::Object(object) => put(
+                    object.entry((*name).to_owned()).or_insert(Value::Null),
+                    rest,
+                    value,
+                ),
+                _ => false,
+            }
+        }
+        Step::Item(index) => {
+            if !record.is_array() {
+                *record = Value::Array(Vec::new());
+            }
+            match record {
+                Value::Array(items) if *index <= items.len() => {
+                    if *index == items.len() {
+                        items.push(Value::Null);
+                    }
+                    put(&mut items[*index], rest, value)
+                }
+                _ => false,
+            }
+        }
+        Step::Same | Step::Elsewhere => false,
+    }
 }
 
 /// The canonical form of one version, or why the proof cannot use it.
@@ -448,5 +802,161 @@ fn with_example(
             difference,
             example: Some(example),
         },
+    }
+}
+
+/// The schema checks (compiling and proving a submitted version) running now, by schema name,
+/// and the names whose checks are held before they start: a test holds a name to watch its
+/// check in flight while other registrations go on. Nobody else holds one; a check then only
+/// takes an uncontended lock to count itself.
+#[derive(Debug, Default)]
+pub struct Checks {
+    state: std::sync::Mutex<ChecksState>,
+    released: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ChecksState {
+    running: std::collections::HashMap<String, usize>,
+    held: HashSet<String>,
+}
+
+/// One check, counted from its start to its end.
+#[derive(Debug)]
+pub struct Running<'c> {
+    checks: &'c Checks,
+    name: String,
+}
+
+/// Holds the checks of one name until dropped.
+#[derive(Debug)]
+pub struct Hold<'c> {
+    checks: &'c Checks,
+    name: String,
+}
+
+impl Checks {
+    fn state(&self) -> std::sync::MutexGuard<'_, ChecksState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a check of `name` as running, then waits while the name is held. Call it on a
+    /// blocking thread, never on the runtime.
+    pub fn start(&self, name: &str) -> Running<'_> {
+        let mut state = self.state();
+        *state.running.entry(name.to_owned()).or_default() += 1;
+        while state.held.contains(name) {
+            state = self
+                .released
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        Running {
+            checks: self,
+            name: name.to_owned(),
+        }
+    }
+
+    /// How many checks of `name` are running (or held).
+    pub fn running(&self, name: &str) -> usize {
+        self.state().running.get(name).copied().unwrap_or(0)
+    }
+
+    /// Holds the checks of `name` that start from now on until the guard is dropped.
+    pub fn hold(&self, name: &str) -> Hold<'_> {
+        self.state().held.insert(name.to_owned());
+        Hold {
+            checks: self,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut state = self.checks.state();
+        if let Some(count) = state.running.get_mut(&self.name) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.running.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.checks.state().held.remove(&self.name);
+        self.checks.released.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::SchemaName;
+    use crate::registry::compile_version;
+
+    fn compiled(version: u32, document: Value) -> CompiledSchema {
+        let name = SchemaName::parse("codes").unwrap();
+        let version = SchemaVersion::parse(&version.to_string()).unwrap();
+        compile_version(&name, version, document, &Default::default(), Lang::En).unwrap()
+    }
+
+    fn report(mode: Compatibility, old: Value, new: Value) -> Report {
+        let (old, new) = (compiled(1, old), compiled(2, new));
+        check(mode, &new, &[&old], &Documents::default())
+    }
+
+    #[test]
+    fn enums_reached_through_monotone_keywords_are_compared_as_sets() {
+        let object = |values: Value| json!({"type": "object", "properties": {"status": {"anyOf": [{"enum": values}]}}});
+        let old = object(json!(["a", "b"]));
+        let wider = object(json!(["b", "a", "c"]));
+        assert!(enum_changes(&old, &wider).is_some_and(|changes| changes.len() == 1));
+        assert!(report(Compatibility::Backward, old.clone(), wider.clone()).compatible());
+        let forward = report(Compatibility::Forward, old, wider);
+        assert_eq!(forward.reasons.len(), 1);
+        assert_eq!(forward.reasons[0].verdict(), "incompatible");
+        assert_eq!(forward.reasons[0].example(), Some(&json!({"status": "c"})));
+    }
+
+    #[test]
+    fn enums_under_negating_or_counting_keywords_get_no_set_proof() {
+        for wrap in [
+            |values: Value| json!({"not": {"enum": values}}),
+            |values: Value| json!({"oneOf": [{"enum": values}, {"type": "string"}]}),
+            |values: Value| json!({"$defs": {"e": {"enum": values}}, "$ref": "#/$defs/e"}),
+        ] {
+            let (old, new) = (wrap(json!([1, 2])), wrap(json!([1, 2, 3])));
+            assert!(enum_changes(&old, &new).is_none(), "{old}");
+        }
+        // Still proven by the library when it is within the budget: `not` of a wider enum is
+        // narrower, so backward fails with an example.
+        let reasons = report(
+            Compatibility::Backward,
+            json!({"type": "integer", "not": {"enum": [1, 2]}}),
+            json!({"type": "integer", "not": {"enum": [1, 2, 3]}}),
+        )
+        .reasons;
+        assert_eq!(reasons.len(), 1);
+        assert_eq!(reasons[0].verdict(), "incompatible");
+    }
+
+    #[test]
+    fn a_pair_past_the_enum_budget_is_unproven_with_its_reason() {
+        let negated = |count: u64| json!({"type": "integer", "not": {"enum": (0..count).collect::<Vec<_>>()}});
+        let reasons = report(Compatibility::Backward, negated(2_001), negated(2_002)).reasons;
+        assert_eq!(reasons.len(), 1);
+        assert_eq!(reasons[0].verdict(), "unproven");
+        assert!(
+            reasons[0]
+                .message(Lang::En)
+                .contains("more than the check's budget of 4000000")
+        );
     }
 }

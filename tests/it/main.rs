@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod audit_disk;
 mod base_path;
+mod budgets;
 mod catalog;
 mod certificates;
 mod cli;
