@@ -236,7 +236,7 @@ pub enum AuditSync {
 
 impl AuditSync {
     /// `[audit] synchronous` when the configuration does not say. The one place to change it.
-    pub const DEFAULT: AuditSync = AuditSync::Normal;
+    pub const DEFAULT: AuditSync = AuditSync::Full;
 
     /// The configuration word.
     pub fn as_str(self) -> &'static str {

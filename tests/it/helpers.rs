@@ -849,6 +849,87 @@ impl Mounted {
             _folder: folder,
         })
     }
+    /// An ext4 file system of `size` (`truncate -s`: `64M`) in an image file, mounted through a
+    /// loop device, or `None` (SKIPPED, failing under CI) when the tests do not run as root or a
+    /// tool is missing. Unlike tmpfs it has a disk behind its page cache, so what was written but
+    /// never synced can be lost ([`Mounted::shut_down`]).
+    pub fn ext4(size: &str) -> Option<Mounted> {
+        if !root_or_skip("mounting an ext4 image") {
+            return None;
+        }
+        let truncate = tool("truncate", "apt-get install coreutils")?;
+        let mkfs = tool("mkfs.ext4", "apt-get install e2fsprogs")?;
+        let mount = tool("mount", "apt-get install mount")?;
+        let umount = tool("umount", "apt-get install mount")?;
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let image = folder.path().join("ext4.img");
+        let dir = folder.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let image_path = image.to_str().expect("a UTF-8 temporary path");
+        run_tool(&truncate, &["-s", size, image_path]);
+        run_tool(&mkfs, &["-q", "-F", image_path]);
+        let mounted = Mounted {
+            dir,
+            umount,
+            _folder: folder,
+        };
+        mounted.mount_image(&mount);
+        Some(mounted)
+    }
+
+    fn mount_image(&self, mount: &std::path::Path) {
+        let image = self._folder.path().join("ext4.img");
+        run_tool(
+            mount,
+            &[
+                "-o",
+                "loop",
+                image.to_str().expect("a UTF-8 temporary path"),
+                self.dir.to_str().expect("a UTF-8 temporary path"),
+            ],
+        );
+    }
+
+    /// Shuts the ext4 file system down as a power cut would (`EXT4_IOC_SHUTDOWN` with
+    /// `EXT4_GOING_FLAGS_NOLOGFLUSH`, as xfstests' crash tests do): neither the page cache nor
+    /// the journal is flushed, and every later write fails.
+    pub fn shut_down(&self) {
+        use std::os::fd::AsRawFd;
+        const EXT4_IOC_SHUTDOWN: libc::c_ulong =
+            (2 << 30) | (4 << 16) | ((b'X' as libc::c_ulong) << 8) | 125;
+        const EXT4_GOING_FLAGS_NOLOGFLUSH: u32 = 2;
+        let dir = std::fs::File::open(&self.dir).expect("the mount point");
+        let flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        // SAFETY: the descriptor is open for the call; the argument is a pointer to a u32 that
+        // lives across it, which is what EXT4_IOC_SHUTDOWN reads.
+        let result = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_SHUTDOWN as _, &flags) };
+        assert_eq!(
+            result,
+            0,
+            "EXT4_IOC_SHUTDOWN: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Unmounts the image and mounts it again: what is read now is what reached the disk.
+    pub fn remount(&self) {
+        let target = self.dir.to_str().expect("a UTF-8 temporary path");
+        // The stopped gateway's audit writer thread closes the file just after the gateway
+        // stops: retry while the file system is still busy.
+        let unmounted = (0..100).any(|_| {
+            let done = std::process::Command::new(&self.umount)
+                .arg(target)
+                .status()
+                .is_ok_and(|status| status.success());
+            if !done {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            done
+        });
+        assert!(unmounted, "{target} stayed busy");
+        let mount = tool("mount", "apt-get install mount").expect("mount was found before");
+        self.mount_image(&mount);
+    }
 }
 
 impl Drop for Mounted {
