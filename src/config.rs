@@ -177,6 +177,8 @@ pub struct RegistrySettings {
     pub dir: PathBuf,
     /// The mode of schemas without their own settings.
     pub default_compatibility: Compatibility,
+    /// How long a compatibility check may run before it is answered `unproven`.
+    pub check_timeout: Duration,
 }
 
 /// `[tls]`, with paths resolved.
@@ -236,7 +238,7 @@ pub enum AuditSync {
 
 impl AuditSync {
     /// `[audit] synchronous` when the configuration does not say. The one place to change it.
-    pub const DEFAULT: AuditSync = AuditSync::Full;
+    pub const DEFAULT: AuditSync = AuditSync::Normal;
 
     /// The configuration word.
     pub fn as_str(self) -> &'static str {
@@ -445,9 +447,17 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             Compatibility::Backward
         }
     };
+    const HOUR_MS: u64 = 3_600_000;
+    if main.registry.check_timeout_ms == 0 || main.registry.check_timeout_ms > HOUR_MS {
+        report.report(
+            "registry.check_timeout_ms",
+            format!("must be between 1 and {HOUR_MS}"),
+        );
+    }
     let registry = RegistrySettings {
         dir: base.join(&main.registry.dir),
         default_compatibility,
+        check_timeout: Duration::from_millis(main.registry.check_timeout_ms.clamp(1, HOUR_MS)),
     };
     if !registry.dir.is_dir() {
         report.report("registry.dir", "is not a folder");

@@ -45,6 +45,9 @@ pub struct Gateway {
     pub cpu: CpuPool,
     /// The schema checks (compiling, proving compatibility) running now.
     pub schema_checks: Arc<crate::registry::compatibility::Checks>,
+    /// The slots of compatibility checks running at once
+    /// ([`crate::registry::compatibility::CONCURRENT_CHECKS`]).
+    pub schema_check_slots: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
 }
 
@@ -89,6 +92,9 @@ impl Gateway {
             changes: Arc::new(tokio::sync::Mutex::new(())),
             cpu: CpuPool::for_this_machine(),
             schema_checks: Arc::default(),
+            schema_check_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::registry::compatibility::CONCURRENT_CHECKS,
+            )),
             ready: AtomicBool::new(false),
         }))
     }

@@ -535,9 +535,31 @@ async fn prepare(
     document: Value,
     lang: Lang,
 ) -> Result<Prepared, ExchangeError> {
+    let limit = snapshot.config.registry.check_timeout;
+    let schema = name.to_string();
+    let mode = snapshot.registry.compatibility(name.as_str());
+    let candidate = snapshot.registry.next_version(name.as_str());
+    let earlier: Vec<SchemaVersion> = snapshot
+        .registry
+        .entry(name.as_str())
+        .map(|entry| entry.versions.keys().copied().collect())
+        .unwrap_or_default();
+    let slot = tokio::time::timeout(
+        CHECK_SLOT_WAIT,
+        gateway.schema_check_slots.clone().acquire_owned(),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or(ExchangeError::Overloaded {
+        retry_after_seconds: 1,
+    })?;
     let checks = gateway.schema_checks.clone();
-    tokio::task::spawn_blocking(move || {
+    let (started, has_started) = tokio::sync::oneshot::channel();
+    let check = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let _running = checks.start(name.as_str());
+        let _ = started.send(());
         let registry: &Registry = &snapshot.registry;
         if let Some(version) = registry.identical_version(name.as_str(), &document) {
             return Ok(Prepared::Existing(version));
@@ -563,13 +585,43 @@ async fn prepare(
             registry.documents(),
         );
         Ok(Prepared::New(compiled, report))
-    })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "schema preparation did not finish");
-        ExchangeError::Internal
-    })?
+    });
+    // The limit counts from the check's start (a test may hold a check before it starts), and
+    // applies where versions are compared: a first version is only compiled (bounded by the
+    // document's size).
+    let _ = has_started.await;
+    let compares = !compatibility::out_of_time(mode, SchemaVersion::FIRST, &earlier, limit)
+        .reasons
+        .is_empty();
+    let limit_applies = if compares {
+        limit
+    } else {
+        std::time::Duration::MAX
+    };
+    match tokio::time::timeout(limit_applies, check).await {
+        Ok(joined) => joined.map_err(|error| {
+            tracing::error!(%error, "schema preparation did not finish");
+            ExchangeError::Internal
+        })?,
+        Err(_) => {
+            let Some(candidate) = candidate else {
+                return Err(ExchangeError::Internal);
+            };
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "a compatibility check ran past its time limit; it runs on in its slot"
+            );
+            Err(ExchangeError::IncompatibleSchema {
+                schema: format!("{schema}@{candidate}"),
+                mode,
+                report: compatibility::out_of_time(mode, candidate, &earlier, limit),
+            })
+        }
+    }
 }
+
+/// How long a registration waits for a free check slot before it is answered 503 `overloaded`.
+const CHECK_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything in the configuration that names schema `name`.
 pub fn schema_uses(config: &Config, name: &SchemaName) -> Vec<SchemaUse> {

@@ -92,6 +92,10 @@ pub struct RegistrySection {
     /// The compatibility mode of schemas without their own `settings.toml`.
     #[serde(default = "defaults::compatibility")]
     pub default_compatibility: String,
+    /// How long a registration's (or dry run's) compatibility check may run before it is
+    /// answered `unproven`.
+    #[serde(default = "defaults::check_timeout_ms")]
+    pub check_timeout_ms: u64,
 }
 
 impl Default for RegistrySection {
@@ -99,6 +103,7 @@ impl Default for RegistrySection {
         RegistrySection {
             dir: defaults::registry_dir(),
             default_compatibility: defaults::compatibility(),
+            check_timeout_ms: defaults::check_timeout_ms(),
         }
     }
 }
@@ -325,6 +330,9 @@ mod defaults {
     }
     pub fn compatibility() -> String {
         "backward".to_owned()
+    }
+    pub fn check_timeout_ms() -> u64 {
+        10_000
     }
     pub fn certificate_capacity() -> u64 {
         100_000

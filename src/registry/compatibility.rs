@@ -112,6 +112,11 @@ pub enum Unmodelled {
         /// The pairs of `enum` values the difference would compare.
         comparisons: u128,
     },
+    /// The check ran past `[registry] check_timeout_ms`.
+    OutOfTime {
+        /// The limit it ran past, in milliseconds.
+        limit_ms: u128,
+    },
 }
 
 impl Unmodelled {
@@ -165,6 +170,12 @@ impl Unmodelled {
             (Unmodelled::OverBudget { comparisons }, Lang::Zh) => format!(
                 "证明需要比较 {comparisons} 对枚举值，超出检查的预算 {MAX_ENUM_COMPARISONS}；也未找到能说明差异的记录"
             ),
+            (Unmodelled::OutOfTime { limit_ms }, Lang::En) => format!(
+                "the check did not finish within its time limit of {limit_ms} ms ([registry] check_timeout_ms)"
+            ),
+            (Unmodelled::OutOfTime { limit_ms }, Lang::Zh) => {
+                format!("检查未能在时限 {limit_ms} 毫秒内完成（[registry] check_timeout_ms）")
+            }
         }
     }
 }
@@ -336,6 +347,47 @@ fn plan(mode: Compatibility) -> (&'static [Direction], bool) {
         Compatibility::FullTransitive => (BOTH, true),
     }
 }
+
+/// The report of a check that ran past its time limit: every comparison the mode asks for is
+/// unproven. `candidate` is the version being registered; `earlier` the schema's versions, in
+/// ascending order.
+pub fn out_of_time(
+    mode: Compatibility,
+    candidate: SchemaVersion,
+    earlier: &[SchemaVersion],
+    limit: std::time::Duration,
+) -> Report {
+    let (directions, transitive) = plan(mode);
+    let compared = match (directions.is_empty(), transitive) {
+        (true, _) => &[][..],
+        (false, true) => earlier,
+        (false, false) => earlier
+            .len()
+            .checked_sub(1)
+            .map_or(&[][..], |last| &earlier[last..]),
+    };
+    let reasons = compared
+        .iter()
+        .flat_map(|&against| {
+            directions.iter().map(move |&direction| Reason {
+                direction,
+                against,
+                candidate,
+                finding: Finding::Unmodelled {
+                    cause: Unmodelled::OutOfTime {
+                        limit_ms: limit.as_millis(),
+                    },
+                },
+            })
+        })
+        .collect();
+    Report { reasons }
+}
+
+/// How many compatibility checks run at once. A check past its time limit is answered at once
+/// but runs on to its end on its thread (the proof cannot be interrupted), holding its slot: the
+/// slots bound what abandoned checks can take.
+pub const CONCURRENT_CHECKS: usize = 2;
 
 /// Checks `candidate` (compiled, not yet registered) against the earlier versions of its schema
 /// (in ascending order; only the last one unless the mode is transitive), resolving `$ref`s to

@@ -230,3 +230,63 @@ async fn a_huge_enum_check_is_bounded_and_holds_up_no_other_schema() {
     assert_eq!(checks.running("codes"), 0);
     gateway.stop().await;
 }
+
+/// A check the library cannot finish quickly (its pairwise `enum` comparison under `not`, below
+/// the comparison budget) is answered `unproven` once it runs past `[registry] check_timeout_ms`,
+/// saying so; the registry goes on serving registrations meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_past_its_time_limit_is_unproven_and_the_registry_goes_on() {
+    let (echo, records) = (
+        Upstream::echo().await,
+        Upstream::fixed(StatusCode::OK, license()).await,
+    );
+    // Inside `[registry]` (the helper writes `dir` there, then these lines).
+    let gateway = standard(&echo, &records)
+        .main("check_timeout_ms = 1")
+        .start()
+        .await;
+    let negated = |values: std::ops::Range<u64>| json!({"type": "integer", "not": enum_of(values)});
+    // A first version is compiled, not compared: the limit does not apply.
+    let first = register(&gateway, "slow", &negated(0..1_500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+
+    let (status, body) = problem(
+        register(&gateway, "slow", &negated(0..1_501))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{body}");
+    assert_eq!(reasons[0]["verdict"], "unproven", "{body}");
+    assert!(
+        reasons[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("time limit of 1 ms"),
+        "{body}"
+    );
+
+    let second = gateway
+        .client
+        .get(gateway.admin_url("/admin/schemas/slow/versions/2"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status(),
+        StatusCode::NOT_FOUND,
+        "nothing registered past the limit"
+    );
+    let other = register(&gateway, "other", &json!({"type": "string"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
+}

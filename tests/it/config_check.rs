@@ -519,3 +519,28 @@ fn the_audit_sync_setting_is_one_of_two_words() {
         assert_eq!(loaded.audit.synchronous, expected);
     }
 }
+
+#[test]
+fn the_check_timeout_is_between_a_millisecond_and_an_hour() {
+    for value in ["0", "3600001"] {
+        let config = ConfigDir::new()
+            .main(&format!("check_timeout_ms = {value}"))
+            .department("good", "department", "");
+        config.write_main();
+        assert_reported(
+            &problems(&config.main_path(), &Overrides::default()),
+            &[expected(
+                "config/xgate.toml",
+                "registry.check_timeout_ms",
+                "must be between 1 and 3600000",
+            )],
+        );
+    }
+    let config = ConfigDir::new().department("good", "department", "");
+    config.write_main();
+    let (loaded, _) = config::load(&config.main_path(), &Overrides::default()).unwrap();
+    assert_eq!(
+        loaded.registry.check_timeout,
+        std::time::Duration::from_secs(10)
+    );
+}
