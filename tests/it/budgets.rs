@@ -151,6 +151,31 @@ fn enum_of(values: std::ops::Range<u64>) -> Value {
     json!({ "enum": values.collect::<Vec<_>>() })
 }
 
+/// Registers `name` as an integer outside an enum of `values` values, then outside one value
+/// more (under `not`, a wider enum accepts less: no hash-set proof, the library's pairwise
+/// comparison decides); the second is refused as unproven with a message holding `why`.
+async fn assert_unproven_after(gateway: &TestGateway, name: &str, values: u64, why: &str) {
+    let negated = |values: u64| json!({"type": "integer", "not": enum_of(0..values)});
+    let first = register(gateway, name, &negated(values))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let (status, body) = problem(
+        register(gateway, name, &negated(values + 1))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{body}");
+    assert_eq!(reasons[0]["verdict"], "unproven", "{body}");
+    let message = reasons[0]["message"].as_str().unwrap();
+    assert!(message.contains(why), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_enum_check_is_bounded_and_holds_up_no_other_schema() {
     let (gateway, _echo, _records) = standard_gateway().await;
@@ -204,29 +229,7 @@ async fn a_huge_enum_check_is_bounded_and_holds_up_no_other_schema() {
 
     // Under `not`, a wider enum accepts less: no hash-set proof, and the library's pairwise
     // comparison is past the budget, so the check says it is unproven and why.
-    let negated = |values: std::ops::Range<u64>| json!({"type": "integer", "not": enum_of(values)});
-    let first = register(&gateway, "negated", &negated(0..50_000))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let (status, body) = problem(
-        register(&gateway, "negated", &negated(0..50_001))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let reasons = body["reasons"].as_array().unwrap();
-    assert_eq!(reasons[0]["verdict"], "unproven", "{body}");
-    assert!(
-        reasons[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than the check's budget"),
-        "{body}"
-    );
+    assert_unproven_after(&gateway, "negated", 50_000, "more than the check's budget").await;
     assert_eq!(checks.running("codes"), 0);
     gateway.stop().await;
 }
@@ -245,33 +248,8 @@ async fn a_check_past_its_time_limit_is_unproven_and_the_registry_goes_on() {
         .main("check_timeout_ms = 1")
         .start()
         .await;
-    let negated = |values: std::ops::Range<u64>| json!({"type": "integer", "not": enum_of(values)});
     // A first version is compiled, not compared: the limit does not apply.
-    let first = register(&gateway, "slow", &negated(0..1_500))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::CREATED);
-
-    let (status, body) = problem(
-        register(&gateway, "slow", &negated(0..1_501))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let reasons = body["reasons"].as_array().unwrap();
-    assert_eq!(reasons.len(), 1, "{body}");
-    assert_eq!(reasons[0]["verdict"], "unproven", "{body}");
-    assert!(
-        reasons[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("time limit of 1 ms"),
-        "{body}"
-    );
-
+    assert_unproven_after(&gateway, "slow", 1_500, "time limit of 1 ms").await;
     let second = gateway
         .client
         .get(gateway.admin_url("/admin/schemas/slow/versions/2"))
