@@ -46,13 +46,28 @@ struct Backend {
     certificates: Vec<(String, HashMap<String, Bytes>)>,
 }
 
+/// Which ports the demo listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// The example configuration's (8080, 9090, the backends' 71xx), or `XGATE_LISTEN` and
+    /// `XGATE_ADMIN_LISTEN`: the ports the printed calls and the README name.
+    Configured,
+    /// Free ports for every backend and for each plane that `XGATE_LISTEN` or
+    /// `XGATE_ADMIN_LISTEN` does not name, printed in the calls: a demo beside another one, and
+    /// the tests, which never take fixed ports.
+    Free,
+}
+
 /// Runs the demo until Ctrl-C or SIGTERM.
-pub async fn run(shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    shutdown: impl std::future::Future<Output = ()>,
+    ports: Ports,
+) -> anyhow::Result<()> {
     let config_path = example_config_path();
-    let (config, registry) =
-        config::load(&config_path, &Overrides::default()).map_err(|problems| {
-            anyhow::anyhow!("the example configuration has problems:\n{problems}")
-        })?;
+    let overrides = Overrides::from_env();
+    let (mut config, registry) = config::load(&config_path, &overrides).map_err(|problems| {
+        anyhow::anyhow!("the example configuration has problems:\n{problems}")
+    })?;
     let demo_dir = config_path
         .parent()
         .unwrap_or(Path::new("."))
@@ -60,12 +75,29 @@ pub async fn run(shutdown: impl std::future::Future<Output = ()>) -> anyhow::Res
     let backends = backends(&config, &demo_dir)?;
 
     let mut tasks = Vec::new();
+    let mut moved = Vec::new();
     for (address, backend) in backends {
-        let listener = bind(address, "a simulated department backend").await?;
+        let wanted = match ports {
+            Ports::Configured => address,
+            Ports::Free => SocketAddr::new(address.ip(), 0),
+        };
+        let listener = bind(wanted, "a simulated department backend").await?;
+        moved.push((address, listener.local_addr()?));
         tasks.push(tokio::spawn(serve_backend(listener, backend)));
+    }
+    if ports == Ports::Free {
+        move_backends(&mut config, &moved)?;
+        if overrides.listen.is_none() {
+            config.gateway.listen.set_port(0);
+        }
+        if overrides.admin_listen.is_none() {
+            config.gateway.admin_listen.set_port(0);
+        }
     }
     let data = bind(config.gateway.listen, "the gateway's data plane").await?;
     let admin = bind(config.gateway.admin_listen, "the gateway's admin plane").await?;
+    config.gateway.listen = data.local_addr()?;
+    config.gateway.admin_listen = admin.local_addr()?;
     println!("{}", calls(&config, &demo_dir));
     let gateway = Gateway::new(config, registry)?;
     let result = crate::server::run(gateway, data, admin, shutdown).await;
@@ -73,6 +105,30 @@ pub async fn run(shutdown: impl std::future::Future<Output = ()>) -> anyhow::Res
         task.abort();
     }
     result
+}
+
+/// Points the departments' upstreams and certificate lookups at the backends' new addresses
+/// (`moved`: configured → bound).
+fn move_backends(config: &mut Config, moved: &[(SocketAddr, SocketAddr)]) -> anyhow::Result<()> {
+    for department in &mut config.departments {
+        for service in &mut department.services {
+            let address = socket_address(&service.upstream)?;
+            if let Some((_, bound)) = moved.iter().find(|(configured, _)| *configured == address) {
+                // Setting the port of an http URL with a host cannot fail.
+                let _ = service.upstream.set_port(Some(bound.port()));
+            }
+        }
+        for certificate in &mut department.certificate_types {
+            for (configured, bound) in moved {
+                certificate.lookup = certificate.lookup.replacen(
+                    &format!("://{configured}/"),
+                    &format!("://{bound}/"),
+                    1,
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -34,7 +34,13 @@ enum Command {
     /// Load the configuration, schemas and formats; print every problem.
     Check(ConfigArg),
     /// Run the gateway on the example configuration with simulated department backends.
-    Demo,
+    Demo {
+        /// Listen on free ports instead of the example configuration's (each plane that
+        /// XGATE_LISTEN or XGATE_ADMIN_LISTEN does not name, and every simulated backend); the
+        /// printed calls name them. For a demo beside another one.
+        #[arg(long)]
+        free_ports: bool,
+    },
     /// Bearer tokens for departments.
     Token {
         #[command(subcommand)]
@@ -118,13 +124,16 @@ fn main() -> ExitCode {
             let open_files = raise_open_files_limit();
             report(runtime().and_then(|rt| rt.block_on(serve(config, open_files))))
         }
-        Command::Demo => {
+        Command::Demo { free_ports } => {
             raise_open_files_limit();
-            report(
-                runtime().and_then(|rt| {
-                    rt.block_on(async { xgate::demo::run(shutdown_signal()).await })
-                }),
-            )
+            report(runtime().and_then(|rt| {
+                let ports = if free_ports {
+                    xgate::demo::Ports::Free
+                } else {
+                    xgate::demo::Ports::Configured
+                };
+                rt.block_on(async { xgate::demo::run(shutdown_signal(), ports).await })
+            }))
         }
     }
 }

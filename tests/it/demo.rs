@@ -1,10 +1,8 @@
 //! `xgate demo` as a user runs it: the real binary from the repository root, on the example
-//! configuration's fixed ports (SPEC §5).
-//!
-//! Everything that uses those ports is in one test function, run step by step, so no two demos
-//! race for them.
+//! configuration (SPEC §5) — with `--free-ports`, so the test never takes the fixed ports a
+//! user's own demo may be running on; the addresses are read from what the demo prints.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -14,25 +12,32 @@ use serde_json::Value;
 
 use crate::helpers::client;
 
-const DATA: &str = "http://127.0.0.1:8080";
 const LICENSE: &str = "/exchange/market-regulation/business-licenses/91350100M000100Y43";
 const REGISTRATIONS: &str = "/exchange/tax/taxpayer-registrations";
 
 /// A running `xgate demo`, killed if the test ends before it exits.
 struct Demo {
     child: Child,
+    /// The lines of its standard output as they are printed.
+    lines: std::sync::mpsc::Receiver<String>,
     stdout: Option<std::thread::JoinHandle<String>>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Demo {
-    fn start() -> Demo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xgate"))
-            .arg("demo")
+    /// `xgate demo --free-ports`, with `data_listen` as `XGATE_LISTEN` when given.
+    fn start(data_listen: Option<&str>) -> Demo {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xgate"));
+        command
+            .args(["demo", "--free-ports"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_remove("XGATE_CONFIG")
             .env_remove("XGATE_LISTEN")
-            .env_remove("XGATE_ADMIN_LISTEN")
+            .env_remove("XGATE_ADMIN_LISTEN");
+        if let Some(listen) = data_listen {
+            command.env("XGATE_LISTEN", listen);
+        }
+        let mut child = command
             // One worker: the current-thread scheduler, as the benchmark runs the gateway.
             .env("XGATE_WORKERS", "1")
             .stdin(Stdio::null())
@@ -40,12 +45,34 @@ impl Demo {
             .stderr(Stdio::piped())
             .spawn()
             .expect("xgate demo starts");
-        let stdout = child.stdout.take().map(read_all);
-        let stderr = child.stderr.take().map(read_all);
+        let (sender, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().map(|pipe| read_all(pipe, Some(sender)));
+        let stderr = child.stderr.take().map(|pipe| read_all(pipe, None));
         Demo {
             child,
+            lines,
             stdout: Some(stdout.unwrap()),
             stderr: Some(stderr.unwrap()),
+        }
+    }
+
+    /// The data and admin planes' base URLs, from the demo's first line ("the gateway is on
+    /// http://A (data plane) and http://B (admin plane)").
+    fn planes(&self) -> (String, String) {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the demo prints where it listens");
+            let Some(rest) = line.split_once("the gateway is on ").map(|(_, rest)| rest) else {
+                continue;
+            };
+            let (data, rest) = rest.split_once(" (data plane) and ").expect("both planes");
+            let admin = rest
+                .split_once(" (admin plane)")
+                .expect("the admin plane")
+                .0;
+            return (data.to_owned(), admin.to_owned());
         }
     }
 
@@ -82,10 +109,21 @@ impl Drop for Demo {
     }
 }
 
-fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+/// Reads `pipe` to its end on a thread of its own, passing each line to `lines` as it comes.
+fn read_all(
+    pipe: impl Read + Send + 'static,
+    lines: Option<std::sync::mpsc::Sender<String>>,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(lines) = &lines {
+                let _ = lines.send(line.clone());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
         text
     })
 }
@@ -103,14 +141,14 @@ fn has_chinese(text: &str) -> bool {
 }
 
 /// Polls `/readyz` until the demo answers ready, failing if it exits first or takes too long.
-async fn wait_until_ready(demo: &mut Demo, http: &reqwest::Client) {
+async fn wait_until_ready(demo: &mut Demo, http: &reqwest::Client, data: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = demo.child.try_wait().unwrap() {
             let (stdout, stderr) = demo.output();
             panic!("xgate demo exited early ({status}):\n{stdout}\n{stderr}");
         }
-        let ready = http.get(format!("{DATA}/readyz")).send().await;
+        let ready = http.get(format!("{data}/readyz")).send().await;
         if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
             return;
         }
@@ -120,9 +158,14 @@ async fn wait_until_ready(demo: &mut Demo, http: &reqwest::Client) {
 }
 
 /// A GET through the gateway as `token`: the status and the JSON body.
-async fn get_json(http: &reqwest::Client, path: &str, token: &str) -> (StatusCode, Value) {
+async fn get_json(
+    http: &reqwest::Client,
+    data: &str,
+    path: &str,
+    token: &str,
+) -> (StatusCode, Value) {
     let response = http
-        .get(format!("{DATA}{path}"))
+        .get(format!("{data}{path}"))
         .bearer_auth(token)
         .send()
         .await
@@ -146,13 +189,15 @@ fn keys(value: &Value) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     let http = client();
-    let mut demo = Demo::start();
-    wait_until_ready(&mut demo, &http).await;
+    let mut demo = Demo::start(None);
+    let (data, admin) = demo.planes();
+    let data = data.as_str();
+    wait_until_ready(&mut demo, &http, data).await;
 
     // 1. The tax bureau reads a business licence that market regulation's backend answers in
     //    its own layout (TYSHXYDM, ZCZB in 万元, CLRQ YYYYMMDD, DJZT "1"), and gets it in the
     //    tax bureau's layout.
-    let (status, license) = get_json(&http, LICENSE, "demo-tax").await;
+    let (status, license) = get_json(&http, data, LICENSE, "demo-tax").await;
     assert_eq!(status, StatusCode::OK, "{license}");
     assert_eq!(license["nsrsbh"], "91350100M000100Y43", "{license}");
     assert_eq!(license["nsrmc"], "福州闽江数据科技有限公司");
@@ -174,7 +219,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     }
 
     // 2. Human resources has no format for licences: the shared layout.
-    let (status, shared) = get_json(&http, LICENSE, "demo-human-resources").await;
+    let (status, shared) = get_json(&http, data, LICENSE, "demo-human-resources").await;
     assert_eq!(status, StatusCode::OK, "{shared}");
     assert_eq!(shared["uscc"], "91350100M000100Y43");
     assert_eq!(shared["type"], "limited_liability_company");
@@ -184,7 +229,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     assert_eq!(shared["shareholders"][1]["contribution_yuan"], 4_000_000);
 
     // 3. Civil affairs gets the projected fields only, in its own layout.
-    let (status, projected) = get_json(&http, LICENSE, "demo-civil-affairs").await;
+    let (status, projected) = get_json(&http, data, LICENSE, "demo-civil-affairs").await;
     assert_eq!(status, StatusCode::OK, "{projected}");
     assert_eq!(
         keys(&projected),
@@ -200,6 +245,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     // into a valid shared record (a consumer without a format gets that record).
     let (status, marriage) = get_json(
         &http,
+        data,
         "/exchange/civil-affairs/marriage-records/350104199003080571",
         "demo-public-security",
     )
@@ -212,6 +258,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     assert_eq!(marriage["parties"][1]["date_of_birth"], "1992-11-21");
     let (status, insurance) = get_json(
         &http,
+        data,
         "/exchange/human-resources/social-insurance-records/350103199211210848",
         "demo-tax",
     )
@@ -230,6 +277,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     );
     let (status, clearance) = get_json(
         &http,
+        data,
         "/exchange/tax/tax-clearances/91350100M000100Y43",
         "demo-market-regulation",
     )
@@ -243,7 +291,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     // 4. The invalid registration, in market regulation's layout, is refused with its three
     //    mistakes, in Chinese, at market regulation's own fields with the shared ones beside.
     let response = http
-        .post(format!("{DATA}{REGISTRATIONS}"))
+        .post(format!("{data}{REGISTRATIONS}"))
         .bearer_auth("demo-market-regulation")
         .header("accept-language", "zh-CN")
         .json(&demo_request("taxpayer-registrations.invalid.json"))
@@ -289,7 +337,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     // 5. The valid one reaches the tax bureau; its receipt (answered in the tax layout) comes
     //    back in market regulation's layout.
     let response = http
-        .post(format!("{DATA}{REGISTRATIONS}"))
+        .post(format!("{data}{REGISTRATIONS}"))
         .bearer_auth("demo-market-regulation")
         .json(&demo_request("taxpayer-registrations.valid.json"))
         .send()
@@ -306,7 +354,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
 
     // 6. Civil affairs may not register taxpayers.
     let response = http
-        .post(format!("{DATA}{REGISTRATIONS}"))
+        .post(format!("{data}{REGISTRATIONS}"))
         .bearer_auth("demo-civil-affairs")
         .json(&demo_request("taxpayer-registrations.valid.json"))
         .send()
@@ -327,7 +375,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     let mut impossible = own_license.clone();
     impossible["CLRQ"] = Value::from("20160231");
     let response = http
-        .post(format!("{DATA}/validate/business-license?format=own"))
+        .post(format!("{data}/validate/business-license?format=own"))
         .bearer_auth("demo-market-regulation")
         .header("accept-language", "zh-CN")
         .json(&impossible)
@@ -347,10 +395,9 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     // 8. The administrator's dry run turns the backend's licence into the very shared record
     //    that consumers without a format receive.
     let response = http
-        .post(
-            "http://127.0.0.1:9090/admin/translate/market-regulation/business-license\
-             ?direction=to-shared",
-        )
+        .post(format!(
+            "{admin}/admin/translate/market-regulation/business-license?direction=to-shared"
+        ))
         .bearer_auth("demo-data-bureau")
         .json(&own_license)
         .send()
@@ -384,7 +431,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     ] {
         for expected_cache in ["miss", "hit"] {
             let response = http
-                .get(format!("{DATA}{path}"))
+                .get(format!("{data}{path}"))
                 .bearer_auth(consumer)
                 .header("xgate-purpose", "demo")
                 .send()
@@ -398,14 +445,14 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     }
     let license = "/certificates/business-license/91350100M000100Y43";
     let response = http
-        .post(format!("{DATA}{license}/invalidate"))
+        .post(format!("{data}{license}/invalidate"))
         .bearer_auth("demo-market-regulation")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let response = http
-        .get(format!("{DATA}{license}"))
+        .get(format!("{data}{license}"))
         .bearer_auth("demo-tax")
         .header("xgate-purpose", "demo")
         .send()
@@ -423,10 +470,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     let status = demo.wait(Duration::from_secs(30));
     let (stdout, stderr) = demo.output();
     assert!(status.success(), "{status}\n{stderr}");
-    assert!(
-        stdout.contains("curl -s http://127.0.0.1:8080/"),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("curl -s {data}/")), "{stdout}");
     assert!(stdout.contains("Bearer demo-tax"), "{stdout}");
     assert!(
         stdout.contains("/validate/business-license?format=own"),
@@ -443,11 +487,12 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     drop(demo);
 
     // With the data port taken, the demo stops at once and says which port.
-    let taken = std::net::TcpListener::bind("127.0.0.1:8080").expect("port 8080 is free again");
-    let mut second = Demo::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let mut second = Demo::start(Some(&taken_address));
     let status = second.wait(Duration::from_secs(30));
     let (_, stderr) = second.output();
     assert!(!status.success(), "{stderr}");
-    assert!(stderr.contains("127.0.0.1:8080"), "{stderr}");
+    assert!(stderr.contains(&taken_address), "{stderr}");
     drop(taken);
 }
