@@ -7,12 +7,7 @@
 //! - `civil` (民政, consumer): Chinese field names, projected to three shared fields;
 //! - `hr` (人社, consumer) and `plain` (provider) declare no format: their layout is the shared one.
 
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -142,36 +137,13 @@ fn tax_licence() -> Value {
     })
 }
 
-/// An upstream that keeps the bodies it receives and answers `status` with `answer`.
-struct Recorder {
-    upstream: Upstream,
-    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
-}
+/// An upstream that keeps the bodies it receives and answers `status` with `answer`, on the
+/// licences path.
+struct Recorder(Recording);
 
 impl Recorder {
     async fn start(status: StatusCode, answer: &[u8]) -> Recorder {
-        let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let kept = bodies.clone();
-        let answer = answer.to_vec();
-        let router = Router::new().fallback(move |request: Request| {
-            let kept = kept.clone();
-            let answer = answer.clone();
-            async move {
-                let body = axum::body::to_bytes(request.into_body(), usize::MAX)
-                    .await
-                    .unwrap_or_default();
-                kept.lock().unwrap().push(body.to_vec());
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(answer))
-                    .unwrap()
-            }
-        });
-        Recorder {
-            upstream: Upstream::start(router).await,
-            bodies,
-        }
+        Recorder(Recording::start(status, answer).await)
     }
 
     async fn json(status: StatusCode, answer: &Value) -> Recorder {
@@ -179,12 +151,12 @@ impl Recorder {
     }
 
     fn url(&self) -> String {
-        self.upstream.url("/licences")
+        self.0.url("/licences")
     }
 
     /// The bodies received so far.
     fn received(&self) -> Vec<Vec<u8>> {
-        self.bodies.lock().unwrap().clone()
+        self.0.bodies()
     }
 
     /// The one body received, as JSON.
