@@ -590,10 +590,7 @@ async fn prepare(
     // applies where versions are compared: a first version is only compiled (bounded by the
     // document's size).
     let _ = has_started.await;
-    let compares = !compatibility::out_of_time(mode, SchemaVersion::FIRST, &earlier, limit)
-        .reasons
-        .is_empty();
-    let limit_applies = if compares {
+    let limit_applies = if !compatibility::compared(mode, &earlier).1.is_empty() {
         limit
     } else {
         std::time::Duration::MAX

@@ -332,6 +332,21 @@ impl Report {
     }
 }
 
+/// The directions a mode checks, and the earlier versions (ascending) it checks against: the
+/// last one, every one in the transitive modes, none in `none`.
+pub fn compared<T>(mode: Compatibility, earlier: &[T]) -> (&'static [Direction], &[T]) {
+    let (directions, transitive) = plan(mode);
+    let compared = match (directions.is_empty(), transitive) {
+        (true, _) => &[][..],
+        (false, true) => earlier,
+        (false, false) => earlier
+            .len()
+            .checked_sub(1)
+            .map_or(&[][..], |last| &earlier[last..]),
+    };
+    (directions, compared)
+}
+
 /// The directions a mode checks, and whether against every earlier version.
 fn plan(mode: Compatibility) -> (&'static [Direction], bool) {
     const BACKWARD: &[Direction] = &[Direction::Backward];
@@ -357,15 +372,7 @@ pub fn out_of_time(
     earlier: &[SchemaVersion],
     limit: std::time::Duration,
 ) -> Report {
-    let (directions, transitive) = plan(mode);
-    let compared = match (directions.is_empty(), transitive) {
-        (true, _) => &[][..],
-        (false, true) => earlier,
-        (false, false) => earlier
-            .len()
-            .checked_sub(1)
-            .map_or(&[][..], |last| &earlier[last..]),
-    };
+    let (directions, compared) = compared(mode, earlier);
     let reasons = compared
         .iter()
         .flat_map(|&against| {
@@ -399,15 +406,7 @@ pub fn check(
     earlier: &[&CompiledSchema],
     documents: &Documents,
 ) -> Report {
-    let (directions, transitive) = plan(mode);
-    let compared: &[&CompiledSchema] = match (directions.is_empty(), transitive) {
-        (true, _) => &[],
-        (false, true) => earlier,
-        (false, false) => earlier
-            .len()
-            .checked_sub(1)
-            .map_or(&[], |last| &earlier[last..]),
-    };
+    let (directions, compared) = compared(mode, earlier);
     if compared.is_empty() {
         return Report::default();
     }
