@@ -589,8 +589,6 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// Polls an asynchronous `probe` until it returns `Some`, failing the test after `within`.
-// Used by the tests of issue 15's parts as they land.
-#[allow(dead_code)]
 pub async fn eventually_async<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
@@ -632,8 +630,6 @@ pub fn tool(name: &str, install_hint: &str) -> Option<PathBuf> {
 
 /// Whether the tests run as root (needed to mount a small file system); not root → SKIPPED
 /// (printed), except under CI, where it fails.
-// Used by the tests of issue 15's parts as they land.
-#[allow(dead_code)]
 pub fn root_or_skip(what: &str) -> bool {
     // SAFETY: `geteuid` has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
