@@ -487,26 +487,18 @@ mod tests {
 
     /// `stored` rewritten as an earlier gateway chained it: version 1, no exchange ids.
     fn chain_v1(count: usize) -> Vec<StoredEntry> {
-        let mut previous = GENESIS_HASH;
-        (1..=count as u64)
-            .map(|sequence| {
-                let mut entry = entry(sequence as usize, "2026-11-28T01:02:03.456Z");
-                entry.exchange_id = None;
-                previous = crate::audit::entry::chain_hash(
-                    AuditHash::Sha256,
-                    &previous,
-                    EncodingVersion::V1,
-                    sequence,
-                    &entry,
-                );
-                StoredEntry {
-                    sequence,
-                    version: EncodingVersion::V1,
-                    entry,
-                    hash: crate::audit::entry::digest_hex(&previous),
-                }
-            })
-            .collect()
+        let entries = (1..=count).map(|sequence| {
+            let mut entry = entry(sequence, "2026-11-28T01:02:03.456Z");
+            entry.exchange_id = None;
+            entry
+        });
+        crate::audit::entry::chain_entries_in(
+            EncodingVersion::V1,
+            AuditHash::Sha256,
+            GENESIS_HASH,
+            0,
+            entries,
+        )
     }
 
     #[test]

@@ -396,11 +396,22 @@ pub fn verify_chain<'e>(
 /// pure).
 pub fn chain_entries(
     hash: AuditHash,
+    previous: [u8; 32],
+    sequence: u64,
+    entries: impl IntoIterator<Item = AuditEntry>,
+) -> Vec<StoredEntry> {
+    chain_entries_in(EncodingVersion::CURRENT, hash, previous, sequence, entries)
+}
+
+/// [`chain_entries`] with the encoding `version` (the tests chain entries as earlier gateways
+/// wrote them).
+pub fn chain_entries_in(
+    version: EncodingVersion,
+    hash: AuditHash,
     mut previous: [u8; 32],
     mut sequence: u64,
     entries: impl IntoIterator<Item = AuditEntry>,
 ) -> Vec<StoredEntry> {
-    let version = EncodingVersion::CURRENT;
     entries
         .into_iter()
         .map(|entry| {

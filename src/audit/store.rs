@@ -1124,25 +1124,13 @@ mod tests {
             )
             .unwrap();
             // Entries of that time: version 1, without exchange ids.
-            let mut previous = GENESIS_HASH;
-            let chained: Vec<StoredEntry> = (1..=1100)
-                .map(|sequence| {
-                    let entry = entry_v1(sequence);
-                    previous = crate::audit::entry::chain_hash(
-                        AuditHash::Sha256,
-                        &previous,
-                        EncodingVersion::V1,
-                        sequence,
-                        &entry,
-                    );
-                    StoredEntry {
-                        sequence,
-                        version: EncodingVersion::V1,
-                        entry,
-                        hash: crate::audit::entry::digest_hex(&previous),
-                    }
-                })
-                .collect();
+            let chained = crate::audit::entry::chain_entries_in(
+                EncodingVersion::V1,
+                AuditHash::Sha256,
+                GENESIS_HASH,
+                0,
+                (1..=1100).map(entry_v1),
+            );
             let mut insert = old
                 .prepare(&format!(
                     "INSERT INTO audit_entries ({}) VALUES ({})",
