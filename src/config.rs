@@ -122,6 +122,9 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long `/readyz` answers 503 after a shutdown signal before the listeners stop
+    /// accepting (zero: at once).
+    pub drain_delay: Duration,
     /// The most exchanges and certificate lookups in flight at once (503 `overloaded` past it).
     pub max_exchanges_in_flight: usize,
     /// The most exchanges and certificate lookups in flight at once per consumer (429
@@ -295,6 +298,9 @@ impl Department {
     }
 }
 
+/// An hour in milliseconds: the longest a check or a drain delay may be set to.
+const HOUR_MS: u64 = 3_600_000;
+
 /// The largest value a count bound (in flight, connections) may take: past it a bound bounds
 /// nothing a machine could hold.
 pub const MAX_BOUND: u64 = 1 << 20;
@@ -447,7 +453,6 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             Compatibility::Backward
         }
     };
-    const HOUR_MS: u64 = 3_600_000;
     if main.registry.check_timeout_ms == 0 || main.registry.check_timeout_ms > HOUR_MS {
         report.report(
             "registry.check_timeout_ms",
@@ -606,6 +611,12 @@ fn check_gateway(
             Err(reason) => report.report(format!("gateway.trusted_proxies[{index}]"), reason),
         }
     }
+    if section.drain_delay_ms > HOUR_MS {
+        report.report(
+            "gateway.drain_delay_ms",
+            format!("must be between 0 and {HOUR_MS}"),
+        );
+    }
     let mut positive = |key: &str, value: u64, max: u64| -> usize {
         if value == 0 || value > max {
             report.report(key, format!("must be between 1 and {max}"));
@@ -640,6 +651,7 @@ fn check_gateway(
             section.shutdown_grace_ms,
             DAY_MS,
         ) as u64),
+        drain_delay: Duration::from_millis(section.drain_delay_ms.min(HOUR_MS)),
         max_exchanges_in_flight: positive(
             "gateway.max_exchanges_in_flight",
             section.max_exchanges_in_flight,

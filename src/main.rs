@@ -328,19 +328,17 @@ async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
         Some(limit) => tracing::debug!(limit, needed, "open files"),
         None => tracing::warn!("cannot read the process's limit on open files"),
     }
-    let data = TcpListener::bind(config.gateway.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (data plane)", config.gateway.listen))?;
-    let admin = TcpListener::bind(config.gateway.admin_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (admin plane)",
-                config.gateway.admin_listen
-            )
-        })?;
-    tracing::info!(data = %config.gateway.listen, admin = %config.gateway.admin_listen, "listening");
+    // The audit trail (its hash, its chain head) and the TLS files are checked before any
+    // port is bound: a gateway that cannot start never says it is listening.
+    let (listen, admin_listen) = (config.gateway.listen, config.gateway.admin_listen);
     let gateway = Gateway::new(config, registry)?;
+    let data = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (data plane)"))?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {admin_listen} (admin plane)"))?;
+    tracing::info!(data = %listen, admin = %admin_listen, "listening");
     reload_on_hangup(gateway.clone());
     xgate::server::run(gateway, data, admin, shutdown_signal()).await
 }

@@ -544,3 +544,34 @@ fn the_check_timeout_is_between_a_millisecond_and_an_hour() {
         std::time::Duration::from_secs(10)
     );
 }
+
+#[test]
+fn the_drain_delay_is_at_most_an_hour_and_five_seconds_by_default() {
+    let config = ConfigDir::new()
+        .gateway("drain_delay_ms = 3600001")
+        .department("good", "department", "");
+    config.write_main();
+    assert_reported(
+        &problems(&config.main_path(), &Overrides::default()),
+        &[expected(
+            "config/xgate.toml",
+            "gateway.drain_delay_ms",
+            "must be between 0 and 3600000",
+        )],
+    );
+    let (example, _) = config::load(&example_config(), &Overrides::default()).unwrap();
+    assert_eq!(
+        example.gateway.drain_delay,
+        std::time::Duration::from_secs(5)
+    );
+    // Absent, it is 5000 too (the helpers' files set 0 unless a test names the key).
+    let config = ConfigDir::new()
+        .gateway("# drain_delay_ms left out")
+        .department("good", "department", "");
+    config.write_main();
+    let (loaded, _) = config::load(&config.main_path(), &Overrides::default()).unwrap();
+    assert_eq!(
+        loaded.gateway.drain_delay,
+        std::time::Duration::from_secs(5)
+    );
+}

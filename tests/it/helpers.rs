@@ -2,7 +2,7 @@
 //! real upstream HTTP servers on port 0.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -114,8 +114,14 @@ impl ConfigDir {
 
     /// Writes `config/xgate.toml`.
     pub fn write_main(&self) {
+        // Tests stop their gateways at once unless they test the drain delay itself.
+        let drain_delay = if self.gateway_extra.contains("drain_delay_ms") {
+            ""
+        } else {
+            "drain_delay_ms = 0\n"
+        };
         let text = format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}\n[registry]\ndir = \"../schemas\"\n{}\n",
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{drain_delay}{}\n[registry]\ndir = \"../schemas\"\n{}\n",
             self.gateway_extra, self.main_extra
         );
         std::fs::write(self.main_path(), text).unwrap();
@@ -538,7 +544,20 @@ pub async fn start_binary_planes(
     config: &ConfigDir,
     client: &reqwest::Client,
 ) -> (KillOnDrop, String, String) {
+    start_binary_logging(config, client, None).await
+}
+
+/// [`start_binary_planes`], writing the process's log (its stderr) to `log` when given.
+pub async fn start_binary_logging(
+    config: &ConfigDir,
+    client: &reqwest::Client,
+    log: Option<&Path>,
+) -> (KillOnDrop, String, String) {
     for _attempt in 0..3 {
+        let stderr = match log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+            None => std::process::Stdio::null(),
+        };
         let (data_port, admin_port) = (free_port().await, free_port().await);
         let mut child = KillOnDrop(
             std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
@@ -546,8 +565,9 @@ pub async fn start_binary_planes(
                 .arg(config.main_path())
                 .env("XGATE_LISTEN", format!("127.0.0.1:{data_port}"))
                 .env("XGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+                .env_remove("NO_COLOR")
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .expect("xgate starts"),
         );
