@@ -209,13 +209,23 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    let loaded = config::load(path, &Overrides::from_env()).and_then(|(config, registry)| {
-        // The certificates and keys too: readable, parseable, each key matching its certificate.
-        xgate::tls::TlsMaterial::load(&config)?;
-        Ok((config, registry))
-    });
-    match loaded {
-        Ok((config, registry)) => {
+    let config::Inspection {
+        config,
+        registry,
+        mut problems,
+    } = config::inspect(path, &Overrides::from_env());
+    if let Some(config) = &config {
+        // The certificates and keys too: readable, parseable, each key matching its
+        // certificate. A `[tls]` path already reported missing is not read again.
+        let tls_reported = problems
+            .iter()
+            .any(|problem| problem.file == config.path && problem.key.starts_with("tls."));
+        if !tls_reported && let Err(tls) = xgate::tls::TlsMaterial::load(config) {
+            problems.extend(tls.0);
+        }
+    }
+    match (config, registry) {
+        (Some(config), Some(registry)) if problems.is_empty() => {
             let services: usize = config.departments.iter().map(|d| d.services.len()).sum();
             let versions: usize = registry
                 .schemas()
@@ -231,11 +241,14 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for problem in &problems.0 {
+        _ => {
+            if problems.is_empty() {
+                println!("{}: the configuration could not be loaded", path.display());
+            }
+            for problem in &problems {
                 println!("{problem}");
             }
-            println!("{} problem(s) found", problems.0.len());
+            println!("{} problem(s) found", problems.len().max(1));
             ExitCode::FAILURE
         }
     }
