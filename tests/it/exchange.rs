@@ -399,3 +399,107 @@ async fn error_statuses_of_the_upstream_pass_through_unvalidated() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, json!({"error": "no such licence"}));
 }
+
+/// A request schema holds the bodies requests carry: a GET, DELETE or HEAD without a body (no
+/// `Content-Length`, `Content-Length: 0`, an h2 head that ends the stream) is forwarded
+/// unvalidated; one with a body is validated; a POST without one is validated as the empty body
+/// it is (415 without a JSON type, 400 with one).
+#[tokio::test]
+async fn a_request_schema_applies_to_requests_that_carry_a_body() {
+    let echo = Upstream::echo().await;
+    let echo_url = echo.url("/base");
+    let gateway = ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department(
+            "market",
+            "department",
+            &format!(
+                r#"
+[services.lookup]
+upstream = "{echo_url}"
+methods = ["GET", "POST", "DELETE", "HEAD"]
+request_schema = "license@1"
+consumers = ["tax"]
+"#
+            ),
+        )
+        .department("tax", "department", "")
+        .start()
+        .await;
+    let path = "/exchange/market/lookup/91350100M000100Y43";
+    let forwarded = |method: &str, body: Value| {
+        assert_eq!(body["method"], method, "{body}");
+        assert_eq!(body["body_bytes"], 0, "{body}");
+    };
+
+    for method in [Method::GET, Method::DELETE] {
+        let response = gateway
+            .call(method.clone(), path, "tax")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{method}");
+        forwarded(method.as_str(), response.json().await.unwrap());
+    }
+    let head = gateway
+        .call(Method::HEAD, path, "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let response = gateway
+        .call(Method::GET, path, "tax")
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    forwarded("GET", response.json().await.unwrap());
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2
+        .get(gateway.url(path))
+        .bearer_auth(token("tax"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    forwarded("GET", response.json().await.unwrap());
+
+    // A GET that carries a body is held to the schema like any other request.
+    let response = gateway
+        .call(Method::GET, path, "tax")
+        .json(&json!({"uscc": 12}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = gateway
+        .call(Method::GET, path, "tax")
+        .json(&license())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A POST without a body is still validated: the empty body is no record.
+    let response = gateway
+        .call(Method::POST, path, "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let response = gateway
+        .call(Method::POST, path, "tax")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(echo.call_count(), 6);
+    gateway.stop().await;
+}
