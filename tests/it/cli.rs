@@ -133,27 +133,17 @@ async fn serve_refuses_an_audit_trail_it_cannot_continue_before_listening() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let config = ConfigDir::new()
-        .department("auditor", "auditor", "")
-        .main(&format!(
-            "[audit]\npath = {:?}\nhash = \"sm3\"",
-            gateway.audit_path().display().to_string()
-        ));
+    let config = on_audit_file(&gateway.audit_path(), "sm3");
     config.write_main();
-    let output = Command::new(env!("CARGO_BIN_EXE_xgate"))
-        .args(["serve", "--config"])
-        .arg(config.main_path())
-        .env_remove("XGATE_CONFIG")
-        .env("XGATE_LISTEN", "127.0.0.1:0")
-        .env("XGATE_ADMIN_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("xgate runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (status, text) = run_binary(
+        "serve",
+        &config,
+        &[
+            ("XGATE_LISTEN", "127.0.0.1:0"),
+            ("XGATE_ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
     );
-    assert!(!output.status.success(), "{text}");
+    assert!(!status.success(), "{text}");
     assert!(text.contains("chained with sha256"), "{text}");
     assert!(!text.contains("listening"), "{text}");
     gateway.stop().await;

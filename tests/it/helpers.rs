@@ -531,6 +531,42 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Runs the real `xgate <command> --config <main file>` to its end, without the test's own
+/// `XGATE_*` variables, plus `env`; its exit status and its stdout and stderr together.
+pub fn run_binary(
+    command: &str,
+    config: &ConfigDir,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_xgate"));
+    process
+        .args([command, "--config"])
+        .arg(config.main_path())
+        .env_remove("XGATE_CONFIG")
+        .env_remove("XGATE_LISTEN")
+        .env_remove("XGATE_ADMIN_LISTEN");
+    for (name, value) in env {
+        process.env(name, value);
+    }
+    let output = process.output().expect("xgate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
+/// A configuration of one auditor over another gateway's audit file, chaining with `hash`.
+pub fn on_audit_file(path: &Path, hash: &str) -> ConfigDir {
+    ConfigDir::new()
+        .department("auditor", "auditor", "")
+        .main(&format!(
+            "[audit]\npath = {:?}\nhash = \"{hash}\"",
+            path.display().to_string()
+        ))
+}
+
 /// Starts the real `xgate serve` over `config` on free ports and waits (polling, with a
 /// deadline) until its admin plane is ready; tries other ports if one was taken meanwhile.
 /// Returns the process and the admin plane's base URL.
