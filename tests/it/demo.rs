@@ -417,7 +417,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
             "91350100M000100Y43",
         ),
         (
-            "/certificates/marriage-certificate/1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.B",
+            "/certificates/marriage-certificate/1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.F",
             "demo-public-security",
             "certificate_number",
             "J350102-2021-001347",
