@@ -12,12 +12,11 @@ use std::env;
 use std::path::{Path, PathBuf};
 
 /// What the tests may need, by the name their `cfg_attr` uses.
-const NEEDS: [&str; 6] = [
+const NEEDS: [&str; 5] = [
     "nginx",
     "promtool",
     "chromium",
-    "mount-tools",
-    "root",
+    "mount",
     "json-schema-test-suite",
 ];
 
@@ -52,13 +51,14 @@ fn main() {
         ("nginx", !found("nginx")),
         ("promtool", !found("promtool")),
         ("chromium", !found("chromium") && !found("chromium-browser")),
+        // Mounting a small file system: root, and the tools of `helpers::Mounted`.
         (
-            "mount-tools",
-            !["mount", "umount", "truncate", "mkfs.ext4"]
-                .into_iter()
-                .all(found),
+            "mount",
+            !is_root()
+                || !["mount", "umount", "truncate", "mkfs.ext4"]
+                    .into_iter()
+                    .all(found),
         ),
-        ("root", !is_root()),
         ("json-schema-test-suite", !suite.is_dir()),
     ];
     for (need, is_missing) in missing {

@@ -119,22 +119,10 @@ async fn healed_without_traffic(gateway: &TestGateway) {
     .await;
 }
 
-#[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
-)]
 #[tokio::test]
 #[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
+    xgate_missing = "mount",
+    ignore = "needs root, mount and mkfs.ext4 (e2fsprogs)"
 )]
 async fn while_the_disk_is_full_exchanges_are_refused_before_they_reach_the_provider() {
     let volume = Mounted::tmpfs("2m");
@@ -221,22 +209,10 @@ async fn while_the_disk_is_full_exchanges_are_refused_before_they_reach_the_prov
     gateway.stop().await;
 }
 
-#[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
-)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
+    xgate_missing = "mount",
+    ignore = "needs root, mount and mkfs.ext4 (e2fsprogs)"
 )]
 async fn under_concurrency_the_exchanges_forwarded_when_the_disk_fills_still_get_their_entries() {
     let volume = Mounted::tmpfs("2m");
@@ -338,22 +314,10 @@ async fn serve_until_refused(gateway: &TestGateway, from: usize, limit: usize) -
     panic!("the disk never filled in {limit} calls");
 }
 
-#[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
-)]
 #[tokio::test]
 #[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
+    xgate_missing = "mount",
+    ignore = "needs root, mount and mkfs.ext4 (e2fsprogs)"
 )]
 async fn a_wal_that_filled_the_volume_is_folded_back_once_space_returns_without_a_restart() {
     let volume = Mounted::tmpfs("2m");
@@ -396,22 +360,10 @@ async fn a_wal_that_filled_the_volume_is_folded_back_once_space_returns_without_
     gateway.stop().await;
 }
 
-#[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
-)]
 #[tokio::test]
 #[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
+    xgate_missing = "mount",
+    ignore = "needs root, mount and mkfs.ext4 (e2fsprogs)"
 )]
 async fn a_wal_that_filled_the_volume_is_folded_back_once_space_returns_after_a_restart() {
     let volume = Mounted::tmpfs("2m");
@@ -445,22 +397,10 @@ async fn a_wal_that_filled_the_volume_is_folded_back_once_space_returns_after_a_
 /// With the default `normal` the same run lost all 200 entries on the development VM (they were
 /// in the WAL's page cache only): `normal` survives a killed gateway (SPEC §9), not a power cut,
 /// and costs less (README, Audit trail).
-#[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
-)]
 #[tokio::test]
 #[cfg_attr(
-    xgate_missing = "root",
-    ignore = "needs root to mount a small file system"
-)]
-#[cfg_attr(
-    xgate_missing = "mount-tools",
-    ignore = "needs mount, umount, truncate and mkfs.ext4 (apt-get install mount e2fsprogs)"
+    xgate_missing = "mount",
+    ignore = "needs root, mount and mkfs.ext4 (e2fsprogs)"
 )]
 async fn answered_entries_survive_a_power_cut_with_synchronous_full() {
     let volume = Mounted::ext4("64M");

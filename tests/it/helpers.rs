@@ -627,7 +627,7 @@ pub fn tool(name: &str, install_hint: &str) -> PathBuf {
 }
 
 /// Fails the test unless it runs as root (needed to mount a small file system). Tests that call
-/// it are ignored where the build did not run as root (`xgate_missing = "root"`), except under
+/// it are ignored where the build did not run as root (`xgate_missing = "mount"`), except under
 /// `CI=true`, which runs as root.
 pub fn assert_root(what: &str) {
     // SAFETY: `geteuid` has no preconditions and cannot fail.
@@ -812,7 +812,7 @@ pub struct Mounted {
 
 impl Mounted {
     /// A `tmpfs` of `size` (`mount -o size=`: `2m`, `64m`); a test calling it is marked
-    /// `xgate_missing = "root"` and `"mount-tools"` (see [`tool`]).
+    /// `xgate_missing = "mount"` (see [`tool`]).
     pub fn tmpfs(size: &str) -> Mounted {
         assert_root("mounting a small tmpfs");
         let mount = tool("mount", "apt-get install mount");
@@ -839,8 +839,7 @@ impl Mounted {
         }
     }
     /// An ext4 file system of `size` (`truncate -s`: `64M`) in an image file, mounted through a
-    /// loop device; a test calling it is marked `xgate_missing = "root"` and `"mount-tools"`
-    /// (see [`tool`]). Unlike tmpfs it has a disk behind its page cache, so what was written but
+    /// loop device; a test calling it is marked `xgate_missing = "mount"` (see [`tool`]). Unlike tmpfs it has a disk behind its page cache, so what was written but
     /// never synced can be lost ([`Mounted::shut_down`]).
     pub fn ext4(size: &str) -> Mounted {
         assert_root("mounting an ext4 image");

@@ -10,7 +10,7 @@ const NEEDS: [(&str, &[&str]); 6] = [
     ("Nginx::start", &["nginx"]),
     ("promtool()", &["promtool"]),
     ("browser()", &["chromium"]),
-    ("Mounted::", &["root", "mount-tools"]),
+    ("Mounted::", &["mount"]),
     ("json-schema-test-suite", &["json-schema-test-suite"]),
     ("suite_folder()", &["json-schema-test-suite"]),
 ];
