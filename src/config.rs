@@ -122,6 +122,9 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long `/readyz` answers 503 after a shutdown signal before the listeners stop
+    /// accepting (zero: at once).
+    pub drain_delay: Duration,
     /// The most exchanges and certificate lookups in flight at once (503 `overloaded` past it).
     pub max_exchanges_in_flight: usize,
     /// The most exchanges and certificate lookups in flight at once per consumer (429
@@ -295,6 +298,9 @@ impl Department {
     }
 }
 
+/// An hour in milliseconds: the longest a check or a drain delay may be set to.
+const HOUR_MS: u64 = 3_600_000;
+
 /// The largest value a count bound (in flight, connections) may take: past it a bound bounds
 /// nothing a machine could hold.
 pub const MAX_BOUND: u64 = 1 << 20;
@@ -339,18 +345,11 @@ pub struct CertificateTypeSettings {
 
 /// Loads and checks the configuration at `path` and the schemas it names, reporting every problem.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Registry), Problems> {
-    let mut problems = Vec::new();
-    let config = load_config(path, overrides, &mut problems);
-    let registry = config.as_ref().map(|config| {
-        Registry::load(
-            &config.registry.dir,
-            config.registry.default_compatibility,
-            &mut problems,
-        )
-    });
-    if let (Some(config), Some(registry)) = (&config, &registry) {
-        check_references(config, registry, &mut problems);
-    }
+    let Inspection {
+        config,
+        registry,
+        mut problems,
+    } = inspect(path, overrides);
     match (config, registry) {
         (Some(config), Some(registry)) if problems.is_empty() => Ok((config, registry)),
         _ => {
@@ -363,6 +362,50 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Registry), Pr
             }
             Err(Problems(problems))
         }
+    }
+}
+
+/// What [`inspect`] found: as much of the configuration as could be read, and every problem.
+/// With problems, `config` holds placeholders where values were wrong: it is for looking
+/// further for problems (`xgate check` reads its TLS files), never for serving.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The configuration, when the main file could be read at all.
+    pub config: Option<Config>,
+    /// The schemas, when the main file (which names their folder) could be read.
+    pub registry: Option<Registry>,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+/// Loads and checks everything that can be checked, whatever else is wrong: each file and
+/// each key is checked on its own, so that one run reports every independent problem. Only
+/// what depends on something unreadable is skipped (the contents of a file that is not TOML;
+/// the schemas, and the references to them, when the main file that names their folder is not).
+pub fn inspect(path: &Path, overrides: &Overrides) -> Inspection {
+    let mut problems = Vec::new();
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut config = load_config(path, overrides, &mut problems);
+    let registry = config.as_ref().map(|config| {
+        Registry::load(
+            &config.registry.dir,
+            config.registry.default_compatibility,
+            &mut problems,
+        )
+    });
+    // A missing schema folder is reported once, as `registry.dir`, not as every name in it.
+    let schemas = registry
+        .as_ref()
+        .filter(|_| config.as_ref().is_some_and(|c| c.registry.dir.is_dir()));
+    let departments = load_departments(&base.join("departments"), schemas, &mut problems);
+    if let Some(config) = &mut config {
+        config.departments = departments;
+        check_references(config, &mut problems);
+    }
+    Inspection {
+        config,
+        registry,
+        problems,
     }
 }
 
@@ -382,6 +425,10 @@ impl Reporter<'_> {
     }
 }
 
+/// Reads one TOML file into `T`, reporting every unknown key (by its dotted key) and going on
+/// without it, so that the rest of the file is still checked. A value of the wrong type is
+/// reported by key too; when it is optional the file is checked on without it, else (or when
+/// the file is not TOML at all) nothing more of this file can be checked and `None` is returned.
 fn read_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
     problems: &mut Vec<Problem>,
@@ -397,10 +444,9 @@ fn read_toml<T: serde::de::DeserializeOwned>(
             return None;
         }
     };
-    match toml::from_str(&text) {
-        Ok(value) => Some(value),
+    let mut document = match text.parse::<toml::Table>() {
+        Ok(table) => toml::Value::Table(table),
         Err(error) => {
-            // The toml error names the line and the key (for unknown keys: which ones exist).
             let reason = error.message().to_owned();
             let location = error
                 .span()
@@ -414,19 +460,96 @@ fn read_toml<T: serde::de::DeserializeOwned>(
                 key: String::new(),
                 reason: format!("{reason}{location}"),
             });
-            None
+            return None;
         }
+    };
+    let mut report = Reporter {
+        file: path,
+        problems,
+    };
+    let mut removed: Vec<String> = Vec::new();
+    // Each round removes one key; a file has far fewer problems than this.
+    const MAX_ROUNDS: usize = 256;
+    for _round in 0..MAX_ROUNDS {
+        let error = match serde_path_to_error::deserialize::<_, T>(document.clone()) {
+            Ok(parsed) => return Some(parsed),
+            Err(error) => error,
+        };
+        let segments: Vec<&serde_path_to_error::Segment> = error.path().iter().collect();
+        let key = dotted_key(&segments);
+        let reason = error.inner().message().to_owned();
+        // A required key removed for its wrong type is missing now: reported already.
+        if let Some(field) = missing_field(&reason) {
+            let missing = if key.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{key}.{field}")
+            };
+            if removed.contains(&missing) {
+                return None;
+            }
+        }
+        report.report(key.clone(), reason);
+        if !remove_key(&mut document, &segments) {
+            return None;
+        }
+        removed.push(key);
+    }
+    None
+}
+
+/// A deserialization error's path as the problem's key: `services.a.upstream`,
+/// `formats.license.fields[0].own`; empty for the file as a whole.
+fn dotted_key(segments: &[&serde_path_to_error::Segment]) -> String {
+    let mut key = String::new();
+    for segment in segments {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key: name } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
+            }
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    key
+}
+
+/// The field serde's "missing field `name`" names.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field)
+}
+
+/// Removes the key at `segments` from `value`; false when there is no such key (the error is
+/// about the file or a table as a whole, or about an array element, whose removal would
+/// renumber the elements after it).
+fn remove_key(value: &mut toml::Value, segments: &[&serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    match segments {
+        [Segment::Map { key }] => value
+            .as_table_mut()
+            .is_some_and(|table| table.remove(key.as_str()).is_some()),
+        [Segment::Map { key }, rest @ ..] => value
+            .as_table_mut()
+            .and_then(|table| table.get_mut(key.as_str()))
+            .is_some_and(|inner| remove_key(inner, rest)),
+        [Segment::Seq { index }, rest @ ..] if !rest.is_empty() => value
+            .as_array_mut()
+            .and_then(|array| array.get_mut(*index))
+            .is_some_and(|inner| remove_key(inner, rest)),
+        _ => false,
     }
 }
 
 fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) -> Option<Config> {
     let base = path.parent().unwrap_or(Path::new("."));
-    let Some(main) = read_toml::<file::MainFile>(path, problems) else {
-        // The department files do not depend on the main file: check them anyway, so one run
-        // reports the problems of every file.
-        load_departments(&base.join("departments"), problems);
-        return None;
-    };
+    // The department files do not depend on the main file: [`inspect`] checks them anyway.
+    let main = read_toml::<file::MainFile>(path, problems)?;
     let mut report = Reporter {
         file: path,
         problems,
@@ -447,7 +570,6 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             Compatibility::Backward
         }
     };
-    const HOUR_MS: u64 = 3_600_000;
     if main.registry.check_timeout_ms == 0 || main.registry.check_timeout_ms > HOUR_MS {
         report.report(
             "registry.check_timeout_ms",
@@ -556,7 +678,6 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
         reserve_bytes: main.audit.reserve_bytes.min(MAX_RESERVE_BYTES),
     };
 
-    let departments = load_departments(&base.join("departments"), problems);
     Some(Config {
         path: path.to_owned(),
         gateway,
@@ -564,7 +685,8 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
         tls,
         certificates,
         audit,
-        departments,
+        // Read by [`inspect`], which can check their schema names once the registry is loaded.
+        departments: Vec::new(),
     })
 }
 
@@ -606,6 +728,12 @@ fn check_gateway(
             Err(reason) => report.report(format!("gateway.trusted_proxies[{index}]"), reason),
         }
     }
+    if section.drain_delay_ms > HOUR_MS {
+        report.report(
+            "gateway.drain_delay_ms",
+            format!("must be between 0 and {HOUR_MS}"),
+        );
+    }
     let mut positive = |key: &str, value: u64, max: u64| -> usize {
         if value == 0 || value > max {
             report.report(key, format!("must be between 1 and {max}"));
@@ -640,6 +768,7 @@ fn check_gateway(
             section.shutdown_grace_ms,
             DAY_MS,
         ) as u64),
+        drain_delay: Duration::from_millis(section.drain_delay_ms.min(HOUR_MS)),
         max_exchanges_in_flight: positive(
             "gateway.max_exchanges_in_flight",
             section.max_exchanges_in_flight,
@@ -674,7 +803,43 @@ fn check_gateway(
     settings
 }
 
-fn load_departments(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Department> {
+/// What a department file's names are checked against: the schemas (when their folder could
+/// be read) and every department there is.
+struct Names<'a> {
+    /// The schemas; `None` when the main file or the folder could not be read.
+    registry: Option<&'a Registry>,
+    /// Every department id: the stems of the files in the departments folder and the ids the
+    /// readable ones declare (a department whose file did not load is reported for its own
+    /// file; naming it elsewhere is not a second problem).
+    departments: BTreeSet<String>,
+}
+
+impl Names<'_> {
+    fn schema_exists(&self, key: String, reference: &SchemaRef, report: &mut Reporter<'_>) {
+        if let Some(Err(reason)) = self.registry.map(|registry| registry.resolve(reference)) {
+            report.report(key, reason);
+        }
+    }
+
+    fn departments_exist(
+        &self,
+        key: String,
+        consumers: &BTreeSet<DepartmentId>,
+        report: &mut Reporter<'_>,
+    ) {
+        for consumer in consumers {
+            if !self.departments.contains(consumer.as_str()) {
+                report.report(&key, format!("unknown department {consumer}"));
+            }
+        }
+    }
+}
+
+fn load_departments(
+    dir: &Path,
+    registry: Option<&Registry>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Department> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) => {
@@ -692,12 +857,28 @@ fn load_departments(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Department> 
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     paths.sort();
-    let mut departments: Vec<Department> = Vec::with_capacity(paths.len());
+    let mut names = Names {
+        registry,
+        departments: paths
+            .iter()
+            .filter_map(|path| path.file_stem().and_then(|stem| stem.to_str()))
+            .map(str::to_owned)
+            .collect(),
+    };
+    // Every file is read before any is checked: a consumer may be named before its file.
+    let files: Vec<(PathBuf, file::DepartmentFile)> = paths
+        .into_iter()
+        .filter_map(|path| {
+            let raw = read_toml::<file::DepartmentFile>(&path, problems)?;
+            Some((path, raw))
+        })
+        .collect();
+    names
+        .departments
+        .extend(files.iter().map(|(_, raw)| raw.id.clone()));
+    let mut departments: Vec<Department> = Vec::with_capacity(files.len());
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    for path in paths {
-        let Some(raw) = read_toml::<file::DepartmentFile>(&path, problems) else {
-            continue;
-        };
+    for (path, raw) in files {
         let mut report = Reporter {
             file: &path,
             problems,
@@ -709,7 +890,7 @@ fn load_departments(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Department> 
             );
             continue;
         }
-        if let Some(department) = check_department(&path, raw, &mut report) {
+        if let Some(department) = check_department(&path, raw, &names, &mut report) {
             departments.push(department);
         }
     }
@@ -720,13 +901,19 @@ fn load_departments(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Department> 
 fn check_department(
     path: &Path,
     raw: file::DepartmentFile,
+    names: &Names<'_>,
     report: &mut Reporter<'_>,
 ) -> Option<Department> {
+    let stem = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or("");
     let id = match DepartmentId::parse(&raw.id) {
         Ok(id) => id,
         Err(error) => {
             report.report("id", error.to_string());
-            return None;
+            // The rest of the file is checked under the file's name, when that is an id.
+            DepartmentId::parse(stem).ok()?
         }
     };
     if id.as_str() == crate::metrics::UNKNOWN {
@@ -735,7 +922,7 @@ fn check_department(
             "`unknown` is reserved: metrics and the audit trail name unidentified callers so",
         );
     }
-    if path.file_stem().and_then(|stem| stem.to_str()) != Some(id.as_str()) {
+    if stem != id.as_str() {
         report.report(
             "id",
             format!("must equal the file name: {id}.toml holds department {id}"),
@@ -781,7 +968,7 @@ fn check_department(
 
     let mut services = Vec::with_capacity(raw.services.len());
     for (name, section) in &raw.services {
-        if let Some(service) = check_service(&id, name, section, report) {
+        if let Some(service) = check_service(&id, name, section, names, report) {
             services.push(service);
         }
     }
@@ -795,6 +982,14 @@ fn check_department(
                 continue;
             }
         };
+        names.schema_exists(
+            key.clone(),
+            &SchemaRef {
+                name: name.clone(),
+                version: None,
+            },
+            report,
+        );
         match Format::parse(section) {
             Ok(format) => {
                 formats.insert(name, Arc::new(format));
@@ -808,7 +1003,7 @@ fn check_department(
     }
     let mut certificate_types = Vec::with_capacity(raw.certificates.len());
     for (name, section) in &raw.certificates {
-        if let Some(settings) = check_certificate_type(&id, name, section, report) {
+        if let Some(settings) = check_certificate_type(&id, name, section, names, report) {
             certificate_types.push(settings);
         }
     }
@@ -872,9 +1067,18 @@ fn check_consumers(
     parsed
 }
 
-fn check_schema_ref(key: &str, value: &str, report: &mut Reporter<'_>) -> Option<SchemaRef> {
+/// Parses a schema reference and checks that the registry holds it.
+fn check_schema_ref(
+    key: &str,
+    value: &str,
+    names: &Names<'_>,
+    report: &mut Reporter<'_>,
+) -> Option<SchemaRef> {
     match SchemaRef::parse(value) {
-        Ok(reference) => Some(reference),
+        Ok(reference) => {
+            names.schema_exists(key.to_owned(), &reference, report);
+            Some(reference)
+        }
         Err(error) => {
             report.report(key, format!("{error} (write \"name\" or \"name@N\")"));
             None
@@ -886,6 +1090,7 @@ fn check_service(
     provider: &DepartmentId,
     name: &str,
     section: &file::ServiceSection,
+    names: &Names<'_>,
     report: &mut Reporter<'_>,
 ) -> Option<Service> {
     let key = format!("services.{name}");
@@ -921,12 +1126,13 @@ fn check_service(
     let request_schema = section
         .request_schema
         .as_deref()
-        .map(|value| check_schema_ref(&format!("{key}.request_schema"), value, report));
+        .map(|value| check_schema_ref(&format!("{key}.request_schema"), value, names, report));
     let response_schema = section
         .response_schema
         .as_deref()
-        .map(|value| check_schema_ref(&format!("{key}.response_schema"), value, report));
+        .map(|value| check_schema_ref(&format!("{key}.response_schema"), value, names, report));
     let consumers = check_consumers(&format!("{key}.consumers"), &section.consumers, report);
+    names.departments_exist(format!("{key}.consumers"), &consumers, report);
     let mut fields = BTreeMap::new();
     for (consumer, paths) in &section.fields {
         let field_key = format!("{key}.fields.{consumer}");
@@ -996,6 +1202,7 @@ fn check_certificate_type(
     issuer: &DepartmentId,
     name: &str,
     section: &file::CertificateTypeSection,
+    names: &Names<'_>,
     report: &mut Reporter<'_>,
 ) -> Option<CertificateTypeSettings> {
     let key = format!("certificates.{name}");
@@ -1030,7 +1237,7 @@ fn check_certificate_type(
             false
         }
     };
-    let schema = check_schema_ref(&format!("{key}.schema"), &section.schema, report);
+    let schema = check_schema_ref(&format!("{key}.schema"), &section.schema, names, report);
     if !crate::identifiers::FORMATS
         .iter()
         .any(|(format, _)| *format == section.id_format)
@@ -1045,6 +1252,7 @@ fn check_certificate_type(
         );
     }
     let consumers = check_consumers(&format!("{key}.consumers"), &section.consumers, report);
+    names.departments_exist(format!("{key}.consumers"), &consumers, report);
     if !lookup_ok {
         return None;
     }
@@ -1058,19 +1266,15 @@ fn check_certificate_type(
     })
 }
 
-/// Checks that every department, schema and version the configuration names exists.
-fn check_references(config: &Config, registry: &Registry, problems: &mut Vec<Problem>) {
+/// Checks what no department file can say wrong on its own: a certificate type, a token or a
+/// client-certificate identity claimed by two departments. (Each file's names of schemas and
+/// departments are checked with the file, [`Names`].)
+fn check_references(config: &Config, problems: &mut Vec<Problem>) {
     let departments_dir = config
         .path
         .parent()
         .unwrap_or(Path::new("."))
         .join("departments");
-    let loaded: BTreeSet<&DepartmentId> = config.departments.iter().map(|d| &d.id).collect();
-    // A department whose file exists but did not load is reported for its own file; naming it
-    // elsewhere is not a second problem.
-    let known = |id: &DepartmentId| {
-        loaded.contains(id) || departments_dir.join(format!("{id}.toml")).is_file()
-    };
     let mut certificate_types: HashMap<&CertificateType, &DepartmentId> = HashMap::new();
     let mut token_owner: HashMap<[u8; 32], &DepartmentId> = HashMap::new();
     let mut subject_owner: HashMap<&str, &DepartmentId> = HashMap::new();
@@ -1080,55 +1284,8 @@ fn check_references(config: &Config, registry: &Registry, problems: &mut Vec<Pro
             file: &file,
             problems,
         };
-        let mut schema_exists = |key: String, reference: &SchemaRef| {
-            if let Err(reason) = registry.resolve(reference) {
-                report.report(key, reason);
-            }
-        };
-        for service in &department.services {
-            let key = format!("services.{}", service.name);
-            if let Some(reference) = &service.request_schema {
-                schema_exists(format!("{key}.request_schema"), reference);
-            }
-            if let Some(reference) = &service.response_schema {
-                schema_exists(format!("{key}.response_schema"), reference);
-            }
-        }
-        for schema in department.formats.keys() {
-            schema_exists(
-                format!("formats.{schema}"),
-                &SchemaRef {
-                    name: schema.clone(),
-                    version: None,
-                },
-            );
-        }
-        for certificate in &department.certificate_types {
-            schema_exists(
-                format!("certificates.{}.schema", certificate.certificate_type),
-                &certificate.schema,
-            );
-        }
-        for service in &department.services {
-            for consumer in &service.consumers {
-                if !known(consumer) {
-                    report.report(
-                        format!("services.{}.consumers", service.name),
-                        format!("unknown department {consumer}"),
-                    );
-                }
-            }
-        }
         for certificate in &department.certificate_types {
             let key = format!("certificates.{}", certificate.certificate_type);
-            for consumer in &certificate.consumers {
-                if !known(consumer) {
-                    report.report(
-                        format!("{key}.consumers"),
-                        format!("unknown department {consumer}"),
-                    );
-                }
-            }
             if let Some(other) =
                 certificate_types.insert(&certificate.certificate_type, &department.id)
             {

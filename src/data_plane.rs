@@ -120,10 +120,16 @@ pub async fn healthz() -> Response<Body> {
     plain_json(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Readiness: configuration loaded, listeners up, not draining, and the audit trail able to
+/// Readiness: configuration loaded, listeners up, not shutting down (from the shutdown signal
+/// on, through `[gateway] drain_delay_ms` and the drain), and the audit trail able to
 /// commit (while it cannot, every exchange is refused: a balancer should send them elsewhere).
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response<Body> {
-    if gateway.is_ready() && gateway.audit.is_unavailable() {
+    if gateway.is_draining() {
+        plain_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "reason": "shutting down"}),
+        )
+    } else if gateway.is_ready() && gateway.audit.is_unavailable() {
         plain_json(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "not ready", "reason": "audit store unavailable"}),

@@ -94,6 +94,8 @@ pub async fn run(
             config.gateway.admin_listen.set_port(0);
         }
     }
+    // No load balancer stands in front of a demo: Ctrl-C stops it at once.
+    config.gateway.drain_delay = std::time::Duration::ZERO;
     let data = bind(config.gateway.listen, "the gateway's data plane").await?;
     let admin = bind(config.gateway.admin_listen, "the gateway's admin plane").await?;
     config.gateway.listen = data.local_addr()?;

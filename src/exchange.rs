@@ -322,7 +322,8 @@ async fn run_phases<'s>(
     // Before a body is read for nothing; checked again right before forwarding.
     refuse_while_unauditable(gateway)?;
 
-    let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?;
+    let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?
+        .filter(|_| holds_body_to_schema(&parts.method, &body));
     let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
     record.request_schema = request_schema.clone();
     record.response_schema = response_schema.clone();
@@ -549,6 +550,16 @@ async fn read_request(
         value,
         original: Some(bytes),
     }))
+}
+
+/// Whether a request's body is held to the service's request schema: every POST, PUT and
+/// PATCH (sending a body is what they are for, so a missing one is validated as the empty body
+/// it is: 415 without a JSON `Content-Type`, 400 with one), and a request of any other method
+/// that carries a body. A GET, HEAD, DELETE or OPTIONS without one (no `Content-Length` or 0,
+/// not chunked; on HTTP/2 a head that ends the stream) is forwarded unvalidated.
+fn holds_body_to_schema(method: &Method, body: &Body) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        || !http_body::Body::is_end_stream(body)
 }
 
 /// Watches a streamed body for breaking on its way to the upstream (an empty one cannot).

@@ -49,6 +49,7 @@ pub struct Gateway {
     /// ([`crate::registry::compatibility::CONCURRENT_CHECKS`]).
     pub schema_check_slots: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Gateway {
@@ -96,6 +97,7 @@ impl Gateway {
                 crate::registry::compatibility::CONCURRENT_CHECKS,
             )),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }))
     }
 
@@ -189,5 +191,17 @@ impl Gateway {
     /// Marks the gateway ready (listeners up) or not (draining).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Marks the gateway not ready because it is shutting down: `/readyz` says so, while every
+    /// other route is still served until the listeners stop.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.set_ready(false);
+    }
+
+    /// Whether a shutdown has begun ([`Gateway::start_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

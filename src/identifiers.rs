@@ -329,7 +329,8 @@ fn decimal_value(digits: &[u8]) -> u32 {
 
 /// Whether `year-month-day` is a day of the proleptic Gregorian calendar.
 fn is_calendar_date(year: u32, month: u32, day: u32) -> bool {
-    let is_leap_year = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let is_leap_year =
+        (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

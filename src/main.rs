@@ -209,13 +209,23 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    let loaded = config::load(path, &Overrides::from_env()).and_then(|(config, registry)| {
-        // The certificates and keys too: readable, parseable, each key matching its certificate.
-        xgate::tls::TlsMaterial::load(&config)?;
-        Ok((config, registry))
-    });
-    match loaded {
-        Ok((config, registry)) => {
+    let config::Inspection {
+        config,
+        registry,
+        mut problems,
+    } = config::inspect(path, &Overrides::from_env());
+    if let Some(config) = &config {
+        // The certificates and keys too: readable, parseable, each key matching its
+        // certificate. A `[tls]` path already reported missing is not read again.
+        let tls_reported = problems
+            .iter()
+            .any(|problem| problem.file == config.path && problem.key.starts_with("tls."));
+        if !tls_reported && let Err(tls) = xgate::tls::TlsMaterial::load(config) {
+            problems.extend(tls.0);
+        }
+    }
+    match (config, registry) {
+        (Some(config), Some(registry)) if problems.is_empty() => {
             let services: usize = config.departments.iter().map(|d| d.services.len()).sum();
             let versions: usize = registry
                 .schemas()
@@ -231,11 +241,14 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for problem in &problems.0 {
+        _ => {
+            if problems.is_empty() {
+                println!("{}: the configuration could not be loaded", path.display());
+            }
+            for problem in &problems {
                 println!("{problem}");
             }
-            println!("{} problem(s) found", problems.0.len());
+            println!("{} problem(s) found", problems.len().max(1));
             ExitCode::FAILURE
         }
     }
@@ -328,19 +341,17 @@ async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
         Some(limit) => tracing::debug!(limit, needed, "open files"),
         None => tracing::warn!("cannot read the process's limit on open files"),
     }
-    let data = TcpListener::bind(config.gateway.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (data plane)", config.gateway.listen))?;
-    let admin = TcpListener::bind(config.gateway.admin_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (admin plane)",
-                config.gateway.admin_listen
-            )
-        })?;
-    tracing::info!(data = %config.gateway.listen, admin = %config.gateway.admin_listen, "listening");
+    // The audit trail (its hash, its chain head) and the TLS files are checked before any
+    // port is bound: a gateway that cannot start never says it is listening.
+    let (listen, admin_listen) = (config.gateway.listen, config.gateway.admin_listen);
     let gateway = Gateway::new(config, registry)?;
+    let data = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (data plane)"))?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {admin_listen} (admin plane)"))?;
+    tracing::info!(data = %listen, admin = %admin_listen, "listening");
     reload_on_hangup(gateway.clone());
     xgate::server::run(gateway, data, admin, shutdown_signal()).await
 }

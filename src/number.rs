@@ -167,7 +167,7 @@ impl<'t> ExactNumber<'t> {
                 let remainder = self.digits().fold(0u128, |remainder, digit| {
                     (remainder * 10 + u128::from(digit)) % divisor
                 });
-                remainder * power_of_ten_modulo(shift, divisor) % divisor == 0
+                (remainder * power_of_ten_modulo(shift, divisor)).is_multiple_of(divisor)
             }
             None => {
                 let divisor = divisor.digits_as_biguint();

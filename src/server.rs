@@ -53,8 +53,8 @@ impl ConnectionLimits {
     }
 }
 
-/// Serves both planes on already-bound listeners until `shutdown` completes, then stops
-/// accepting, reports not-ready, waits (up to `shutdown_grace`) for in-flight requests and
+/// Serves both planes on already-bound listeners until `shutdown` completes, then reports
+/// not-ready (for `drain_delay` while still serving everything else), stops accepting, waits (up to `shutdown_grace`) for in-flight requests and
 /// finally drains the audit queue (every entry queued is committed before this returns).
 ///
 /// Taking bound listeners lets tests bind port 0 and run many gateways at once.
@@ -99,8 +99,17 @@ pub async fn run(
     tracing::info!("xgate is ready");
 
     shutdown.await;
+    gateway.start_draining();
+    if !settings.drain_delay.is_zero() {
+        // Load balancers see 503 on /readyz and take the gateway out; until they have, its
+        // connections, new ones included, are served as before.
+        tracing::info!(
+            drain_delay_ms = settings.drain_delay.as_millis() as u64,
+            "shutting down: /readyz answers 503 for drain_delay_ms before new connections are refused"
+        );
+        tokio::time::sleep(settings.drain_delay).await;
+    }
     anchor.abort();
-    gateway.set_ready(false);
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop_sender.send(true);
     let _ = data.await;

@@ -3,6 +3,8 @@
 //! Events never carry record bodies, tokens, certificate ids or request paths (which can hold
 //! personal identifiers); see the record phase in [`crate::exchange`].
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// The shape of log lines.
@@ -14,11 +16,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` filters (default `info`).
+/// Installs the global subscriber, writing to stderr; `RUST_LOG` filters (default `info`).
+/// Text lines are coloured only when stderr is a terminal.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a file or a pipe (journald, a log shipper)
+    // would get the escape sequences as text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialization (tests) is harmless: the first subscriber stays.
     let _ = match format {

@@ -406,7 +406,7 @@ mod tests {
     fn entry(index: usize, time: &str) -> AuditEntry {
         AuditEntry {
             time: time.to_owned(),
-            kind: if index % 2 == 0 {
+            kind: if index.is_multiple_of(2) {
                 EntryKind::Exchange
             } else {
                 EntryKind::Certificate
@@ -414,14 +414,14 @@ mod tests {
             request_id: format!("request-\"{index}\"-请求"),
             exchange_id: Some(format!("0190a3b4-5e6f-7a8b-9c0d-{index:012}")),
             consumer: "tax".to_owned(),
-            provider: (index % 3 != 0).then(|| "market-regulation".to_owned()),
+            provider: (!index.is_multiple_of(3)).then(|| "market-regulation".to_owned()),
             service: Some("business-licenses".to_owned()),
             method: "GET".to_owned(),
             path_sha256: Some(sha256_hex(format!("/{index}").as_bytes())),
             purpose_sha256: None,
             status: 200,
             outcome: "ok".to_owned(),
-            request_bytes: (index % 2 == 0).then_some(0),
+            request_bytes: index.is_multiple_of(2).then_some(0),
             response_bytes: Some(u64::MAX),
             request_sha256: None,
             response_sha256: Some(sha256_hex(b"{}")),

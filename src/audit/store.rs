@@ -906,7 +906,7 @@ mod tests {
             kind: EntryKind::Exchange,
             request_id: format!("request-{index}"),
             exchange_id: Some(format!("0190a3b4-5e6f-7a8b-9c0d-{index:012}")),
-            consumer: if index % 2 == 0 {
+            consumer: if index.is_multiple_of(2) {
                 "tax"
             } else {
                 "civil-affairs"

@@ -58,6 +58,11 @@ pub struct GatewaySection {
     /// How long a graceful shutdown waits for in-flight requests before closing connections.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// How long, after SIGTERM or Ctrl-C, `/readyz` answers 503 on both planes while
+    /// everything else is still served, so that load balancers take the gateway out before it
+    /// stops accepting connections and drains (0: stop accepting at once).
+    #[serde(default = "defaults::drain_delay_ms")]
+    pub drain_delay_ms: u64,
     /// The most exchanges and certificate lookups in flight at once, over every consumer;
     /// past it, calls are refused at once with 503 `overloaded`.
     #[serde(default = "defaults::max_exchanges_in_flight")]
@@ -312,6 +317,9 @@ mod defaults {
     }
     pub fn shutdown_grace_ms() -> u64 {
         30_000
+    }
+    pub fn drain_delay_ms() -> u64 {
+        5_000
     }
     pub fn max_exchanges_in_flight() -> u64 {
         4096

@@ -707,12 +707,7 @@ async fn a_trail_chained_with_one_hash_is_not_continued_with_another() {
         .await
         .unwrap();
     // A second gateway on the same file (the first keeps it, and its folder, alive).
-    let config = ConfigDir::new()
-        .department("auditor", "auditor", "")
-        .main(&format!(
-            "[audit]\npath = {:?}\nhash = \"sm3\"",
-            gateway.audit_path().display().to_string()
-        ));
+    let config = on_audit_file(&gateway.audit_path(), "sm3");
     config.write_main();
     let (loaded, registry) = xgate::config::load(&config.main_path(), &Default::default()).unwrap();
     let refused = xgate::gateway::Gateway::new(loaded, registry)

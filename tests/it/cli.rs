@@ -1,8 +1,14 @@
-//! The `xgate` command line: `token new`, the runtime's environment.
+//! The `xgate` command line: `token new`, the runtime's environment, `serve`'s start-up checks,
+//! its log output and its shutdown on SIGTERM.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use http::StatusCode;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
 
 #[test]
 fn token_new_prints_a_fresh_token_and_its_sha256() {
@@ -43,4 +49,100 @@ fn a_worker_count_that_is_not_a_positive_number_is_refused() {
             "{bad:?}: {stderr}"
         );
     }
+}
+
+/// On SIGTERM `/readyz` answers 503 on both planes for `drain_delay_ms` while exchanges (on new
+/// connections too) are still served; then the gateway drains and exits cleanly.
+#[tokio::test]
+async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_served() {
+    const DRAIN_DELAY: Duration = Duration::from_millis(1500);
+    let echo = Upstream::echo().await;
+    let config =
+        standard(&echo, &echo).gateway(&format!("drain_delay_ms = {}", DRAIN_DELAY.as_millis()));
+    config.write_main();
+    let client = reqwest::Client::new();
+    let (mut child, data, admin) = start_binary_planes(&config, &client).await;
+    let signalled = Instant::now();
+    let pid = libc::pid_t::try_from(child.0.id()).expect("a process id");
+    // SAFETY: `kill` only sends a signal, to the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+
+    for base in [&data, &admin] {
+        let not_ready = eventually_async("/readyz answers 503", Duration::from_secs(10), || {
+            let client = client.clone();
+            let url = format!("{base}/readyz");
+            async move {
+                let response = client.get(&url).send().await.ok()?;
+                (response.status() == StatusCode::SERVICE_UNAVAILABLE)
+                    .then_some(response.json::<Value>().await.ok()?)
+            }
+        })
+        .await;
+        assert_eq!(not_ready["reason"], "shutting down", "{not_ready}");
+    }
+    // A new connection, as a balancer's last requests would open, is still served.
+    let response = reqwest::Client::new()
+        .get(format!("{data}/exchange/market/echo/x"))
+        .bearer_auth(token("tax"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        signalled.elapsed() < DRAIN_DELAY,
+        "the test ran too slowly to see the delay"
+    );
+
+    let status = eventually_async("xgate exits", Duration::from_secs(30), || {
+        let status = child.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() >= DRAIN_DELAY);
+}
+
+/// Text logs written to a file or a pipe hold no colour escape sequences.
+#[tokio::test]
+async fn text_logs_to_a_file_hold_no_colour_codes() {
+    let config = ConfigDir::new().department("auditor", "auditor", "");
+    config.write_main();
+    let log = config.path("xgate.log");
+    let client = reqwest::Client::new();
+    let (child, _data, _admin) = start_binary_logging(&config, &client, Some(&log)).await;
+    drop(child);
+    let text = std::fs::read(&log).unwrap();
+    assert!(
+        String::from_utf8_lossy(&text).contains("listening"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(!text.contains(&0x1b), "{}", String::from_utf8_lossy(&text));
+}
+
+/// A trail that cannot be continued (chained with another hash than the configured one) stops
+/// `serve` before it binds anything or says it is listening.
+#[tokio::test]
+async fn serve_refuses_an_audit_trail_it_cannot_continue_before_listening() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    let response = gateway
+        .call(reqwest::Method::GET, "/exchange/market/licenses/1", "tax")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let config = on_audit_file(&gateway.audit_path(), "sm3");
+    config.write_main();
+    let (status, text) = run_binary(
+        "serve",
+        &config,
+        &[
+            ("XGATE_LISTEN", "127.0.0.1:0"),
+            ("XGATE_ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("chained with sha256"), "{text}");
+    assert!(!text.contains("listening"), "{text}");
+    gateway.stop().await;
 }

@@ -4,7 +4,6 @@
 //! however the caller chose its `X-Request-Id`.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -126,20 +125,8 @@ fn invalid_trusted_proxies_are_reported_by_xgate_check() {
         r#"trusted_proxies = ["10.0.0.0/8", "proxy.internal", "10.0.0.1/8", "192.0.2.7/33", "::1"]"#,
     );
     config.write_main();
-    let output = Command::new(env!("CARGO_BIN_EXE_xgate"))
-        .args(["check", "--config"])
-        .arg(config.main_path())
-        .env_remove("XGATE_CONFIG")
-        .env_remove("XGATE_LISTEN")
-        .env_remove("XGATE_ADMIN_LISTEN")
-        .output()
-        .expect("xgate runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!output.status.success(), "{text}");
+    let (status, text) = run_binary("check", &config, &[]);
+    assert!(!status.success(), "{text}");
     for (key, reason) in [
         (
             "gateway.trusted_proxies[1]",

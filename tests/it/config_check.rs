@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use http::StatusCode;
 use reqwest::Method;
@@ -103,9 +104,9 @@ fn write(config: &ConfigDir, relative: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// A configuration with one or more problems of every kind `xgate check` knows about, except
-/// an unknown key in the main file (which stops that file from being read at all; see
-/// [`an_unreadable_main_file_does_not_hide_the_department_files_problems`]).
+/// A configuration with one or more problems of every kind `xgate check` knows about (for
+/// problems that used to hide each other, see
+/// [`one_check_run_reports_problems_that_used_to_hide_each_other`]).
 fn broken_config() -> ConfigDir {
     let config = ConfigDir::new()
         .schema("license", 1, license_schema())
@@ -209,7 +210,7 @@ const BROKEN_CONFIG_PROBLEMS: &[Expected] = &[
     expected(MAIN, "tls.cert", "not a readable file"),
     expected(MAIN, "tls.key", "not a readable file"),
     expected(MAIN, "audit.hash", "\"md5\""),
-    expected("departments/typo.toml", "", "unknown field `colour`"),
+    expected("departments/typo.toml", "colour", "unknown field `colour`"),
     expected(
         "departments/misnamed.toml",
         "id",
@@ -316,7 +317,11 @@ fn an_unreadable_main_file_does_not_hide_the_department_files_problems() {
         "id = \"bad\"\nname = \"Bad\"\nrole = \"department\"\ntoken_sha256 = [\"XYZ\"]\n",
     );
     let expected = [
-        expected("config/xgate.toml", "", "unknown field `retention_days`"),
+        expected(
+            "config/xgate.toml",
+            "audit.retention_days",
+            "unknown field `retention_days`",
+        ),
         expected(
             "departments/bad.toml",
             "token_sha256[0]",
@@ -327,6 +332,134 @@ fn an_unreadable_main_file_does_not_hide_the_department_files_problems() {
         &problems(&config.main_path(), &Overrides::default()),
         &expected,
     );
+    let output = xgate(
+        config.dir.path(),
+        &["check", "--config", config.main_path().to_str().unwrap()],
+        &[],
+    );
+    assert!(!output.status.success(), "{output:?}");
+    assert_printed(&stdout(&output), &expected);
+}
+
+/// Problems of every stage of loading, each of which used to hide the next ones: an unknown key
+/// or a value of the wrong type (the whole file went unread), a bad upstream URL (its
+/// service's schemas went unchecked), anything at all in the main file (the schemas and the
+/// TLS files went unread). One run of `xgate check` reports all of them.
+#[test]
+fn one_check_run_reports_problems_that_used_to_hide_each_other() {
+    let config = ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department("good", "department", "");
+    write(&config, "schemas/broken-json/1.json", "{\"type\": ");
+    write(&config, "config/tls/gateway.pem", "not a certificate");
+    write(&config, "config/tls/gateway-key.pem", "not a key");
+    write(
+        &config,
+        "config/xgate.toml",
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+colour = "blue"
+max_body_bytes = "a lot"
+
+[tls]
+cert = "tls/gateway.pem"
+key = "tls/gateway-key.pem"
+
+[audit]
+hash = "md5"
+"#,
+    );
+    write(
+        &config,
+        "config/departments/alpha.toml",
+        "id = \"alpha\"\nname = \"Alpha\"\nrole = \"department\"\ncolour = \"red\"\ntoken_sha256 = [\"XYZ\"]\n",
+    );
+    write(
+        &config,
+        "config/departments/beta.toml",
+        r#"
+id = "beta"
+name = "Beta"
+role = "department"
+
+[services.s]
+upstream = "ftp://127.0.0.1/files"
+methods = ["POST"]
+request_schema = "nope"
+consumers = ["good", "nobody"]
+timeout = 5
+"#,
+    );
+    write(
+        &config,
+        "config/departments/gamma.toml",
+        r#"
+id = "gamma"
+name = "Gamma"
+role = "department"
+
+[formats.license]
+fields = [
+  { own = "/A", shared = "/uscc", convert = "rot13" },
+]
+
+[certificates.permit]
+lookup = "http://127.0.0.1:9/permits"
+schema = "permit"
+id_format = "cn-uscc"
+consumers = ["good"]
+"#,
+    );
+    let expected = [
+        expected(MAIN, "gateway.colour", "unknown field `colour`"),
+        expected(MAIN, "gateway.max_body_bytes", "invalid type"),
+        expected(MAIN, "audit.hash", "\"md5\""),
+        expected(MAIN, "tls.cert", ""),
+        expected("departments/alpha.toml", "colour", "unknown field `colour`"),
+        expected(
+            "departments/alpha.toml",
+            "token_sha256[0]",
+            "64 lowercase hex",
+        ),
+        expected(
+            "departments/beta.toml",
+            "services.s.timeout",
+            "unknown field `timeout`",
+        ),
+        expected(
+            "departments/beta.toml",
+            "services.s.upstream",
+            "only http://",
+        ),
+        expected(
+            "departments/beta.toml",
+            "services.s.request_schema",
+            "unknown schema nope",
+        ),
+        expected(
+            "departments/beta.toml",
+            "services.s.consumers",
+            "unknown department nobody",
+        ),
+        expected(
+            "departments/gamma.toml",
+            "formats.license.fields[0].convert",
+            "\"rot13\"",
+        ),
+        expected(
+            "departments/gamma.toml",
+            "certificates.permit.lookup",
+            "{id}",
+        ),
+        expected(
+            "departments/gamma.toml",
+            "certificates.permit.schema",
+            "unknown schema permit",
+        ),
+        expected("schemas/broken-json/1.json", "", "not JSON"),
+    ];
     let output = xgate(
         config.dir.path(),
         &["check", "--config", config.main_path().to_str().unwrap()],
@@ -543,4 +676,28 @@ fn the_check_timeout_is_between_a_millisecond_and_an_hour() {
         loaded.registry.check_timeout,
         std::time::Duration::from_secs(10)
     );
+}
+
+#[test]
+fn the_drain_delay_is_at_most_an_hour_and_five_seconds_by_default() {
+    let config = ConfigDir::new()
+        .gateway("drain_delay_ms = 3600001")
+        .department("good", "department", "");
+    config.write_main();
+    assert_reported(
+        &problems(&config.main_path(), &Overrides::default()),
+        &[expected(
+            MAIN,
+            "gateway.drain_delay_ms",
+            "must be between 0 and 3600000",
+        )],
+    );
+    // Absent, it is 5000 (the helpers' files set 0 unless a test names the key).
+    let config = ConfigDir::new().gateway("# drain_delay_ms left out");
+    config.write_main();
+    let example = config::load(&example_config(), &Overrides::default()).unwrap();
+    let absent = config::load(&config.main_path(), &Overrides::default()).unwrap();
+    for (loaded, _) in [example, absent] {
+        assert_eq!(loaded.gateway.drain_delay, Duration::from_secs(5));
+    }
 }

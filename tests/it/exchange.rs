@@ -399,3 +399,101 @@ async fn error_statuses_of_the_upstream_pass_through_unvalidated() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, json!({"error": "no such licence"}));
 }
+
+/// A request schema holds the bodies requests carry: a GET, DELETE or HEAD without a body (no
+/// `Content-Length`, `Content-Length: 0`, an h2 head that ends the stream) is forwarded
+/// unvalidated; one with a body is validated; a POST without one is validated as the empty body
+/// it is (415 without a JSON type, 400 with one).
+#[tokio::test]
+async fn a_request_schema_applies_to_requests_that_carry_a_body() {
+    let echo = Upstream::echo().await;
+    let echo_url = echo.url("/base");
+    let gateway = ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department(
+            "market",
+            "department",
+            &format!(
+                r#"
+[services.lookup]
+upstream = "{echo_url}"
+methods = ["GET", "POST", "DELETE", "HEAD"]
+request_schema = "license@1"
+consumers = ["tax"]
+"#
+            ),
+        )
+        .department("tax", "department", "")
+        .start()
+        .await;
+    let path = "/exchange/market/lookup/91350100M000100Y43";
+    let call = |method: Method| gateway.call(method, path, "tax");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // What is sent, the status it gets, and whether it reaches the upstream without a body.
+    let cases = [
+        (
+            "GET without a body",
+            call(Method::GET),
+            StatusCode::OK,
+            true,
+        ),
+        (
+            "DELETE without a body",
+            call(Method::DELETE),
+            StatusCode::OK,
+            true,
+        ),
+        ("HEAD", call(Method::HEAD), StatusCode::OK, false),
+        (
+            "GET with Content-Length: 0",
+            call(Method::GET).header("content-length", "0"),
+            StatusCode::OK,
+            true,
+        ),
+        (
+            "h2 GET whose head ends the stream",
+            h2.get(gateway.url(path)).bearer_auth(token("tax")),
+            StatusCode::OK,
+            true,
+        ),
+        // A GET that carries a body is held to the schema like any other request.
+        (
+            "GET with an invalid record",
+            call(Method::GET).json(&json!({"uscc": 12})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            false,
+        ),
+        (
+            "GET with a valid record",
+            call(Method::GET).json(&license()),
+            StatusCode::OK,
+            false,
+        ),
+        // A POST without a body is still validated: the empty body is no record.
+        (
+            "POST without a body",
+            call(Method::POST),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            false,
+        ),
+        (
+            "POST without a body, typed JSON",
+            call(Method::POST).header("content-type", "application/json"),
+            StatusCode::BAD_REQUEST,
+            false,
+        ),
+    ];
+    for (what, request, status, forwarded_without_body) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{what}");
+        if forwarded_without_body {
+            let echoed: Value = response.json().await.unwrap();
+            assert_eq!(echoed["body_bytes"], 0, "{what}: {echoed}");
+        }
+    }
+    assert_eq!(echo.call_count(), 6);
+    gateway.stop().await;
+}

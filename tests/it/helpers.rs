@@ -2,7 +2,7 @@
 //! real upstream HTTP servers on port 0.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -114,8 +114,14 @@ impl ConfigDir {
 
     /// Writes `config/xgate.toml`.
     pub fn write_main(&self) {
+        // Tests stop their gateways at once unless they test the drain delay itself.
+        let drain_delay = if self.gateway_extra.contains("drain_delay_ms") {
+            ""
+        } else {
+            "drain_delay_ms = 0\n"
+        };
         let text = format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}\n[registry]\ndir = \"../schemas\"\n{}\n",
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{drain_delay}{}\n[registry]\ndir = \"../schemas\"\n{}\n",
             self.gateway_extra, self.main_extra
         );
         std::fs::write(self.main_path(), text).unwrap();
@@ -525,6 +531,42 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Runs the real `xgate <command> --config <main file>` to its end, without the test's own
+/// `XGATE_*` variables, plus `env`; its exit status and its stdout and stderr together.
+pub fn run_binary(
+    command: &str,
+    config: &ConfigDir,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_xgate"));
+    process
+        .args([command, "--config"])
+        .arg(config.main_path())
+        .env_remove("XGATE_CONFIG")
+        .env_remove("XGATE_LISTEN")
+        .env_remove("XGATE_ADMIN_LISTEN");
+    for (name, value) in env {
+        process.env(name, value);
+    }
+    let output = process.output().expect("xgate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
+/// A configuration of one auditor over another gateway's audit file, chaining with `hash`.
+pub fn on_audit_file(path: &Path, hash: &str) -> ConfigDir {
+    ConfigDir::new()
+        .department("auditor", "auditor", "")
+        .main(&format!(
+            "[audit]\npath = {:?}\nhash = \"{hash}\"",
+            path.display().to_string()
+        ))
+}
+
 /// Starts the real `xgate serve` over `config` on free ports and waits (polling, with a
 /// deadline) until its admin plane is ready; tries other ports if one was taken meanwhile.
 /// Returns the process and the admin plane's base URL.
@@ -538,7 +580,20 @@ pub async fn start_binary_planes(
     config: &ConfigDir,
     client: &reqwest::Client,
 ) -> (KillOnDrop, String, String) {
+    start_binary_logging(config, client, None).await
+}
+
+/// [`start_binary_planes`], writing the process's log (its stderr) to `log` when given.
+pub async fn start_binary_logging(
+    config: &ConfigDir,
+    client: &reqwest::Client,
+    log: Option<&Path>,
+) -> (KillOnDrop, String, String) {
     for _attempt in 0..3 {
+        let stderr = match log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+            None => std::process::Stdio::null(),
+        };
         let (data_port, admin_port) = (free_port().await, free_port().await);
         let mut child = KillOnDrop(
             std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
@@ -546,8 +601,9 @@ pub async fn start_binary_planes(
                 .arg(config.main_path())
                 .env("XGATE_LISTEN", format!("127.0.0.1:{data_port}"))
                 .env("XGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+                .env_remove("NO_COLOR")
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .expect("xgate starts"),
         );

@@ -283,7 +283,7 @@ async fn answer_twice(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             );
-            let written = if on_this_connection % 2 == 0 {
+            let written = if on_this_connection.is_multiple_of(2) {
                 stream
                     .write_all(format!("{answer}{answer}").as_bytes())
                     .await
