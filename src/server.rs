@@ -54,8 +54,9 @@ impl ConnectionLimits {
 }
 
 /// Serves both planes on already-bound listeners until `shutdown` completes, then reports
-/// not-ready (for `drain_delay` while still serving everything else), stops accepting, waits (up to `shutdown_grace`) for in-flight requests and
-/// finally drains the audit queue (every entry queued is committed before this returns).
+/// not-ready (for `drain_delay` while still serving everything else), stops accepting, waits
+/// (up to `shutdown_grace`) for in-flight requests and finally drains the audit queue (every
+/// entry queued is committed before this returns).
 ///
 /// Taking bound listeners lets tests bind port 0 and run many gateways at once.
 pub async fn run(
