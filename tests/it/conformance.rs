@@ -13,6 +13,12 @@
 //!
 //! `optional/format` is run with formats asserted and only reported. `optional/bignum` and
 //! `optional/float-overflow` must pass: numbers are validated exactly (issue 15).
+//!
+//! The suites of draft-07, draft-06 and draft-04 run the same way (issue 16), each group's schema
+//! given its draft's `$schema` when it has none (the suite's runner is told the draft; the
+//! registry reads it from `$schema`). Their required tests must all pass, with the same skips
+//! (remote references); they have no deviations (their `format.json` holds no string the suite
+//! expects to pass as an annotation only).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,9 +45,27 @@ struct Case {
     valid: bool,
 }
 
-fn suite_folder() -> PathBuf {
+fn suite_folder(draft: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/json-schema-test-suite/tests/draft2020-12")
+        .join("../shared/testdata/json-schema-test-suite/tests")
+        .join(draft)
+}
+
+/// Whether the suite is there; when it is not, fails under `CI=true` and is skipped otherwise.
+fn suite_present(folder: &Path) -> bool {
+    if folder.is_dir() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the JSON Schema test suite is missing at {} (required under CI=true)",
+        folder.display()
+    );
+    println!(
+        "SKIPPED: the JSON Schema test suite is not at {}; conformance was not checked",
+        folder.display()
+    );
+    false
 }
 
 fn json_files(folder: &Path) -> Vec<PathBuf> {
@@ -95,8 +119,10 @@ fn walk(
     };
     match value {
         Value::Object(object) => {
+            // `id` is draft-04's `$id`.
             let base = match object
                 .get("$id")
+                .or_else(|| object.get("id"))
                 .and_then(Value::as_str)
                 .map(|id| base.join(id))
             {
@@ -139,16 +165,28 @@ struct Tally {
 }
 
 /// Registers every group of `files` (as `suite-<n>`, counting on from `first_name`) and
-/// validates each of its instances, tallying the outcomes.
-async fn run_files(gateway: &Arc<TestGateway>, files: &[PathBuf], first_name: &mut usize) -> Tally {
+/// validates each of its instances, tallying the outcomes. `dialect` is the `$schema` a group's
+/// schema is given when it declares none (the suite's files for older drafts mostly do not:
+/// their runner is told the draft; the registry reads it from `$schema`).
+async fn run_files(
+    gateway: &Arc<TestGateway>,
+    files: &[PathBuf],
+    first_name: &mut usize,
+    dialect: Option<&str>,
+) -> Tally {
     let mut tally = Tally::default();
     let mut checks = Vec::new();
     for file in files {
         let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
         let groups: Vec<Group> =
             serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        for group in groups {
+        for mut group in groups {
             let label = format!("{file_name} / {}", group.description);
+            if let (Some(dialect), Value::Object(schema)) = (dialect, &mut group.schema) {
+                schema
+                    .entry("$schema")
+                    .or_insert_with(|| Value::String(dialect.to_owned()));
+            }
             if let Some(reason) = skip_reason(&file_name, &group.schema) {
                 tally.skipped_tests += group.tests.len();
                 tally
@@ -226,17 +264,8 @@ async fn run_files(gateway: &Arc<TestGateway>, files: &[PathBuf], first_name: &m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
-    let folder = suite_folder();
-    if !folder.is_dir() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the JSON Schema test suite is missing at {} (required under CI=true)",
-            folder.display()
-        );
-        println!(
-            "SKIPPED: the JSON Schema test suite is not at {}; conformance was not checked",
-            folder.display()
-        );
+    let folder = suite_folder("draft2020-12");
+    if !suite_present(&folder) {
         return;
     }
     let gateway = ConfigDir::new()
@@ -247,11 +276,12 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
         .await;
     let gateway = Arc::new(gateway);
     let mut names = 0;
-    let required = run_files(&gateway, &json_files(&folder), &mut names).await;
+    let required = run_files(&gateway, &json_files(&folder), &mut names, None).await;
     let formats = run_files(
         &gateway,
         &json_files(&folder.join("optional/format")),
         &mut names,
+        None,
     )
     .await;
 
@@ -263,6 +293,7 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
             folder.join("optional/float-overflow.json"),
         ],
         &mut names,
+        None,
     )
     .await;
 
@@ -315,6 +346,96 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
         assert!(
             deviation.contains("string is only an annotation by default"),
             "{deviation}"
+        );
+    }
+}
+
+/// The older drafts the registry accepts (issue 16): the suite's folder and the `$schema` URI its
+/// groups are registered with.
+const OLDER_DRAFTS: [(&str, &str); 3] = [
+    ("draft7", "http://json-schema.org/draft-07/schema#"),
+    ("draft6", "http://json-schema.org/draft-06/schema#"),
+    ("draft4", "http://json-schema.org/draft-04/schema#"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suites_of_drafts_04_06_and_07_pass_through_registration_and_validate() {
+    if !OLDER_DRAFTS
+        .iter()
+        .all(|(draft, _)| suite_present(&suite_folder(draft)))
+    {
+        return;
+    }
+    let gateway = ConfigDir::new()
+        .main("default_compatibility = \"none\"")
+        .department("admin", "admin", "")
+        .department("tax", "department", "")
+        .start()
+        .await;
+    let gateway = Arc::new(gateway);
+    let mut names = 0;
+    for (draft, dialect) in OLDER_DRAFTS {
+        let folder = suite_folder(draft);
+        let required = run_files(&gateway, &json_files(&folder), &mut names, Some(dialect)).await;
+        let formats = run_files(
+            &gateway,
+            &json_files(&folder.join("optional/format")),
+            &mut names,
+            Some(dialect),
+        )
+        .await;
+        let numbers = run_files(
+            &gateway,
+            &[
+                folder.join("optional/bignum.json"),
+                folder.join("optional/float-overflow.json"),
+            ],
+            &mut names,
+            Some(dialect),
+        )
+        .await;
+        let required_total = required.passed + required.failed.len() + required.deviations.len();
+        println!(
+            "JSON Schema test suite, {draft}, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
+            required.passed,
+            required.failed.len(),
+            required.deviations.len(),
+            required.skipped.len(),
+            required.skipped_tests
+        );
+        for skipped in &required.skipped {
+            println!("  skipped: {skipped}");
+        }
+        for deviation in &required.deviations {
+            println!("  deviation: {deviation}");
+        }
+        println!(
+            "{draft} optional/format (formats asserted): {} of {} passed",
+            formats.passed,
+            formats.passed + formats.failed.len()
+        );
+        for failed in &formats.failed {
+            println!("  {draft} optional/format: {failed}");
+        }
+        assert!(
+            numbers.failed.is_empty() && numbers.deviations.is_empty() && numbers.passed > 0,
+            "{draft} exact-number tests failed:\n{}",
+            numbers.failed.join("\n")
+        );
+        assert!(
+            required.passed > 200,
+            "the {draft} suite ran: {} passed",
+            required.passed
+        );
+        assert!(
+            required.failed.is_empty(),
+            "{draft} required tests failed:\n{}",
+            required.failed.join("\n")
+        );
+        assert!(
+            required.deviations.is_empty(),
+            "{draft}: {:?}",
+            required.deviations
         );
     }
 }
