@@ -18,7 +18,10 @@
 //! - `$schema` names draft 2020-12.
 //!
 //! Not converted (documented in README.md): a `$ref` pointer that leads into a sibling of another
-//! `$ref` (other than its `definitions`), which the conversion drops.
+//! `$ref` (other than its `definitions`), which the conversion drops; a `$ref` to an older
+//! draft's meta-schema (`http://json-schema.org/draft-07/schema#`), which a 2020-12 schema
+//! cannot reach. The compatibility check then cannot compare the version (it is refused as
+//! unproven, never passed); records are still validated by the document's own draft.
 
 use serde_json::{Map, Value};
 
@@ -148,6 +151,12 @@ fn convert_schema(schema: &Value, dialect: Dialect) -> Value {
         // Siblings of `$ref` are ignored in drafts up to 7: only the reference counts, but its
         // `definitions` stay reachable by pointer.
         out.insert("$ref".to_owned(), convert_reference(reference));
+        if object.contains_key("$schema") {
+            out.insert(
+                "$schema".to_owned(),
+                Value::String(DRAFT_2020_12.to_owned()),
+            );
+        }
         if let Some(definitions) = object.get("definitions") {
             out.insert("$defs".to_owned(), convert_map(definitions, dialect));
         }

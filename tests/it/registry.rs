@@ -1532,3 +1532,99 @@ async fn a_mode_set_before_the_first_version_applies_from_the_second_and_survive
     assert_eq!(summary(&listed, "person")["compatibility"], "forward");
     gateway.stop().await;
 }
+
+const DRAFT_07: &str = "http://json-schema.org/draft-07/schema#";
+
+#[tokio::test]
+async fn older_drafts_are_registered_served_as_submitted_validated_by_their_draft_and_compared() {
+    // Issue 16: draft-04, -06 and -07 documents next to 2020-12 ones.
+    let (gateway, _echo, _records) = gateway_with("default_compatibility = \"backward\"").await;
+    let v1 = json!({
+        "$schema": DRAFT_07,
+        "type": "object",
+        "properties": {"zip": {"$ref": "#/definitions/zip"}},
+        "dependencies": {"zip": ["city"]},
+        "definitions": {"zip": {"type": "string", "pattern": "^[0-9]{6}$"}}
+    });
+    register_expect(&gateway, "address", &v1, StatusCode::CREATED).await;
+    let mut expected = v1.clone();
+    expected["$id"] = json!("urn:xgate:schema:address:1");
+    assert_eq!(served(&gateway, "address", 1).await, expected);
+    // `dependencies` asserts: draft-07 rules, not 2020-12's (where it is an unknown keyword).
+    let refused = validate(&gateway, "address", &json!({"zip": "100000"})).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+    let accepted = validate(&gateway, "address", &json!({"zip": "100000", "city": "B"})).await;
+    assert_eq!(accepted["valid"], true, "{accepted}");
+
+    // The same records in 2020-12: backward compatible.
+    let v2 = json!({
+        "type": "object",
+        "properties": {"zip": {"$ref": "#/$defs/zip"}},
+        "dependentRequired": {"zip": ["city"]},
+        "$defs": {"zip": {"type": "string", "pattern": "^[0-9]{6}$"}}
+    });
+    register_expect(&gateway, "address", &v2, StatusCode::CREATED).await;
+    // A draft-07 version after it that requires more: refused, with the direction.
+    let v3 = json!({
+        "$schema": DRAFT_07,
+        "type": "object",
+        "properties": {"zip": {"type": "string", "pattern": "^[0-9]{6}$"}},
+        "dependencies": {"zip": ["city", "street"]}
+    });
+    let (status, body) = problem(register(&gateway, "address", &v3).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["type"], "urn:xgate:problem:incompatible-schema",
+        "{body}"
+    );
+    // A draft-07 version that loosens: registered.
+    let v3 = json!({
+        "$schema": DRAFT_07,
+        "type": "object",
+        "properties": {"zip": {"type": "string"}}
+    });
+    register_expect(&gateway, "address", &v3, StatusCode::CREATED).await;
+
+    // A 2020-12 schema referring to the draft-07 version reads it by draft-07 rules.
+    let wrapper = json!({"$ref": "urn:xgate:schema:address:1"});
+    register_expect(&gateway, "wrapper", &wrapper, StatusCode::CREATED).await;
+    let refused = validate(&gateway, "wrapper", &json!({"zip": "100000"})).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+
+    // Draft-04: boolean exclusive limits.
+    let amount = json!({
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "number",
+        "maximum": 10,
+        "exclusiveMaximum": true
+    });
+    register_expect(&gateway, "amount", &amount, StatusCode::CREATED).await;
+    assert_eq!(
+        validate(&gateway, "amount", &json!(10)).await["valid"],
+        false
+    );
+    assert_eq!(
+        validate(&gateway, "amount", &json!(9.5)).await["valid"],
+        true
+    );
+    // Served with draft-04's own identifier keyword, `id`.
+    let mut expected_amount = amount.clone();
+    expected_amount["id"] = json!("urn:xgate:schema:amount:1");
+    assert_eq!(served(&gateway, "amount", 1).await, expected_amount);
+
+    // After a restart: the same documents and the same rules.
+    let gateway = gateway.restart().await;
+    assert_eq!(served(&gateway, "address", 1).await, expected);
+    let refused = validate(&gateway, "wrapper", &json!({"zip": "100000"})).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+    assert_eq!(
+        validate(&gateway, "amount", &json!(10)).await["valid"],
+        false
+    );
+    // The served draft-07 document re-posted unchanged is version 1.
+    assert_eq!(
+        register_expect(&gateway, "address", &expected, StatusCode::OK).await,
+        1
+    );
+    gateway.stop().await;
+}
