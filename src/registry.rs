@@ -191,7 +191,8 @@ pub const PATTERN_STEPS_PER_RECORD: u64 = 5_000_000;
 /// The most memory, in bytes, one compiled `pattern` may take.
 pub const PATTERN_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
-/// The dialect every registered schema is written in.
+/// The default dialect of a registered schema (when `$schema` is absent), and the one versions are
+/// compared in ([`draft::to_2020_12`]).
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// The prefix of the URNs the registry owns; a document may not claim one as its own `$id`

@@ -9,7 +9,8 @@
 //!   `incompatible-schema`, 422 `invalid-schema`.
 //! - POST `/admin/schemas/{name}/compatibility` (admin): the same checks as registering, as a
 //!   dry run: 200 `{"compatible", "reasons", "difference"}`; nothing is stored.
-//! - PUT `/admin/schemas/{name}/config` (admin): `{"compatibility": "<mode>"}`.
+//! - PUT `/admin/schemas/{name}/config` (admin): `{"compatibility": "<mode>"}`, also before the
+//!   schema's first version (the mode then applies from the second version on).
 //! - DELETE `/admin/schemas/{name}/versions/{N}` (admin): 204, or 409 `conflict` while another
 //!   version references it or the configuration pins it (or follows the schema and it is the
 //!   last version). Numbers are never reused.
