@@ -262,44 +262,49 @@ async fn run_files(
     tally
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
-    let folder = suite_folder("draft2020-12");
-    if !suite_present(&folder) {
-        return;
-    }
+/// A gateway that registers under mode `none`, with an admin and a department (`tax`).
+async fn suite_gateway() -> Arc<TestGateway> {
     let gateway = ConfigDir::new()
         .main("default_compatibility = \"none\"")
         .department("admin", "admin", "")
         .department("tax", "department", "")
         .start()
         .await;
-    let gateway = Arc::new(gateway);
-    let mut names = 0;
-    let required = run_files(&gateway, &json_files(&folder), &mut names, None).await;
+    Arc::new(gateway)
+}
+
+/// Runs one draft's folder: its required files, `optional/format` (reported only) and the
+/// exact-number files (`optional/bignum`, `optional/float-overflow`, which must pass: numbers
+/// are validated exactly, issue 15); prints the counts and lists, and returns the required
+/// files' tally, which must have no failure.
+async fn run_draft(
+    gateway: &Arc<TestGateway>,
+    folder: &Path,
+    names: &mut usize,
+    draft: &str,
+    dialect: Option<&str>,
+) -> Tally {
+    let required = run_files(gateway, &json_files(folder), names, dialect).await;
     let formats = run_files(
-        &gateway,
+        gateway,
         &json_files(&folder.join("optional/format")),
-        &mut names,
-        None,
+        names,
+        dialect,
     )
     .await;
-
-    // Numbers past f64 (issue 15): required here, since the gateway validates numbers exactly.
     let numbers = run_files(
-        &gateway,
+        gateway,
         &[
             folder.join("optional/bignum.json"),
             folder.join("optional/float-overflow.json"),
         ],
-        &mut names,
-        None,
+        names,
+        dialect,
     )
     .await;
-
     let required_total = required.passed + required.failed.len() + required.deviations.len();
     println!(
-        "JSON Schema test suite, draft 2020-12, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
+        "JSON Schema test suite, {draft}, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
         required.passed,
         required.failed.len(),
         required.deviations.len(),
@@ -312,35 +317,43 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
     for deviation in &required.deviations {
         println!("  deviation: {deviation}");
     }
-    let format_total = formats.passed + formats.failed.len();
     println!(
-        "optional/format (formats asserted): {} of {format_total} passed, {} groups skipped",
+        "{draft} optional/format (formats asserted): {} of {} passed, {} groups skipped",
         formats.passed,
+        formats.passed + formats.failed.len(),
         formats.skipped.len()
     );
     for failed in &formats.failed {
-        println!("  optional/format: {failed}");
+        println!("  {draft} optional/format: {failed}");
     }
     println!(
-        "optional/bignum and optional/float-overflow (exact numbers): {} of {} passed",
+        "{draft} optional/bignum and optional/float-overflow (exact numbers): {} of {} passed",
         numbers.passed,
         numbers.passed + numbers.failed.len() + numbers.deviations.len()
     );
     assert!(
         numbers.passed >= 10 && numbers.failed.is_empty() && numbers.deviations.is_empty(),
-        "exact-number tests failed:\n{}",
+        "{draft} exact-number tests failed:\n{}",
         numbers.failed.join("\n")
     );
     assert!(
-        required.passed > 1000,
-        "the suite ran: {} passed",
-        required.passed
-    );
-    assert!(
         required.failed.is_empty(),
-        "required tests failed:\n{}",
+        "{draft} required tests failed:\n{}",
         required.failed.join("\n")
     );
+    required
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
+    let folder = suite_folder("draft2020-12");
+    if !suite_present(&folder) {
+        return;
+    }
+    let gateway = suite_gateway().await;
+    let mut names = 0;
+    let required = run_draft(&gateway, &folder, &mut names, "draft 2020-12", None).await;
+    assert!(required.passed > 1000, "the suite ran");
     // The deviations are exactly the suite's annotation-only format cases, nothing more.
     for deviation in &required.deviations {
         assert!(
@@ -366,72 +379,12 @@ async fn the_suites_of_drafts_04_06_and_07_pass_through_registration_and_validat
     {
         return;
     }
-    let gateway = ConfigDir::new()
-        .main("default_compatibility = \"none\"")
-        .department("admin", "admin", "")
-        .department("tax", "department", "")
-        .start()
-        .await;
-    let gateway = Arc::new(gateway);
+    let gateway = suite_gateway().await;
     let mut names = 0;
     for (draft, dialect) in OLDER_DRAFTS {
         let folder = suite_folder(draft);
-        let required = run_files(&gateway, &json_files(&folder), &mut names, Some(dialect)).await;
-        let formats = run_files(
-            &gateway,
-            &json_files(&folder.join("optional/format")),
-            &mut names,
-            Some(dialect),
-        )
-        .await;
-        let numbers = run_files(
-            &gateway,
-            &[
-                folder.join("optional/bignum.json"),
-                folder.join("optional/float-overflow.json"),
-            ],
-            &mut names,
-            Some(dialect),
-        )
-        .await;
-        let required_total = required.passed + required.failed.len() + required.deviations.len();
-        println!(
-            "JSON Schema test suite, {draft}, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
-            required.passed,
-            required.failed.len(),
-            required.deviations.len(),
-            required.skipped.len(),
-            required.skipped_tests
-        );
-        for skipped in &required.skipped {
-            println!("  skipped: {skipped}");
-        }
-        for deviation in &required.deviations {
-            println!("  deviation: {deviation}");
-        }
-        println!(
-            "{draft} optional/format (formats asserted): {} of {} passed",
-            formats.passed,
-            formats.passed + formats.failed.len()
-        );
-        for failed in &formats.failed {
-            println!("  {draft} optional/format: {failed}");
-        }
-        assert!(
-            numbers.failed.is_empty() && numbers.deviations.is_empty() && numbers.passed > 0,
-            "{draft} exact-number tests failed:\n{}",
-            numbers.failed.join("\n")
-        );
-        assert!(
-            required.passed > 200,
-            "the {draft} suite ran: {} passed",
-            required.passed
-        );
-        assert!(
-            required.failed.is_empty(),
-            "{draft} required tests failed:\n{}",
-            required.failed.join("\n")
-        );
+        let required = run_draft(&gateway, &folder, &mut names, draft, Some(dialect)).await;
+        assert!(required.passed > 200, "the {draft} suite ran");
         assert!(
             required.deviations.is_empty(),
             "{draft}: {:?}",

@@ -56,6 +56,20 @@ async fn register(gateway: &TestGateway, name: &str, document: &Value) -> reqwes
     .unwrap()
 }
 
+/// Sets the compatibility mode of `name` as the admin.
+async fn set_mode(gateway: &TestGateway, name: &str, mode: &str) -> reqwest::Response {
+    admin(
+        gateway,
+        Method::PUT,
+        &format!("/admin/schemas/{name}/config"),
+        Some("admin"),
+    )
+    .json(&json!({"compatibility": mode}))
+    .send()
+    .await
+    .unwrap()
+}
+
 /// Dry-runs the compatibility check of `document` as the next version of `name`.
 async fn dry_run(gateway: &TestGateway, name: &str, document: &Value) -> reqwest::Response {
     admin(
@@ -1385,16 +1399,7 @@ async fn a_change_that_cannot_be_proven_safe_is_refused_with_its_reason_in_both_
         assert!(body["difference"].is_null(), "{body}");
     }
     // The admin who accepts the risk registers it under mode `none`.
-    let response = admin(
-        &gateway,
-        Method::PUT,
-        "/admin/schemas/opaque/config",
-        Some("admin"),
-    )
-    .json(&json!({"compatibility": "none"}))
-    .send()
-    .await
-    .unwrap();
+    let response = set_mode(&gateway, "opaque", "none").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         register_expect(&gateway, "opaque", &described, StatusCode::CREATED).await,
@@ -1466,16 +1471,7 @@ async fn a_served_version_can_be_edited_and_registered_again_as_it_is() {
 #[tokio::test]
 async fn a_mode_set_before_the_first_version_applies_from_the_second_and_survives_a_restart() {
     let (gateway, _echo, _records) = gateway_with("default_compatibility = \"none\"").await;
-    let response = admin(
-        &gateway,
-        Method::PUT,
-        "/admin/schemas/person/config",
-        Some("admin"),
-    )
-    .json(&json!({"compatibility": "forward"}))
-    .send()
-    .await
-    .unwrap();
+    let response = set_mode(&gateway, "person", "forward").await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, json!({"name": "person", "compatibility": "forward"}));
