@@ -14,8 +14,10 @@ use serde_json::Value;
 use crate::config::Problem;
 use crate::domain::{Compatibility, SchemaName, SchemaRef, SchemaVersion};
 use crate::i18n::{self, Lang};
+use crate::registry::draft::Dialect;
 
 pub mod compatibility;
+pub mod draft;
 pub mod exact;
 pub mod pattern;
 pub mod references;
@@ -65,8 +67,12 @@ pub struct CompiledSchema {
     pub name: SchemaName,
     /// Its version.
     pub version: SchemaVersion,
-    /// The document as registered.
+    /// The document as registered (served back as it is).
     pub document: Value,
+    /// The draft it is written in, which validates records against it.
+    pub dialect: Dialect,
+    /// The document in draft 2020-12 ([`draft::to_2020_12`]): what versions are compared by.
+    pub comparable: Value,
     validator: jsonschema::Validator,
 }
 
@@ -185,7 +191,8 @@ pub const PATTERN_STEPS_PER_RECORD: u64 = 5_000_000;
 /// The most memory, in bytes, one compiled `pattern` may take.
 pub const PATTERN_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
-/// The dialect every registered schema is written in.
+/// The default dialect of a registered schema (when `$schema` is absent), and the one versions are
+/// compared in ([`draft::to_2020_12`]).
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// The prefix of the URNs the registry owns; a document may not claim one as its own `$id`
@@ -314,20 +321,23 @@ impl Default for Registry {
     }
 }
 
-/// Validator options every schema is compiled with: draft 2020-12, formats asserted (the
+/// Validator options every schema is compiled with: its draft (`dialect`), formats asserted (the
 /// standard ones and the Chinese identifiers), references resolved from `documents` only,
 /// regular expressions bounded, numeric limits compared exactly ([`exact`]).
-pub fn validator_options(documents: Documents) -> jsonschema::ValidationOptions<'static> {
+pub fn validator_options(
+    documents: Documents,
+    dialect: Dialect,
+) -> jsonschema::ValidationOptions<'static> {
     let mut options = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
+        .with_draft(dialect.draft())
         .should_validate_formats(true)
         .with_pattern_options(pattern_options())
         .with_keyword("pattern", pattern::keyword_factory())
-        .with_retriever(RegistryRetriever { documents });
+        .with_retriever(RegistryRetriever::new(documents));
     for (name, check) in crate::identifiers::FORMATS {
         options = options.with_format(name, check);
     }
-    exact::with_exact_keywords(options)
+    exact::with_exact_keywords(options, dialect)
 }
 
 /// The regular-expression engine settings of `patternProperties` (and of the canonical forms of
@@ -346,12 +356,27 @@ pub fn pattern_options() -> jsonschema::PatternOptions<jsonschema::FancyRegex> {
 #[derive(Clone)]
 pub struct RegistryRetriever {
     documents: Documents,
+    /// Whether documents are served in their 2020-12 form ([`draft::to_2020_12`]), for the
+    /// canonical forms of the compatibility check; validators get them as registered, and
+    /// read each by its own draft.
+    converting: bool,
 }
 
 impl RegistryRetriever {
-    /// A retriever over the given documents.
+    /// A retriever over the given documents, as registered.
     pub fn new(documents: Documents) -> RegistryRetriever {
-        RegistryRetriever { documents }
+        RegistryRetriever {
+            documents,
+            converting: false,
+        }
+    }
+
+    /// A retriever over the given documents in their 2020-12 form.
+    pub fn converting(documents: Documents) -> RegistryRetriever {
+        RegistryRetriever {
+            documents,
+            converting: true,
+        }
     }
 }
 
@@ -361,28 +386,46 @@ impl jsonschema::Retrieve for RegistryRetriever {
         uri: &jsonschema::Uri<String>,
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let key = uri.as_str().trim_end_matches('#');
-        self.documents
+        let document = self
+            .documents
             .get(key)
-            .map(|document| Value::clone(document))
-            .ok_or_else(|| format!("{key} is not a registered schema version").into())
+            .ok_or_else(|| format!("{key} is not a registered schema version"))?;
+        if !self.converting {
+            return Ok(Value::clone(document));
+        }
+        let dialect = Dialect::of(document)?;
+        Ok(draft::to_2020_12(document, dialect))
     }
 }
 
-/// Gives a document its version's URN as `$id` when it has none; refuses an `$id` that claims
-/// another registry URN. A document may keep an `$id` of its own outside `urn:xgate:` (it then
-/// resolves its relative references against it); the registry still addresses it by its URN.
-fn assign_id(document: &mut Value, urn: &str) -> Result<(), String> {
+/// Gives a document its version's URN as its identifier (`$id`, draft-04 `id`) when it has
+/// none, or when it names a version of this schema (a document served back, edited and
+/// registered again keeps the old version's URN: the new version gets its own); refuses an
+/// identifier that claims another schema's registry URN. A document may keep an `$id` of its own
+/// outside `urn:xgate:` (it then resolves its relative references against it); the registry
+/// still addresses it by its URN.
+fn assign_id(
+    document: &mut Value,
+    name: &SchemaName,
+    urn: &str,
+    dialect: Dialect,
+) -> Result<(), String> {
     let Value::Object(object) = document else {
         return Ok(());
     };
-    match object.get("$id") {
+    let keyword = dialect.id_keyword();
+    match object.get(keyword) {
         None => {
-            object.insert("$id".to_owned(), Value::String(urn.to_owned()));
+            object.insert(keyword.to_owned(), Value::String(urn.to_owned()));
             Ok(())
         }
         Some(Value::String(id)) if id.trim_end_matches('#') == urn => Ok(()),
+        Some(Value::String(id)) if is_own_urn(id, name) => {
+            object.insert(keyword.to_owned(), Value::String(urn.to_owned()));
+            Ok(())
+        }
         Some(Value::String(id)) if id.starts_with(URN_PREFIX) => Err(format!(
-            "$id {:?} names another registry version; use {urn:?} or leave it out",
+            "{keyword} {:?} names another schema's registry URN; use {urn:?} or leave it out",
             excerpt(id)
         )),
         // Anything else is the meta-schema's to judge.
@@ -390,30 +433,39 @@ fn assign_id(document: &mut Value, urn: &str) -> Result<(), String> {
     }
 }
 
-/// Whether a submitted document equals a registered one, reading an absent `$id` as the
-/// version's URN (which the registry gave it). Compares in place, without copying documents.
-fn same_document(submitted: &Value, registered: &Value, urn: &str) -> bool {
-    let (Value::Object(submitted), Value::Object(registered)) = (submitted, registered) else {
-        return submitted == registered;
-    };
-    let others = |object: &serde_json::Map<String, Value>| {
-        object.len() - usize::from(object.contains_key("$id"))
-    };
-    id_of(submitted, urn).is_some_and(|id| Some(id) == id_of(registered, urn))
-        && others(submitted) == others(registered)
-        && submitted
-            .iter()
-            .filter(|(key, _)| *key != "$id")
-            .all(|(key, value)| registered.get(key) == Some(value))
+/// Whether `id` is the URN of some version of schema `name` (`urn:xgate:schema:<name>:<N>`).
+fn is_own_urn(id: &str, name: &SchemaName) -> bool {
+    id.trim_end_matches('#')
+        .strip_prefix("urn:xgate:schema:")
+        .and_then(|rest| rest.strip_prefix(name.as_str()))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|number| SchemaVersion::parse(number).is_ok())
 }
 
-/// A document's `$id` without a trailing `#`, its URN when absent, `None` when not a string.
-fn id_of(object: &serde_json::Map<String, Value>, urn: &str) -> Option<String> {
-    match object.get("$id") {
-        None => Some(urn.to_owned()),
-        Some(Value::String(id)) => Some(id.trim_end_matches('#').to_owned()),
+/// Whether a submitted document equals a registered one, reading an absent identifier, or one
+/// naming any version of the schema, as the version's URN (which the registry gave it).
+/// Compares in place, without copying documents.
+fn same_document(submitted: &Value, registered: &CompiledSchema) -> bool {
+    let (Value::Object(submitted), Value::Object(object)) = (submitted, &registered.document)
+    else {
+        return *submitted == registered.document;
+    };
+    let keyword = registered.dialect.id_keyword();
+    let others = |object: &serde_json::Map<String, Value>| {
+        object.len() - usize::from(object.contains_key(keyword))
+    };
+    let id_of = |object: &serde_json::Map<String, Value>| match object.get(keyword) {
+        None => Some(None),
+        Some(Value::String(id)) if is_own_urn(id, &registered.name) => Some(None),
+        Some(Value::String(id)) => Some(Some(id.trim_end_matches('#').to_owned())),
         Some(_) => None,
-    }
+    };
+    id_of(submitted).is_some_and(|id| Some(id) == id_of(object))
+        && others(submitted) == others(object)
+        && submitted
+            .iter()
+            .filter(|(key, _)| *key != keyword)
+            .all(|(key, value)| object.get(key) == Some(value))
 }
 
 /// At most 100 characters of a submitted value, for messages.
@@ -421,10 +473,11 @@ fn excerpt(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
-/// Checks a submitted document and compiles it as `name@version`: the dialect is draft 2020-12,
-/// the document passes its meta-schema, its `$id` claims no other version, and it compiles with
-/// every reference resolved from `documents` (which may include itself under its URN). Returns
-/// every problem found, at pointers into the submitted document.
+/// Checks a submitted document and compiles it as `name@version`: its dialect is one the
+/// registry accepts ([`Dialect::of`]), the document passes its draft's meta-schema, its `$id`
+/// claims no other schema, and it compiles by its own draft with every reference resolved from
+/// `documents` (which may include itself under its URN). Returns every problem found, at
+/// pointers into the submitted document.
 pub fn compile_version(
     name: &SchemaName,
     version: SchemaVersion,
@@ -432,26 +485,26 @@ pub fn compile_version(
     documents: &HashMap<String, Arc<Value>>,
     lang: Lang,
 ) -> Result<CompiledSchema, Vec<Violation>> {
-    if let Some(dialect) = document.get("$schema").and_then(Value::as_str)
-        && dialect.trim_end_matches('#') != DRAFT_2020_12
-    {
-        return Err(vec![Violation::new(
+    let dialect = Dialect::of(&document).map_err(|declared| {
+        vec![Violation::new(
             "/$schema",
             "$schema",
             match lang {
                 Lang::En => format!(
-                    "Only draft 2020-12 schemas are registered ({DRAFT_2020_12}), not {:?}",
-                    excerpt(dialect)
+                    "Schemas are registered in {}, not {:?}",
+                    draft::ACCEPTED,
+                    excerpt(&declared)
                 ),
                 Lang::Zh => format!(
-                    "仅登记 draft 2020-12 数据规范（{DRAFT_2020_12}），不支持 {:?}",
-                    excerpt(dialect)
+                    "仅登记以下版本的数据规范：{}，不支持 {:?}",
+                    draft::ACCEPTED,
+                    excerpt(&declared)
                 ),
             },
-        )]);
-    }
-    let meta = jsonschema::draft202012::meta::validator();
-    let violations: Vec<Violation> = meta
+        )]
+    })?;
+    let violations: Vec<Violation> = dialect
+        .meta_validator()
         .iter_errors(&document)
         .take(MAX_VIOLATIONS)
         .map(|error| {
@@ -470,28 +523,61 @@ pub fn compile_version(
         return Err(violations);
     }
     let urn = schema_urn(name, version);
-    if let Err(reason) = assign_id(&mut document, &urn) {
+    if let Err(reason) = assign_id(&mut document, name, &urn, dialect) {
         let message = match lang {
             Lang::En => reason,
-            Lang::Zh => format!("$id 不能指向其他已登记的版本，请使用 {urn:?} 或省略：{reason}"),
+            Lang::Zh => {
+                format!("$id 不能指向其他数据规范的登记地址，请使用 {urn:?} 或省略：{reason}")
+            }
         };
-        return Err(vec![Violation::new("/$id", "$id", message)]);
+        let pointer = format!("/{}", dialect.id_keyword());
+        return Err(vec![Violation::new(pointer, "$id", message)]);
     }
     let mut with_self = documents.clone();
-    with_self.insert(urn, Arc::new(document.clone()));
-    match validator_options(Arc::new(with_self)).build(&document) {
-        Ok(validator) => Ok(CompiledSchema {
-            name: name.clone(),
-            version,
-            document,
-            validator,
-        }),
-        Err(error) => Err(vec![Violation::new(
+    with_self.insert(urn, resolvable(&document, dialect));
+    build(name, version, document, dialect, Arc::new(with_self)).map_err(|error| {
+        vec![Violation::new(
             error.instance_path().to_string(),
             i18n::violation_keyword(&error),
             i18n::violation_message(&error, lang),
-        )]),
+        )]
+    })
+}
+
+/// A document as `$ref`s resolve it: with its `$schema` spelled out, so a version of another
+/// draft that refers to it reads it by its own draft (a resource without `$schema` would be
+/// read by the referring schema's).
+fn resolvable(document: &Value, dialect: Dialect) -> Arc<Value> {
+    let mut document = document.clone();
+    if let Value::Object(object) = &mut document
+        && !object.contains_key("$schema")
+        && dialect == Dialect::Draft202012
+    {
+        object.insert(
+            "$schema".to_owned(),
+            Value::String(DRAFT_2020_12.to_owned()),
+        );
     }
+    Arc::new(document)
+}
+
+/// Compiles a checked document by its draft, with its 2020-12 form for comparisons.
+fn build(
+    name: &SchemaName,
+    version: SchemaVersion,
+    document: Value,
+    dialect: Dialect,
+    documents: Documents,
+) -> Result<CompiledSchema, jsonschema::ValidationError<'static>> {
+    let validator = validator_options(documents, dialect).build(&document)?;
+    Ok(CompiledSchema {
+        name: name.clone(),
+        version,
+        comparable: draft::to_2020_12(&document, dialect),
+        document,
+        dialect,
+        validator,
+    })
 }
 
 /// The `patternProperties` regexes of a document that need backtracking, refused: they are
@@ -642,18 +728,30 @@ impl Registry {
         }
 
         let mut by_urn = HashMap::with_capacity(documents.len());
+        let mut dialects = BTreeMap::new();
         for ((name, version), (file, document)) in &mut documents {
             let urn = schema_urn(name, *version);
-            if let Err(reason) = assign_id(document, &urn) {
-                problems.push(problem(file, "$id", reason));
+            let dialect = match Dialect::of(document) {
+                Ok(dialect) => dialect,
+                Err(declared) => {
+                    problems.push(problem(
+                        file,
+                        "$schema",
+                        format!("not one of {}: {:?}", draft::ACCEPTED, excerpt(&declared)),
+                    ));
+                    continue;
+                }
+            };
+            if let Err(reason) = assign_id(document, name, &urn, dialect) {
+                problems.push(problem(file, dialect.id_keyword(), reason));
             }
-            by_urn.insert(urn, Arc::new(document.clone()));
+            dialects.insert((name.clone(), *version), dialect);
+            by_urn.insert(urn, resolvable(document, dialect));
         }
         let by_urn = Arc::new(by_urn);
-        let options = validator_options(by_urn.clone());
         let mut registry = Registry {
             schemas: BTreeMap::new(),
-            documents: by_urn,
+            documents: by_urn.clone(),
             default_compatibility,
         };
         for (name, settings) in &settings {
@@ -672,27 +770,23 @@ impl Registry {
                 }
                 continue;
             }
-            match options.build(&document) {
-                Ok(validator) => {
+            let Some(dialect) = dialects.get(&(name.clone(), version)).copied() else {
+                // Its `$schema` was reported above.
+                continue;
+            };
+            match build(&name, version, document, dialect, by_urn.clone()) {
+                Ok(compiled) => {
                     let entry = registry
                         .schemas
-                        .entry(name.clone())
+                        .entry(name)
                         .or_insert_with(|| SchemaEntry::new(default_compatibility, false));
                     entry.highest_version = entry.highest_version.max(Some(version));
-                    entry.versions.insert(
-                        version,
-                        Arc::new(CompiledSchema {
-                            name,
-                            version,
-                            document,
-                            validator,
-                        }),
-                    );
+                    entry.versions.insert(version, Arc::new(compiled));
                 }
                 Err(error) => problems.push(problem(
                     &file,
                     "",
-                    format!("not a valid draft 2020-12 schema: {error}"),
+                    format!("not a valid {} schema: {error}", dialect.as_str()),
                 )),
             }
         }
@@ -755,10 +849,10 @@ impl Registry {
     /// ignoring the `$id` the registry gives a document that has none).
     pub fn identical_version(&self, name: &str, document: &Value) -> Option<SchemaVersion> {
         let entry = self.schemas.get(name)?;
-        entry.versions.values().find_map(|compiled| {
-            let urn = schema_urn(&compiled.name, compiled.version);
-            same_document(document, &compiled.document, &urn).then_some(compiled.version)
-        })
+        entry
+            .versions
+            .values()
+            .find_map(|compiled| same_document(document, compiled).then_some(compiled.version))
     }
 
     /// The registry with one more version. Every other compiled version is shared, not rebuilt:
@@ -768,7 +862,7 @@ impl Registry {
         let mut documents = HashMap::clone(&self.documents);
         documents.insert(
             schema_urn(&compiled.name, compiled.version),
-            Arc::new(compiled.document.clone()),
+            resolvable(&compiled.document, compiled.dialect),
         );
         registry.documents = Arc::new(documents);
         let entry = registry
@@ -780,13 +874,17 @@ impl Registry {
         registry
     }
 
-    /// The registry with a schema's mode changed; `None` for an unknown schema.
-    pub fn with_compatibility(&self, name: &str, mode: Compatibility) -> Option<Registry> {
+    /// The registry with a schema's mode changed. A schema without versions yet gets an entry
+    /// of its own, so the mode applies from its second version on.
+    pub fn with_compatibility(&self, name: &SchemaName, mode: Compatibility) -> Registry {
         let mut registry = self.clone();
-        let entry = registry.schemas.get_mut(name)?;
+        let entry = registry
+            .schemas
+            .entry(name.clone())
+            .or_insert_with(|| SchemaEntry::new(self.default_compatibility, false));
         entry.compatibility = mode;
         entry.own_compatibility = true;
-        Some(registry)
+        registry
     }
 
     /// The registry without one version, refused while another version `$ref`s it or the
@@ -921,6 +1019,86 @@ mod tests {
         );
         assert!(!evil.validate(&attack, Lang::Zh)[0].message.is_empty());
         assert!(evil.is_valid(&json!("aab")));
+    }
+
+    const DRAFT_07: &str = "http://json-schema.org/draft-07/schema#";
+
+    #[test]
+    fn a_reference_into_another_draft_is_read_by_that_draft() {
+        let empty = Registry::empty(Compatibility::None);
+        // `dependencies` asserts in draft-07 and is an unknown keyword in 2020-12;
+        // `dependentRequired` the reverse.
+        let old = empty.with_version(compile(
+            &empty,
+            1,
+            json!({"$schema": DRAFT_07, "dependencies": {"a": ["b"]}}),
+        ));
+        let new = old.with_version(compile(&old, 2, json!({"dependentRequired": {"c": ["d"]}})));
+        let from_2020_12 = compile(&new, 3, json!({"$ref": "urn:xgate:schema:person:1"}));
+        assert!(!from_2020_12.is_valid(&json!({"a": 1})));
+        assert!(from_2020_12.is_valid(&json!({"c": 1})));
+        let from_draft_7 = compile(
+            &new,
+            4,
+            json!({"$schema": DRAFT_07, "$ref": "urn:xgate:schema:person:2"}),
+        );
+        assert!(!from_draft_7.is_valid(&json!({"c": 1})));
+        assert!(from_draft_7.is_valid(&json!({"a": 1})));
+    }
+
+    #[test]
+    fn draft_4_exclusive_limits_are_exact_and_exclusive() {
+        let empty = Registry::empty(Compatibility::None);
+        let draft_4 = compile(
+            &empty,
+            1,
+            json!({
+                "$schema": "http://json-schema.org/draft-04/schema#",
+                "maximum": 10, "exclusiveMaximum": true, "minimum": 1, "exclusiveMinimum": false
+            }),
+        );
+        assert!(!draft_4.is_valid(&json!(10)));
+        assert!(draft_4.is_valid(&crate::json::parse(b"9.99999999999999999999").unwrap()));
+        assert!(draft_4.is_valid(&json!(1)));
+        assert!(!draft_4.is_valid(&json!(0.5)));
+    }
+
+    #[test]
+    fn an_own_urn_of_another_version_becomes_the_new_versions_urn() {
+        let empty = Registry::empty(Compatibility::None);
+        let first = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
+        let served = first
+            .get("person", SchemaVersion::new(1))
+            .unwrap()
+            .document
+            .clone();
+        assert_eq!(served["$id"], "urn:xgate:schema:person:1");
+        assert_eq!(
+            first.identical_version("person", &served),
+            SchemaVersion::new(1)
+        );
+        let mut edited = served;
+        edited["minProperties"] = json!(1);
+        let second = compile(&first, 2, edited.clone());
+        assert_eq!(second.document["$id"], "urn:xgate:schema:person:2");
+        let registry = first.with_version(second);
+        // The edited document, still naming version 1, is version 2 now.
+        assert_eq!(
+            registry.identical_version("person", &edited),
+            SchemaVersion::new(2)
+        );
+        let name = SchemaName::parse("person").unwrap();
+        let other = json!({"$id": "urn:xgate:schema:personal:1"});
+        assert!(
+            compile_version(
+                &name,
+                SchemaVersion::FIRST,
+                other,
+                registry.documents(),
+                Lang::En
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   `incompatible-schema`, 422 `invalid-schema`.
 //! - POST `/admin/schemas/{name}/compatibility` (admin): the same checks as registering, as a
 //!   dry run: 200 `{"compatible", "reasons", "difference"}`; nothing is stored.
-//! - PUT `/admin/schemas/{name}/config` (admin): `{"compatibility": "<mode>"}`.
+//! - PUT `/admin/schemas/{name}/config` (admin): `{"compatibility": "<mode>"}`, also before the
+//!   schema's first version (the mode then applies from the second version on).
 //! - DELETE `/admin/schemas/{name}/versions/{N}` (admin): 204, or 409 `conflict` while another
 //!   version references it or the configuration pins it (or follows the schema and it is the
 //!   last version). Numbers are never reused.
@@ -314,7 +315,7 @@ async fn commit_version(
     let version = compiled.version;
     state
         .gateway
-        .replace_registry(snapshot.registry.with_version(Arc::new(compiled)));
+        .replace_registry(snapshot.registry.with_version(Arc::from(compiled)));
     tracing::info!(schema = %name, %version, "schema version registered and active");
     Ok((StatusCode::CREATED, version))
 }
@@ -403,10 +404,7 @@ pub async fn set_config(
             let _name = name_lock.lock().await;
             let _writing = state.writer.lock.lock().await;
             let snapshot = state.gateway.snapshot();
-            let registry = snapshot
-                .registry
-                .with_compatibility(name.as_str(), mode)
-                .ok_or(ExchangeError::NotFound)?;
+            let registry = snapshot.registry.with_compatibility(&name, mode);
             let settings = registry
                 .entry(name.as_str())
                 .map(|entry| entry.settings())
@@ -521,7 +519,7 @@ enum Prepared {
     /// An equal document is already this version.
     Existing(SchemaVersion),
     /// The next version, compiled, with its compatibility report.
-    New(CompiledSchema, Report),
+    New(Box<CompiledSchema>, Report),
 }
 
 /// Looks for an equal registered document, else compiles `document` as the next version of
@@ -584,7 +582,7 @@ async fn prepare(
             &earlier,
             registry.documents(),
         );
-        Ok(Prepared::New(compiled, report))
+        Ok(Prepared::New(Box::new(compiled), report))
     });
     // The limit counts from the check's start (a test may hold a check before it starts), and
     // applies where versions are compared: a first version is only compiled (bounded by the

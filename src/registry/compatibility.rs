@@ -411,17 +411,17 @@ pub fn check(
         return Report::default();
     }
     let new = std::cell::OnceCell::new();
-    let new = || new.get_or_init(|| canonical(&candidate.document, candidate.version, documents));
+    let new = || new.get_or_init(|| canonical(&candidate.comparable, candidate.version, documents));
     let mut reasons = Vec::new();
     for earlier_version in compared {
-        let changes = enum_changes(&earlier_version.document, &candidate.document);
-        let comparisons = u128::from(enum_values(&earlier_version.document))
-            * u128::from(enum_values(&candidate.document));
+        let changes = enum_changes(&earlier_version.comparable, &candidate.comparable);
+        let comparisons = u128::from(enum_values(&earlier_version.comparable))
+            * u128::from(enum_values(&candidate.comparable));
         let old = std::cell::OnceCell::new();
         let old = || {
             old.get_or_init(|| {
                 canonical(
-                    &earlier_version.document,
+                    &earlier_version.comparable,
                     earlier_version.version,
                     documents,
                 )
@@ -731,7 +731,7 @@ fn records_with(steps: &[Step<'_>], value: &Value, accepting: &CompiledSchema) -
     if path.is_empty() {
         return vec![value.clone()];
     }
-    let mut bases = witness::candidates(&accepting.document);
+    let mut bases = witness::candidates(&accepting.comparable);
     bases.push(Value::Null);
     bases
         .into_iter()
@@ -787,7 +787,7 @@ fn canonical(
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(true)
         .with_pattern_options(pattern_options())
-        .with_retriever(RegistryRetriever::new(documents.clone()))
+        .with_retriever(RegistryRetriever::converting(documents.clone()))
         .canonicalize(document)
         .map_err(|error| Unmodelled::Failed {
             version,
@@ -843,7 +843,7 @@ fn with_example(
         .as_ref()
         .map(witness::candidates)
         .unwrap_or_default();
-    pool.extend(witness::candidates(&accepting.document));
+    pool.extend(witness::candidates(&accepting.comparable));
     let example = pool
         .into_iter()
         .find(|value| accepting.is_valid(value) && !rejecting.is_valid(value));

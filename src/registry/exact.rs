@@ -18,6 +18,7 @@ use jsonschema::{Keyword, ValidationError, ValidationOptions};
 use serde_json::{Map, Value};
 
 use crate::number::{ExactNumber, MAX_EXACT_EXPONENT, OwnedNumber};
+use crate::registry::draft::Dialect;
 
 /// The keywords replaced, as they appear in a schema (and in violations).
 pub const EXACT_KEYWORDS: [&str; 5] = [
@@ -123,13 +124,70 @@ fn zero() -> ExactNumber<'static> {
     ExactNumber::parse("0").unwrap_or_else(|| unreachable!("0 is a number"))
 }
 
-/// Adds the exact keywords to validator options (every schema the registry compiles).
-pub fn with_exact_keywords(mut options: ValidationOptions<'static>) -> ValidationOptions<'static> {
+/// A draft-04 boolean `exclusiveMaximum`/`exclusiveMinimum`: it asserts nothing itself, it
+/// makes its sibling `maximum`/`minimum` exclusive.
+struct ExclusiveFlag;
+
+impl<'i> Keyword<'i> for ExclusiveFlag {
+    fn validate(&self, _: &'i Value) -> Result<(), ValidationError<'i>> {
+        Ok(())
+    }
+
+    fn is_valid(&self, _: &'i Value) -> bool {
+        true
+    }
+}
+
+/// Compiles one of [`EXACT_KEYWORDS`] in a draft-04 schema, where `exclusiveMaximum` and
+/// `exclusiveMinimum` are booleans beside `maximum` and `minimum`.
+fn compile_draft_4<'a>(
+    keyword: &'static str,
+    parent: &Map<String, Value>,
+    schema: &'a Value,
+) -> Result<Box<dyn for<'i> Keyword<'i>>, ValidationError<'a>> {
+    let flag = match keyword {
+        "exclusiveMaximum" | "exclusiveMinimum" => return Ok(Box::new(ExclusiveFlag)),
+        "maximum" => "exclusiveMaximum",
+        "minimum" => "exclusiveMinimum",
+        _ => return compile(keyword, schema),
+    };
+    let mut compiled = compile(keyword, schema)?;
+    if parent.get(flag) == Some(&Value::Bool(true)) {
+        let limit = match schema {
+            Value::Number(number) => OwnedNumber::parse(number.as_str()),
+            _ => None,
+        }
+        .ok_or_else(|| ValidationError::schema(format!("{keyword} must be a number")))?;
+        let check = if keyword == "maximum" {
+            Check::ExclusiveMaximum
+        } else {
+            Check::ExclusiveMinimum
+        };
+        compiled = Box::new(ExactKeyword { check, limit });
+    }
+    Ok(compiled)
+}
+
+/// Adds the exact keywords to validator options (every schema the registry compiles), read as
+/// `dialect` reads them.
+pub fn with_exact_keywords(
+    mut options: ValidationOptions<'static>,
+    dialect: Dialect,
+) -> ValidationOptions<'static> {
     for keyword in EXACT_KEYWORDS {
-        options = options.with_keyword(
-            keyword,
-            move |_: &Map<String, Value>, schema: &Value, _: Location| compile(keyword, schema),
-        );
+        options = if dialect == Dialect::Draft4 {
+            options.with_keyword(
+                keyword,
+                move |parent: &Map<String, Value>, schema: &Value, _: Location| {
+                    compile_draft_4(keyword, parent, schema)
+                },
+            )
+        } else {
+            options.with_keyword(
+                keyword,
+                move |_: &Map<String, Value>, schema: &Value, _: Location| compile(keyword, schema),
+            )
+        };
     }
     options
 }
@@ -143,7 +201,7 @@ mod tests {
     fn valid(schema: &str, instance: &str) -> bool {
         let schema: Value = crate::json::parse(schema.as_bytes()).unwrap();
         let instance: Value = crate::json::parse(instance.as_bytes()).unwrap();
-        with_exact_keywords(jsonschema::options())
+        with_exact_keywords(jsonschema::options(), Dialect::Draft202012)
             .build(&schema)
             .unwrap_or_else(|error| panic!("{schema}: {error}"))
             .is_valid(&instance)
@@ -219,7 +277,7 @@ mod tests {
 
     #[test]
     fn violations_carry_the_limit_as_written() {
-        let validator = with_exact_keywords(jsonschema::options())
+        let validator = with_exact_keywords(jsonschema::options(), Dialect::Draft202012)
             .build(&json!({"properties": {"amount": {"maximum": 100}}}))
             .unwrap();
         let instance = crate::json::parse(br#"{"amount":100.00000000000000001}"#).unwrap();
@@ -251,7 +309,7 @@ mod tests {
             json!({"multipleOf": -2}),
         ] {
             assert!(
-                with_exact_keywords(jsonschema::options())
+                with_exact_keywords(jsonschema::options(), Dialect::Draft202012)
                     .build(&schema)
                     .is_err(),
                 "{schema}"
@@ -259,7 +317,7 @@ mod tests {
         }
         let huge = crate::json::parse(br#"{"maximum":1e99999999999999999999}"#).unwrap();
         assert!(
-            with_exact_keywords(jsonschema::options())
+            with_exact_keywords(jsonschema::options(), Dialect::Draft202012)
                 .build(&huge)
                 .is_err()
         );

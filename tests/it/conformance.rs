@@ -13,6 +13,12 @@
 //!
 //! `optional/format` is run with formats asserted and only reported. `optional/bignum` and
 //! `optional/float-overflow` must pass: numbers are validated exactly (issue 15).
+//!
+//! The suites of draft-07, draft-06 and draft-04 run the same way (issue 16), each group's schema
+//! given its draft's `$schema` when it has none (the suite's runner is told the draft; the
+//! registry reads it from `$schema`). Their required tests must all pass, with the same skips
+//! (remote references); they have no deviations (their `format.json` holds no string the suite
+//! expects to pass as an annotation only).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,9 +45,19 @@ struct Case {
     valid: bool,
 }
 
-fn suite_folder() -> PathBuf {
+fn suite_folder(draft: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/json-schema-test-suite/tests/draft2020-12")
+        .join("../shared/testdata/json-schema-test-suite/tests")
+        .join(draft)
+}
+
+/// Fails when a draft's folder is missing (the tests are ignored when the whole suite is).
+fn assert_suite_present(folder: &Path) {
+    assert!(
+        folder.is_dir(),
+        "the JSON Schema test suite is missing at {}",
+        folder.display()
+    );
 }
 
 fn json_files(folder: &Path) -> Vec<PathBuf> {
@@ -95,8 +111,10 @@ fn walk(
     };
     match value {
         Value::Object(object) => {
+            // `id` is draft-04's `$id`.
             let base = match object
                 .get("$id")
+                .or_else(|| object.get("id"))
                 .and_then(Value::as_str)
                 .map(|id| base.join(id))
             {
@@ -139,16 +157,28 @@ struct Tally {
 }
 
 /// Registers every group of `files` (as `suite-<n>`, counting on from `first_name`) and
-/// validates each of its instances, tallying the outcomes.
-async fn run_files(gateway: &Arc<TestGateway>, files: &[PathBuf], first_name: &mut usize) -> Tally {
+/// validates each of its instances, tallying the outcomes. `dialect` is the `$schema` a group's
+/// schema is given when it declares none (the suite's files for older drafts mostly do not:
+/// their runner is told the draft; the registry reads it from `$schema`).
+async fn run_files(
+    gateway: &Arc<TestGateway>,
+    files: &[PathBuf],
+    first_name: &mut usize,
+    dialect: Option<&str>,
+) -> Tally {
     let mut tally = Tally::default();
     let mut checks = Vec::new();
     for file in files {
         let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
         let groups: Vec<Group> =
             serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        for group in groups {
+        for mut group in groups {
             let label = format!("{file_name} / {}", group.description);
+            if let (Some(dialect), Value::Object(schema)) = (dialect, &mut group.schema) {
+                schema
+                    .entry("$schema")
+                    .or_insert_with(|| Value::String(dialect.to_owned()));
+            }
             if let Some(reason) = skip_reason(&file_name, &group.schema) {
                 tally.skipped_tests += group.tests.len();
                 tally
@@ -224,48 +254,49 @@ async fn run_files(gateway: &Arc<TestGateway>, files: &[PathBuf], first_name: &m
     tally
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    xgate_missing = "json-schema-test-suite",
-    ignore = "the JSON Schema test suite is not at ../shared/testdata/json-schema-test-suite"
-)]
-async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
-    let folder = suite_folder();
-    assert!(
-        folder.is_dir(),
-        "the JSON Schema test suite is missing at {}",
-        folder.display()
-    );
+/// A gateway that registers under mode `none`, with an admin and a department (`tax`).
+async fn suite_gateway() -> Arc<TestGateway> {
     let gateway = ConfigDir::new()
         .main("default_compatibility = \"none\"")
         .department("admin", "admin", "")
         .department("tax", "department", "")
         .start()
         .await;
-    let gateway = Arc::new(gateway);
-    let mut names = 0;
-    let required = run_files(&gateway, &json_files(&folder), &mut names).await;
+    Arc::new(gateway)
+}
+
+/// Runs one draft's folder: its required files, `optional/format` (reported only) and the
+/// exact-number files (`optional/bignum`, `optional/float-overflow`, which must pass: numbers
+/// are validated exactly, issue 15); prints the counts and lists, and returns the required
+/// files' tally, which must have no failure.
+async fn run_draft(
+    gateway: &Arc<TestGateway>,
+    folder: &Path,
+    names: &mut usize,
+    draft: &str,
+    dialect: Option<&str>,
+) -> Tally {
+    let required = run_files(gateway, &json_files(folder), names, dialect).await;
     let formats = run_files(
-        &gateway,
+        gateway,
         &json_files(&folder.join("optional/format")),
-        &mut names,
+        names,
+        dialect,
     )
     .await;
-
-    // Numbers past f64 (issue 15): required here, since the gateway validates numbers exactly.
     let numbers = run_files(
-        &gateway,
+        gateway,
         &[
             folder.join("optional/bignum.json"),
             folder.join("optional/float-overflow.json"),
         ],
-        &mut names,
+        names,
+        dialect,
     )
     .await;
-
     let required_total = required.passed + required.failed.len() + required.deviations.len();
     println!(
-        "JSON Schema test suite, draft 2020-12, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
+        "JSON Schema test suite, {draft}, required: {} of {required_total} passed, {} failed, {} deviations by design; {} groups ({} tests) skipped",
         required.passed,
         required.failed.len(),
         required.deviations.len(),
@@ -278,40 +309,189 @@ async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
     for deviation in &required.deviations {
         println!("  deviation: {deviation}");
     }
-    let format_total = formats.passed + formats.failed.len();
     println!(
-        "optional/format (formats asserted): {} of {format_total} passed, {} groups skipped",
+        "{draft} optional/format (formats asserted): {} of {} passed, {} groups skipped",
         formats.passed,
+        formats.passed + formats.failed.len(),
         formats.skipped.len()
     );
     for failed in &formats.failed {
-        println!("  optional/format: {failed}");
+        println!("  {draft} optional/format: {failed}");
     }
     println!(
-        "optional/bignum and optional/float-overflow (exact numbers): {} of {} passed",
+        "{draft} optional/bignum and optional/float-overflow (exact numbers): {} of {} passed",
         numbers.passed,
         numbers.passed + numbers.failed.len() + numbers.deviations.len()
     );
     assert!(
         numbers.passed >= 10 && numbers.failed.is_empty() && numbers.deviations.is_empty(),
-        "exact-number tests failed:\n{}",
+        "{draft} exact-number tests failed:\n{}",
         numbers.failed.join("\n")
     );
     assert!(
-        required.passed > 1000,
-        "the suite ran: {} passed",
-        required.passed
-    );
-    assert!(
         required.failed.is_empty(),
-        "required tests failed:\n{}",
+        "{draft} required tests failed:\n{}",
         required.failed.join("\n")
     );
+    required
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "json-schema-test-suite",
+    ignore = "the JSON Schema test suite is not at ../shared/testdata/json-schema-test-suite"
+)]
+async fn the_json_schema_test_suite_passes_through_registration_and_validate() {
+    let folder = suite_folder("draft2020-12");
+    assert_suite_present(&folder);
+    let gateway = suite_gateway().await;
+    let mut names = 0;
+    let required = run_draft(&gateway, &folder, &mut names, "draft 2020-12", None).await;
+    assert!(required.passed > 1000, "the suite ran");
     // The deviations are exactly the suite's annotation-only format cases, nothing more.
     for deviation in &required.deviations {
         assert!(
             deviation.contains("string is only an annotation by default"),
             "{deviation}"
+        );
+    }
+}
+
+/// The older drafts the registry accepts (issue 16): the suite's folder and the `$schema` URI its
+/// groups are registered with.
+const OLDER_DRAFTS: [(&str, &str); 3] = [
+    ("draft7", "http://json-schema.org/draft-07/schema#"),
+    ("draft6", "http://json-schema.org/draft-06/schema#"),
+    ("draft4", "http://json-schema.org/draft-04/schema#"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "json-schema-test-suite",
+    ignore = "the JSON Schema test suite is not at ../shared/testdata/json-schema-test-suite"
+)]
+async fn the_suites_of_drafts_04_06_and_07_pass_through_registration_and_validate() {
+    for (draft, _) in OLDER_DRAFTS {
+        assert_suite_present(&suite_folder(draft));
+    }
+    let gateway = suite_gateway().await;
+    let mut names = 0;
+    for (draft, dialect) in OLDER_DRAFTS {
+        let folder = suite_folder(draft);
+        let required = run_draft(&gateway, &folder, &mut names, draft, Some(dialect)).await;
+        assert!(required.passed > 200, "the {draft} suite ran");
+        assert!(
+            required.deviations.is_empty(),
+            "{draft}: {:?}",
+            required.deviations
+        );
+    }
+}
+
+/// Whether a schema `$ref`s the meta-schema of draft-04, -06 or -07.
+fn refers_to_older_meta_schema(schema: &Value) -> bool {
+    match schema {
+        Value::Object(object) => {
+            object
+                .get("$ref")
+                .and_then(Value::as_str)
+                .is_some_and(|reference| reference.contains("json-schema.org/draft-0"))
+                || object.values().any(refers_to_older_meta_schema)
+        }
+        Value::Array(items) => items.iter().any(refers_to_older_meta_schema),
+        _ => false,
+    }
+}
+
+/// The conversion to 2020-12 is faithful (issue 16): for every group of the draft-07, -06 and
+/// -04 suites, the converted schema, compiled as 2020-12, accepts exactly the instances the
+/// original accepts under its own draft. Skipped: the groups that need remote documents (as
+/// above), and those documented as unconvertible (a `$ref` to an older draft's meta-schema).
+#[test]
+#[cfg_attr(
+    xgate_missing = "json-schema-test-suite",
+    ignore = "the JSON Schema test suite is not at ../shared/testdata/json-schema-test-suite"
+)]
+fn converted_schemas_accept_exactly_what_the_originals_accept() {
+    use std::collections::HashMap;
+    use xgate::domain::{SchemaName, SchemaVersion};
+    use xgate::i18n::Lang;
+    use xgate::registry::compile_version;
+
+    let name = SchemaName::parse("suite").unwrap();
+    let documents = HashMap::new();
+    for (draft, dialect) in OLDER_DRAFTS {
+        let folder = suite_folder(draft);
+        assert_suite_present(&folder);
+        let (mut compared, mut skipped, mut differences) = (0, 0, Vec::new());
+        let mut unconvertible = Vec::new();
+        for file in json_files(&folder) {
+            let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let groups: Vec<Group> =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            for mut group in groups {
+                if skip_reason(&file_name, &group.schema).is_some() {
+                    skipped += 1;
+                    continue;
+                }
+                if refers_to_older_meta_schema(&group.schema) {
+                    // Documented as unconvertible: a 2020-12 schema cannot reach an older
+                    // draft's meta-schema.
+                    unconvertible.push(format!("{file_name} / {}", group.description));
+                    continue;
+                }
+                if let Value::Object(schema) = &mut group.schema {
+                    schema
+                        .entry("$schema")
+                        .or_insert_with(|| Value::String(dialect.to_owned()));
+                }
+                let label = format!("{draft} {file_name} / {}", group.description);
+                let original = compile_version(
+                    &name,
+                    SchemaVersion::FIRST,
+                    group.schema.clone(),
+                    &documents,
+                    Lang::En,
+                )
+                .unwrap_or_else(|errors| panic!("{label}: {errors:?}"));
+                let converted = compile_version(
+                    &name,
+                    SchemaVersion::FIRST,
+                    original.comparable.clone(),
+                    &documents,
+                    Lang::En,
+                )
+                .unwrap_or_else(|errors| {
+                    panic!(
+                        "{label}: the conversion {} is not a valid 2020-12 schema: {errors:?}",
+                        original.comparable
+                    )
+                });
+                for case in &group.tests {
+                    compared += 1;
+                    let (expected, got) = (
+                        original.is_valid(&case.data),
+                        converted.is_valid(&case.data),
+                    );
+                    if expected != got {
+                        differences.push(format!(
+                            "{label} / {}: original {expected}, converted {got} ({})",
+                            case.description, original.comparable
+                        ));
+                    }
+                }
+            }
+        }
+        println!(
+            "{draft}: {compared} instances compared, {skipped} groups skipped (remote documents), {} unconvertible ($ref to an older meta-schema): {unconvertible:?}",
+            unconvertible.len()
+        );
+        assert!(unconvertible.len() <= 3, "{draft}: {unconvertible:?}");
+        assert!(compared > 500, "{draft}: {compared} instances compared");
+        assert!(
+            differences.is_empty(),
+            "{draft}: the converted schema disagrees:\n{}",
+            differences.join("\n")
         );
     }
 }

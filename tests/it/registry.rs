@@ -56,6 +56,20 @@ async fn register(gateway: &TestGateway, name: &str, document: &Value) -> reqwes
     .unwrap()
 }
 
+/// Sets the compatibility mode of `name` as the admin.
+async fn set_mode(gateway: &TestGateway, name: &str, mode: &str) -> reqwest::Response {
+    admin(
+        gateway,
+        Method::PUT,
+        &format!("/admin/schemas/{name}/config"),
+        Some("admin"),
+    )
+    .json(&json!({"compatibility": mode}))
+    .send()
+    .await
+    .unwrap()
+}
+
 /// Dry-runs the compatibility check of `document` as the next version of `name`.
 async fn dry_run(gateway: &TestGateway, name: &str, document: &Value) -> reqwest::Response {
     admin(
@@ -354,8 +368,17 @@ async fn documents_that_are_not_valid_2020_12_schemas_are_refused_with_their_err
         (json!(42), ""),
         (json!("a string"), ""),
         (
-            json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}),
+            json!({"$schema": "https://json-schema.org/draft/2019-09/schema", "type": "object"}),
             "/$schema",
+        ),
+        // Older drafts are meta-validated by their own meta-schema.
+        (
+            json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": 12}),
+            "/type",
+        ),
+        (
+            json!({"$schema": "http://json-schema.org/draft-04/schema#", "required": []}),
+            "/required",
         ),
         (
             json!({"$id": "urn:xgate:schema:license:1", "type": "object"}),
@@ -710,7 +733,7 @@ async fn incompatible_versions_are_refused_with_the_direction_and_the_difference
 }
 
 #[tokio::test]
-async fn the_mode_route_refuses_unknown_modes_and_schemas() {
+async fn the_mode_route_refuses_unknown_modes() {
     let (gateway, _echo, _records) = standard_gateway().await;
     let put = |path: &'static str, body: Value| {
         admin(&gateway, Method::PUT, path, Some("admin"))
@@ -733,16 +756,6 @@ async fn the_mode_route_refuses_unknown_modes_and_schemas() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem_body}");
         assert_eq!(problem_body["type"], "urn:xgate:problem:invalid-parameter");
     }
-    let (status, _) = problem(
-        put(
-            "/admin/schemas/nobody/config",
-            json!({"compatibility": "full"}),
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
     let oversized = admin(
         &gateway,
         Method::PUT,
@@ -1386,19 +1399,228 @@ async fn a_change_that_cannot_be_proven_safe_is_refused_with_its_reason_in_both_
         assert!(body["difference"].is_null(), "{body}");
     }
     // The admin who accepts the risk registers it under mode `none`.
-    let response = admin(
-        &gateway,
-        Method::PUT,
-        "/admin/schemas/opaque/config",
-        Some("admin"),
-    )
-    .json(&json!({"compatibility": "none"}))
-    .send()
-    .await
-    .unwrap();
+    let response = set_mode(&gateway, "opaque", "none").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         register_expect(&gateway, "opaque", &described, StatusCode::CREATED).await,
         2
     );
+}
+
+/// GETs a version's document from the admin plane.
+async fn served(gateway: &TestGateway, name: &str, version: u32) -> Value {
+    let response = send(
+        gateway,
+        Method::GET,
+        &format!("/admin/schemas/{name}/versions/{version}"),
+        Some("admin"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_served_version_can_be_edited_and_registered_again_as_it_is() {
+    // Issue 16: GET a version, edit it, POST it: its `$id` names the old version's URN.
+    let (gateway, _echo, _records) = gateway_with("default_compatibility = \"backward\"").await;
+    register_expect(&gateway, "person", &person("v1"), StatusCode::CREATED).await;
+    let first = served(&gateway, "person", 1).await;
+    assert_eq!(first["$id"], "urn:xgate:schema:person:1");
+    // Re-posted unchanged: it is version 1.
+    assert_eq!(
+        register_expect(&gateway, "person", &first, StatusCode::OK).await,
+        1
+    );
+    let mut edited = first.clone();
+    edited["properties"]["age"] = json!({"type": "integer"});
+    assert_eq!(
+        register_expect(&gateway, "person", &edited, StatusCode::CREATED).await,
+        2
+    );
+    let second = served(&gateway, "person", 2).await;
+    assert_eq!(second["$id"], "urn:xgate:schema:person:2");
+    assert_eq!(second["properties"]["age"], json!({"type": "integer"}));
+    // The edited document again (still naming version 1), and version 2 as served: version 2.
+    for again in [&edited, &second] {
+        assert_eq!(
+            register_expect(&gateway, "person", again, StatusCode::OK).await,
+            2
+        );
+    }
+    // An edit of version 1 naming version 2 is a new version too.
+    let mut third = second.clone();
+    third["description"] = json!("v3");
+    assert_eq!(
+        register_expect(&gateway, "person", &third, StatusCode::CREATED).await,
+        3
+    );
+    // Another schema's URN is still refused.
+    let mut foreign = first.clone();
+    foreign["$id"] = json!("urn:xgate:schema:license:1");
+    foreign["description"] = json!("foreign");
+    let (status, body) = problem(register(&gateway, "person", &foreign).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["pointer"], "/$id", "{body}");
+    // The latest version validates with the edit.
+    let latest = validate(&gateway, "person", &json!({"name": "A", "age": 3})).await;
+    assert_eq!(latest["valid"], true, "{latest}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_mode_set_before_the_first_version_applies_from_the_second_and_survives_a_restart() {
+    let (gateway, _echo, _records) = gateway_with("default_compatibility = \"none\"").await;
+    let response = set_mode(&gateway, "person", "forward").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"name": "person", "compatibility": "forward"}));
+    let listed = list(&gateway).await;
+    assert_eq!(
+        summary(&listed, "person"),
+        &json!({
+            "name": "person",
+            "versions": [],
+            "latest": null,
+            "highest_version": null,
+            "compatibility": "forward"
+        })
+    );
+    let settings =
+        std::fs::read_to_string(gateway.schemas_dir().join("person/settings.toml")).unwrap();
+    assert!(
+        settings.contains("compatibility = \"forward\""),
+        "{settings}"
+    );
+    // Nothing to read yet.
+    let latest = send(
+        &gateway,
+        Method::GET,
+        "/admin/schemas/person/versions/latest",
+        Some("admin"),
+    )
+    .await;
+    assert_eq!(latest.status(), StatusCode::NOT_FOUND);
+
+    let gateway = gateway.restart().await;
+    assert_eq!(
+        summary(&list(&gateway).await, "person")["compatibility"],
+        "forward"
+    );
+    // The first version is only compiled; the second is held to `forward`.
+    register_expect(&gateway, "person", &person("v1"), StatusCode::CREATED).await;
+    let mut looser = person("v2");
+    looser["additionalProperties"] = json!(true);
+    let (status, body) = problem(register(&gateway, "person", &looser).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["type"], "urn:xgate:problem:incompatible-schema",
+        "{body}"
+    );
+    let mut tighter = person("v2");
+    tighter["required"] = json!(["name"]);
+    assert_eq!(
+        register_expect(&gateway, "person", &tighter, StatusCode::CREATED).await,
+        2
+    );
+    let listed = list(&gateway).await;
+    assert_eq!(summary(&listed, "person")["versions"], json!([1, 2]));
+    assert_eq!(summary(&listed, "person")["compatibility"], "forward");
+    gateway.stop().await;
+}
+
+const DRAFT_07: &str = "http://json-schema.org/draft-07/schema#";
+
+#[tokio::test]
+async fn older_drafts_are_registered_served_as_submitted_validated_by_their_draft_and_compared() {
+    // Issue 16: draft-04, -06 and -07 documents next to 2020-12 ones.
+    let (gateway, _echo, _records) = gateway_with("default_compatibility = \"backward\"").await;
+    let v1 = json!({
+        "$schema": DRAFT_07,
+        "type": "object",
+        "properties": {"zip": {"$ref": "#/definitions/zip"}},
+        "dependencies": {"zip": ["city"]},
+        "definitions": {"zip": {"type": "string", "pattern": "^[0-9]{6}$"}}
+    });
+    register_expect(&gateway, "address", &v1, StatusCode::CREATED).await;
+    let mut expected = v1.clone();
+    expected["$id"] = json!("urn:xgate:schema:address:1");
+    assert_eq!(served(&gateway, "address", 1).await, expected);
+    // `dependencies` asserts: draft-07 rules, not 2020-12's (where it is an unknown keyword).
+    let refused = validate(&gateway, "address", &json!({"zip": "100000"})).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+    let accepted = validate(&gateway, "address", &json!({"zip": "100000", "city": "B"})).await;
+    assert_eq!(accepted["valid"], true, "{accepted}");
+
+    // The same records in 2020-12: backward compatible.
+    let v2 = json!({
+        "type": "object",
+        "properties": {"zip": {"$ref": "#/$defs/zip"}},
+        "dependentRequired": {"zip": ["city"]},
+        "$defs": {"zip": {"type": "string", "pattern": "^[0-9]{6}$"}}
+    });
+    register_expect(&gateway, "address", &v2, StatusCode::CREATED).await;
+    // A draft-07 version after it that requires more: refused, with the direction.
+    let v3 = json!({
+        "$schema": DRAFT_07,
+        "type": "object",
+        "properties": {"zip": {"type": "string", "pattern": "^[0-9]{6}$"}},
+        "dependencies": {"zip": ["city", "street"]}
+    });
+    let (status, body) = problem(register(&gateway, "address", &v3).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["type"], "urn:xgate:problem:incompatible-schema",
+        "{body}"
+    );
+    // A draft-07 version that loosens: registered.
+    let v3 = json!({
+        "$schema": DRAFT_07,
+        "type": "object",
+        "properties": {"zip": {"type": "string"}}
+    });
+    register_expect(&gateway, "address", &v3, StatusCode::CREATED).await;
+
+    // A 2020-12 schema referring to the draft-07 version reads it by draft-07 rules.
+    let wrapper = json!({"$ref": "urn:xgate:schema:address:1"});
+    register_expect(&gateway, "wrapper", &wrapper, StatusCode::CREATED).await;
+    let refused = validate(&gateway, "wrapper", &json!({"zip": "100000"})).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+
+    // Draft-04: boolean exclusive limits.
+    let amount = json!({
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "number",
+        "maximum": 10,
+        "exclusiveMaximum": true
+    });
+    register_expect(&gateway, "amount", &amount, StatusCode::CREATED).await;
+    assert_eq!(
+        validate(&gateway, "amount", &json!(10)).await["valid"],
+        false
+    );
+    assert_eq!(
+        validate(&gateway, "amount", &json!(9.5)).await["valid"],
+        true
+    );
+    // Served with draft-04's own identifier keyword, `id`.
+    let mut expected_amount = amount.clone();
+    expected_amount["id"] = json!("urn:xgate:schema:amount:1");
+    assert_eq!(served(&gateway, "amount", 1).await, expected_amount);
+
+    // After a restart: the same documents and the same rules.
+    let gateway = gateway.restart().await;
+    assert_eq!(served(&gateway, "address", 1).await, expected);
+    let refused = validate(&gateway, "wrapper", &json!({"zip": "100000"})).await;
+    assert_eq!(refused["valid"], false, "{refused}");
+    assert_eq!(
+        validate(&gateway, "amount", &json!(10)).await["valid"],
+        false
+    );
+    // The served draft-07 document re-posted unchanged is version 1.
+    assert_eq!(
+        register_expect(&gateway, "address", &expected, StatusCode::OK).await,
+        1
+    );
+    gateway.stop().await;
 }

@@ -12,7 +12,7 @@ const NEEDS: [(&str, &[&str]); 6] = [
     ("browser()", &["chromium"]),
     ("Mounted::", &["mount"]),
     ("json-schema-test-suite", &["json-schema-test-suite"]),
-    ("suite_folder()", &["json-schema-test-suite"]),
+    ("suite_folder(", &["json-schema-test-suite"]),
 ];
 
 /// The Rust files under `folder`, recursively.
