@@ -276,9 +276,10 @@ fn size_within(value: &Value, limit: usize) -> Option<usize> {
     Some(size)
 }
 
-/// The keywords a lone reference may carry beside `$ref`: none of them changes which records
-/// are valid (`$defs` only holds subschemas for references; the rest are annotations).
-const BESIDE_REFERENCE: [&str; 7] = [
+/// Keywords that change no record's validity (`$defs` only holds subschemas for references; the
+/// rest are annotations and the root's identity): what a lone reference may carry beside `$ref`,
+/// and a root array schema for [`bounded_arrays`] beside `type`, `prefixItems` and `items`.
+const NON_VALIDATING: [&str; 7] = [
     "$defs",
     "$id",
     "$schema",
@@ -301,7 +302,7 @@ fn lone_reference(schema: &Value) -> Option<&str> {
     let reference = object.get("$ref")?.as_str()?;
     let only = object
         .keys()
-        .all(|key| key == "$ref" || BESIDE_REFERENCE.contains(&key.as_str()));
+        .all(|key| key == "$ref" || NON_VALIDATING.contains(&key.as_str()));
     (only && reference.starts_with("#/")).then_some(reference)
 }
 
@@ -310,7 +311,7 @@ fn lone_reference(schema: &Value) -> Option<&str> {
 ///
 /// Why the records stay the same: in draft 2020-12 a `$ref` applies its target to the same
 /// instance and its result is the schema's (an in-place applicator); an object whose other
-/// keywords do not validate (`BESIDE_REFERENCE`) therefore accepts exactly what the target
+/// keywords do not validate (`NON_VALIDATING`) therefore accepts exactly what the target
 /// accepts. Written in its place, the target's keywords act on the same instance, and the
 /// annotations they leave for an `unevaluated*` keyword around it are the target's own, which
 /// the `$ref` passed on as well. The target's own `$ref`s are fragment pointers resolved against
@@ -417,21 +418,6 @@ fn matches(pattern: &str, name: &str) -> Option<bool> {
     Some(!validator.is_valid(&Value::Object(record)))
 }
 
-/// The keywords a root array schema may hold for [`bounded_arrays`]: `type` (`"array"`),
-/// `prefixItems`, `items`, and keywords that do not validate.
-const ARRAY_ROOT: [&str; 10] = [
-    "type",
-    "prefixItems",
-    "items",
-    "$defs",
-    "$id",
-    "$schema",
-    "$comment",
-    "title",
-    "description",
-    "examples",
-];
-
 /// For two versions that are both, at their root, arrays constrained only by `prefixItems` and
 /// `items`: the same versions restricted to arrays of at most `L + 1` items (`L` the longer
 /// prefix), written with `prefixItems` alone (the form the canonical difference handles), and
@@ -454,7 +440,10 @@ pub fn bounded_arrays(old: &Value, new: &Value) -> Option<(Value, Value)> {
         let Value::Object(root) = document else {
             return None;
         };
-        let keys_allowed = root.keys().all(|key| ARRAY_ROOT.contains(&key.as_str()));
+        let keys_allowed = root.keys().all(|key| {
+            ["type", "prefixItems", "items"].contains(&key.as_str())
+                || NON_VALIDATING.contains(&key.as_str())
+        });
         let array = root.get("type") == Some(&json!("array"));
         let prefix_list = root.get("prefixItems").is_none_or(Value::is_array);
         let items_schema = root
