@@ -249,7 +249,7 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 
 /// The e-licence id of the demo's marriage certificate (`demo/certificates/marriage-certificate`).
 const MARRIAGE_CERTIFICATE_ID: &str =
-    "1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.B";
+    "1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.F";
 
 /// The ready-to-paste calls printed at start: the business licence in three layouts, a push in
 /// market regulation's layout (201, and 422 with the errors at its own field names), a dry-run

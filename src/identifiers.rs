@@ -31,21 +31,32 @@
 //!
 //! # `cn-elicense-id` (e-licence identifier)
 //!
-//! This layout is our interpretation of the national e-licence identifier:
+//! The identifier of an e-licence (电子证照) of the national integrated government-service
+//! platform (全国一体化政务服务平台 电子证照 standards, Annex A.2):
 //!
 //! ```text
 //! 1.2.156.3005.2.<type>.<issuer>.<serial>.<version>.<check>
 //! ```
 //!
-//! - `1.2.156.3005.2.` is a literal prefix;
-//! - `<type>`: 1-32 characters of `[0-9A-Z]` (the licence type code);
-//! - `<issuer>`: a valid `cn-uscc`, the issuing authority;
-//! - `<serial>`: 1-32 ASCII digits;
+//! - `1.2.156.3005.2.` is the literal OID prefix of e-licences;
+//! - `<type>`: 1-32 characters of `[0-9A-Z]`, the licence type code (in published identifiers
+//!   the USCC of the body that defined the type followed by a three-digit number, e.g.
+//!   `11100000000013338W011`);
+//! - `<issuer>`: the issuing authority, either a valid `cn-uscc` (18 characters, check character
+//!   included) or a six-digit administrative division code whose first two digits are a
+//!   province-level code (the table of `cn-resident-id` above), e.g. `340100`;
+//! - `<serial>`: 1-32 characters of `[0-9A-Z]`, the licence's number within its type and issuer;
 //! - `<version>`: 1-8 ASCII digits;
 //! - `<check>`: one character of `[0-9A-Z]`, the ISO 7064 hybrid MOD 37,36 check character
-//!   computed over everything before the last dot with the dots removed (digits are worth 0-9,
-//!   `A`-`Z` 10-35). Starting from p = 36, each value v gives s = (p + v) mod 36 (0 becomes 36)
-//!   and then p = 2s mod 37; the check character c is the one with (p + c) mod 36 = 1.
+//!   computed over `<type><issuer><serial><version>`, that is the four parts with their dots
+//!   removed and **without** the `1.2.156.3005.2.` prefix (digits are worth 0-9, `A`-`Z` 10-35).
+//!   Starting from p = 36, each value v gives s = (p + v) mod 36 (0 becomes 36) and then
+//!   p = 2s mod 37; the check character c is the one with (p + c) mod 36 = 1.
+//!
+//! Published identifiers that pass, with their check characters:
+//! `1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.002.S`,
+//! `1.2.156.3005.2.11100000000013338W009.11330105002500287C.2025052201.002.0` (more, and the
+//! cases that must fail, in `tests/fixtures/identifiers.json`).
 //!
 //! No other characters, no empty parts, no extra parts and no surrounding whitespace.
 
@@ -55,8 +66,9 @@ const RESIDENT_ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10,
 /// The resident id check character, indexed by the weighted sum modulo 11.
 const RESIDENT_ID_CHECK_CHARACTERS: &[u8; 11] = b"10X98765432";
 
-/// Province-level codes that may open a resident id, as inclusive ranges.
-const RESIDENT_ID_PROVINCE_CODES: [(u32, u32); 11] = [
+/// Province-level codes that open an administrative division code (and so a resident id), as
+/// inclusive ranges.
+const PROVINCE_LEVEL_CODES: [(u32, u32); 11] = [
     (11, 15),
     (21, 23),
     (31, 37),
@@ -83,6 +95,9 @@ const ELICENSE_PREFIX: &str = "1.2.156.3005.2.";
 
 /// The longest `<type>` and `<serial>` parts of an e-licence id, in characters.
 const ELICENSE_TYPE_AND_SERIAL_MAX_CHARACTERS: usize = 32;
+
+/// The length of an administrative division code naming an e-licence's issuer.
+const DIVISION_CODE_CHARACTERS: usize = 6;
 
 /// The longest `<version>` part of an e-licence id, in characters.
 const ELICENSE_VERSION_MAX_CHARACTERS: usize = 8;
@@ -148,7 +163,7 @@ pub fn is_elicense_id(value: &str) -> bool {
         return false;
     };
     let mut parts = rest.split('.');
-    let (Some(license_type), Some(issuer_uscc), Some(serial), Some(version), Some(check), None) = (
+    let (Some(license_type), Some(issuer), Some(serial), Some(version), Some(check), None) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -159,7 +174,7 @@ pub fn is_elicense_id(value: &str) -> bool {
         return false;
     };
     match (
-        elicense_check_character(license_type, issuer_uscc, serial, version),
+        elicense_check_character(license_type, issuer, serial, version),
         check.as_bytes(),
     ) {
         (Some(expected), [actual]) => expected == *actual,
@@ -167,16 +182,17 @@ pub fn is_elicense_id(value: &str) -> bool {
     }
 }
 
-/// Builds a full e-licence id from its parts, computing the check character (None when a part is not well formed).
+/// Builds a full e-licence id from its parts, computing the check character (None when a part
+/// is not well formed). `issuer` is a USCC or a six-digit administrative division code.
 pub fn elicense_id(
     license_type: &str,
-    issuer_uscc: &str,
+    issuer: &str,
     serial: &str,
     version: &str,
 ) -> Option<String> {
-    let check = elicense_check_character(license_type, issuer_uscc, serial, version)?;
+    let check = elicense_check_character(license_type, issuer, serial, version)?;
     Some(format!(
-        "{ELICENSE_PREFIX}{license_type}.{issuer_uscc}.{serial}.{version}.{}",
+        "{ELICENSE_PREFIX}{license_type}.{issuer}.{serial}.{version}.{}",
         char::from(check)
     ))
 }
@@ -187,10 +203,7 @@ fn resident_id_check_character(first17: &[u8]) -> Option<u8> {
     if first17.len() != 17 || !first17.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let province_code = decimal_value(&first17[0..2]);
-    let province_is_known = RESIDENT_ID_PROVINCE_CODES
-        .iter()
-        .any(|&(first, last)| (first..=last).contains(&province_code));
+    let province_is_known = is_province_code(decimal_value(&first17[0..2]));
     let year = decimal_value(&first17[6..10]);
     let month = decimal_value(&first17[10..12]);
     let day = decimal_value(&first17[12..14]);
@@ -234,33 +247,48 @@ fn uscc_character_value(character: u8) -> Option<u32> {
 /// not well formed.
 fn elicense_check_character(
     license_type: &str,
-    issuer_uscc: &str,
+    issuer: &str,
     serial: &str,
     version: &str,
 ) -> Option<u8> {
-    let type_is_well_formed = (1..=ELICENSE_TYPE_AND_SERIAL_MAX_CHARACTERS)
-        .contains(&license_type.len())
-        && license_type
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
-    let serial_is_well_formed = (1..=ELICENSE_TYPE_AND_SERIAL_MAX_CHARACTERS)
-        .contains(&serial.len())
-        && serial.bytes().all(|b| b.is_ascii_digit());
+    let is_code = |part: &str| {
+        (1..=ELICENSE_TYPE_AND_SERIAL_MAX_CHARACTERS).contains(&part.len())
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    };
     let version_is_well_formed = (1..=ELICENSE_VERSION_MAX_CHARACTERS).contains(&version.len())
         && version.bytes().all(|b| b.is_ascii_digit());
-    if !type_is_well_formed
-        || !is_uscc(issuer_uscc)
-        || !serial_is_well_formed
+    if !is_code(license_type)
+        || !is_elicense_issuer(issuer)
+        || !is_code(serial)
         || !version_is_well_formed
     {
         return None;
     }
-    // The check covers the whole identifier before the last dot, with the dots dropped.
-    let checked_bytes = [ELICENSE_PREFIX, license_type, issuer_uscc, serial, version]
+    // Annex A.2: the check covers the four parts with the dots dropped, not the OID prefix.
+    let checked_bytes = [license_type, issuer, serial, version]
         .into_iter()
-        .flat_map(str::bytes)
-        .filter(|&b| b != b'.');
+        .flat_map(str::bytes);
     mod_37_36_check_character(checked_bytes)
+}
+
+/// Whether an e-licence's issuer part is a USCC or a six-digit administrative division code
+/// opening with a province-level code.
+fn is_elicense_issuer(issuer: &str) -> bool {
+    let bytes = issuer.as_bytes();
+    if bytes.len() == DIVISION_CODE_CHARACTERS && bytes.iter().all(u8::is_ascii_digit) {
+        is_province_code(decimal_value(&bytes[0..2]))
+    } else {
+        is_uscc(issuer)
+    }
+}
+
+/// Whether `code` is one of the province-level codes that open an administrative division code.
+fn is_province_code(code: u32) -> bool {
+    PROVINCE_LEVEL_CODES
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// The ISO 7064 hybrid MOD 37,36 check character of `characters` (`[0-9A-Z]`), or None when one
@@ -484,8 +512,20 @@ mod tests {
     fn elicense_builder_round_trips() {
         let elicense =
             elicense_id("A1", "91350100M000100Y43", "123456", "1").expect("well-formed parts");
-        assert_eq!(elicense, "1.2.156.3005.2.A1.91350100M000100Y43.123456.1.2");
+        assert_eq!(elicense, "1.2.156.3005.2.A1.91350100M000100Y43.123456.1.T");
         assert!(is_elicense_id(&elicense));
+        let published = elicense_id(
+            "11100000000013338W011",
+            "11430000006122244L",
+            "20230000403",
+            "002",
+        );
+        assert_eq!(
+            published.as_deref(),
+            Some("1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.002.S")
+        );
+        let by_division = elicense_id("A1", "340100", "2023A01", "1").expect("well-formed parts");
+        assert!(is_elicense_id(&by_division), "{by_division} rejected");
         let longest = elicense_id(
             &"Z".repeat(32),
             "91110000600037341L",
@@ -499,20 +539,23 @@ mod tests {
     #[test]
     fn elicense_builder_refuses_malformed_parts() {
         let issuer = "91350100M000100Y43";
-        for (license_type, issuer_uscc, serial, version) in [
+        for (license_type, issuer, serial, version) in [
             ("", issuer, "1", "1"),
             ("a1", issuer, "1", "1"),
             ("A.1", issuer, "1", "1"),
             ("A1", "91350100M000100Y44", "1", "1"),
+            ("A1", "990100", "1", "1"),
+            ("A1", "34010", "1", "1"),
             ("A1", issuer, "", "1"),
             ("A1", issuer, "1.2", "1"),
+            ("A1", issuer, "12a", "1"),
             ("A1", issuer, "1", ""),
             ("A1", issuer, "1", "123456789"),
         ] {
             assert_eq!(
-                elicense_id(license_type, issuer_uscc, serial, version),
+                elicense_id(license_type, issuer, serial, version),
                 None,
-                "{license_type:?} {issuer_uscc:?} {serial:?} {version:?}"
+                "{license_type:?} {issuer:?} {serial:?} {version:?}"
             );
         }
     }

@@ -250,7 +250,7 @@ fn format_samples(format: &str) -> &'static [&'static str] {
         "duration" => &["P1D"],
         "cn-uscc" => &["91350100M000100Y43"],
         "cn-resident-id" => &["11010519491231002X"],
-        "cn-elicense-id" => &["1.2.156.3005.2.A1.91350100M000100Y43.123456.1.2"],
+        "cn-elicense-id" => &["1.2.156.3005.2.A1.91350100M000100Y43.123456.1.T"],
         _ => &[],
     }
 }

@@ -873,3 +873,87 @@ async fn every_lookup_leaves_an_audit_entry_with_hashes_and_never_the_id_or_purp
         .unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
 }
+
+/// The valid `cn-elicense-id` values of `tests/fixtures/identifiers.json` (the published
+/// identifiers of the national platform's Annex A.2 among them).
+fn valid_elicense_ids() -> Vec<String> {
+    let cases: Vec<Value> =
+        serde_json::from_str(include_str!("../fixtures/identifiers.json")).unwrap();
+    cases
+        .into_iter()
+        .filter(|case| case["format"] == "cn-elicense-id" && case["valid"] == true)
+        .map(|case| case["value"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn real_elicense_ids_are_looked_up_and_any_other_check_character_is_refused() {
+    let upstream = Upstream::start(Router::new().route(
+        "/certs/{id}",
+        get(|Path(id): Path<String>| async move {
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"license_id": id, "holder": "张三"}).to_string(),
+                ))
+                .unwrap()
+        }),
+    ))
+    .await;
+    let gateway = ConfigDir::new()
+        .schema(
+            "marriage",
+            1,
+            json!({
+                "type": "object",
+                "required": ["license_id"],
+                "properties": {"license_id": {"type": "string", "format": "cn-elicense-id"}}
+            }),
+        )
+        .department(
+            "civil",
+            "department",
+            &format!(
+                "[certificates.marriage]\nlookup = \"{}\"\nschema = \"marriage\"\nid_format = \"cn-elicense-id\"\nconsumers = [\"tax\"]\n",
+                upstream.url("/certs/{id}")
+            ),
+        )
+        .department("tax", "department", "")
+        .start()
+        .await;
+    let look_up = |id: String| {
+        gateway
+            .call(Method::GET, &format!("/certificates/marriage/{id}"), "tax")
+            .header("Xgate-Purpose", "婚姻状况核验")
+            .send()
+    };
+    let ids = valid_elicense_ids();
+    assert!(
+        ids.iter().any(|id| id.contains(".11430000006122244L.")),
+        "the fixture holds the published identifiers"
+    );
+    for id in &ids {
+        let response = look_up(id.clone()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{id}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["license_id"], id.as_str());
+    }
+    assert_eq!(upstream.call_count(), ids.len());
+    for id in &ids {
+        let (body, check) = id.split_at(id.len() - 1);
+        for other in ('0'..='9')
+            .chain('A'..='Z')
+            .filter(|c| c.to_string() != check)
+        {
+            let (status, problem_body) =
+                problem(look_up(format!("{body}{other}")).await.unwrap()).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}{other}");
+            assert_eq!(problem_body["type"], "urn:xgate:problem:schema-validation");
+        }
+    }
+    assert_eq!(
+        upstream.call_count(),
+        ids.len(),
+        "a refused id never reaches the issuer"
+    );
+}

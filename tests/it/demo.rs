@@ -417,7 +417,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
             "91350100M000100Y43",
         ),
         (
-            "/certificates/marriage-certificate/1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.B",
+            "/certificates/marriage-certificate/1.2.156.3005.2.11100000000013338W002.113501020036827137.3501022021001347.001.F",
             "demo-public-security",
             "certificate_number",
             "J350102-2021-001347",
@@ -495,4 +495,43 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&taken_address), "{stderr}");
     drop(taken);
+}
+
+/// The fixed ports of the demo without `--free-ports` (README): the planes and the five
+/// simulated departments.
+const FIXED_PORTS: [u16; 7] = [8080, 9090, 7101, 7102, 7103, 7104, 7105];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_demos_on_free_ports_run_side_by_side_and_neither_takes_a_fixed_port() {
+    let http = client();
+    let mut first = Demo::start(None);
+    let mut second = Demo::start(None);
+    let planes = [first.planes(), second.planes()];
+    wait_until_ready(&mut first, &http, &planes[0].0).await;
+    wait_until_ready(&mut second, &http, &planes[1].0).await;
+    let mut ports = std::collections::BTreeSet::new();
+    for (data, admin) in &planes {
+        for url in [data, admin] {
+            let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+            assert!(!FIXED_PORTS.contains(&port), "{url} is a fixed port");
+            ports.insert(port);
+        }
+        // Each serves the licence through its own simulated market regulation.
+        let (status, license) = get_json(&http, data, LICENSE, "demo-tax").await;
+        assert_eq!(status, StatusCode::OK, "{license}");
+    }
+    assert_eq!(ports.len(), 4, "four distinct planes: {planes:?}");
+    // The simulated departments are on free ports too: none of the fixed ones answers for them
+    // in the calls a demo prints.
+    for demo in [&mut first, &mut second] {
+        let _ = demo.child.kill();
+        demo.wait(Duration::from_secs(30));
+        let (stdout, _) = demo.output();
+        for port in FIXED_PORTS {
+            assert!(
+                !stdout.contains(&format!("127.0.0.1:{port}/")),
+                "the printed calls name the fixed port {port}:\n{stdout}"
+            );
+        }
+    }
 }

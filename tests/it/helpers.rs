@@ -604,40 +604,35 @@ where
     }
 }
 
-/// Whether this run is CI's (`CI=true`), where a test that cannot run its tool fails instead of
-/// being skipped.
-pub fn under_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// An executable by name from `PATH` or the system folders (`/usr/sbin` holds nginx on Debian);
-/// absent → the test is SKIPPED (printed), except under CI, where it fails.
-pub fn tool(name: &str, install_hint: &str) -> Option<PathBuf> {
+/// An executable by name from `PATH` or the system folders (`/usr/sbin` holds nginx on Debian).
+///
+/// A test that needs a tool carries `#[cfg_attr(xgate_missing = "<tool>", ignore = "...")]`:
+/// where `build.rs` did not find it, the test is *ignored* (counted as such in `cargo test`'s
+/// closing line), and under `CI=true` nothing is ignored, so a missing tool fails here.
+pub fn tool(name: &str, install_hint: &str) -> PathBuf {
     let mut folders: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).collect())
         .unwrap_or_default();
     folders.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
-    let found = folders
+    folders
         .into_iter()
         .map(|dir| dir.join(name))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        assert!(!under_ci(), "{name} is missing ({install_hint})");
-        eprintln!("SKIPPED: {name} is not installed ({install_hint})");
-    }
-    found
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is missing ({install_hint}); without CI=true the tests that need it are \
+                 ignored when the build does not find it"
+            )
+        })
 }
 
-/// Whether the tests run as root (needed to mount a small file system); not root → SKIPPED
-/// (printed), except under CI, where it fails.
-pub fn root_or_skip(what: &str) -> bool {
+/// Fails the test unless it runs as root (needed to mount a small file system). Tests that call
+/// it are ignored where the build did not run as root (`xgate_missing = "mount"`), except under
+/// `CI=true`, which runs as root.
+pub fn assert_root(what: &str) {
     // SAFETY: `geteuid` has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(!under_ci(), "{what} needs root (CI runs as root)");
-        eprintln!("SKIPPED: {what} needs root");
-    }
-    root
+    assert!(root, "{what} needs root (CI runs as root)");
 }
 
 /// A real nginx on a free loopback port, from its own temporary prefix (configuration, pid,
@@ -651,10 +646,10 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx serving `server_body` (the inside of its one `server { }` block, after the
-    /// `listen` line); `None` when nginx is not installed (SKIPPED, or failed under CI). Every
+    /// `listen` line); a test calling it is marked `xgate_missing = "nginx"` (see [`tool`]). Every
     /// request is logged as `<$request_uri> <$uri> <$status>`, one a line (see [`Nginx::log`]).
-    pub async fn start(server_body: &str) -> Option<Nginx> {
-        let binary = tool("nginx", "apt-get install nginx-light; .ci/run does")?;
+    pub async fn start(server_body: &str) -> Nginx {
+        let binary = tool("nginx", "apt-get install nginx-light; .ci/run does");
         for _attempt in 0..3 {
             let prefix = tempfile::tempdir().expect("temporary folder");
             let root = prefix.path().display().to_string();
@@ -687,11 +682,11 @@ impl Nginx {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
             loop {
                 if tokio::net::TcpStream::connect(address).await.is_ok() {
-                    return Some(Nginx {
+                    return Nginx {
                         address,
                         prefix,
                         _process: process,
-                    });
+                    };
                 }
                 if process.0.try_wait().is_ok_and(|status| status.is_some()) {
                     // It exited: most likely the port was taken meanwhile. Try another.
@@ -816,14 +811,12 @@ pub struct Mounted {
 }
 
 impl Mounted {
-    /// A `tmpfs` of `size` (`mount -o size=`: `2m`, `64m`), or `None` (SKIPPED, failing under CI)
-    /// when the tests do not run as root or `mount` is missing.
-    pub fn tmpfs(size: &str) -> Option<Mounted> {
-        if !root_or_skip("mounting a small tmpfs") {
-            return None;
-        }
-        let mount = tool("mount", "apt-get install mount")?;
-        let umount = tool("umount", "apt-get install mount")?;
+    /// A `tmpfs` of `size` (`mount -o size=`: `2m`, `64m`); a test calling it is marked
+    /// `xgate_missing = "mount"` (see [`tool`]).
+    pub fn tmpfs(size: &str) -> Mounted {
+        assert_root("mounting a small tmpfs");
+        let mount = tool("mount", "apt-get install mount");
+        let umount = tool("umount", "apt-get install mount");
         let folder = tempfile::tempdir().expect("temporary folder");
         let dir = folder.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
@@ -839,24 +832,21 @@ impl Mounted {
                 target,
             ],
         );
-        Some(Mounted {
+        Mounted {
             dir,
             umount,
             _folder: folder,
-        })
+        }
     }
     /// An ext4 file system of `size` (`truncate -s`: `64M`) in an image file, mounted through a
-    /// loop device, or `None` (SKIPPED, failing under CI) when the tests do not run as root or a
-    /// tool is missing. Unlike tmpfs it has a disk behind its page cache, so what was written but
+    /// loop device; a test calling it is marked `xgate_missing = "mount"` (see [`tool`]). Unlike tmpfs it has a disk behind its page cache, so what was written but
     /// never synced can be lost ([`Mounted::shut_down`]).
-    pub fn ext4(size: &str) -> Option<Mounted> {
-        if !root_or_skip("mounting an ext4 image") {
-            return None;
-        }
-        let truncate = tool("truncate", "apt-get install coreutils")?;
-        let mkfs = tool("mkfs.ext4", "apt-get install e2fsprogs")?;
-        let mount = tool("mount", "apt-get install mount")?;
-        let umount = tool("umount", "apt-get install mount")?;
+    pub fn ext4(size: &str) -> Mounted {
+        assert_root("mounting an ext4 image");
+        let truncate = tool("truncate", "apt-get install coreutils");
+        let mkfs = tool("mkfs.ext4", "apt-get install e2fsprogs");
+        let mount = tool("mount", "apt-get install mount");
+        let umount = tool("umount", "apt-get install mount");
         let folder = tempfile::tempdir().expect("temporary folder");
         let image = folder.path().join("ext4.img");
         let dir = folder.path().join("mnt");
@@ -870,7 +860,7 @@ impl Mounted {
             _folder: folder,
         };
         mounted.mount_image(&mount);
-        Some(mounted)
+        mounted
     }
 
     fn mount_image(&self, mount: &std::path::Path) {
@@ -923,7 +913,7 @@ impl Mounted {
             done
         });
         assert!(unmounted, "{target} stayed busy");
-        let mount = tool("mount", "apt-get install mount").expect("mount was found before");
+        let mount = tool("mount", "apt-get install mount");
         self.mount_image(&mount);
     }
 }

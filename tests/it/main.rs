@@ -28,6 +28,7 @@ mod limits;
 mod metrics;
 mod registry;
 mod send_timeout;
+mod tidy;
 mod tls;
 mod translate_fixtures;
 mod translate_properties;
