@@ -32,6 +32,8 @@ const MAX_UNFOLDINGS: usize = 32;
 const MAX_COPIED_VALUES: usize = 20_000;
 /// How many property names one schema object may be asked about.
 const MAX_NAMES: usize = 256;
+/// How many times one pair may ask whether a `patternProperties` regex matches a name.
+const MAX_PATTERN_MATCHES: usize = 1_024;
 
 /// The pair of documents to canonicalize instead of `old` and `new`: the differences between
 /// them (either way) are empty exactly when those between `old` and `new` are. A side is `None`
@@ -57,6 +59,7 @@ pub fn pair(old: &Value, new: &Value) -> Normalized {
         new_root: new,
         unfoldings: 0,
         copied: 0,
+        matches: 0,
     };
     walk.schemas(&mut old_copy, &mut new_copy, 0);
     if let Some((old_bounded, new_bounded)) = bounded_arrays(&old_copy, &new_copy) {
@@ -156,6 +159,7 @@ struct Walk<'d> {
     new_root: &'d Value,
     unfoldings: usize,
     copied: usize,
+    matches: usize,
 }
 
 impl Walk<'_> {
@@ -242,6 +246,15 @@ impl Walk<'_> {
             .take(MAX_NAMES)
             .collect();
         for name in missing {
+            // Each pattern asked about is a regex compiled: bounded per pair.
+            let patterns = schema
+                .get("patternProperties")
+                .and_then(Value::as_object)
+                .map_or(0, Map::len);
+            self.matches += patterns;
+            if self.matches > MAX_PATTERN_MATCHES {
+                return;
+            }
             let Some(implied) = implied_property(schema, name) else {
                 continue;
             };
