@@ -36,6 +36,8 @@ use serde_json::{Map, Value};
 use crate::domain::{Compatibility, SchemaVersion};
 use crate::i18n::Lang;
 use crate::registry::witness;
+
+mod normalize;
 use crate::registry::{CompiledSchema, Documents, RegistryRetriever, pattern_options};
 
 /// Which way a check goes.
@@ -417,15 +419,33 @@ pub fn check(
         let changes = enum_changes(&earlier_version.comparable, &candidate.comparable);
         let comparisons = u128::from(enum_values(&earlier_version.comparable))
             * u128::from(enum_values(&candidate.comparable));
+        // Rewritten into equivalent documents shaped alike where the canonical form could not
+        // see through a difference of shape (`normalize`); a side left as it was is used as it
+        // is, the candidate's canonical form computed once for all of them.
+        let normalized = std::cell::OnceCell::new();
+        let normalized = || {
+            normalized
+                .get_or_init(|| normalize::pair(&earlier_version.comparable, &candidate.comparable))
+        };
         let old = std::cell::OnceCell::new();
         let old = || {
             old.get_or_init(|| {
                 canonical(
-                    &earlier_version.comparable,
+                    normalized()
+                        .old
+                        .as_ref()
+                        .unwrap_or(&earlier_version.comparable),
                     earlier_version.version,
                     documents,
                 )
             })
+        };
+        let normalized_new = std::cell::OnceCell::new();
+        let new = || match &normalized().new {
+            Some(document) => {
+                normalized_new.get_or_init(|| canonical(document, candidate.version, documents))
+            }
+            None => new(),
         };
         for direction in directions {
             let (accepting, rejecting) = match direction {

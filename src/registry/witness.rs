@@ -200,6 +200,10 @@ fn numbers(object: &Map<String, Value>, integer: bool) -> Vec<Value> {
     let start = low.unwrap_or_else(|| high.map_or(0.0, |high| high.min(0.0)));
     let start = if integer { start.ceil() } else { start };
     let mut values = vec![start, start + 1.0, start + 2.0, start + 3.0];
+    if low.is_none() {
+        // Below zero, where a version may have added a `minimum` the other lacks.
+        values.push(start - 1.0);
+    }
     if let Some(high) = high {
         values.extend([high, high - 1.0]);
     }
@@ -286,18 +290,23 @@ fn arrays(object: &Map<String, Value>, root: &Value, depth: usize, budget: &Budg
     if low > MAX_LENGTH || low > high {
         return Vec::new();
     }
-    let prefix: Vec<Value> = match object.get("prefixItems") {
+    // A few values for each of the first positions; the first of each makes the prefix.
+    let choices: Vec<Vec<Value>> = match object.get("prefixItems") {
         Some(Value::Array(schemas)) => schemas
             .iter()
-            .map(|schema| {
-                build(schema, root, depth + 1, budget)
-                    .into_iter()
-                    .next()
-                    .unwrap_or(Value::Null)
+            .enumerate()
+            .map(|(index, schema)| {
+                let mut values = build(schema, root, depth + 1, budget);
+                values.truncate(if index < 8 { 6 } else { 1 });
+                values
             })
             .collect(),
         _ => Vec::new(),
     };
+    let prefix: Vec<Value> = choices
+        .iter()
+        .map(|values| values.first().cloned().unwrap_or(Value::Null))
+        .collect();
     let items: Vec<Value> = object.get("items").map_or_else(
         || vec![Value::Null, json!(0), json!("")],
         |schema| build(schema, root, depth + 1, budget),
@@ -327,8 +336,20 @@ fn arrays(object: &Map<String, Value>, root: &Value, depth: usize, budget: &Budg
     if low == 0 {
         values.push(Value::Array(prefix.clone()));
     }
+    // The prefix with one position taking another of its values.
+    for (index, alternatives) in choices.iter().enumerate() {
+        for alternative in alternatives.iter().skip(1) {
+            let mut array = prefix.clone();
+            array[index] = alternative.clone();
+            values.push(Value::Array(array));
+        }
+    }
     for element in items.iter().take(8) {
         values.push(fill(element, None));
+        // One element past the prefix, where `items` (and not `prefixItems`) applies.
+        if !prefix.is_empty() {
+            values.push(fill(element, Some(element)));
+        }
     }
     for extra in contained.iter().take(8) {
         values.push(fill(extra, Some(extra)));

@@ -1624,3 +1624,97 @@ async fn older_drafts_are_registered_served_as_submitted_validated_by_their_draf
     );
     gateway.stop().await;
 }
+
+/// The one reason of a refused registration of `document` as the next version of `name`.
+async fn refused_reason(gateway: &TestGateway, name: &str, document: &Value) -> Value {
+    let (status, body) = problem(register(gateway, name, document).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{body}");
+    reasons[0].clone()
+}
+
+#[tokio::test]
+async fn equivalent_shapes_are_proven_compatible_and_near_misses_refused_with_an_example() {
+    let (gateway, _echo, _records) = standard_gateway().await;
+    // A property written out with the schema additionalProperties already gave it.
+    let open = |extra: Value| {
+        let mut properties = json!({"a": {"type": "integer"}});
+        if let (Some(properties), Value::Object(extra)) = (properties.as_object_mut(), extra) {
+            properties.extend(extra);
+        }
+        json!({"$schema": SCHEMA_2020_12, "type": "object", "properties": properties,
+               "additionalProperties": {"type": "string"}})
+    };
+    register_expect(&gateway, "profile", &open(json!({})), StatusCode::CREATED).await;
+    assert_eq!(
+        set_mode(&gateway, "profile", "full").await.status(),
+        StatusCode::OK
+    );
+    let written_out = open(json!({"b": {"type": "string"}}));
+    assert_eq!(
+        register_expect(&gateway, "profile", &written_out, StatusCode::CREATED).await,
+        2
+    );
+    let stricter = open(json!({"b": {"type": "string"}, "c": {"type": "string", "maxLength": 3}}));
+    let reason = refused_reason(&gateway, "profile", &stricter).await;
+    assert_eq!(reason["direction"], "backward", "{reason}");
+    assert_eq!(reason["verdict"], "incompatible", "{reason}");
+    assert!(
+        reason["example"]["c"]
+            .as_str()
+            .is_some_and(|c| c.chars().count() > 3),
+        "{reason}"
+    );
+
+    // One level of a recursive definition written out.
+    let node = json!({"type": "object", "required": ["value"],
+        "properties": {"value": {"type": "integer"}, "next": {"$ref": "#/$defs/n"}}});
+    let folded = json!({"$schema": SCHEMA_2020_12, "$defs": {"n": node}, "$ref": "#/$defs/n"});
+    let mut unfolded = node.clone();
+    unfolded["$schema"] = json!(SCHEMA_2020_12);
+    unfolded["$defs"] = json!({"n": node});
+    register_expect(&gateway, "chain", &folded, StatusCode::CREATED).await;
+    assert_eq!(
+        set_mode(&gateway, "chain", "full").await.status(),
+        StatusCode::OK
+    );
+    register_expect(&gateway, "chain", &unfolded, StatusCode::CREATED).await;
+    let mut differing = unfolded.clone();
+    differing["properties"]["value"]["minimum"] = json!(0);
+    let reason = refused_reason(&gateway, "chain", &differing).await;
+    assert_eq!(reason["verdict"], "incompatible", "{reason}");
+    assert!(
+        reason["example"]["value"]
+            .as_i64()
+            .is_some_and(|value| value < 0),
+        "{reason}"
+    );
+
+    // prefixItems of different lengths: a narrowed first element is proven, not "unproven".
+    let pair = |first: Value| {
+        json!({"$schema": SCHEMA_2020_12, "type": "array",
+               "prefixItems": [first, {"type": "string"}], "items": {"type": "string"}})
+    };
+    let short = json!({"$schema": SCHEMA_2020_12, "type": "array",
+                       "prefixItems": [{"type": "integer"}], "items": {"type": "string"}});
+    register_expect(&gateway, "pair", &short, StatusCode::CREATED).await;
+    assert_eq!(
+        set_mode(&gateway, "pair", "full").await.status(),
+        StatusCode::OK
+    );
+    register_expect(
+        &gateway,
+        "pair",
+        &pair(json!({"type": "integer"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let reason = refused_reason(
+        &gateway,
+        "pair",
+        &pair(json!({"type": "integer", "minimum": 0})),
+    )
+    .await;
+    assert_eq!(reason["verdict"], "incompatible", "{reason}");
+}
