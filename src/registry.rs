@@ -72,7 +72,12 @@ pub struct CompiledSchema {
     /// The draft it is written in, which validates records against it.
     pub dialect: Dialect,
     /// The document in draft 2020-12 ([`draft::to_2020_12`]): what versions are compared by.
+    /// When the conversion is not faithful this is the document as registered, and
+    /// [`CompiledSchema::unfaithful`] says why: such a version is never proven compatible.
     pub comparable: Value,
+    /// Why [`CompiledSchema::comparable`] may not accept exactly what the document accepts
+    /// (`None`: it does).
+    pub unfaithful: Option<String>,
     validator: jsonschema::Validator,
 }
 
@@ -394,7 +399,8 @@ impl jsonschema::Retrieve for RegistryRetriever {
             return Ok(Value::clone(document));
         }
         let dialect = Dialect::of(document)?;
-        Ok(draft::to_2020_12(document, dialect))
+        Ok(draft::to_2020_12(document, dialect)
+            .map_err(|reason| format!("{key} cannot be read as draft 2020-12: {reason}"))?)
     }
 }
 
@@ -570,10 +576,15 @@ fn build(
     documents: Documents,
 ) -> Result<CompiledSchema, jsonschema::ValidationError<'static>> {
     let validator = validator_options(documents, dialect).build(&document)?;
+    let (comparable, unfaithful) = match draft::to_2020_12(&document, dialect) {
+        Ok(comparable) => (comparable, None),
+        Err(reason) => (document.clone(), Some(reason)),
+    };
     Ok(CompiledSchema {
         name: name.clone(),
         version,
-        comparable: draft::to_2020_12(&document, dialect),
+        comparable,
+        unfaithful,
         document,
         dialect,
         validator,

@@ -413,10 +413,18 @@ pub fn check(
         return Report::default();
     }
     let new = std::cell::OnceCell::new();
-    let new = || new.get_or_init(|| canonical(&candidate.comparable, candidate.version, documents));
+    let new = || {
+        new.get_or_init(|| {
+            faithful(candidate)?;
+            canonical(&candidate.comparable, candidate.version, documents)
+        })
+    };
     let mut reasons = Vec::new();
     for earlier_version in compared {
-        let changes = enum_changes(&earlier_version.comparable, &candidate.comparable);
+        // The hash-set proof reads the 2020-12 forms too: not for a version without a faithful one.
+        let changes = (candidate.unfaithful.is_none() && earlier_version.unfaithful.is_none())
+            .then(|| enum_changes(&earlier_version.comparable, &candidate.comparable))
+            .flatten();
         let comparisons = u128::from(enum_values(&earlier_version.comparable))
             * u128::from(enum_values(&candidate.comparable));
         // Rewritten into equivalent documents shaped alike where the canonical form could not
@@ -430,6 +438,7 @@ pub fn check(
         let old = std::cell::OnceCell::new();
         let old = || {
             old.get_or_init(|| {
+                faithful(earlier_version)?;
                 canonical(
                     normalized()
                         .old
@@ -821,6 +830,18 @@ fn canonical(
         });
     }
     Ok(canonical)
+}
+
+/// Refuses a version whose 2020-12 form may not accept exactly what it accepts
+/// ([`crate::registry::draft::to_2020_12`]): nothing is proven about it.
+fn faithful(version: &CompiledSchema) -> Result<(), Unmodelled> {
+    match &version.unfaithful {
+        None => Ok(()),
+        Some(reason) => Err(Unmodelled::Failed {
+            version: version.version,
+            error: format!("it cannot be converted to draft 2020-12 faithfully: {reason}"),
+        }),
+    }
 }
 
 /// `None` when the difference is proven empty; otherwise what is known about it.

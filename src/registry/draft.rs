@@ -134,31 +134,58 @@ impl Dialect {
 
 /// `document` in draft 2020-12, accepting exactly what `document` accepts under `dialect`
 /// (see the module's rules). A 2020-12 document comes back as it is.
-pub fn to_2020_12(document: &Value, dialect: Dialect) -> Value {
+///
+/// Refused (`Err`, with the reason) where the rules cannot keep that promise: an object with
+/// both `definitions` and `$defs` (pointers into either could not both be rewritten), or a
+/// `$ref` whose pointer runs through a keyword the conversion does not read as schemas (the
+/// subschema it reaches stays in the older draft's syntax). A version whose conversion is
+/// refused is never proven compatible (`registry::compatibility` answers `unproven`).
+pub fn to_2020_12(document: &Value, dialect: Dialect) -> Result<Value, String> {
     if dialect == Dialect::Draft202012 {
-        return document.clone();
+        return Ok(document.clone());
     }
-    convert_schema(document, dialect)
+    let mut unfaithful = None;
+    let converted = convert_schema(document, dialect, &mut unfaithful);
+    match unfaithful {
+        None => Ok(converted),
+        Some(reason) => Err(reason),
+    }
+}
+
+/// Notes the first reason a conversion is not faithful.
+fn note(unfaithful: &mut Option<String>, reason: impl FnOnce() -> String) {
+    if unfaithful.is_none() {
+        *unfaithful = Some(reason());
+    }
 }
 
 /// Converts one schema (an object or a boolean) and everything under it.
-fn convert_schema(schema: &Value, dialect: Dialect) -> Value {
+fn convert_schema(schema: &Value, dialect: Dialect, unfaithful: &mut Option<String>) -> Value {
     let Value::Object(object) = schema else {
         return schema.clone();
     };
     let mut out = Map::new();
     if let Some(reference) = object.get("$ref") {
         // Siblings of `$ref` are ignored in drafts up to 7: only the reference counts, but its
-        // `definitions` stay reachable by pointer.
-        out.insert("$ref".to_owned(), convert_reference(reference));
+        // `definitions` (or `$defs`) stay reachable by pointer.
+        out.insert("$ref".to_owned(), convert_reference(reference, unfaithful));
         if object.contains_key("$schema") {
             out.insert(
                 "$schema".to_owned(),
                 Value::String(DRAFT_2020_12.to_owned()),
             );
         }
-        if let Some(definitions) = object.get("definitions") {
-            out.insert("$defs".to_owned(), convert_map(definitions, dialect));
+        match (object.get("definitions"), object.get("$defs")) {
+            (Some(_), Some(_)) => note(unfaithful, || {
+                "an object holds both `definitions` and `$defs`".to_owned()
+            }),
+            (Some(definitions), None) | (None, Some(definitions)) => {
+                out.insert(
+                    "$defs".to_owned(),
+                    convert_map(definitions, dialect, unfaithful),
+                );
+            }
+            (None, None) => {}
         }
         return Value::Object(out);
     }
@@ -169,37 +196,45 @@ fn convert_schema(schema: &Value, dialect: Dialect) -> Value {
             }
             "id" if dialect == Dialect::Draft4 => convert_id(value, &mut out),
             "$id" if dialect != Dialect::Draft4 => convert_id(value, &mut out),
-            "definitions" => {
-                let target = if object.contains_key("$defs") {
-                    "definitions"
-                } else {
-                    "$defs"
-                };
-                out.insert(target.to_owned(), convert_map(value, dialect));
+            "definitions" if object.contains_key("$defs") => {
+                note(unfaithful, || {
+                    "an object holds both `definitions` and `$defs`".to_owned()
+                });
+                out.insert(keyword.clone(), convert_map(value, dialect, unfaithful));
             }
-            "$defs" => {
-                out.insert(keyword.clone(), value.clone());
+            // `$defs` is no keyword before 2019-09, but a `$ref` may point into it: its schemas
+            // are read by the document's draft, so they are converted like `definitions`.
+            "definitions" | "$defs" => {
+                out.insert("$defs".to_owned(), convert_map(value, dialect, unfaithful));
             }
             "properties" | "patternProperties" => {
-                out.insert(keyword.clone(), convert_map(value, dialect));
+                out.insert(keyword.clone(), convert_map(value, dialect, unfaithful));
             }
             "items" => match value {
                 Value::Array(items) => {
                     out.insert(
                         "prefixItems".to_owned(),
-                        Value::Array(items.iter().map(|s| convert_schema(s, dialect)).collect()),
+                        Value::Array(
+                            items
+                                .iter()
+                                .map(|s| convert_schema(s, dialect, unfaithful))
+                                .collect(),
+                        ),
                     );
                     if let Some(additional) = object.get("additionalItems") {
-                        out.insert("items".to_owned(), convert_schema(additional, dialect));
+                        out.insert(
+                            "items".to_owned(),
+                            convert_schema(additional, dialect, unfaithful),
+                        );
                     }
                 }
                 schema => {
-                    out.insert(keyword.clone(), convert_schema(schema, dialect));
+                    out.insert(keyword.clone(), convert_schema(schema, dialect, unfaithful));
                 }
             },
             // Only meaningful beside an array `items` (handled there), ignored otherwise.
             "additionalItems" => {}
-            "dependencies" => convert_dependencies(value, dialect, &mut out),
+            "dependencies" => convert_dependencies(value, dialect, &mut out, unfaithful),
             "exclusiveMaximum" | "exclusiveMinimum" if value.is_boolean() => {}
             "maximum" | "minimum" if dialect == Dialect::Draft4 => {
                 let exclusive = if keyword == "maximum" {
@@ -223,13 +258,16 @@ fn convert_schema(schema: &Value, dialect: Dialect) -> Value {
             | "else"
                 if dialect.knows(keyword) =>
             {
-                out.insert(keyword.clone(), convert_schema(value, dialect));
+                out.insert(keyword.clone(), convert_schema(value, dialect, unfaithful));
             }
             "allOf" | "anyOf" | "oneOf" => {
                 let converted = match value {
-                    Value::Array(items) => {
-                        Value::Array(items.iter().map(|s| convert_schema(s, dialect)).collect())
-                    }
+                    Value::Array(items) => Value::Array(
+                        items
+                            .iter()
+                            .map(|s| convert_schema(s, dialect, unfaithful))
+                            .collect(),
+                    ),
                     other => other.clone(),
                 };
                 out.insert(keyword.clone(), converted);
@@ -244,11 +282,11 @@ fn convert_schema(schema: &Value, dialect: Dialect) -> Value {
 }
 
 /// Converts each schema of a keyword whose value maps names to schemas.
-fn convert_map(value: &Value, dialect: Dialect) -> Value {
+fn convert_map(value: &Value, dialect: Dialect, unfaithful: &mut Option<String>) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(name, schema)| (name.clone(), convert_schema(schema, dialect)))
+                .map(|(name, schema)| (name.clone(), convert_schema(schema, dialect, unfaithful)))
                 .collect(),
         ),
         other => other.clone(),
@@ -256,7 +294,12 @@ fn convert_map(value: &Value, dialect: Dialect) -> Value {
 }
 
 /// `dependencies` split into `dependentRequired` (array values) and `dependentSchemas`.
-fn convert_dependencies(value: &Value, dialect: Dialect, out: &mut Map<String, Value>) {
+fn convert_dependencies(
+    value: &Value,
+    dialect: Dialect,
+    out: &mut Map<String, Value>,
+    unfaithful: &mut Option<String>,
+) {
     let Value::Object(dependencies) = value else {
         return;
     };
@@ -266,7 +309,10 @@ fn convert_dependencies(value: &Value, dialect: Dialect, out: &mut Map<String, V
         if dependency.is_array() {
             required.insert(name.clone(), dependency.clone());
         } else {
-            schemas.insert(name.clone(), convert_schema(dependency, dialect));
+            schemas.insert(
+                name.clone(),
+                convert_schema(dependency, dialect, unfaithful),
+            );
         }
     }
     if !required.is_empty() {
@@ -300,12 +346,22 @@ fn convert_id(value: &Value, out: &mut Map<String, Value>) {
 }
 
 /// A `$ref` with its JSON-pointer fragment following the renamed keywords.
-fn convert_reference(reference: &Value) -> Value {
+fn convert_reference(reference: &Value, unfaithful: &mut Option<String>) -> Value {
     let Value::String(text) = reference else {
         return reference.clone();
     };
     match text.split_once("#/") {
-        Some((base, pointer)) => Value::String(format!("{base}#/{}", convert_pointer(pointer))),
+        Some((base, pointer)) => {
+            let (converted, unread) = convert_pointer_noting(pointer);
+            if let Some(keyword) = unread {
+                note(unfaithful, || {
+                    format!(
+                        "the $ref {text:?} points into `{keyword}`, which is not read as schemas"
+                    )
+                });
+            }
+            Value::String(format!("{base}#/{converted}"))
+        }
         None => reference.clone(),
     }
 }
@@ -327,6 +383,13 @@ enum Position {
 /// written for the converted schema: `definitions` → `$defs`, `items/N` → `prefixItems/N`,
 /// `additionalItems` → `items`, `dependencies/x` → `dependentSchemas/x`.
 pub fn convert_pointer(pointer: &str) -> String {
+    convert_pointer_noting(pointer).0
+}
+
+/// [`convert_pointer`], with the first keyword the pointer runs through that the conversion
+/// does not read as schemas (what lies past it stays as the older draft wrote it).
+fn convert_pointer_noting(pointer: &str) -> (String, Option<String>) {
+    let mut unread = None;
     let segments: Vec<&str> = pointer.split('/').collect();
     let mut out: Vec<String> = Vec::with_capacity(segments.len());
     let mut position = Position::Schema;
@@ -353,7 +416,12 @@ pub fn convert_pointer(pointer: &str) -> String {
                     | "if"
                     | "then"
                     | "else" => (segment, Position::Schema),
-                    _ => (segment, Position::Other),
+                    _ => {
+                        if unread.is_none() {
+                            unread = Some(segment.to_owned());
+                        }
+                        (segment, Position::Other)
+                    }
                 };
                 out.push(name.to_owned());
                 position = next;
@@ -366,7 +434,7 @@ pub fn convert_pointer(pointer: &str) -> String {
         }
         index += 1;
     }
-    out.join("/")
+    (out.join("/"), unread)
 }
 
 #[cfg(test)]
@@ -376,7 +444,7 @@ mod tests {
     use super::*;
 
     fn draft7(document: Value) -> Value {
-        to_2020_12(&document, Dialect::Draft7)
+        to_2020_12(&document, Dialect::Draft7).expect("a faithful conversion")
     }
 
     #[test]
@@ -415,7 +483,7 @@ mod tests {
     #[test]
     fn a_2020_12_document_is_left_alone() {
         let document = json!({"items": {"type": "string"}, "definitions": {"a": {}}});
-        assert_eq!(to_2020_12(&document, Dialect::Draft202012), document);
+        assert_eq!(to_2020_12(&document, Dialect::Draft202012), Ok(document));
     }
 
     #[test]
@@ -484,7 +552,8 @@ mod tests {
 
     #[test]
     fn draft_4_id_becomes_dollar_id_and_plain_name_fragments_anchors() {
-        let draft4 = |document| to_2020_12(&document, Dialect::Draft4);
+        let draft4 =
+            |document| to_2020_12(&document, Dialect::Draft4).expect("a faithful conversion");
         assert_eq!(
             draft4(json!({"id": "urn:x:1", "properties": {"id": {"type": "string"}}})),
             json!({"$id": "urn:x:1", "properties": {"id": {"type": "string"}}})
@@ -507,7 +576,8 @@ mod tests {
 
     #[test]
     fn draft_4_boolean_exclusive_limits_become_numeric() {
-        let draft4 = |document| to_2020_12(&document, Dialect::Draft4);
+        let draft4 =
+            |document| to_2020_12(&document, Dialect::Draft4).expect("a faithful conversion");
         assert_eq!(
             draft4(json!({"maximum": 5, "exclusiveMaximum": true, "minimum": 1})),
             json!({"exclusiveMaximum": 5, "minimum": 1})
@@ -536,6 +606,48 @@ mod tests {
     }
 
     #[test]
+    fn defs_of_an_older_draft_are_converted_like_definitions() {
+        assert_eq!(
+            draft7(json!({
+                "$defs": {"a": {"items": [{"type": "string"}], "additionalItems": false}},
+                "properties": {"p": {"$ref": "#/$defs/a"}}
+            })),
+            json!({
+                "$defs": {"a": {"prefixItems": [{"type": "string"}], "items": false}},
+                "properties": {"p": {"$ref": "#/$defs/a"}}
+            })
+        );
+    }
+
+    #[test]
+    fn a_conversion_that_could_change_the_records_is_refused_with_its_reason() {
+        for (document, reason) in [
+            (
+                json!({
+                    "definitions": {"a": {"type": "string"}},
+                    "$defs": {"a": {}},
+                    "properties": {"p": {"$ref": "#/definitions/a"}}
+                }),
+                "both `definitions` and `$defs`",
+            ),
+            (
+                json!({
+                    "x-shared": {"a": {"$ref": "#/x-shared/b", "type": "string"}},
+                    "properties": {"p": {"$ref": "#/x-shared/a"}}
+                }),
+                "points into `x-shared`",
+            ),
+            (
+                json!({"$ref": "#/definitions/a", "definitions": {"a": {}}, "$defs": {}}),
+                "both `definitions` and `$defs`",
+            ),
+        ] {
+            let refused = to_2020_12(&document, Dialect::Draft7).expect_err("refused");
+            assert!(refused.contains(reason), "{refused} for {document}");
+        }
+    }
+
+    #[test]
     fn keywords_the_draft_does_not_know_are_dropped() {
         assert_eq!(
             draft7(json!({"prefixItems": [false], "unevaluatedProperties": false, "if": {}})),
@@ -546,14 +658,14 @@ mod tests {
                 &json!({"if": {"type": "string"}, "then": false, "contains": {}}),
                 Dialect::Draft6
             ),
-            json!({"contains": {}})
+            Ok(json!({"contains": {}}))
         );
         assert_eq!(
             to_2020_12(
                 &json!({"const": 1, "contains": {}, "propertyNames": {}, "type": "array"}),
                 Dialect::Draft4
             ),
-            json!({"type": "array"})
+            Ok(json!({"type": "array"}))
         );
     }
 
