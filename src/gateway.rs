@@ -50,6 +50,8 @@ pub struct Gateway {
     pub schema_check_slots: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
     draining: AtomicBool,
+    /// Ends `[gateway] drain_delay_ms` early (a second shutdown signal: the operator insists).
+    drain_delay_cut: tokio::sync::Notify,
 }
 
 impl Gateway {
@@ -98,6 +100,7 @@ impl Gateway {
             )),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            drain_delay_cut: tokio::sync::Notify::new(),
         }))
     }
 
@@ -203,5 +206,16 @@ impl Gateway {
     /// Whether a shutdown has begun ([`Gateway::start_draining`]).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Ends the drain delay now (or, called before it began, lets it end at once): the
+    /// listeners stop and in-flight requests drain as after a full delay.
+    pub fn cut_drain_delay(&self) {
+        self.drain_delay_cut.notify_one();
+    }
+
+    /// Completes when [`Gateway::cut_drain_delay`] is called.
+    pub async fn drain_delay_cut(&self) {
+        self.drain_delay_cut.notified().await;
     }
 }

@@ -132,7 +132,7 @@ fn main() -> ExitCode {
                 } else {
                     xgate::demo::Ports::Configured
                 };
-                rt.block_on(async { xgate::demo::run(shutdown_signal(), ports).await })
+                rt.block_on(async { xgate::demo::run(shutdown_signal(None), ports).await })
             }))
         }
     }
@@ -353,7 +353,8 @@ async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {admin_listen} (admin plane)"))?;
     tracing::info!(data = %listen, admin = %admin_listen, "listening");
     reload_on_hangup(gateway.clone());
-    xgate::server::run(gateway, data, admin, shutdown_signal()).await
+    let shutdown = shutdown_signal(Some(gateway.clone()));
+    xgate::server::run(gateway, data, admin, shutdown).await
 }
 
 /// SIGHUP reloads the configuration, as `POST /admin/reload` does; a refused reload is logged
@@ -388,7 +389,9 @@ fn reload_on_hangup(_gateway: std::sync::Arc<Gateway>) {}
 /// (inside the runtime), not when the future is first polled, so a signal that arrives while
 /// the gateway is starting is not lost.
 #[cfg(unix)]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+fn shutdown_signal(
+    gateway: Option<std::sync::Arc<Gateway>>,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let interrupt = signal(SignalKind::interrupt());
     let terminate = signal(SignalKind::terminate());
@@ -399,6 +402,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     _ = interrupt.recv() => {}
                     _ = terminate.recv() => {}
                 }
+                // A second signal cuts `[gateway] drain_delay_ms` short (an operator's second
+                // Ctrl-C); the drain of in-flight requests still runs.
+                if let Some(gateway) = gateway {
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = interrupt.recv() => {}
+                            _ = terminate.recv() => {}
+                        }
+                        gateway.cut_drain_delay();
+                    });
+                }
             }
             // Without signal handlers the process can only be killed; never stop on our own.
             _ => std::future::pending::<()>().await,
@@ -408,7 +422,9 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 /// Completes on Ctrl-C.
 #[cfg(not(unix))]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+fn shutdown_signal(
+    _gateway: Option<std::sync::Arc<Gateway>>,
+) -> impl std::future::Future<Output = ()> {
     async {
         let _ = tokio::signal::ctrl_c().await;
     }

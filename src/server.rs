@@ -108,7 +108,12 @@ pub async fn run(
             drain_delay_ms = settings.drain_delay.as_millis() as u64,
             "shutting down: /readyz answers 503 for drain_delay_ms before new connections are refused"
         );
-        tokio::time::sleep(settings.drain_delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(settings.drain_delay) => {}
+            () = gateway.drain_delay_cut() => {
+                tracing::info!("shutting down: the drain delay was cut short by a second signal");
+            }
+        }
     }
     anchor.abort();
     tracing::info!("shutting down: no new connections, draining in-flight requests");

@@ -146,3 +146,40 @@ async fn serve_refuses_an_audit_trail_it_cannot_continue_before_listening() {
     assert!(!text.contains("listening"), "{text}");
     gateway.stop().await;
 }
+
+/// A second SIGTERM during `[gateway] drain_delay_ms` (an operator insisting) cuts the delay
+/// short: the gateway stops long before the delay would have ended, and exits cleanly.
+#[tokio::test]
+async fn a_second_sigterm_cuts_the_drain_delay_short() {
+    const DRAIN_DELAY: Duration = Duration::from_secs(600);
+    let echo = Upstream::echo().await;
+    let config =
+        standard(&echo, &echo).gateway(&format!("drain_delay_ms = {}", DRAIN_DELAY.as_millis()));
+    config.write_main();
+    let client = reqwest::Client::new();
+    let (mut child, data, _admin) = start_binary_planes(&config, &client).await;
+    let pid = libc::pid_t::try_from(child.0.id()).expect("a process id");
+    // SAFETY: `kill` only sends a signal, to the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    eventually_async("/readyz answers 503", Duration::from_secs(10), || {
+        let client = client.clone();
+        let url = format!("{data}/readyz");
+        async move {
+            let response = client.get(&url).send().await.ok()?;
+            (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+        }
+    })
+    .await;
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGTERM) },
+        0,
+        "second SIGTERM sent"
+    );
+    let status = eventually_async("xgate exits", Duration::from_secs(60), || {
+        let status = child.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+}
