@@ -126,7 +126,7 @@ fn phases(c: &mut Criterion) {
     );
     c.bench_function("identify", |b| {
         b.iter(|| {
-            xgate::exchange::identify_department(&bench.snapshot, black_box(&headers), None)
+            xgate::identity::identify_department(&bench.snapshot, black_box(&headers), None)
                 .map(|department| department.id.as_str().len())
                 .expect("the bench token identifies the consumer")
         })

@@ -156,7 +156,7 @@ fn fixtures() -> Vec<Fixture> {
 
 /// The request path's parse: the gateway's own JSON reader.
 fn parse(bytes: &[u8]) -> Value {
-    xgate::exchange::parse_json(bytes).expect("a bench record is JSON")
+    xgate::body::parse_json(bytes).expect("a bench record is JSON")
 }
 
 fn validate(schema: &CompiledSchema, record: &Value) -> bool {

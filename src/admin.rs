@@ -37,11 +37,12 @@ use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{delete, get, post, put};
 use http::{HeaderMap, Response, StatusCode};
 
+use crate::body::{parse_json, read_json_body};
 use crate::config::{self, Department};
 use crate::data_plane::{Caller, healthz, readyz};
 use crate::domain::Role;
-use crate::exchange::{identify_department, parse_json, read_json_body};
 use crate::gateway::Gateway;
+use crate::identity::identify_department;
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::Violation;
 use crate::snapshot::Snapshot;

@@ -30,8 +30,8 @@ use crate::audit::entry::digest_hex;
 use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::config::Department;
 use crate::data_plane::Caller;
-use crate::exchange::identify_department;
 use crate::gateway::Gateway;
+use crate::identity::identify_department;
 use crate::metrics::{LookupResult, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
@@ -256,7 +256,7 @@ async fn commit_lookup(
     entry: AuditEntry,
     response: Response<Body>,
 ) -> Response<Body> {
-    let refused = || caller.problem(&crate::exchange::store_unavailable());
+    let refused = || caller.problem(&ExchangeError::store_unavailable());
     if !looked_up && gateway.audit.is_unavailable() {
         return refused();
     }
@@ -301,7 +301,7 @@ async fn run_lookup<'s>(
     // An answer that cannot be audited is not given, not even from the cache.
     if gateway.audit.is_unavailable() {
         record.result = LookupResult::StoreUnavailable;
-        return Err(crate::exchange::store_unavailable());
+        return Err(ExchangeError::store_unavailable());
     }
     record.looked_up = true;
     let key = CacheKey {

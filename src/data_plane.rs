@@ -26,13 +26,14 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::body;
 use crate::certificates;
 use crate::cpu::CpuPool;
 use crate::domain::SchemaVersion;
-use crate::exchange::{self, identify_department};
 use crate::gateway::Gateway;
 use crate::headers;
 use crate::i18n::Lang;
+use crate::identity::identify_department;
 use crate::json::JsonError;
 use crate::problem::{ExchangeError, duplicate_key_violation};
 use crate::registry::{CompiledSchema, Violation};
@@ -323,7 +324,7 @@ async fn validate(
             caller.lang,
         ));
     }
-    let bytes = match exchange::read_json_body(&headers, body, limit).await {
+    let bytes = match body::read_json_body(&headers, body, limit).await {
         Ok(bytes) => bytes,
         Err(ExchangeError::UnsupportedMediaType { .. }) => {
             return caller.problem(&ExchangeError::UnsupportedMediaType {
@@ -332,7 +333,7 @@ async fn validate(
         }
         Err(error) => return caller.problem(&error),
     };
-    let record = match exchange::parse_json(&bytes) {
+    let record = match body::parse_json(&bytes) {
         Ok(record) => record,
         Err(error) => return caller.problem(&error),
     };

@@ -14,21 +14,20 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header, request::Parts};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::admission::{CallerPresence, InFlightPermit};
 use crate::audit::{AuditEntry, EntryKind, sha256_hex};
+use crate::body::{is_json_media_type, parse_json, read_json_body};
 use crate::config::Department;
 use crate::cpu::CpuPool;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::i18n::Lang;
-use crate::json::JsonError;
+use crate::identity::identify_department;
 use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Metrics, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
-use crate::tls::ClientCertificate;
 use crate::translate::Direction;
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 
@@ -230,7 +229,7 @@ async fn commit_entry(
 ) -> (Response<Body>, &'static str) {
     let forwarded = record.upstream_duration.is_some();
     let refused = || {
-        let error = store_unavailable();
+        let error = ExchangeError::store_unavailable();
         (
             error.into_response(lang, &record.request_id),
             error.outcome(),
@@ -249,18 +248,11 @@ async fn commit_entry(
     }
 }
 
-/// The refusal of a call while the audit trail cannot commit.
-pub fn store_unavailable() -> ExchangeError {
-    ExchangeError::StoreUnavailable {
-        retry_after_seconds: crate::audit::RETRY_AFTER_SECONDS,
-    }
-}
-
 /// Refuses a call that is about to go further while the audit trail cannot commit: a call is
 /// forwarded only while its entry can be written.
 fn refuse_while_unauditable(gateway: &Gateway) -> Result<(), ExchangeError> {
     if gateway.audit.is_unavailable() {
-        return Err(store_unavailable());
+        return Err(ExchangeError::store_unavailable());
     }
     Ok(())
 }
@@ -430,37 +422,6 @@ fn identify<'s>(
     identify_department(snapshot, headers, origin.client_certificate.as_deref())
 }
 
-/// Identifies the department of a request's credentials; shared by every authenticated route.
-///
-/// A connection that presented a verified client certificate is identified by it alone: a
-/// certificate no department lists is 401, even beside a valid bearer token. Without one, the
-/// bearer token decides (with `require_client_cert` every TLS connection has a certificate, so
-/// tokens are never consulted there).
-pub fn identify_department<'s>(
-    snapshot: &'s Snapshot,
-    headers: &HeaderMap,
-    client_certificate: Option<&ClientCertificate>,
-) -> Result<&'s Department, ExchangeError> {
-    if let Some(certificate) = client_certificate {
-        return snapshot
-            .department_by_certificate(certificate)
-            .ok_or(ExchangeError::Unauthenticated);
-    }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, token) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .filter(|token| !token.is_empty())
-        .ok_or(ExchangeError::Unauthenticated)?;
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    snapshot
-        .department_by_token(digest)
-        .ok_or(ExchangeError::Unauthenticated)
-}
-
 /// Phase 2, route: `/exchange/{provider}/{service}[/{rest}]` names the service; `rest` is kept
 /// byte for byte, but a rest an upstream could resolve upwards, out of the service's base path
 /// (dot segments, also encoded or with `;` parameters, encoded slashes, backslashes, NUL: see
@@ -584,78 +545,6 @@ fn blame_caller_body(
         Some(watch) if watch.broke() => ExchangeError::MalformedRequest,
         _ => error,
     }
-}
-
-/// Reads a JSON request body: `application/json` or `application/*+json` (415 otherwise), at
-/// most `limit` bytes (413), refused early when `Content-Length` already says it is too large.
-pub async fn read_json_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, ExchangeError> {
-    if !is_json_media_type(headers) {
-        return Err(ExchangeError::UnsupportedMediaType {
-            expected: "application/json",
-        });
-    }
-    read_bounded(headers, body, limit).await
-}
-
-/// Reads a whole body of at most `limit` bytes.
-pub async fn read_bounded(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, ExchangeError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ExchangeError::PayloadTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ExchangeError::PayloadTooLarge { limit })
-        }
-        // The caller's framing broke (a malformed chunk, a connection closed short of its
-        // length): no JSON was sent at all.
-        Err(_) => Err(ExchangeError::MalformedRequest),
-    }
-}
-
-/// Whether `Content-Type` is `application/json` or `application/<x>+json`, with no charset
-/// other than UTF-8.
-pub fn is_json_media_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mut parts = value.split(';');
-    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    let utf8 = parts.all(|parameter| match parameter.split_once('=') {
-        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-        }
-        _ => true,
-    });
-    json && utf8
-}
-
-/// Parses a JSON body with the gateway's reader ([`crate::json`]: UTF-8, nesting bounded by
-/// serde_json's recursion limit of 128, numbers kept exactly, duplicate keys refused).
-pub fn parse_json(bytes: &[u8]) -> Result<Value, ExchangeError> {
-    crate::json::parse(bytes).map_err(|error| match error {
-        JsonError::Syntax(error) => ExchangeError::MalformedJson {
-            reason: error.to_string(),
-        },
-        JsonError::DuplicateKey { pointer } => ExchangeError::DuplicateKey { pointer },
-    })
 }
 
 /// The providing department of a route (configuration guarantees it exists).

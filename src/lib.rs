@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod admission;
 pub mod audit;
+pub mod body;
 pub mod certificates;
 pub mod config;
 pub mod cpu;
@@ -19,6 +20,7 @@ pub mod gateway;
 pub mod headers;
 pub mod i18n;
 pub mod identifiers;
+pub mod identity;
 pub mod json;
 pub mod metrics;
 pub mod number;

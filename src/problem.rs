@@ -230,6 +230,13 @@ struct ProblemDocument<'a> {
 }
 
 impl ExchangeError {
+    /// The refusal of a call while the audit trail cannot commit.
+    pub fn store_unavailable() -> ExchangeError {
+        ExchangeError::StoreUnavailable {
+            retry_after_seconds: crate::audit::RETRY_AFTER_SECONDS,
+        }
+    }
+
     /// Whose fault it is.
     pub fn fault(&self) -> Fault {
         match self {

@@ -30,10 +30,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::admin::{AdminState, READERS, WRITERS, require_role};
+use crate::body::{parse_json, read_json_body};
 use crate::config::Config;
 use crate::data_plane::Caller;
 use crate::domain::{Compatibility, SchemaName, SchemaVersion};
-use crate::exchange::{parse_json, read_json_body};
 use crate::gateway::Gateway;
 use crate::i18n::Lang;
 use crate::problem::ExchangeError;

@@ -13,8 +13,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::cache::{Answer, SharedRecord};
 use crate::admission::{CallerPresence, InFlightPermit};
+use crate::body::{is_json_media_type, parse_json};
 use crate::config::{CertificateTypeSettings, Config};
-use crate::exchange::{is_json_media_type, parse_json};
 use crate::gateway::Gateway;
 use crate::metrics::IssuerStatus;
 use crate::problem::{ExchangeError, TranslationFault};
