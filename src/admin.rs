@@ -38,8 +38,9 @@ use axum::routing::{delete, get, post, put};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::{parse_json, read_json_body};
+use crate::caller::Caller;
 use crate::config::{self, Department};
-use crate::data_plane::{Caller, healthz, readyz};
+use crate::data_plane::{healthz, readyz};
 use crate::domain::Role;
 use crate::gateway::Gateway;
 use crate::identity::identify_department;

@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::body;
+use crate::caller::Caller;
 use crate::certificates;
 use crate::cpu::CpuPool;
 use crate::domain::SchemaVersion;
 use crate::gateway::Gateway;
-use crate::headers;
 use crate::i18n::Lang;
 use crate::identity::identify_department;
 use crate::json::JsonError;
@@ -55,54 +55,6 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
-}
-
-/// The language and request id every non-exchange handler answers with.
-pub struct Caller {
-    /// From `Accept-Language`.
-    pub lang: Lang,
-    /// From `X-Request-Id` or generated.
-    pub request_id: String,
-}
-
-impl Caller {
-    /// Reads the caller's language and request id from the request headers.
-    pub fn from_headers(headers: &HeaderMap) -> Caller {
-        Caller {
-            lang: Lang::from_accept_language(
-                headers
-                    .get(header::ACCEPT_LANGUAGE)
-                    .and_then(|value| value.to_str().ok()),
-            ),
-            request_id: headers::request_id(headers),
-        }
-    }
-
-    /// A problem response in the caller's language.
-    pub fn problem(&self, error: &ExchangeError) -> Response<Body> {
-        error.into_response(self.lang, &self.request_id)
-    }
-
-    /// A JSON response with the request id.
-    pub fn json(&self, status: StatusCode, body: &impl Serialize) -> Response<Body> {
-        // Serializing our own response types cannot fail.
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let mut response = Response::new(Body::from(bytes));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        self.tag(response)
-    }
-
-    /// Adds `X-Request-Id` to a response.
-    pub fn tag(&self, mut response: Response<Body>) -> Response<Body> {
-        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
-            response.headers_mut().insert(headers::X_REQUEST_ID, value);
-        }
-        response
-    }
 }
 
 async fn not_found(headers: HeaderMap) -> Response<Body> {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod body;
+pub mod caller;
 pub mod certificates;
 pub mod config;
 pub mod cpu;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{READERS, require_role};
 use crate::audit::query::BadParameter;
 use crate::audit::{AuditError, EntryFilter, TimeWindow};
-use crate::data_plane::Caller;
+use crate::caller::Caller;
 use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 

@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use http::{HeaderMap, Response};
 
 use super::{WRITERS, require_role};
+use crate::caller::Caller;
 use crate::certificates::{self, check_id, drop_certificate, no_content, route};
-use crate::data_plane::Caller;
 use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 

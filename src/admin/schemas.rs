@@ -31,8 +31,8 @@ use serde_json::{Value, json};
 
 use crate::admin::{AdminState, READERS, WRITERS, require_role};
 use crate::body::{parse_json, read_json_body};
+use crate::caller::Caller;
 use crate::config::Config;
-use crate::data_plane::Caller;
 use crate::domain::{Compatibility, SchemaName, SchemaVersion};
 use crate::gateway::Gateway;
 use crate::i18n::Lang;
