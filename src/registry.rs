@@ -441,11 +441,10 @@ fn assign_id(
 
 /// Whether `id` is the URN of some version of schema `name` (`urn:xgate:schema:<name>:<N>`).
 fn is_own_urn(id: &str, name: &SchemaName) -> bool {
-    id.trim_end_matches('#')
-        .strip_prefix("urn:xgate:schema:")
-        .and_then(|rest| rest.strip_prefix(name.as_str()))
-        .and_then(|rest| rest.strip_prefix(':'))
-        .is_some_and(|number| SchemaVersion::parse(number).is_ok())
+    let resource = id.trim_end_matches('#');
+    // An identifier with a fragment (a draft-07 plain-name anchor) names no version as a whole.
+    !resource.contains('#')
+        && references::parse_schema_urn(resource).is_some_and(|(urn_name, _)| urn_name == *name)
 }
 
 /// Whether a submitted document equals a registered one, reading an absent identifier, or one

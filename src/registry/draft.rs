@@ -5,6 +5,7 @@
 //! validates records by its own draft; only the comparison between versions reads the converted
 //! form. What the conversion does, rule by rule:
 //! - `definitions` → `$defs`, and `$ref` pointers through it (`#/definitions/a` → `#/$defs/a`);
+//!   a `$defs` (no keyword before 2019-09, but reachable by pointer) is converted alike;
 //! - array-form `items` → `prefixItems`, with `additionalItems` → `items`; `additionalItems` is
 //!   dropped where `items` is a schema or absent (it is ignored there);
 //! - `dependencies` → `dependentRequired` (array values) and `dependentSchemas` (schemas);
@@ -16,6 +17,9 @@
 //! - keywords the document's draft does not know but 2020-12 does (`prefixItems`, `if`, `const`
 //!   in draft-04, ...) are dropped: they assert nothing under the document's own draft;
 //! - `$schema` names draft 2020-12.
+//!
+//! Refused by [`to_2020_12`] (the version is then never proven compatible): an object with both
+//! `definitions` and `$defs`, and a `$ref` pointer through a keyword not read as schemas.
 //!
 //! Not converted (documented in README.md): a `$ref` pointer that leads into a sibling of another
 //! `$ref` (other than its `definitions`), which the conversion drops; a `$ref` to an older

@@ -24,6 +24,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::registry::draft::Dialect;
+
 /// How deep the side-by-side walk goes.
 const MAX_DEPTH: usize = 64;
 /// How many `$ref`s one pair may unfold.
@@ -78,7 +80,6 @@ pub fn pair(old: &Value, new: &Value) -> Normalized {
 /// evaluation took). Keys are looked for anywhere, also inside `const` values: only ever too
 /// cautious.
 fn rewritable(document: &Value) -> bool {
-    const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
     const FORBIDDEN: [&str; 6] = [
         "$anchor",
         "$dynamicAnchor",
@@ -90,10 +91,7 @@ fn rewritable(document: &Value) -> bool {
     let Value::Object(root) = document else {
         return false;
     };
-    if root
-        .get("$schema")
-        .is_some_and(|dialect| dialect.as_str().map(|d| d.trim_end_matches('#')) != Some(DIALECT))
-    {
+    if Dialect::of(document) != Ok(Dialect::Draft202012) {
         return false;
     }
     if FORBIDDEN[..5].iter().any(|key| root.contains_key(*key)) {
