@@ -19,8 +19,8 @@ use crate::gateway::Gateway;
 use crate::metrics::IssuerStatus;
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
-use crate::translate::Direction;
 use crate::upstream::{self, Lane, UpstreamAddress, UpstreamBodyError, UpstreamError};
+use xgate_core::translate::Direction;
 
 /// Characters an id keeps in a path segment: the unreserved ones (RFC 3986).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -57,7 +57,7 @@ impl Issuer {
         // The id must be in the path: the origin form starts at the first `/` after `//`.
         let authority_start = before.find("//")? + 2;
         let path_start = authority_start + before[authority_start..].find('/')?;
-        let check_id = crate::identifiers::FORMATS
+        let check_id = xgate_core::identifiers::FORMATS
             .iter()
             .find(|(name, _)| *name == settings.id_format)?
             .1;
@@ -222,7 +222,10 @@ async fn call(
     let (parts, body) = response.into_parts();
     if parts.status != StatusCode::OK {
         // Read a little so the connection can go back to the pool; the content is not used.
-        let _ = Limited::new(body, DISCARDED_BODY_BYTES).collect().await;
+        Limited::new(body, DISCARDED_BODY_BYTES)
+            .collect()
+            .await
+            .ok();
         if parts.status == StatusCode::NOT_FOUND {
             return (status, Ok(None));
         }
@@ -289,7 +292,7 @@ fn shared_record(
                 // Counted in the detail, never shown: they hold the issuer's values.
                 violations: errors
                     .iter()
-                    .map(|error| error.to_violation(crate::i18n::Lang::En))
+                    .map(|error| error.to_violation(xgate_core::i18n::Lang::En))
                     .collect(),
             })
             .inspect_err(|_| {
@@ -299,7 +302,7 @@ fn shared_record(
                 )
             })?,
     };
-    let violations = schema.validate(&record, crate::i18n::Lang::En);
+    let violations = schema.validate(&record, xgate_core::i18n::Lang::En);
     if !violations.is_empty() {
         tracing::warn!(
             certificate_type,

@@ -1355,8 +1355,8 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
-    use xgate::audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
     use xgate::config::{AuditHash, AuditSettings, AuditSync};
+    use xgate_audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
 
     let folder = tempfile::tempdir().unwrap();
     let path = folder.path().join("audit.db");
@@ -1368,7 +1368,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     };
     let metrics = xgate::metrics::Metrics::new().unwrap().audit();
     let committed = metrics.entries.clone();
-    let trail = std::sync::Arc::new(AuditTrail::open(&settings, metrics).unwrap());
+    let trail = std::sync::Arc::new(AuditTrail::open(&settings, Box::new(metrics)).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit.
@@ -1380,7 +1380,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
             let entry = AuditEntry {
-                time: xgate::audit::now(),
+                time: xgate_audit::now(),
                 kind: EntryKind::Exchange,
                 request_id: format!("queued-{n}"),
                 exchange_id: Some(format!("exchange-{n}")),
