@@ -1,5 +1,5 @@
 //! Audit entries, their canonical encoding and the hash chain: pure functions over values, no
-//! files or clocks, so an auditor can re-implement them from this page and the README.
+//! files or clocks, so an auditor can re-implement them from this page and crates/xgate-audit/FORMAT.md.
 //!
 //! The canonical encoding of an entry of version N is the bytes `xgate-audit-vN` followed by
 //! every field of that version ([`EncodingVersion::fields`]: the fields of version 1, then those
