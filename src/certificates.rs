@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod issuer;
+pub mod issuers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,8 @@ use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
 use crate::tls::{ClientCertificate, ConnectionCertificate, presented};
 use cache::{Answer, CacheEntry, CacheKey, Lookup};
-use issuer::{FetchContext, Issuer};
+use issuer::FetchContext;
+use issuers::Issuer;
 use xgate_audit::entry::digest_hex;
 use xgate_audit::{AuditEntry, EntryKind, sha256_hex};
 use xgate_core::translate::Direction;

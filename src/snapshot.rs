@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderValue;
 use subtle::ConstantTimeEq;
 
-use crate::certificates::issuer::Issuers;
+use crate::certificates::issuers::Issuers;
 use crate::config::{Config, Department, Service};
 use crate::metrics::ExchangeSeries;
 use crate::tls::ClientCertificate;
