@@ -39,7 +39,7 @@ use cache::{Answer, CacheEntry, CacheKey, Lookup};
 use issuer::FetchContext;
 use issuers::Issuer;
 use xgate_audit::entry::digest_hex;
-use xgate_audit::{AuditEntry, EntryKind, sha256_hex};
+use xgate_audit::{AuditEntry, EntryKind, Outcome, sha256_hex};
 use xgate_core::translate::Direction;
 
 /// `Xgate-Purpose`: why the caller looks a certificate up (required, audited).
@@ -88,7 +88,7 @@ pub struct LookupRecord<'a> {
     pub result: LookupResult,
     /// The outcome word of a refusal or failure (SPEC §9), for the audit entry; `None` when the
     /// lookup was answered from the cache or the issuer (the entry then records the result).
-    pub refusal: Option<&'static str>,
+    pub refusal: Option<Outcome>,
     /// The issuing department, once the type is routed.
     pub issuer: Option<&'a str>,
     /// Whether the lookup went to the cache (and possibly the issuer).
@@ -155,13 +155,13 @@ pub fn record_lookup(
 fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEntry {
     let outcome = match (record.refusal, record.result) {
         (Some(refusal), _) => refusal,
-        (None, LookupResult::Hit | LookupResult::Miss | LookupResult::Stale) => {
-            record.result.as_str()
-        }
-        (None, LookupResult::NotFound) => "not_found",
+        (None, LookupResult::Hit) => Outcome::Hit,
+        (None, LookupResult::Miss) => Outcome::Miss,
+        (None, LookupResult::Stale) => Outcome::Stale,
+        (None, LookupResult::NotFound) => Outcome::NotFound,
         // An answered lookup always has a result; keep the entry truthful if that changes.
-        (None, LookupResult::Error) => "upstream_error",
-        (None, LookupResult::StoreUnavailable) => "store_unavailable",
+        (None, LookupResult::Error) => Outcome::UpstreamError,
+        (None, LookupResult::StoreUnavailable) => Outcome::StoreUnavailable,
     };
     let known = |label: &str| (label != UNKNOWN).then(|| label.to_owned());
     AuditEntry {
@@ -176,7 +176,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         path_sha256: None,
         purpose_sha256: record.purpose.map(sha256_hex),
         status: response.status().as_u16(),
-        outcome: outcome.to_owned(),
+        outcome: outcome.as_str().to_owned(),
         request_bytes: None,
         response_bytes: http_body::Body::size_hint(response.body()).exact(),
         request_sha256: None,

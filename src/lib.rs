@@ -14,6 +14,7 @@ pub mod config;
 pub mod cpu;
 pub mod data_plane;
 pub mod demo;
+pub mod events;
 pub mod exchange;
 pub mod gateway;
 pub mod headers;

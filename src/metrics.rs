@@ -18,6 +18,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use xgate_audit::Outcome;
 use xgate_core::translate::Direction;
 
 /// The label value for a caller, provider, service or type that configuration does not name
@@ -68,8 +69,8 @@ pub struct ExchangeLabels<'a> {
 pub struct ExchangeObservation<'a> {
     /// Who called what.
     pub labels: ExchangeLabels<'a>,
-    /// The outcome word of SPEC §9.
-    pub outcome: &'a str,
+    /// How it ended (SPEC §9).
+    pub outcome: Outcome,
     /// Time in the gateway, from the request to the answer.
     pub duration: Duration,
     /// Time waiting for the upstream, when it was called.
@@ -383,7 +384,7 @@ impl Metrics {
     /// The series an exchange of `labels` with `outcome` updates. Each lookup by label values
     /// hashes them and takes a lock, five per exchange: the exchange path keeps the series of
     /// served exchanges with their route (`Route::served`) and looks them up once.
-    pub fn exchange_series(&self, labels: ExchangeLabels<'_>, outcome: &str) -> ExchangeSeries {
+    pub fn exchange_series(&self, labels: ExchangeLabels<'_>, outcome: Outcome) -> ExchangeSeries {
         let ExchangeLabels {
             consumer,
             provider,
@@ -391,9 +392,12 @@ impl Metrics {
         } = labels;
         ExchangeSeries {
             labels: [consumer.into(), provider.into(), service.into()],
-            count: self
-                .exchanges
-                .with_label_values(&[consumer, provider, service, outcome]),
+            count: self.exchanges.with_label_values(&[
+                consumer,
+                provider,
+                service,
+                outcome.as_str(),
+            ]),
             duration: self
                 .exchange_duration
                 .with_label_values(&[provider, service]),

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
+use xgate_audit::Outcome;
 use xgate_core::domain::InvalidName;
 use xgate_core::i18n::Lang;
 use xgate_core::registry::compatibility::{ReasonDocument, Report};
@@ -338,11 +339,11 @@ impl ExchangeError {
     }
 
     /// The `outcome` label of SPEC §9.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            ExchangeError::Unauthenticated => "unauthenticated",
-            ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => "forbidden",
-            ExchangeError::NotFound | ExchangeError::CertificateNotFound => "not_found",
+            ExchangeError::Unauthenticated => Outcome::Unauthenticated,
+            ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => Outcome::Forbidden,
+            ExchangeError::NotFound | ExchangeError::CertificateNotFound => Outcome::NotFound,
             ExchangeError::MalformedJson { .. }
             | ExchangeError::DuplicateKey { .. }
             | ExchangeError::InvalidParameter { .. }
@@ -355,17 +356,19 @@ impl ExchangeError {
             | ExchangeError::SchemaValidation { .. }
             | ExchangeError::PurposeRequired
             | ExchangeError::InvalidCertificateId { .. }
-            | ExchangeError::MalformedRequest => "invalid_request",
+            | ExchangeError::MalformedRequest => Outcome::InvalidRequest,
             ExchangeError::PayloadTooLarge { .. }
             | ExchangeError::HeaderTooLarge
-            | ExchangeError::UriTooLong => "too_large",
-            ExchangeError::RateLimited { .. } | ExchangeError::Overloaded { .. } => "rate_limited",
-            ExchangeError::StoreUnavailable { .. } => "store_unavailable",
-            ExchangeError::CallerGone => "cancelled",
-            ExchangeError::Translation { .. } => "translation_error",
-            ExchangeError::UpstreamUnavailable | ExchangeError::Internal => "upstream_error",
-            ExchangeError::UpstreamTimeout => "upstream_timeout",
-            ExchangeError::UpstreamInvalidResponse { .. } => "invalid_response",
+            | ExchangeError::UriTooLong => Outcome::TooLarge,
+            ExchangeError::RateLimited { .. } | ExchangeError::Overloaded { .. } => {
+                Outcome::RateLimited
+            }
+            ExchangeError::StoreUnavailable { .. } => Outcome::StoreUnavailable,
+            ExchangeError::CallerGone => Outcome::Cancelled,
+            ExchangeError::Translation { .. } => Outcome::TranslationError,
+            ExchangeError::UpstreamUnavailable | ExchangeError::Internal => Outcome::UpstreamError,
+            ExchangeError::UpstreamTimeout => Outcome::UpstreamTimeout,
+            ExchangeError::UpstreamInvalidResponse { .. } => Outcome::InvalidResponse,
         }
     }
 
