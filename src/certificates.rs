@@ -43,13 +43,13 @@ use xgate_audit::{AuditEntry, EntryKind, Outcome, sha256_hex};
 use xgate_core::translate::Direction;
 
 /// `Xgate-Purpose`: why the caller looks a certificate up (required, audited).
-pub const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
+pub(crate) const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
 /// `Xgate-Cache`: `hit`, `miss` or `stale`.
-pub const XGATE_CACHE: HeaderName = HeaderName::from_static("xgate-cache");
+pub(crate) const XGATE_CACHE: HeaderName = HeaderName::from_static("xgate-cache");
 
 /// How the cache answered, for `Xgate-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
+pub(crate) enum CacheStatus {
     /// A fresh entry.
     Hit,
     /// Asked the issuer.
@@ -71,7 +71,7 @@ impl CacheStatus {
 
 /// What one lookup leaves for the record phase: labels from configuration only, the id and the
 /// purpose only as hashes in anything written out.
-pub struct LookupRecord<'a> {
+pub(crate) struct LookupRecord<'a> {
     /// The lookup's request id.
     pub request_id: &'a str,
     /// The gateway's own id of the lookup (`Xgate-Exchange-Id`).
@@ -106,7 +106,7 @@ pub struct LookupRecord<'a> {
 /// without the id or the purpose (answered lookups at debug level, refusals and failures at
 /// info, as exchanges are) and returns the lookup's audit entry (the caller commits it before
 /// answering).
-pub fn record_lookup(
+pub(crate) fn record_lookup(
     gateway: &Gateway,
     record: &LookupRecord<'_>,
     response: &Response<Body>,
@@ -315,7 +315,7 @@ async fn run_lookup<'s>(
             gateway: gateway.clone(),
             snapshot: snapshot.clone(),
             request_id: caller.request_id.clone(),
-            in_flight,
+            _in_flight: in_flight,
             exchange_id: record.exchange_id.to_owned(),
         },
         issuer.clone(),
@@ -355,7 +355,7 @@ async fn run_lookup<'s>(
 }
 
 /// The type and id from the path; an id that is not UTF-8 once percent-decoded is a 400.
-pub fn path_parts(
+pub(crate) fn path_parts(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(String, String), ExchangeError> {
     path.map(|Path(parts)| parts)
@@ -394,7 +394,7 @@ fn purpose(headers: &HeaderMap) -> Result<&[u8], ExchangeError> {
 }
 
 /// Check id: the type's `id_format`, before any issuer call (422 otherwise).
-pub fn check_id(issuer: &Issuer, id: &str) -> Result<(), ExchangeError> {
+pub(crate) fn check_id(issuer: &Issuer, id: &str) -> Result<(), ExchangeError> {
     if issuer.accepts_id(id) {
         Ok(())
     } else {
@@ -503,7 +503,7 @@ pub async fn invalidate(
 }
 
 /// Drops one certificate from the cache and logs who did (the id as a hash).
-pub async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: &str) {
+pub(crate) async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: &str) {
     let key = CacheKey {
         certificate_type: issuer.settings.certificate_type.clone(),
         id: id.into(),
@@ -518,7 +518,7 @@ pub async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: 
 }
 
 /// 204 with the request id.
-pub fn no_content(caller: &Caller) -> Response<Body> {
+pub(crate) fn no_content(caller: &Caller) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     caller.tag(response)

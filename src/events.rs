@@ -15,7 +15,7 @@ use crate::metrics::{ExchangeObservation, ExchangeSeries, Metrics, Side};
 /// A record that broke its schema or did not translate, for
 /// `xgate_validation_failures_total` and `xgate_translation_failures_total`.
 #[derive(Debug)]
-pub enum RecordFailure {
+pub(crate) enum RecordFailure {
     /// A record its schema refused.
     Validation {
         /// The version that refused it.
@@ -36,7 +36,7 @@ pub enum RecordFailure {
 
 /// One finished exchange, as the log, the metrics and the histograms see it.
 #[derive(Debug)]
-pub struct ExchangeFinished<'a> {
+pub(crate) struct ExchangeFinished<'a> {
     /// The request id (the caller's or generated).
     pub request_id: &'a str,
     /// The gateway's own id of the exchange.
@@ -63,7 +63,7 @@ impl ExchangeFinished<'_> {
     /// Logs the exchange (at `debug` when served: the trail and the metrics are the per-call
     /// record, and a line per call would cost more than the rest of a passthrough; at `info`
     /// otherwise; never bodies, tokens or paths), then counts it.
-    pub fn emit(self, metrics: &Metrics) {
+    pub(crate) fn emit(self, metrics: &Metrics) {
         let observation = &self.observation;
         macro_rules! event {
             ($level:expr) => {

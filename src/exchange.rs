@@ -38,7 +38,7 @@ pub mod path_rest;
 /// What the record phase learns about one call, whatever its outcome. It borrows from the
 /// snapshot the call runs on, so filling it in costs no copies.
 #[derive(Debug)]
-pub struct ExchangeRecord<'s> {
+pub(crate) struct ExchangeRecord<'s> {
     /// The request id (the caller's or generated).
     pub request_id: String,
     /// The gateway's own id of this exchange (`Xgate-Exchange-Id`).
@@ -199,7 +199,7 @@ pub async fn exchange(
             let failure = record_failure(&call.record, &error);
             let outcome = error.outcome();
             (
-                error.into_response(lang, &call.record.request_id),
+                error.to_response(lang, &call.record.request_id),
                 outcome,
                 failure,
             )
@@ -260,7 +260,7 @@ async fn commit_entry(
     let refused = || {
         let error = ExchangeError::store_unavailable();
         (
-            error.into_response(*lang, &record.request_id),
+            error.to_response(*lang, &record.request_id),
             error.outcome(),
         )
     };
@@ -271,7 +271,7 @@ async fn commit_entry(
         Ok(_) => (response, outcome),
         Err(_) if !forwarded => refused(),
         Err(_) => (
-            ExchangeError::Internal.into_response(*lang, &record.request_id),
+            ExchangeError::Internal.to_response(*lang, &record.request_id),
             ExchangeError::Internal.outcome(),
         ),
     }

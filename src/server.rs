@@ -615,7 +615,7 @@ fn header_too_large(headers: &http::HeaderMap) -> http::Response<Body> {
             .and_then(|value| value.to_str().ok()),
     );
     crate::problem::ExchangeError::HeaderTooLarge
-        .into_response(lang, &crate::headers::request_id(headers))
+        .to_response(lang, &crate::headers::request_id(headers))
 }
 
 /// Drives a connection, closing it when no request has arrived within `header_read_timeout`.

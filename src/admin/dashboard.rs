@@ -15,7 +15,7 @@ use http::{HeaderValue, Response, header};
 use sha2::{Digest, Sha256};
 
 /// The page, compiled in.
-pub const PAGE: &str = include_str!("dashboard.html");
+pub(crate) const PAGE: &str = include_str!("dashboard.html");
 
 /// The page's Content-Security-Policy, computed once.
 static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
@@ -42,7 +42,7 @@ fn hash_source(block: &str) -> String {
 /// The policy for `page`: its one inline `<script>` and one inline `<style>` by hash, calls to
 /// this origin only, images only as `data:` URLs, and no framing, base URL or form target.
 /// A page without a script or style block gets `'none'` for it.
-pub fn content_security_policy(page: &str) -> String {
+pub(crate) fn content_security_policy(page: &str) -> String {
     let source = |open, close| {
         inline_block(page, open, close)
             .map(hash_source)

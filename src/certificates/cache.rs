@@ -85,7 +85,7 @@ impl CacheEntry {
 
 /// How an entry may be used at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Served without asking the issuer.
     Fresh,
     /// Served only when the issuer fails.
@@ -293,7 +293,7 @@ impl CertificateCache {
     }
 
     /// Drops every certificate of a type.
-    pub fn invalidate_type(&self, certificate_type: &CertificateType) {
+    pub(crate) fn invalidate_type(&self, certificate_type: &CertificateType) {
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
         self.in_flight()
             .retain(|key, _| key.certificate_type != *certificate_type);
