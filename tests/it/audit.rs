@@ -991,7 +991,7 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
     database.execute_batch("DROP TRIGGER refuse;").unwrap();
     // Until the writer's probe finds the trail committing again, calls are refused before they
     // are forwarded (503, no entry); then they are served.
-    let status = eventually_async(
+    let status = eventually(
         "the trail heals",
         std::time::Duration::from_secs(30),
         || async {
@@ -1140,7 +1140,7 @@ async fn while_the_trail_cannot_commit_no_exchange_is_forwarded_and_no_lookup_an
 
     // Healed: the writer notices by itself (no call needed) and everything is served again.
     unwritable.heal();
-    eventually_async(
+    eventually(
         "the trail heals by itself",
         std::time::Duration::from_secs(30),
         || async {
@@ -1217,33 +1217,28 @@ async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
         .await;
     assert!(gone.is_err(), "the caller gave up");
     drop(hasty);
-    // Poll (with a deadline) until the provider was reached, then let it answer.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while slow.call_count() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the provider was never called"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Once the provider was reached, let it answer.
+    eventually(
+        "the provider is called",
+        std::time::Duration::from_secs(30),
+        || async { slow.call_count() > 0 },
+    )
+    .await;
     release.notify_one();
     let admin = format!("http://{}", gateway.admin);
-    loop {
-        let entries = all_entries(&gateway.client, &admin, "").await;
-        if let Some(entry) = entries
-            .iter()
-            .find(|entry| entry["request_id"] == "hung-up-1")
-        {
-            assert_eq!(entry["status"], 200);
-            assert_eq!(entry["outcome"], "ok");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the exchange of a caller that hung up was never recorded"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let entry = eventually(
+        "the exchange of a caller that hung up is recorded",
+        std::time::Duration::from_secs(30),
+        || async {
+            let entries = all_entries(&gateway.client, &admin, "").await;
+            entries
+                .into_iter()
+                .find(|entry| entry["request_id"] == "hung-up-1")
+        },
+    )
+    .await;
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["outcome"], "ok");
     gateway.stop().await;
 }
 
@@ -1344,15 +1339,6 @@ impl WriteLock {
     }
 }
 
-/// Polls `condition` (with a deadline against a hung test, not a timing assertion).
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     use xgate::audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
@@ -1408,7 +1394,12 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         }));
     }
     // The queue fills up to its bound and stays there: the remaining callers wait to enter it.
-    wait_until("the queue is full", || trail.queued() == QUEUE_CAPACITY).await;
+    eventually(
+        "the queue is full",
+        std::time::Duration::from_secs(30),
+        || async { trail.queued() == QUEUE_CAPACITY },
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         trail.queued(),
@@ -1454,9 +1445,11 @@ async fn a_clean_shutdown_waits_for_every_exchange_and_commits_its_entry() {
             "a caller was answered while the provider held its answer"
         );
     }
-    wait_until("every exchange reached the provider", || {
-        slow.call_count() == 20
-    })
+    eventually(
+        "every exchange reached the provider",
+        std::time::Duration::from_secs(30),
+        || async { slow.call_count() == 20 },
+    )
     .await;
 
     // A restart: a clean shutdown, then a new gateway over the same folder (whose database the
