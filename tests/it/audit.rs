@@ -1339,6 +1339,23 @@ impl WriteLock {
     }
 }
 
+/// Runs `future`, counting in `polled` once it has been polled the first time.
+async fn counting_first_poll<F: std::future::Future>(
+    future: F,
+    polled: &std::sync::atomic::AtomicUsize,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut first = true;
+    std::future::poll_fn(|context| {
+        let poll = future.as_mut().poll(context);
+        if std::mem::take(&mut first) {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        poll
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     use xgate::audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
@@ -1357,14 +1374,17 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     let trail = std::sync::Arc::new(AuditTrail::open(&settings, metrics).unwrap());
     let lock = WriteLock::take(&path);
 
-    // More callers than the queue holds, while the writer cannot commit.
+    // More callers than the queue holds, while the writer cannot commit. Each counts when its
+    // append has been polled once: from then on its entry is in the queue (or the writer's
+    // hands), or it waits for room.
     let callers = QUEUE_CAPACITY + 1500;
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::with_capacity(callers);
-    for n in 0..callers {
+    let tried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let caller = |n: usize| {
         let trail = trail.clone();
         let answered = answered.clone();
-        tasks.push(tokio::spawn(async move {
+        let tried = tried.clone();
+        tokio::spawn(async move {
             let entry = AuditEntry {
                 time: xgate::audit::now(),
                 kind: EntryKind::Exchange,
@@ -1388,19 +1408,34 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
                 total_us: 1,
                 upstream_us: None,
             };
-            let sequence = trail.append(entry).await;
+            let sequence = counting_first_poll(trail.append(entry), &tried).await;
             answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             sequence
-        }));
-    }
-    // The queue fills up to its bound and stays there: the remaining callers wait to enter it.
+        })
+    };
+    // The first caller's entry leaves the queue: the writer holds it, waiting for the lock, so
+    // a caller answered before its commit would be answered from now on.
+    let mut tasks = Vec::with_capacity(callers);
+    tasks.push(caller(0));
     eventually(
-        "the queue is full",
+        "the writer takes the first entry",
         std::time::Duration::from_secs(30),
-        || async { trail.queued() == QUEUE_CAPACITY },
+        || async { tried.load(std::sync::atomic::Ordering::SeqCst) == 1 && trail.queued() == 0 },
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tasks.extend((1..callers).map(caller));
+    // Once every caller has tried to enter the queue, it is full, and not past its bound: the
+    // remaining callers wait for room.
+    eventually(
+        "every caller tries to enter the queue",
+        std::time::Duration::from_secs(30),
+        || async { tried.load(std::sync::atomic::Ordering::SeqCst) == callers },
+    )
+    .await;
+    assert!(
+        trail.queued() >= QUEUE_CAPACITY,
+        "the queue is not full while callers wait"
+    );
     assert_eq!(
         trail.queued(),
         QUEUE_CAPACITY,
@@ -1454,17 +1489,34 @@ async fn a_clean_shutdown_waits_for_every_exchange_and_commits_its_entry() {
 
     // A restart: a clean shutdown, then a new gateway over the same folder (whose database the
     // test reads; the stopped one's folder would be gone with it).
-    let stopping = tokio::spawn(gateway.restart());
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let state = gateway.gateway.clone();
+    let stopping = tokio::spawn(gateway.stop_keeping());
+    // The shutdown has drained the connections and takes no more exchanges; all twenty run.
+    eventually(
+        "the shutdown comes to the running exchanges",
+        std::time::Duration::from_secs(30),
+        || async { state.tasks.is_closed() && state.tasks.len() == 20 },
+    )
+    .await;
+    // Held answers are released one per notification. Nineteen end, each committing its entry
+    // after the shutdown came to them, and it still waits for the last.
+    for _ in 0..19 {
+        release.notify_one();
+    }
+    eventually(
+        "nineteen exchanges end",
+        std::time::Duration::from_secs(30),
+        || async { state.tasks.len() == 1 },
+    )
+    .await;
     assert!(
         !stopping.is_finished(),
         "the shutdown did not wait for the running exchanges"
     );
-    // Held answers are released one per notification.
-    for _ in 0..20 {
-        release.notify_one();
-    }
-    let restarted = stopping.await.unwrap();
+    release.notify_one();
+    let stopped = stopping.await.unwrap();
+    drop(state);
+    let restarted = stopped.start().await;
     assert_eq!(path, restarted.audit_path());
 
     let connection = Connection::open(&path).unwrap();
