@@ -18,7 +18,10 @@ use crate::forwarding::raw_http;
 use crate::helpers::*;
 
 /// How long a poll for something the cache does on its own (an expiry) may take: a safety net
-/// against a hung test, not a timing assertion.
+/// against a hung test, not a timing assertion. The expiry tests here keep real time (TTLs of a
+/// second): the gateway waits on its audit writer's thread and on sockets, where tokio's paused
+/// clock would jump to the next timer. `certificates::cache`'s unit tests age entries on paused
+/// time.
 const POLL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the test issuer answers.
