@@ -5,11 +5,12 @@
 //!
 //! Each missing thing becomes `--cfg xgate_missing="<name>"`; a test that needs it carries
 //! `#[cfg_attr(xgate_missing = "<name>", ignore = "<why>")]`. The gateway itself never reads
-//! these flags. The script runs again when `CI` or `PATH` change, when a folder that may hold a
+//! these flags. `crates/xgate-core/build.rs` runs this file as a module, for its own tests that read the
+//! test data. The script runs again when `CI` or `PATH` change, when a folder that may hold a
 //! tool changes (a package was installed), or when the test data folder appears.
 
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What the tests may need, by the name their `cfg_attr` uses.
 const NEEDS: [&str; 5] = [
@@ -20,7 +21,8 @@ const NEEDS: [&str; 5] = [
     "json-schema-test-suite",
 ];
 
-fn main() {
+/// Sets `xgate_missing` for each tool or data the tests need and this machine lacks.
+pub fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CI");
     println!("cargo:rerun-if-env-changed=PATH");
@@ -35,8 +37,7 @@ fn main() {
     for folder in &folders {
         println!("cargo:rerun-if-changed={}", folder.display());
     }
-    let suite = Path::new(&env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
-        .join("../shared/testdata/json-schema-test-suite");
+    let suite = workspace_root().join("../shared/testdata/json-schema-test-suite");
     // A path that does not exist would make cargo run this script on every build; the nearest
     // folder that does exist changes when the suite is put in place.
     if let Some(existing) = suite.ancestors().find(|folder| folder.is_dir()) {
@@ -66,6 +67,17 @@ fn main() {
             println!("cargo:rustc-cfg=xgate_missing=\"{need}\"");
         }
     }
+}
+
+/// The workspace's root folder (the one holding `Cargo.lock`): this script also builds for
+/// `crates/xgate-core` (run by its `build.rs`), whose tests read the same test data.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    manifest
+        .ancestors()
+        .find(|folder| folder.join("Cargo.lock").is_file())
+        .unwrap_or(&manifest)
+        .to_owned()
 }
 
 /// The folders of `PATH` plus the system ones (`/usr/sbin` holds nginx on Debian), as the

@@ -15,11 +15,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 use xgate::config::{Department, Overrides};
-use xgate::i18n::Lang;
-use xgate::projection::Projection;
-use xgate::registry::CompiledSchema;
 use xgate::snapshot::Snapshot;
-use xgate::translate::{Direction, Format};
+use xgate_core::i18n::Lang;
+use xgate_core::projection::Projection;
+use xgate_core::registry::CompiledSchema;
+use xgate_core::translate::{Direction, Format};
 
 /// The gateway's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]

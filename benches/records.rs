@@ -21,11 +21,11 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput};
 use serde_json::{Value, json};
 use xgate::config::Overrides;
-use xgate::domain::{SchemaName, SchemaVersion};
-use xgate::i18n::Lang;
-use xgate::registry::CompiledSchema;
 use xgate::snapshot::Snapshot;
-use xgate::translate::{Direction, Format};
+use xgate_core::domain::{SchemaName, SchemaVersion};
+use xgate_core::i18n::Lang;
+use xgate_core::registry::CompiledSchema;
+use xgate_core::translate::{Direction, Format};
 
 /// The gateway's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
@@ -88,7 +88,7 @@ fn array_of(target_bytes: usize, record: impl Fn(usize) -> Value) -> Vec<u8> {
 
 fn compile(snapshot: &Snapshot, name: &str, document: Value) -> CompiledSchema {
     let documents: HashMap<String, Arc<Value>> = (**snapshot.registry.documents()).clone();
-    xgate::registry::compile_version(
+    xgate_core::registry::compile_version(
         &SchemaName::parse(name).expect("a schema name"),
         SchemaVersion::new(1).expect("version 1"),
         document,

@@ -41,13 +41,13 @@ use crate::body::{parse_json, read_json_body};
 use crate::caller::Caller;
 use crate::config::{self, Department};
 use crate::data_plane::{healthz, readyz};
-use crate::domain::Role;
 use crate::gateway::Gateway;
 use crate::identity::identify_department;
 use crate::problem::{ExchangeError, TranslationFault};
-use crate::registry::Violation;
 use crate::snapshot::Snapshot;
-use crate::translate::Direction;
+use xgate_core::domain::Role;
+use xgate_core::registry::Violation;
+use xgate_core::translate::Direction;
 
 /// The roles that may read the registry and the audit trail.
 pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, GatewaySettings};
-use crate::domain::DepartmentId;
 use crate::problem::ExchangeError;
+use xgate_core::domain::DepartmentId;
 
 /// What `Retry-After` says to a refused call: in-flight work drains within a request's time,
 /// so one second is long enough to find room and short enough not to idle a client.

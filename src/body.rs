@@ -8,8 +8,8 @@ use http::{HeaderMap, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
-use crate::json::JsonError;
 use crate::problem::ExchangeError;
+use xgate_core::json::JsonError;
 
 /// Reads a JSON request body: `application/json` or `application/*+json` (415 otherwise), at
 /// most `limit` bytes (413), refused early when `Content-Length` already says it is too large.
@@ -72,10 +72,10 @@ pub fn is_json_media_type(headers: &HeaderMap) -> bool {
     json && utf8
 }
 
-/// Parses a JSON body with the gateway's reader ([`crate::json`]: UTF-8, nesting bounded by
+/// Parses a JSON body with the gateway's reader ([`xgate_core::json`]: UTF-8, nesting bounded by
 /// serde_json's recursion limit of 128, numbers kept exactly, duplicate keys refused).
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ExchangeError> {
-    crate::json::parse(bytes).map_err(|error| match error {
+    xgate_core::json::parse(bytes).map_err(|error| match error {
         JsonError::Syntax(error) => ExchangeError::MalformedJson {
             reason: error.to_string(),
         },

@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::headers;
-use crate::i18n::Lang;
 use crate::problem::ExchangeError;
+use xgate_core::i18n::Lang;
 
 /// The language and request id every non-exchange handler answers with.
 pub struct Caller {

@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod issuer;
+pub mod issuers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +27,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, hea
 use sha2::{Digest, Sha256};
 
 use crate::admission::InFlightPermit;
-use crate::audit::entry::digest_hex;
-use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::caller::Caller;
 use crate::config::Department;
 use crate::gateway::Gateway;
@@ -36,9 +35,12 @@ use crate::metrics::{LookupResult, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::Snapshot;
 use crate::tls::{ClientCertificate, ConnectionCertificate, presented};
-use crate::translate::Direction;
 use cache::{Answer, CacheEntry, CacheKey, Lookup};
-use issuer::{FetchContext, Issuer};
+use issuer::FetchContext;
+use issuers::Issuer;
+use xgate_audit::entry::digest_hex;
+use xgate_audit::{AuditEntry, EntryKind, sha256_hex};
+use xgate_core::translate::Direction;
 
 /// `Xgate-Purpose`: why the caller looks a certificate up (required, audited).
 pub const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
@@ -163,7 +165,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
     };
     let known = |label: &str| (label != UNKNOWN).then(|| label.to_owned());
     AuditEntry {
-        time: crate::audit::now(),
+        time: xgate_audit::now(),
         kind: EntryKind::Certificate,
         request_id: record.request_id.to_owned(),
         exchange_id: Some(record.exchange_id.to_owned()),

@@ -8,7 +8,6 @@
 pub mod file;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,51 +15,14 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::domain::{
+use xgate_core::domain::{
     CertificateType, Compatibility, DepartmentId, Role, SchemaName, SchemaRef, ServiceName,
 };
-use crate::pointer::FieldPath;
-use crate::registry::Registry;
-use crate::translate::Format;
+use xgate_core::pointer::FieldPath;
+use xgate_core::registry::Registry;
+use xgate_core::translate::Format;
 
-/// One thing wrong with the configuration: where, which key, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file the problem is in.
-    pub file: PathBuf,
-    /// The dotted key (empty for the file as a whole).
-    pub key: String,
-    /// What is wrong, in a sentence.
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
-        }
-    }
-}
-
-/// Every problem found while loading; never empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, problem) in self.0.iter().enumerate() {
-            if index > 0 {
-                f.write_str("\n")?;
-            }
-            problem.fmt(f)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
+pub use xgate_core::report::{Problem, Problems};
 
 /// Values that replace configured ones, from the environment (`XGATE_LISTEN`,
 /// `XGATE_ADMIN_LISTEN`).
@@ -219,51 +181,7 @@ pub struct CertificateCacheSettings {
     pub stale_if_error: Duration,
 }
 
-/// The hash function chaining audit entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditHash {
-    /// SHA-256 (the default).
-    Sha256,
-    /// SM3 (GB/T 32905).
-    Sm3,
-}
-
-/// When an audit commit reaches the disk (SQLite's `synchronous` in WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditSync {
-    /// At checkpoints: an answered exchange's entry survives a killed process (SPEC §9); the
-    /// last commits before an operating-system crash, a power loss or a failing device may not.
-    Normal,
-    /// At every commit (one sync per batch): an answered exchange's entry survives those too,
-    /// and every exchange waits for its batch's disk sync.
-    Full,
-}
-
-impl AuditSync {
-    /// `[audit] synchronous` when the configuration does not say. The one place to change it.
-    pub const DEFAULT: AuditSync = AuditSync::Normal;
-
-    /// The configuration word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditSync::Normal => "normal",
-            AuditSync::Full => "full",
-        }
-    }
-}
-
-/// `[audit]`, parsed.
-#[derive(Debug, Clone)]
-pub struct AuditSettings {
-    /// The SQLite file, resolved.
-    pub path: PathBuf,
-    /// The chain's hash.
-    pub hash: AuditHash,
-    /// When commits reach the disk.
-    pub synchronous: AuditSync,
-    /// Bytes kept allocated for the moment the disk fills (0: none).
-    pub reserve_bytes: u64,
-}
+pub use xgate_audit::{AuditHash, AuditSettings, AuditSync};
 
 /// A department as configured.
 #[derive(Debug, Clone)]
@@ -387,8 +305,8 @@ pub fn inspect(path: &Path, overrides: &Overrides) -> Inspection {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut config = load_config(path, overrides, &mut problems);
     let registry = config.as_ref().map(|config| {
-        Registry::load(
-            &config.registry.dir,
+        Registry::assemble(
+            crate::schema_store::read_folders(&config.registry.dir),
             config.registry.default_compatibility,
             &mut problems,
         )
@@ -1238,7 +1156,7 @@ fn check_certificate_type(
         }
     };
     let schema = check_schema_ref(&format!("{key}.schema"), &section.schema, names, report);
-    if !crate::identifiers::FORMATS
+    if !xgate_core::identifiers::FORMATS
         .iter()
         .any(|(format, _)| *format == section.id_format)
     {
@@ -1247,7 +1165,9 @@ fn check_certificate_type(
             format!(
                 "unknown identifier format {:?}; expected one of {}",
                 section.id_format,
-                crate::identifiers::FORMATS.map(|(name, _)| name).join(", ")
+                xgate_core::identifiers::FORMATS
+                    .map(|(name, _)| name)
+                    .join(", ")
             ),
         );
     }

@@ -158,7 +158,7 @@ mod tests {
             let pool = pool.clone();
             tokio::spawn(async move {
                 pool.run(move || {
-                    let _ = started.send(());
+                    started.send(()).ok();
                     released.recv()
                 })
                 .await

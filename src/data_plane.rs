@@ -30,15 +30,15 @@ use crate::body;
 use crate::caller::Caller;
 use crate::certificates;
 use crate::cpu::CpuPool;
-use crate::domain::SchemaVersion;
 use crate::gateway::Gateway;
-use crate::i18n::Lang;
 use crate::identity::identify_department;
-use crate::json::JsonError;
 use crate::problem::{ExchangeError, duplicate_key_violation};
-use crate::registry::{CompiledSchema, Violation};
 use crate::tls::{ConnectionCertificate, presented};
-use crate::translate::{Direction, Format};
+use xgate_core::domain::SchemaVersion;
+use xgate_core::i18n::Lang;
+use xgate_core::json::JsonError;
+use xgate_core::registry::{CompiledSchema, Violation};
+use xgate_core::translate::{Direction, Format};
 
 /// The data plane's routes over the shared gateway state.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -156,7 +156,7 @@ async fn catalog(
         Ok(department) => department,
         Err(error) => return caller.problem(&error),
     };
-    let schema_use = |reference: &crate::domain::SchemaRef| {
+    let schema_use = |reference: &xgate_core::domain::SchemaRef| {
         snapshot
             .registry
             .resolve(reference)
@@ -454,8 +454,10 @@ async fn line_result(state: &mut NdjsonState, line: Bytes) -> Option<Bytes> {
         return None;
     }
     let (schema, format, lang) = (state.schema.clone(), state.format.clone(), state.lang);
-    let checked = on_cpu(&state.cpu, line.len(), move || {
-        match crate::json::parse(&line) {
+    let checked = on_cpu(
+        &state.cpu,
+        line.len(),
+        move || match xgate_core::json::parse(&line) {
             Ok(record) => check_record(&schema, format.as_deref(), &record, lang),
             Err(JsonError::DuplicateKey { pointer }) => {
                 vec![duplicate_key_violation(&pointer, lang)]
@@ -468,8 +470,8 @@ async fn line_result(state: &mut NdjsonState, line: Bytes) -> Option<Bytes> {
                     Lang::En => format!("Not valid JSON: {error}"),
                 },
             )],
-        }
-    })
+        },
+    )
     .await;
     let errors = checked.unwrap_or_else(|_| {
         vec![Violation::new(

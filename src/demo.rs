@@ -117,7 +117,7 @@ fn move_backends(config: &mut Config, moved: &[(SocketAddr, SocketAddr)]) -> any
             let address = socket_address(&service.upstream)?;
             if let Some((_, bound)) = moved.iter().find(|(configured, _)| *configured == address) {
                 // Setting the port of an http URL with a host cannot fail.
-                let _ = service.upstream.set_port(Some(bound.port()));
+                service.upstream.set_port(Some(bound.port())).ok();
             }
         }
         for certificate in &mut department.certificate_types {

@@ -16,20 +16,20 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use crate::admission::{CallerPresence, InFlightPermit};
-use crate::audit::{AuditEntry, EntryKind, sha256_hex};
 use crate::body::{is_json_media_type, parse_json, read_json_body};
 use crate::config::Department;
 use crate::cpu::CpuPool;
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
-use crate::i18n::Lang;
 use crate::identity::identify_department;
 use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Metrics, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
-use crate::registry::CompiledSchema;
 use crate::snapshot::{Route, Snapshot};
-use crate::translate::Direction;
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
+use xgate_audit::{AuditEntry, EntryKind, sha256_hex};
+use xgate_core::i18n::Lang;
+use xgate_core::registry::CompiledSchema;
+use xgate_core::translate::Direction;
 
 pub mod caller_body;
 pub mod path_rest;
@@ -478,7 +478,7 @@ fn admit(
 /// The schema version a service's reference means at this moment.
 fn resolve_schema(
     snapshot: &Snapshot,
-    reference: Option<&crate::domain::SchemaRef>,
+    reference: Option<&xgate_core::domain::SchemaRef>,
 ) -> Result<Option<Arc<CompiledSchema>>, ExchangeError> {
     match reference {
         None => Ok(None),
@@ -663,7 +663,7 @@ fn to_shared(
     }
 }
 
-/// Phase 6, validate request: every violation (at most [`crate::registry::MAX_VIOLATIONS`]),
+/// Phase 6, validate request: every violation (at most [`xgate_core::registry::MAX_VIOLATIONS`]),
 /// reported at the consumer's own field names.
 fn validate_request(
     consumer: &Department,
@@ -948,7 +948,7 @@ fn audit_entry(
 ) -> AuditEntry {
     let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
     AuditEntry {
-        time: crate::audit::now(),
+        time: xgate_audit::now(),
         kind: EntryKind::Exchange,
         request_id: record.request_id.clone(),
         exchange_id: Some(record.exchange_id.clone()),

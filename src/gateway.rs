@@ -8,15 +8,15 @@ use arc_swap::ArcSwap;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
-use crate::audit::AuditTrail;
 use crate::certificates::cache::CertificateCache;
 use crate::config::{self, Config, Overrides, Problem, Problems};
 use crate::cpu::CpuPool;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 use crate::tls::{ServerTls, TlsMaterial};
 use crate::upstream::{ClientSettings, UpstreamClient};
+use xgate_audit::AuditTrail;
+use xgate_core::registry::Registry;
 
 /// What every request handler shares: the current snapshot, the upstream client, the audit
 /// trail, the certificate cache, the metrics, readiness.
@@ -44,9 +44,9 @@ pub struct Gateway {
     /// The turns of large records' CPU phases on the blocking pool.
     pub cpu: CpuPool,
     /// The schema checks (compiling, proving compatibility) running now.
-    pub schema_checks: Arc<crate::registry::compatibility::Checks>,
+    pub schema_checks: Arc<xgate_core::registry::compatibility::Checks>,
     /// The slots of compatibility checks running at once
-    /// ([`crate::registry::compatibility::CONCURRENT_CHECKS`]).
+    /// ([`xgate_core::registry::compatibility::CONCURRENT_CHECKS`]).
     pub schema_check_slots: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
     draining: AtomicBool,
@@ -62,12 +62,13 @@ impl Gateway {
         let tls = TlsMaterial::load(&config)
             .map_err(|problems| anyhow::anyhow!("the TLS files have problems:\n{problems}"))?;
         let metrics = Metrics::new()?;
-        let audit = AuditTrail::open(&config.audit, metrics.audit()).with_context(|| {
-            format!(
-                "cannot open the audit trail at {}",
-                config.audit.path.display()
-            )
-        })?;
+        let audit =
+            AuditTrail::open(&config.audit, Box::new(metrics.audit())).with_context(|| {
+                format!(
+                    "cannot open the audit trail at {}",
+                    config.audit.path.display()
+                )
+            })?;
         let upstream = UpstreamClient::new(
             ClientSettings {
                 connect_timeout: config.gateway.upstream_timeout,
@@ -96,7 +97,7 @@ impl Gateway {
             cpu: CpuPool::for_this_machine(),
             schema_checks: Arc::default(),
             schema_check_slots: Arc::new(tokio::sync::Semaphore::new(
-                crate::registry::compatibility::CONCURRENT_CHECKS,
+                xgate_core::registry::compatibility::CONCURRENT_CHECKS,
             )),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -141,6 +141,7 @@ fn main() -> ExitCode {
 /// Raises the process's soft limit on open files to its hard limit (the soft default, often
 /// 1,024, is far below what a gateway's connections need) and returns the limit in force.
 #[cfg(unix)]
+#[allow(unsafe_code)] // getrlimit, setrlimit: see the SAFETY comments
 fn raise_open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -300,7 +301,7 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
         }
     };
     let database = config.audit.path.display();
-    match xgate::audit::verify_file(&config.audit) {
+    match xgate_audit::verify_file(&config.audit) {
         Ok(verification) => match verification.broken {
             None => {
                 println!(

@@ -18,7 +18,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::translate::Direction;
+use xgate_core::translate::Direction;
 
 /// The label value for a caller, provider, service or type that configuration does not name
 /// (a reserved word: no department may be called so).
@@ -220,6 +220,17 @@ pub struct AuditMetrics {
     /// `xgate_audit_store_unavailable`: 1 while the trail cannot commit and new exchanges and
     /// lookups are refused with 503 `store-unavailable`, 0 otherwise.
     pub store_unavailable: IntGauge,
+}
+
+impl xgate_audit::TrailObserver for AuditMetrics {
+    fn committed(&self, entries: u64) {
+        self.entries.inc_by(entries);
+        self.batch_entries.observe(entries as f64);
+    }
+
+    fn unavailable(&self, unavailable: bool) {
+        self.store_unavailable.set(i64::from(unavailable));
+    }
 }
 
 /// The gateway's metrics, registered in their own registry (nothing global).

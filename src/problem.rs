@@ -10,10 +10,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::domain::InvalidName;
-use crate::i18n::Lang;
-use crate::registry::compatibility::{ReasonDocument, Report};
-use crate::registry::{Conflict, Violation};
+use xgate_core::domain::InvalidName;
+use xgate_core::i18n::Lang;
+use xgate_core::registry::compatibility::{ReasonDocument, Report};
+use xgate_core::registry::{Conflict, Violation};
 
 /// Who caused a record not to translate, which decides the status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub enum ExchangeError {
         /// The department whose format failed.
         department: String,
         /// Which way.
-        direction: crate::translate::Direction,
+        direction: xgate_core::translate::Direction,
         /// Whose fault.
         fault: TranslationFault,
         /// Every problem, in the department's layout (bounded).
@@ -146,7 +146,7 @@ pub enum ExchangeError {
         /// `name@version` it would have become.
         schema: String,
         /// The schema's compatibility mode.
-        mode: crate::domain::Compatibility,
+        mode: xgate_core::domain::Compatibility,
         /// Every direction and earlier version not proven safe.
         report: Report,
     },
@@ -233,7 +233,7 @@ impl ExchangeError {
     /// The refusal of a call while the audit trail cannot commit.
     pub fn store_unavailable() -> ExchangeError {
         ExchangeError::StoreUnavailable {
-            retry_after_seconds: crate::audit::RETRY_AFTER_SECONDS,
+            retry_after_seconds: xgate_audit::RETRY_AFTER_SECONDS,
         }
     }
 
@@ -499,20 +499,20 @@ impl ExchangeError {
             } => {
                 let count = violations.len();
                 let layout = match (direction, zh) {
-                    (crate::translate::Direction::ToShared, false) => {
+                    (xgate_core::translate::Direction::ToShared, false) => {
                         format!(
                             "from the layout of {department} into the shared layout of {schema}"
                         )
                     }
-                    (crate::translate::Direction::FromShared, false) => {
+                    (xgate_core::translate::Direction::FromShared, false) => {
                         format!(
                             "from the shared layout of {schema} into the layout of {department}"
                         )
                     }
-                    (crate::translate::Direction::ToShared, true) => {
+                    (xgate_core::translate::Direction::ToShared, true) => {
                         format!("从 {department} 的数据格式转换为 {schema} 共享格式")
                     }
-                    (crate::translate::Direction::FromShared, true) => {
+                    (xgate_core::translate::Direction::FromShared, true) => {
                         format!("从 {schema} 共享格式转换为 {department} 的数据格式")
                     }
                 };

@@ -117,8 +117,8 @@ pub async fn run(
     }
     anchor.abort();
     tracing::info!("shutting down: no new connections, draining in-flight requests");
-    let _ = stop_sender.send(true);
-    let _ = data.await;
+    stop_sender.send(true).ok();
+    data.await.ok();
     admin.stopped_accepting().await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_shared| GracefulShutdown::new());
     let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
@@ -204,12 +204,12 @@ impl AdminPlane {
                         }
                         Err(error) => tracing::error!(%error, "the admin plane cannot listen"),
                     }
-                    let _ = accepted_all.send(());
+                    accepted_all.send(()).ok();
                     // Its connections are served until the shutdown has drained them.
-                    let _ = finishing.await;
+                    finishing.await.ok();
                 });
                 runtime.shutdown_timeout(ADMIN_RUNTIME_SHUTDOWN);
-                let _ = stopped.send(());
+                stopped.send(()).ok();
             })?;
         Ok(AdminPlane {
             accepting,
@@ -220,13 +220,13 @@ impl AdminPlane {
 
     /// Waits until the admin plane accepts no more connections.
     async fn stopped_accepting(&mut self) {
-        let _ = (&mut self.accepting).await;
+        (&mut self.accepting).await.ok();
     }
 
     /// Stops the admin runtime and waits until it has.
     async fn finish(self) {
-        let _ = self.finish.send(());
-        let _ = self.finished.await;
+        self.finish.send(()).ok();
+        self.finished.await.ok();
     }
 }
 
@@ -462,7 +462,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let _ = stream.set_nodelay(true);
+        stream.set_nodelay(true).ok();
         // The connection's place under the limit goes with its stream: freed when the stream
         // closes, after lingering if it must (see `linger`).
         let stream = linger::Lingering::new(stream, permit);
@@ -597,7 +597,7 @@ where
 /// The 431 problem for an HTTP/2 head over `max_header_bytes` (h2 itself accepts a little more,
 /// so that such heads get the problem document rather than h2's bare 431).
 fn header_too_large(headers: &http::HeaderMap) -> http::Response<Body> {
-    let lang = crate::i18n::Lang::from_accept_language(
+    let lang = xgate_core::i18n::Lang::from_accept_language(
         headers
             .get(http::header::ACCEPT_LANGUAGE)
             .and_then(|value| value.to_str().ok()),

@@ -10,14 +10,14 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderValue;
 use subtle::ConstantTimeEq;
 
-use crate::certificates::issuer::Issuers;
+use crate::certificates::issuers::Issuers;
 use crate::config::{Config, Department, Service};
-use crate::domain::DepartmentId;
 use crate::metrics::ExchangeSeries;
-use crate::projection::Projection;
-use crate::registry::Registry;
 use crate::tls::ClientCertificate;
 use crate::upstream::{Lane, UpstreamAddress};
+use xgate_core::domain::DepartmentId;
+use xgate_core::projection::Projection;
+use xgate_core::registry::Registry;
 
 /// The SHA-256 of a bearer token. Equality is constant-time, so looking a digest up leaks
 /// nothing about stored digests through timing.

@@ -27,8 +27,9 @@ pub fn init(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialization (tests) is harmless: the first subscriber stays.
-    let _ = match format {
+    let initialized = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    initialized.ok();
 }

@@ -328,7 +328,7 @@ impl UpstreamClient {
             Ok(Err(error)) => return Err(UpstreamError::Failed(error.to_string())),
             Ok(Ok(stream)) => stream,
         };
-        let _ = stream.set_nodelay(true);
+        stream.set_nodelay(true).ok();
         let socket = Arc::new(Socket::new(stream, false));
         let io = SocketIo::new(socket.clone());
         let sender = start_http1(TokioIo::new(io), slot).await?;
@@ -349,7 +349,7 @@ impl UpstreamClient {
             let stream = TcpStream::connect(&*target.connect_to)
                 .await
                 .map_err(|error| UpstreamError::Failed(error.to_string()))?;
-            let _ = stream.set_nodelay(true);
+            stream.set_nodelay(true).ok();
             let socket = Arc::new(Socket::new(stream, true));
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(target.server_name.clone(), SocketIo::new(socket.clone()))
@@ -475,6 +475,7 @@ impl SocketIo {
 }
 
 impl AsyncRead for SocketIo {
+    #[allow(unsafe_code)] // hyper's ReadBuf: see the SAFETY comments
     fn poll_read(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,

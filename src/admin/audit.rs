@@ -9,11 +9,11 @@ use http::{HeaderMap, Response, StatusCode, Uri};
 use serde::Serialize;
 
 use super::{READERS, require_role};
-use crate::audit::query::BadParameter;
-use crate::audit::{AuditError, EntryFilter, TimeWindow};
 use crate::caller::Caller;
 use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
+use xgate_audit::query::BadParameter;
+use xgate_audit::{AuditError, EntryFilter, TimeWindow};
 
 /// The caller, and its parameters once the role is checked (first, so a department learns
 /// nothing else) and the parameters parsed.
@@ -58,7 +58,7 @@ pub async fn exchanges(
 
 /// GET `/audit/summary?since=&until=`: the exchange matrix, the outcomes over time, the
 /// certificate lookups and the most frequent failures over the window (see
-/// [`crate::audit::Summary`]).
+/// [`xgate_audit::Summary`]).
 pub async fn summary(
     State(gateway): State<Arc<Gateway>>,
     uri: Uri,

@@ -33,17 +33,17 @@ use crate::admin::{AdminState, READERS, WRITERS, require_role};
 use crate::body::{parse_json, read_json_body};
 use crate::caller::Caller;
 use crate::config::Config;
-use crate::domain::{Compatibility, SchemaName, SchemaVersion};
 use crate::gateway::Gateway;
-use crate::i18n::Lang;
 use crate::problem::ExchangeError;
-use crate::registry::compatibility::{self, Report};
-use crate::registry::storage::SchemaStore;
-use crate::registry::{
+use crate::schema_store::SchemaStore;
+use crate::snapshot::Snapshot;
+use xgate_core::domain::{Compatibility, SchemaName, SchemaVersion};
+use xgate_core::i18n::Lang;
+use xgate_core::registry::compatibility::{self, Report};
+use xgate_core::registry::{
     CompiledSchema, Conflict, MAX_SCHEMA_BYTES, Registry, SchemaUse, compile_version, references,
     schema_urn,
 };
-use crate::snapshot::Snapshot;
 
 /// The one writer of the registry: a lock per schema name that serializes the changes of one
 /// schema (held while a submitted version is compiled and checked, which can take a while), a
@@ -557,7 +557,7 @@ async fn prepare(
     let check = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let _running = checks.start(name.as_str());
-        let _ = started.send(());
+        started.send(()).ok();
         let registry: &Registry = &snapshot.registry;
         if let Some(version) = registry.identical_version(name.as_str(), &document) {
             return Ok(Prepared::Existing(version));
@@ -587,7 +587,7 @@ async fn prepare(
     // The limit counts from the check's start (a test may hold a check before it starts), and
     // applies where versions are compared: a first version is only compiled (bounded by the
     // document's size).
-    let _ = has_started.await;
+    has_started.await.ok();
     let limit_applies = if !compatibility::compared(mode, &earlier).1.is_empty() {
         limit
     } else {

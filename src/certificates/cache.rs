@@ -33,8 +33,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::CertificateCacheSettings;
-use crate::domain::CertificateType;
 use crate::problem::ExchangeError;
+use xgate_core::domain::CertificateType;
 
 /// A cache key: the certificate type and the (checked) id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -449,7 +449,7 @@ mod tests {
         let calls = calls.clone();
         async move {
             calls.fetch_add(1, Ordering::SeqCst);
-            let _ = release.await;
+            release.await.ok();
             Ok(Answer::NotFound)
         }
     }
@@ -468,13 +468,13 @@ mod tests {
             tokio::task::yield_now().await;
         }
         cache.invalidate(&key()).await;
-        let _ = release.send(());
+        release.send(()).ok();
         assert!(matches!(lookup.await.unwrap(), Lookup::Miss(_)));
         assert_eq!(cache.fetches_in_flight(), 0);
 
         // Nothing was stored: the next lookup fetches again, and its answer is stored.
         let (release, released) = tokio::sync::oneshot::channel();
-        let _ = release.send(());
+        release.send(()).ok();
         let refetched = cache.lookup(key(), counted_fetch(&calls, released)).await;
         assert!(matches!(refetched, Lookup::Miss(_)));
         let (_release, released) = tokio::sync::oneshot::channel();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::Role;
+use xgate_core::domain::Role;
 
 /// `config/xgate.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -221,7 +221,7 @@ pub struct DepartmentFile {
     pub services: BTreeMap<String, ServiceSection>,
     /// How this department's own layout maps to each shared schema, by schema name.
     #[serde(default)]
-    pub formats: BTreeMap<String, FormatSection>,
+    pub formats: BTreeMap<String, xgate_core::translate::FormatSection>,
     /// The certificate types this department issues, by type.
     #[serde(default)]
     pub certificates: BTreeMap<String, CertificateTypeSection>,
@@ -248,33 +248,6 @@ pub struct ServiceSection {
     /// Per consumer, the shared response fields it receives (JSON Pointers, `*` for array elements).
     #[serde(default)]
     pub fields: BTreeMap<String, Vec<String>>,
-}
-
-/// `[formats.<schema>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FormatSection {
-    /// What happens to a field no rule covers: `reject`, `drop` or `keep`.
-    #[serde(default = "defaults::unmapped")]
-    pub unmapped: String,
-    /// The mapping rules.
-    #[serde(default)]
-    pub fields: Vec<FieldRuleSection>,
-}
-
-/// One entry of `fields = [...]` in a format.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldRuleSection {
-    /// Where the value sits in the department's own layout (JSON Pointer, `*` for array elements).
-    pub own: String,
-    /// Where it sits in the shared layout.
-    pub shared: String,
-    /// A conversion: `date:<strftime>`, `datetime:<strftime>[@<offset>]`, `scale:<factor>`,
-    /// `number`, `string` or `boolean:<true>/<false>`.
-    pub convert: Option<String>,
-    /// A one-to-one table of own values to shared values.
-    pub codes: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// `[certificates.<type>]`.
@@ -365,8 +338,5 @@ mod defaults {
     }
     pub fn audit_reserve_bytes() -> u64 {
         16 << 20
-    }
-    pub fn unmapped() -> String {
-        "reject".to_owned()
     }
 }

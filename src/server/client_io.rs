@@ -33,8 +33,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::headers::{self, X_REQUEST_ID};
-use crate::i18n::Lang;
 use crate::problem::ExchangeError;
+use xgate_core::i18n::Lang;
 
 /// A client connection's stream, watched as described in the module documentation.
 pub struct ClientIo<S> {

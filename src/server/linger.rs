@@ -142,7 +142,9 @@ fn client_has_closed(stream: &TcpStream) -> bool {
 /// Reads and discards until the client closes, a read waits too long, or the time is up.
 async fn linger(mut stream: TcpStream) {
     // The answer is sent: say so, in case the connection ended without it.
-    let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+    SockRef::from(&stream)
+        .shutdown(std::net::Shutdown::Write)
+        .ok();
     let deadline = tokio::time::Instant::now() + LINGER_TIME;
     let mut discarded = vec![0u8; 16 * 1024];
     loop {

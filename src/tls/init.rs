@@ -14,7 +14,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use crate::domain::DepartmentId;
+use xgate_core::domain::DepartmentId;
 
 /// How long the generated certificates are valid, in days.
 pub const VALIDITY_DAYS: i64 = 365;

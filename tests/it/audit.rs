@@ -508,49 +508,79 @@ async fn the_summary_is_the_exchange_matrix_with_outcomes_bytes_and_percentiles(
     assert_eq!(later["since"], "2999-01-01T00:00:00.000Z");
 }
 
-/// The fields of encoding version 1, in order, as README.md lists them (not the crate's list).
-const README_FIELDS_V1: [&str; 21] = [
-    "sequence",
-    "time",
-    "kind",
-    "request_id",
-    "consumer",
-    "provider",
-    "service",
-    "method",
-    "path_sha256",
-    "purpose_sha256",
-    "status",
-    "outcome",
-    "request_bytes",
-    "response_bytes",
-    "request_sha256",
-    "response_sha256",
-    "request_schema",
-    "response_schema",
-    "subject_sha256",
-    "total_us",
-    "upstream_us",
-];
+/// The markers around the table of encoding versions in `crates/xgate-audit/FORMAT.md`.
+const FORMAT_VERSIONS_BEGIN: &str = "<!-- encoding-versions: begin -->";
+const FORMAT_VERSIONS_END: &str = "<!-- encoding-versions: end -->";
 
-/// The fields version 2 adds after version 1's, as README.md lists them.
-const README_ADDED_IN_V2: [&str; 1] = ["exchange_id"];
+/// One encoding version as FORMAT.md specifies it.
+struct DocumentedVersion {
+    /// The bytes the encoding starts with (`xgate-audit-v1`).
+    prefix: String,
+    /// The fields it adds after the fields of the version before, in order.
+    adds: Vec<String>,
+}
 
-/// The canonical encoding as README.md defines it, written independently of the gateway's: the
-/// prefix `xgate-audit-v<version>`, then the version's fields.
-fn readme_canonical(entry: &Value) -> Vec<u8> {
+/// The encoding versions as `crates/xgate-audit/FORMAT.md` specifies them, oldest first, read
+/// from its table between the two markers when the test runs (not the crate's list), so the
+/// specification and this test cannot drift apart.
+fn format_md_versions() -> Vec<DocumentedVersion> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/xgate-audit/FORMAT.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let start = text
+        .find(FORMAT_VERSIONS_BEGIN)
+        .unwrap_or_else(|| panic!("FORMAT.md has no {FORMAT_VERSIONS_BEGIN}"))
+        + FORMAT_VERSIONS_BEGIN.len();
+    let end = start
+        + text[start..]
+            .find(FORMAT_VERSIONS_END)
+            .unwrap_or_else(|| panic!("FORMAT.md has no {FORMAT_VERSIONS_END}"));
+    let code = |cell: &str| -> String {
+        let cell = cell.trim();
+        cell.strip_prefix('`')
+            .and_then(|inner| inner.strip_suffix('`'))
+            .unwrap_or_else(|| panic!("FORMAT.md: {cell:?} is not one `name`"))
+            .to_owned()
+    };
+    let rows: Vec<&str> = text[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    assert!(
+        rows.len() > 2 && rows[0].starts_with("| version |") && rows[1].starts_with("| --- |"),
+        "FORMAT.md: the table between the markers starts with its head: {rows:?}"
+    );
+    let mut versions = Vec::new();
+    for row in &rows[2..] {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').collect();
+        assert_eq!(cells.len(), 3, "FORMAT.md: version | prefix | adds: {row}");
+        assert_eq!(
+            cells[0].trim(),
+            (versions.len() + 1).to_string(),
+            "FORMAT.md: versions 1, 2, ... in order: {row}"
+        );
+        versions.push(DocumentedVersion {
+            prefix: code(cells[1]),
+            adds: cells[2].split(',').map(code).collect(),
+        });
+    }
+    versions
+}
+
+/// The canonical encoding as `crates/xgate-audit/FORMAT.md` defines it, written independently of
+/// the gateway's: the version's prefix, then the fields of every version up to the entry's.
+fn documented_canonical(versions: &[DocumentedVersion], entry: &Value) -> Vec<u8> {
     let version = entry["version"]
         .as_u64()
         .expect("every entry names its version");
     assert!((1..=2).contains(&version), "{entry}");
-    let mut out = format!("xgate-audit-v{version}").into_bytes();
-    let added: &[&str] = if version >= 2 {
-        &README_ADDED_IN_V2
-    } else {
-        &[]
-    };
-    for field in README_FIELDS_V1.iter().chain(added) {
-        let text = match &entry[field] {
+    let upto = versions
+        .get(..version as usize)
+        .unwrap_or_else(|| panic!("FORMAT.md does not specify version {version}"));
+    let mut out = upto[upto.len() - 1].prefix.clone().into_bytes();
+    for field in upto.iter().flat_map(|documented| &documented.adds) {
+        let text = match &entry[field.as_str()] {
             Value::Null => {
                 out.push(0);
                 continue;
@@ -565,13 +595,14 @@ fn readme_canonical(entry: &Value) -> Vec<u8> {
     out
 }
 
-/// Recomputes the chain of `entries` (oldest first) from README.md's description and checks
-/// every stored hash; returns the head.
+/// Recomputes the chain of `entries` (oldest first) from `crates/xgate-audit/FORMAT.md`'s
+/// description and checks every stored hash; returns the head.
 fn recompute_chain(hash: &str, entries: &[Value]) -> Vec<u8> {
+    let versions = format_md_versions();
     let mut previous = [0u8; 32].to_vec();
     for entry in entries {
         let mut input = previous.clone();
-        input.extend(readme_canonical(entry));
+        input.extend(documented_canonical(&versions, entry));
         let digest: Vec<u8> = match hash {
             "sm3" => sm3::Sm3::digest(&input).to_vec(),
             _ => Sha256::digest(&input).to_vec(),
@@ -1083,7 +1114,7 @@ async fn while_the_trail_cannot_commit_no_exchange_is_forwarded_and_no_lookup_an
 
     let unwritable = Unwritable::make(&gateway.audit_path());
     // The call that finds out: it was forwarded before the first commit failed, and its answer
-    // is withheld (the window the README states).
+    // is withheld (the window docs/audit.md states).
     let first = gateway
         .call(Method::GET, "/exchange/market/echo/1", "tax")
         .send()
@@ -1358,8 +1389,8 @@ async fn counting_first_poll<F: std::future::Future>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
-    use xgate::audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
     use xgate::config::{AuditHash, AuditSettings, AuditSync};
+    use xgate_audit::{AuditEntry, AuditTrail, EntryKind, QUEUE_CAPACITY};
 
     let folder = tempfile::tempdir().unwrap();
     let path = folder.path().join("audit.db");
@@ -1371,7 +1402,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     };
     let metrics = xgate::metrics::Metrics::new().unwrap().audit();
     let committed = metrics.entries.clone();
-    let trail = std::sync::Arc::new(AuditTrail::open(&settings, metrics).unwrap());
+    let trail = std::sync::Arc::new(AuditTrail::open(&settings, Box::new(metrics)).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit. Each counts when its
@@ -1386,7 +1417,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         let tried = tried.clone();
         tokio::spawn(async move {
             let entry = AuditEntry {
-                time: xgate::audit::now(),
+                time: xgate_audit::now(),
                 kind: EntryKind::Exchange,
                 request_id: format!("queued-{n}"),
                 exchange_id: Some(format!("exchange-{n}")),

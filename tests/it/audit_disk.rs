@@ -220,7 +220,7 @@ async fn under_concurrency_the_exchanges_forwarded_when_the_disk_fills_still_get
         Upstream::echo().await,
         Upstream::fixed(StatusCode::OK, license()).await,
     );
-    // The README's bound: an exchange forwarded before the refusals began can reach its
+    // docs/audit.md's bound: an exchange forwarded before the refusals began can reach its
     // provider without an entry only if the entries in flight need more than the reserve,
     // each commit taking at most a few WAL pages beside its entries. 32 callers have at most
     // 32 exchanges in flight; 512 KiB holds more than 32 commits of one entry each.
@@ -308,7 +308,7 @@ async fn serve_until_refused(gateway: &TestGateway, from: usize, limit: usize) -
         match call(gateway, index).await {
             StatusCode::OK => served += 1,
             // A call whose commit found the disk full is withheld (no reserve here: the window
-            // the README states).
+            // docs/audit.md states).
             StatusCode::INTERNAL_SERVER_ERROR => {}
             StatusCode::SERVICE_UNAVAILABLE => return served,
             other => panic!("unexpected {other}"),
@@ -399,7 +399,7 @@ async fn a_wal_that_filled_the_volume_is_folded_back_once_space_returns_after_a_
 /// a power cut would (nothing in the page cache or the journal flushed), then mounted again.
 /// With the default `normal` the same run lost all 200 entries on the development VM (they were
 /// in the WAL's page cache only): `normal` survives a killed gateway (SPEC §9), not a power cut,
-/// and costs less (README, Audit trail).
+/// and costs less (docs/audit.md).
 #[tokio::test]
 #[cfg_attr(
     xgate_missing = "mount",

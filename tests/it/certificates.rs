@@ -56,7 +56,7 @@ impl Issuer {
                 let mode = *state.lock().unwrap();
                 let mut opened = opened.clone();
                 async move {
-                    let _ = opened.wait_for(|open| *open).await;
+                    opened.wait_for(|open| *open).await.ok();
                     issuer_answer(mode, &id).await
                 }
             }),
@@ -101,12 +101,12 @@ async fn issuer_answer(mode: Mode, id: &str) -> Response<Body> {
 
 /// The `n`th valid unified social credit code of the tests.
 fn known_id(n: u32) -> String {
-    xgate::identifiers::uscc_with_check(&format!("91350100M{n:08}")).unwrap()
+    xgate_core::identifiers::uscc_with_check(&format!("91350100M{n:08}")).unwrap()
 }
 
 /// A valid id the issuer does not know (it answers 404 for ids with `N` where tests put `M`).
 fn unknown_id() -> String {
-    xgate::identifiers::uscc_with_check("91350100N00000001").unwrap()
+    xgate_core::identifiers::uscc_with_check("91350100N00000001").unwrap()
 }
 
 /// The issuer's certificate for `id`, in the shared layout of [`license_schema`].
@@ -881,8 +881,10 @@ async fn every_lookup_leaves_an_audit_entry_with_hashes_and_never_the_id_or_purp
 /// The valid `cn-elicense-id` values of `tests/fixtures/identifiers.json` (the published
 /// identifiers of the national platform's Annex A.2 among them).
 fn valid_elicense_ids() -> Vec<String> {
-    let cases: Vec<Value> =
-        serde_json::from_str(include_str!("../fixtures/identifiers.json")).unwrap();
+    let cases: Vec<Value> = serde_json::from_str(include_str!(
+        "../../crates/xgate-core/tests/fixtures/identifiers.json"
+    ))
+    .unwrap();
     cases
         .into_iter()
         .filter(|case| case["format"] == "cn-elicense-id" && case["valid"] == true)

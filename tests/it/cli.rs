@@ -54,6 +54,7 @@ fn a_worker_count_that_is_not_a_positive_number_is_refused() {
 /// On SIGTERM `/readyz` answers 503 on both planes for `drain_delay_ms` while exchanges (on new
 /// connections too) are still served; then the gateway drains and exits cleanly.
 #[tokio::test]
+#[allow(unsafe_code)] // libc calls: see the SAFETY comments
 async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_served() {
     const DRAIN_DELAY: Duration = Duration::from_millis(1500);
     let echo = Upstream::echo().await;
@@ -150,6 +151,7 @@ async fn serve_refuses_an_audit_trail_it_cannot_continue_before_listening() {
 /// A second SIGTERM during `[gateway] drain_delay_ms` (an operator insisting) cuts the delay
 /// short: the gateway stops long before the delay would have ended, and exits cleanly.
 #[tokio::test]
+#[allow(unsafe_code)] // libc calls: see the SAFETY comments
 async fn a_second_sigterm_cuts_the_drain_delay_short() {
     const DRAIN_DELAY: Duration = Duration::from_secs(600);
     let echo = Upstream::echo().await;

@@ -414,9 +414,9 @@ fn refers_to_older_meta_schema(schema: &Value) -> bool {
 )]
 fn converted_schemas_accept_exactly_what_the_originals_accept() {
     use std::collections::HashMap;
-    use xgate::domain::{SchemaName, SchemaVersion};
-    use xgate::i18n::Lang;
-    use xgate::registry::compile_version;
+    use xgate_core::domain::{SchemaName, SchemaVersion};
+    use xgate_core::i18n::Lang;
+    use xgate_core::registry::compile_version;
 
     let name = SchemaName::parse("suite").unwrap();
     let documents = HashMap::new();

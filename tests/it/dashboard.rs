@@ -29,12 +29,12 @@ const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The `n`th valid unified social credit code; the issuer knows ids with `M` at index 8.
 fn known_id(n: u32) -> String {
-    xgate::identifiers::uscc_with_check(&format!("91350100M{n:08}")).unwrap()
+    xgate_core::identifiers::uscc_with_check(&format!("91350100M{n:08}")).unwrap()
 }
 
 /// A valid id the issuer answers 404 for.
 fn unknown_id() -> String {
-    xgate::identifiers::uscc_with_check("91350100N00000001").unwrap()
+    xgate_core::identifiers::uscc_with_check("91350100N00000001").unwrap()
 }
 
 /// A certificate issuer: `/certs/{id}` answers the licence for known ids, 404 otherwise.
@@ -661,11 +661,12 @@ async fn run_browser_in(browser: &Path, language: &str, extra: &[String], url: &
     let group = child.id().expect("chromium's process id");
     let finished = tokio::time::timeout(BROWSER_DEADLINE, child.wait_with_output()).await;
     // Whatever happened, no process of the browser's group outlives the run.
-    let _ = tokio::process::Command::new("kill")
+    tokio::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{group}")])
         .stderr(Stdio::null())
         .status()
-        .await;
+        .await
+        .ok();
     let output = finished
         .unwrap_or_else(|_| panic!("chromium did not finish within {BROWSER_DEADLINE:?}; killed"))
         .expect("chromium's output");
@@ -863,7 +864,7 @@ async fn the_dashboard_shows_the_matrix_the_hit_ratio_and_the_failures_in_chromi
         .parent()
         .unwrap_or(Path::new(env!("CARGO_TARGET_TMPDIR")))
         .join("dashboard.png");
-    let _ = std::fs::remove_file(&screenshot);
+    std::fs::remove_file(&screenshot).ok();
     run_browser(
         &browser,
         &[

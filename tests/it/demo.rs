@@ -101,8 +101,8 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.child.kill().ok();
+            self.child.wait().ok();
         }
     }
 }
@@ -117,7 +117,7 @@ fn read_all(
         for line in std::io::BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
             if let Some(lines) = &lines {
-                let _ = lines.send(line.clone());
+                lines.send(line.clone()).ok();
             }
             text.push_str(&line);
             text.push('\n');
@@ -521,7 +521,7 @@ async fn two_demos_on_free_ports_run_side_by_side_and_neither_takes_a_fixed_port
     // The simulated departments are on free ports too: none of the fixed ones answers for them
     // in the calls a demo prints.
     for demo in [&mut first, &mut second] {
-        let _ = demo.child.kill();
+        demo.child.kill().ok();
         demo.wait(Duration::from_secs(30)).await;
         let (stdout, _) = demo.output();
         for port in FIXED_PORTS {

@@ -55,7 +55,7 @@ pub async fn raw_http(address: SocketAddr, request: &[u8]) -> Option<RawResponse
     let head_request = request.starts_with(b"HEAD ");
     let exchange = async {
         let mut stream = TcpStream::connect(address).await.expect("connect");
-        let _ = stream.write_all(request).await;
+        stream.write_all(request).await.ok();
         let mut buffer = Vec::new();
         let mut chunk = vec![0_u8; 64 * 1024];
         loop {

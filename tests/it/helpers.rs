@@ -150,7 +150,7 @@ async fn launch(dir: tempfile::TempDir) -> TestGateway {
         data,
         admin,
         async move {
-            let _ = stopped.await;
+            stopped.await.ok();
         },
     ));
     TestGateway {
@@ -212,7 +212,7 @@ impl TestGateway {
 
     async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.send(()).ok();
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
@@ -280,7 +280,7 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            axum::serve(listener, router).await.ok();
         });
         Upstream {
             address,
@@ -526,8 +526,8 @@ pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }
 
@@ -726,6 +726,7 @@ pub fn tool(name: &str, install_hint: &str) -> PathBuf {
 /// Fails the test unless it runs as root (needed to mount a small file system). Tests that call
 /// it are ignored where the build did not run as root (`xgate_missing = "mount"`), except under
 /// `CI=true`, which runs as root.
+#[allow(unsafe_code)] // libc calls: see the SAFETY comments
 pub fn assert_root(what: &str) {
     // SAFETY: `geteuid` has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -854,9 +855,10 @@ impl TrackedUpstream {
                         let answer = handler(request);
                         async move { Ok::<_, std::convert::Infallible>(answer.await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                        .await
+                        .ok();
                     open_count.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -983,6 +985,7 @@ impl Mounted {
     /// Shuts the ext4 file system down as a power cut would (`EXT4_IOC_SHUTDOWN` with
     /// `EXT4_GOING_FLAGS_NOLOGFLUSH`, as xfstests' crash tests do): neither the page cache nor
     /// the journal is flushed, and every later write fails.
+    #[allow(unsafe_code)] // libc calls: see the SAFETY comments
     pub fn shut_down(&self) {
         use std::os::fd::AsRawFd;
         const EXT4_IOC_SHUTDOWN: libc::c_ulong =
@@ -1028,9 +1031,10 @@ impl Drop for Mounted {
         if !unmounted {
             // Still busy (a process of a failed test holds a file): detach it lazily so that
             // nothing stays mounted once it lets go.
-            let _ = std::process::Command::new(&self.umount)
+            std::process::Command::new(&self.umount)
                 .args(["-l", &target])
-                .status();
+                .status()
+                .ok();
         }
     }
 }
@@ -1052,6 +1056,6 @@ pub fn fill_up(dir: &std::path::Path) -> PathBuf {
     }
     // Smaller writes take the last partial block too.
     while file.write(&[0x5a]).is_ok_and(|written| written == 1) {}
-    let _ = file.sync_all();
+    file.sync_all().ok();
     path
 }

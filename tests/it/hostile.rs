@@ -129,7 +129,7 @@ async fn send_raw(hostile: &Hostile, bytes: Vec<u8>) -> Vec<u8> {
     // The write half is handed back rather than dropped: dropping it would half-close the
     // connection, which a gateway may treat as the client going away.
     let writing = tokio::spawn(async move {
-        let _ = writer.write_all(&bytes).await;
+        writer.write_all(&bytes).await.ok();
         writer
     });
     let mut received = Vec::new();

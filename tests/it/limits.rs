@@ -689,7 +689,7 @@ fn the_admin_plane_answers_while_the_data_planes_runtime_cannot() {
                 .send((data.local_addr().unwrap(), admin.local_addr().unwrap()))
                 .unwrap();
             let shutdown = async move {
-                let _ = stopped.await;
+                stopped.await.ok();
             };
             xgate::server::run(gateway, data, admin, shutdown)
                 .await
@@ -721,7 +721,7 @@ fn the_admin_plane_answers_while_the_data_planes_runtime_cannot() {
     let (release, released) = std::sync::mpsc::channel::<()>();
     data_plane.spawn(async move {
         blocking.send(()).unwrap();
-        let _ = released.recv();
+        released.recv().ok();
     });
     blocked.recv().unwrap();
 
@@ -769,6 +769,7 @@ async fn a_refusal_sent_before_the_body_is_read_reaches_a_caller_still_sending_i
 
 /// Starts the real binary over `config` with a hard limit of `files` open files (so it cannot
 /// raise its own), its log in `log`; returns it and its planes' base URLs once ready.
+#[allow(unsafe_code)] // libc calls: see the SAFETY comments
 async fn start_binary_with_open_files(
     config: &ConfigDir,
     client: &reqwest::Client,

@@ -776,7 +776,7 @@ impl TlsUpstream {
                             }
                             .to_string();
                             async move {
-                                let _ = request.into_body().collect().await;
+                                request.into_body().collect().await.ok();
                                 Ok::<_, std::convert::Infallible>(
                                     http::Response::builder()
                                         .header("content-type", "application/json")
@@ -786,9 +786,10 @@ impl TlsUpstream {
                             }
                         },
                     );
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                        .await
+                        .ok();
                 });
             }
         });
@@ -871,7 +872,7 @@ async fn https_upstreams_and_issuers_are_trusted_through_upstream_ca_and_see_the
     assert_eq!(answer.json()["consumer"], "consumer");
 
     // Certificate issuers use the same client: an https issuer trusted through upstream_ca.
-    let id = xgate::identifiers::uscc_with_check("91350100M00000001").unwrap();
+    let id = xgate_core::identifiers::uscc_with_check("91350100M00000001").unwrap();
     let answer = session
         .send(
             "GET",
@@ -1233,5 +1234,5 @@ async fn tls_init_output_serves_mutual_tls_with_the_real_binary_and_sighup_reloa
     assert_eq!(answer.json()["department"], "consumer");
     let answer = session.get("/exchange/provider/echo").await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
-    let _ = child.0.kill();
+    child.0.kill().ok();
 }

@@ -211,7 +211,7 @@ impl DoubleAnswering {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.set_nodelay(true);
+                stream.set_nodelay(true).ok();
                 tokio::spawn(answer_twice(stream, written.clone(), changed.clone()));
             }
         });

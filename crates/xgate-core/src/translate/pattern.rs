@@ -260,7 +260,7 @@ where
     let mut text = String::with_capacity(32);
     // Writing into a `String` fails only for items that cannot be written, which a compiled
     // pattern does not have (`Pattern::parse` refuses them); the text is then what was written.
-    let _ = format.write_to(&mut text);
+    format.write_to(&mut text).unwrap_or(());
     text
 }
 

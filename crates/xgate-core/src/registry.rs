@@ -11,21 +11,45 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::Problem;
 use crate::domain::{Compatibility, SchemaName, SchemaRef, SchemaVersion};
 use crate::i18n::{self, Lang};
 use crate::registry::draft::Dialect;
+use crate::report::Problem;
 
 pub mod compatibility;
 pub mod draft;
 pub mod exact;
 pub mod pattern;
 pub mod references;
-pub mod storage;
 pub mod witness;
 
 /// The most violations reported for one record; a hostile record cannot grow a response past it.
 pub const MAX_VIOLATIONS: usize = 100;
+
+/// A schema's settings file in its folder (`schemas/<name>/settings.toml`).
+pub const SETTINGS_FILE: &str = "settings.toml";
+
+/// One folder of the schema folder, as read by the edge: the folder's name is the schema's.
+#[derive(Debug)]
+pub struct SchemaFolder {
+    /// Where it is (for problems).
+    pub path: std::path::PathBuf,
+    /// Its name.
+    pub name: String,
+    /// Its version files (`<version>.json`) and [`SETTINGS_FILE`]; `None` when it cannot be read.
+    pub files: Option<Vec<SchemaFile>>,
+}
+
+/// One file of a [`SchemaFolder`].
+#[derive(Debug)]
+pub struct SchemaFile {
+    /// Where it is (for problems).
+    pub path: std::path::PathBuf,
+    /// Its name in the folder.
+    pub name: String,
+    /// Its bytes, or why they could not be read.
+    pub contents: Result<Vec<u8>, String>,
+}
 
 /// One way a record breaks its schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -657,9 +681,10 @@ impl Registry {
         }
     }
 
-    /// Loads every schema under `dir`, compiling each version, and reports problems per file.
-    pub fn load(
-        dir: &Path,
+    /// Compiles every version of `folders` (the schema folder as the edge read it,
+    /// `xgate::schema_store::read_folders`), reporting problems per file.
+    pub fn assemble(
+        folders: Vec<SchemaFolder>,
         default_compatibility: Compatibility,
         problems: &mut Vec<Problem>,
     ) -> Registry {
@@ -671,68 +696,60 @@ impl Registry {
             key: key.to_owned(),
             reason,
         };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            // The caller reports a missing folder once, as `registry.dir`.
-            return Registry::empty(default_compatibility);
-        };
-        let mut folders: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-        folders.sort();
-        for folder in folders.into_iter().filter(|path| path.is_dir()) {
-            let folder_name = folder.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if folder_name.starts_with('.') {
-                continue;
-            }
-            let name = match SchemaName::parse(folder_name) {
+        for folder in folders {
+            let name = match SchemaName::parse(&folder.name) {
                 Ok(name) => name,
                 Err(error) => {
-                    problems.push(problem(&folder, "", error.to_string()));
+                    problems.push(problem(&folder.path, "", error.to_string()));
                     continue;
                 }
             };
-            let Ok(files) = std::fs::read_dir(&folder) else {
-                problems.push(problem(&folder, "", "cannot read the folder".to_owned()));
+            let Some(files) = folder.files else {
+                problems.push(problem(
+                    &folder.path,
+                    "",
+                    "cannot read the folder".to_owned(),
+                ));
                 continue;
             };
-            let mut files: Vec<_> = files.filter_map(Result::ok).map(|e| e.path()).collect();
-            files.sort();
             for file in files {
-                let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if file_name == "settings.toml" {
-                    let parsed = std::fs::read_to_string(&file)
-                        .map_err(|error| ("", error.to_string()))
+                if file.name == SETTINGS_FILE {
+                    let parsed = file
+                        .contents
+                        .map_err(|error| ("", error))
+                        .and_then(|bytes| {
+                            String::from_utf8(bytes).map_err(|_| ("", "not UTF-8".to_owned()))
+                        })
                         .and_then(|text| Settings::parse(&text));
                     match parsed {
                         Ok(parsed) => {
                             settings.insert(name.clone(), parsed);
                         }
-                        Err((key, reason)) => problems.push(problem(&file, key, reason)),
+                        Err((key, reason)) => problems.push(problem(&file.path, key, reason)),
                     }
                     continue;
                 }
-                if file_name.starts_with('.') {
-                    // Temporary files of interrupted writes (`.<version>.json.<id>.tmp`).
-                    continue;
-                }
-                let Some(stem) = file_name.strip_suffix(".json") else {
-                    // Notes and other files are not schemas.
+                let Some(stem) = file.name.strip_suffix(".json") else {
                     continue;
                 };
                 let version = match SchemaVersion::parse(stem) {
                     Ok(version) => version,
                     Err(error) => {
-                        problems.push(problem(&file, "", error.to_string()));
+                        problems.push(problem(&file.path, "", error.to_string()));
                         continue;
                     }
                 };
-                let document = std::fs::read(&file)
-                    .map_err(|error| error.to_string())
+                let document = file
+                    .contents
                     // The gateway's reader: a schema with two `maximum`s is ambiguous too.
                     .and_then(|bytes| crate::json::parse(&bytes).map_err(|e| e.to_string()));
                 match document {
                     Ok(document) => {
-                        documents.insert((name.clone(), version), (file, document));
+                        documents.insert((name.clone(), version), (file.path, document));
                     }
-                    Err(reason) => problems.push(problem(&file, "", format!("not JSON: {reason}"))),
+                    Err(reason) => {
+                        problems.push(problem(&file.path, "", format!("not JSON: {reason}")))
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::entry::{EntryKind, StoredEntry};
-use crate::domain::{DepartmentId, ServiceName};
+use xgate_core::domain::{DepartmentId, ServiceName};
 
 /// Entries per page when the caller names no `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -628,8 +628,8 @@ mod tests {
     fn a_page_has_a_next_cursor_only_when_more_entries_exist() {
         let stored = |sequence| StoredEntry {
             sequence,
-            version: crate::audit::entry::EncodingVersion::CURRENT,
-            entry: crate::audit::entry::AuditEntry {
+            version: crate::entry::EncodingVersion::CURRENT,
+            entry: crate::entry::AuditEntry {
                 time: String::new(),
                 kind: EntryKind::Exchange,
                 request_id: String::new(),

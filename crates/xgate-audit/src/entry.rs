@@ -1,5 +1,5 @@
 //! Audit entries, their canonical encoding and the hash chain: pure functions over values, no
-//! files or clocks, so an auditor can re-implement them from this page and the README.
+//! files or clocks, so an auditor can re-implement them from this page and crates/xgate-audit/FORMAT.md.
 //!
 //! The canonical encoding of an entry of version N is the bytes `xgate-audit-vN` followed by
 //! every field of that version ([`EncodingVersion::fields`]: the fields of version 1, then those
@@ -20,7 +20,14 @@
 use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::config::AuditHash;
+/// The hash function chaining audit entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditHash {
+    /// SHA-256 (the default).
+    Sha256,
+    /// SM3 (GB/T 32905).
+    Sm3,
+}
 
 /// The fields of version 1's canonical encoding, in encoding order.
 pub const FIELDS_V1: [&str; 21] = [
@@ -223,7 +230,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn digest_hex(digest: &[u8; 32]) -> String {
     let mut text = [0u8; 64];
     // The output is exactly twice the input, the one case `encode_to_slice` fails on.
-    let _ = hex::encode_to_slice(digest, &mut text);
+    hex::encode_to_slice(digest, &mut text).ok();
     String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 

@@ -2,7 +2,7 @@
 //! written atomically so a crash (`kill -9`, power loss) never leaves a half-written file.
 //!
 //! Every write goes to a temporary file in the same folder (`.<file>.<random>.tmp`, which
-//! [`Registry::load`](crate::registry::Registry::load) skips), is flushed to disk (`fsync`),
+//! [`read_folders`] skips), is flushed to disk (`fsync`),
 //! then takes its final name in one step and the folder is flushed too, so the new name itself
 //! survives a crash. A version file is linked into place (`link` fails when the name exists),
 //! so a version is never overwritten; `settings.toml` is renamed over the old one. The file
@@ -14,8 +14,58 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::domain::{SchemaName, SchemaVersion};
-use crate::registry::Settings;
+use xgate_core::domain::{SchemaName, SchemaVersion};
+use xgate_core::registry::{SETTINGS_FILE, SchemaFile, SchemaFolder, Settings};
+
+/// Reads the schema folder `dir` for [`Registry::assemble`](xgate_core::registry::Registry::assemble):
+/// each folder (not starting with `.`) with its version files (`*.json`) and its
+/// [`SETTINGS_FILE`], sorted by name. Temporary files of interrupted writes
+/// (`.<version>.json.<id>.tmp`) and notes are not read. A missing `dir` reads as empty (the
+/// caller reports it once, as `registry.dir`). Blocking: called at start and on reloads, on the
+/// blocking pool.
+pub fn read_folders(dir: &Path) -> Vec<SchemaFolder> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter(|path| path.is_dir())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str().unwrap_or("").to_owned();
+            if name.starts_with('.') {
+                return None;
+            }
+            let files = read_schema_files(&path);
+            Some(SchemaFolder { path, name, files })
+        })
+        .collect()
+}
+
+fn read_schema_files(folder: &Path) -> Option<Vec<SchemaFile>> {
+    let entries = fs::read_dir(folder).ok()?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    let files = paths
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str().unwrap_or("").to_owned();
+            let wanted =
+                name == SETTINGS_FILE || (!name.starts_with('.') && name.ends_with(".json"));
+            if !wanted {
+                return None;
+            }
+            let contents = fs::read(&path).map_err(|error| error.to_string());
+            Some(SchemaFile {
+                path,
+                name,
+                contents,
+            })
+        })
+        .collect();
+    Some(files)
+}
 
 /// The schema folder (`[registry] dir`).
 #[derive(Debug, Clone)]
@@ -148,7 +198,7 @@ fn write_atomically(
         if synced.is_err() && linked {
             // A new version that may not survive a crash is not reported as stored; take the
             // name back so memory and disk agree on which versions exist.
-            let _ = fs::remove_file(&target);
+            fs::remove_file(&target).ok();
         }
         synced
     })();
@@ -171,7 +221,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::Compatibility;
+    use xgate_core::domain::Compatibility;
 
     #[tokio::test]
     async fn writes_whole_files_never_overwrites_a_version_and_leaves_no_temporaries() {

@@ -60,7 +60,9 @@ impl Reserve {
             }
             Err(error) => {
                 drop(file);
-                let _ = std::fs::remove_file(&self.path);
+                if let Err(error) = std::fs::remove_file(&self.path) {
+                    tracing::debug!(%error, "the reserve's partial file stays until the next fill");
+                }
                 self.held = false;
                 Err(error)
             }
@@ -80,6 +82,7 @@ impl Reserve {
 
 /// Allocates `bytes` of `file`'s blocks.
 #[cfg(unix)]
+#[allow(unsafe_code)] // posix_fallocate: see the SAFETY comment
 fn allocate(file: &File, bytes: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let length = libc::off_t::try_from(bytes)

@@ -21,7 +21,7 @@
 //! Refused by [`to_2020_12`] (the version is then never proven compatible): an object with both
 //! `definitions` and `$defs`, and a `$ref` pointer through a keyword not read as schemas.
 //!
-//! Not converted (documented in README.md): a `$ref` pointer that leads into a sibling of another
+//! Not converted (documented in docs/registry.md): a `$ref` pointer that leads into a sibling of another
 //! `$ref` (other than its `definitions`), which the conversion drops; a `$ref` to an older
 //! draft's meta-schema (`http://json-schema.org/draft-07/schema#`), which a 2020-12 schema
 //! cannot reach. The compatibility check then cannot compare the version (it is refused as

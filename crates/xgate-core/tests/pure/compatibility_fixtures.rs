@@ -9,10 +9,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use xgate::domain::{Compatibility, SchemaName, SchemaVersion};
-use xgate::i18n::Lang;
-use xgate::registry::compatibility::{self, Report};
-use xgate::registry::{CompiledSchema, Registry, compile_version};
+use xgate_core::domain::{Compatibility, SchemaName, SchemaVersion};
+use xgate_core::i18n::Lang;
+use xgate_core::registry::compatibility::{self, Report};
+use xgate_core::registry::{CompiledSchema, Registry, compile_version};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -27,7 +27,8 @@ use super::query::{
     BucketPlan, CertificateSummary, EXCHANGE_SUCCESS, EntryFilter, FailureGroup, LOOKUP_ANSWERS,
     MAX_GROUP_ROWS, Summary, SummaryCell, TOP_FAILURES, TimeWindow, Timeline,
 };
-use crate::config::{AuditHash, AuditSync};
+use crate::AuditSync;
+use crate::entry::AuditHash;
 
 /// How long a connection waits for another one's lock (a checkpoint, a second writer process)
 /// before failing.
@@ -59,6 +60,7 @@ pub fn checkpoint_pages(volume_bytes: u64, page_size: u64) -> u64 {
 }
 
 /// The size of the file system holding `path` (`None` when it cannot be asked).
+#[allow(unsafe_code)] // statvfs: see the SAFETY comments
 fn volume_bytes(path: &Path) -> Option<u64> {
     #[cfg(unix)]
     {
@@ -897,8 +899,8 @@ fn failures(connection: &Connection) -> Result<Vec<FailureGroup>, AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::entry::sha256_hex;
-    use crate::audit::query::MAX_LIMIT;
+    use crate::entry::sha256_hex;
+    use crate::query::MAX_LIMIT;
 
     fn entry(index: u64) -> AuditEntry {
         AuditEntry {
@@ -1124,7 +1126,7 @@ mod tests {
             )
             .unwrap();
             // Entries of that time: version 1, without exchange ids.
-            let chained = crate::audit::entry::chain_entries_in(
+            let chained = crate::entry::chain_entries_in(
                 EncodingVersion::V1,
                 AuditHash::Sha256,
                 GENESIS_HASH,

@@ -28,8 +28,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::config::{AuditHash, AuditSettings};
-use crate::metrics::AuditMetrics;
 use reserve::Reserve;
 
 pub mod block;
@@ -38,9 +36,46 @@ pub mod query;
 pub mod reserve;
 pub mod store;
 
-pub use entry::{AuditEntry, EntryKind, StoredEntry, sha256_hex};
+pub use entry::{AuditEntry, AuditHash, EntryKind, StoredEntry, sha256_hex};
 pub use query::{EntryFilter, Page, Summary, TimeWindow};
 pub use store::Verification;
+
+/// When an audit commit reaches the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSync {
+    /// At checkpoints: an answered exchange's entry survives a killed process (SPEC §9); the
+    /// last commits before an operating-system crash, a power loss or a failing device may not.
+    Normal,
+    /// At every commit (one sync per batch): an answered exchange's entry survives those too,
+    /// and every exchange waits for its batch's disk sync.
+    Full,
+}
+
+impl AuditSync {
+    /// `[audit] synchronous` when the configuration does not say. The one place to change it.
+    pub const DEFAULT: AuditSync = AuditSync::Normal;
+
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditSync::Normal => "normal",
+            AuditSync::Full => "full",
+        }
+    }
+}
+
+/// `[audit]`, parsed.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The SQLite file, resolved.
+    pub path: PathBuf,
+    /// The chain's hash.
+    pub hash: AuditHash,
+    /// When commits reach the disk.
+    pub synchronous: AuditSync,
+    /// Bytes kept allocated for the moment the disk fills (0: none).
+    pub reserve_bytes: u64,
+}
 
 /// Entries waiting for the writer at most; past it, callers wait. At a few microseconds of
 /// SQLite work per entry this is well under a second of backlog.
@@ -169,6 +204,23 @@ impl std::fmt::Debug for AuditTrail {
     }
 }
 
+/// What the writer thread tells whoever watches it (the gateway's metrics), called on that
+/// thread: keep it cheap and never block.
+pub trait TrailObserver: Send + 'static {
+    /// A batch of `entries` entries was committed.
+    fn committed(&self, entries: u64);
+    /// The trail became unavailable (`true`) or available again (`false`).
+    fn unavailable(&self, unavailable: bool);
+}
+
+/// An observer that watches nothing (an auditor's own program, tests).
+pub struct Unobserved;
+
+impl TrailObserver for Unobserved {
+    fn committed(&self, _entries: u64) {}
+    fn unavailable(&self, _unavailable: bool) {}
+}
+
 impl AuditTrail {
     /// Opens (creating on first start) the database, allocates the reserve and starts the
     /// writer thread, the task that hands its acknowledgements to the waiting callers and the
@@ -180,7 +232,10 @@ impl AuditTrail {
     ///
     /// The writer counts committed entries and batch sizes and shows its availability in
     /// `metrics`.
-    pub fn open(settings: &AuditSettings, metrics: AuditMetrics) -> Result<AuditTrail, AuditError> {
+    pub fn open(
+        settings: &AuditSettings,
+        metrics: Box<dyn TrailObserver>,
+    ) -> Result<AuditTrail, AuditError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
         let connection = store::open_writer(&settings.path, settings.hash, settings.synchronous)?;
         let health = Arc::new(Health::default());
@@ -243,7 +298,7 @@ impl AuditTrail {
     pub async fn flush(&self) {
         let (flushed, done) = oneshot::channel();
         if self.sender.send(Message::Flush(flushed)).await.is_ok() {
-            let _ = done.await;
+            done.await.ok();
         }
     }
 
@@ -371,10 +426,10 @@ async fn relay(mut acknowledgements: mpsc::UnboundedReceiver<Acknowledgements>) 
     while let Some(batch) = acknowledgements.recv().await {
         for (committed, result) in batch.committed {
             // A caller that went away (its connection closed) needs no answer.
-            let _ = committed.send(result);
+            committed.send(result).ok();
         }
         for flushed in batch.flushed {
-            let _ = flushed.send(());
+            flushed.send(()).ok();
         }
     }
 }
@@ -385,6 +440,7 @@ async fn relay(mut acknowledgements: mpsc::UnboundedReceiver<Acknowledgements>) 
 /// every caller waits for its commit) or at the scheduler's next tick. Entries queued meanwhile
 /// join the same batch: under load one transaction and one wake-up serve many exchanges
 /// instead of one each. Best effort: elsewhere, or if refused, the thread stays as it was.
+#[allow(unsafe_code)] // sched_setscheduler: see the SAFETY comment
 fn yield_to_the_runtime() {
     #[cfg(target_os = "linux")]
     {
@@ -417,7 +473,7 @@ async fn probe_while_unavailable(health: Arc<Health>, sender: mpsc::WeakSender<M
         let Some(sender) = sender.upgrade() else {
             return;
         };
-        let _ = sender.try_send(Message::Probe);
+        sender.try_send(Message::Probe).ok();
     }
 }
 
@@ -428,7 +484,7 @@ struct Writer {
     hash: AuditHash,
     reserve: Reserve,
     health: Arc<Health>,
-    metrics: AuditMetrics,
+    metrics: Box<dyn TrailObserver>,
 }
 
 impl Writer {
@@ -527,8 +583,7 @@ impl Writer {
 
     /// Counts a committed batch.
     fn committed(&self, entries: u64) {
-        self.metrics.entries.inc_by(entries);
-        self.metrics.batch_entries.observe(entries as f64);
+        self.metrics.committed(entries);
     }
 
     /// While the trail is unavailable: folds the WAL into the database and truncates it (a WAL
@@ -559,7 +614,7 @@ impl Writer {
     fn set_unavailable(&self, unavailable: bool) {
         let was = self.health.unavailable.swap(unavailable, Ordering::AcqRel);
         if was != unavailable {
-            self.metrics.store_unavailable.set(i64::from(unavailable));
+            self.metrics.unavailable(unavailable);
             self.health.changed.notify_one();
         }
     }

@@ -854,10 +854,10 @@ fn bounded_list(
     if truncated {
         match lang {
             Lang::En => {
-                let _ = write!(list, " ({} in total)", entries.len());
+                write!(list, " ({} in total)", entries.len()).unwrap_or(());
             }
             Lang::Zh => {
-                let _ = write!(list, "（共 {} 个）", entries.len());
+                write!(list, "（共 {} 个）", entries.len()).unwrap_or(());
             }
         }
     }
@@ -890,7 +890,7 @@ fn bounded_text(text: &str, max_chars: usize) -> String {
 fn bounded_display(value: &dyn Display, max_chars: usize) -> String {
     let mut text = BoundedText::new(max_chars);
     // An error here only means the budget ran out; what fit is kept.
-    let _ = write!(text, "{value}");
+    write!(text, "{value}").unwrap_or(());
     text.finish()
 }
 

@@ -17,7 +17,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::entry::{AuditEntry, Break, ChainVerifier, EncodingVersion, FIELDS_V1, StoredEntry};
-use crate::config::AuditHash;
+use crate::entry::AuditHash;
 
 /// Where a stored entry's encoding version is, in entries of version 2 on: right after the
 /// version 1 fields and the hash. Entries of version 1 end before it.
@@ -401,7 +401,7 @@ impl BlockVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::entry::{EntryKind, GENESIS_HASH, chain_entries, sha256_hex};
+    use crate::entry::{EntryKind, GENESIS_HASH, chain_entries, sha256_hex};
 
     fn entry(index: usize, time: &str) -> AuditEntry {
         AuditEntry {
@@ -492,7 +492,7 @@ mod tests {
             entry.exchange_id = None;
             entry
         });
-        crate::audit::entry::chain_entries_in(
+        crate::entry::chain_entries_in(
             EncodingVersion::V1,
             AuditHash::Sha256,
             GENESIS_HASH,

@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use xgate::config::file::FormatSection;
-use xgate::i18n::Lang;
-use xgate::number::ExactNumber;
-use xgate::translate::{Direction, ErrorKind, Format, TranslationError};
+use xgate_core::i18n::Lang;
+use xgate_core::number::ExactNumber;
+use xgate_core::translate::FormatSection;
+use xgate_core::translate::{Direction, ErrorKind, Format, TranslationError};
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/translate");
 const CONFIG_ERRORS: &str = concat!(
@@ -301,7 +301,7 @@ fn read(path: &Path) -> Result<String, String> {
 
 fn read_json(path: &Path) -> Result<Value, String> {
     // The gateway's reader: numbers keep the text they are written with (`1e2`, not `1e+2`).
-    xgate::json::parse(read(path)?.as_bytes())
+    xgate_core::json::parse(read(path)?.as_bytes())
         .map_err(|error| format!("{}: {error}", file_name(path)))
 }
 

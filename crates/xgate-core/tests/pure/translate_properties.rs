@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
-use xgate::translate::{Conversion, Direction, ErrorKind, Format};
+use xgate_core::translate::{Conversion, Direction, ErrorKind, Format};
 
 use crate::translate_fixtures::{decimal, parse_format, same_record};
 

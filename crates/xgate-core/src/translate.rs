@@ -28,10 +28,10 @@ pub use self::convert::{CodeTable, Conversion, Reason};
 pub use self::pattern::Pattern;
 use self::plan::{Outcome, Plan, Read, Uncovered, UncoveredField};
 use self::walk::Step;
-use crate::config::file::FormatSection;
 use crate::i18n::Lang;
 use crate::pointer::{FieldPath, Segment};
 use crate::registry::Violation;
+use serde::Deserialize;
 
 /// The most translation errors reported for one record.
 pub const MAX_ERRORS: usize = 100;
@@ -741,6 +741,38 @@ fn toml_to_json(value: &toml::Value) -> Value {
                 .collect(),
         ),
     }
+}
+
+/// `[formats.<schema>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatSection {
+    /// What happens to a field no rule covers: `reject`, `drop` or `keep`.
+    #[serde(default = "reject")]
+    pub unmapped: String,
+    /// The mapping rules.
+    #[serde(default)]
+    pub fields: Vec<FieldRuleSection>,
+}
+
+/// One entry of `fields = [...]` in a format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRuleSection {
+    /// Where the value sits in the department's own layout (JSON Pointer, `*` for array elements).
+    pub own: String,
+    /// Where it sits in the shared layout.
+    pub shared: String,
+    /// A conversion: `date:<strftime>`, `datetime:<strftime>[@<offset>]`, `scale:<factor>`,
+    /// `number`, `string` or `boolean:<true>/<false>`.
+    pub convert: Option<String>,
+    /// A one-to-one table of own values to shared values.
+    pub codes: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// The default of `unmapped`.
+fn reject() -> String {
+    "reject".to_owned()
 }
 
 #[cfg(test)]

@@ -735,7 +735,7 @@ mod tests {
     )]
     fn answers_as_the_librarys_pattern_on_the_test_suites_regex_groups() {
         let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/testdata/json-schema-test-suite/tests/draft2020-12");
+            .join("../../../shared/testdata/json-schema-test-suite/tests/draft2020-12");
         assert!(
             folder.is_dir(),
             "the JSON Schema test suite is missing at {}",
