@@ -349,7 +349,8 @@ async fn run_lookup<'s>(
     }
     Ok(Answered {
         cache,
-        age: entry.age(Instant::now()),
+        // The cache's clock (see `cache`): the same the entry's fetch time was read on.
+        age: entry.age(tokio::time::Instant::now()),
         body,
     })
 }
