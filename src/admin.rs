@@ -50,9 +50,9 @@ use xgate_core::registry::Violation;
 use xgate_core::translate::Direction;
 
 /// The roles that may read the registry and the audit trail.
-pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];
+pub(crate) const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 /// The roles that may change things.
-pub const WRITERS: &[Role] = &[Role::Admin];
+pub(crate) const WRITERS: &[Role] = &[Role::Admin];
 
 pub mod audit;
 pub mod certificates;
@@ -61,7 +61,7 @@ pub mod schemas;
 
 /// What admin handlers share: the gateway, and the registry's one writer.
 #[derive(Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// The shared gateway state.
     pub gateway: Arc<Gateway>,
     /// Serializes registry changes and owns the schema files.
@@ -116,7 +116,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 
 /// Identifies the caller and checks its department's role: 401 without valid credentials, 403
 /// when the role is not among `allowed`.
-pub fn require_role<'s>(
+pub(crate) fn require_role<'s>(
     snapshot: &'s Snapshot,
     headers: &HeaderMap,
     allowed: &[Role],

@@ -21,7 +21,7 @@ use xgate_core::domain::DepartmentId;
 
 /// What `Retry-After` says to a refused call: in-flight work drains within a request's time,
 /// so one second is long enough to find room and short enough not to idle a client.
-pub const RETRY_AFTER_SECONDS: u64 = 1;
+pub(crate) const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// The counts of work in flight, shared by every snapshot (a reload keeps the counts).
 #[derive(Debug, Default)]
@@ -35,7 +35,7 @@ pub struct Admission {
 impl Admission {
     /// Admits one call of `consumer` within `settings`' bounds, or refuses it: 429 past the
     /// consumer's bound, 503 past the gateway's.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         consumer: &DepartmentId,
         settings: &GatewaySettings,
@@ -119,19 +119,19 @@ impl CallerPresence {
 
     /// Nobody who could hang up: work shared by several callers (a certificate fetch), which
     /// must finish for the others.
-    pub fn unwatched() -> CallerPresence {
+    pub(crate) fn unwatched() -> CallerPresence {
         CallerPresence(None)
     }
 
     /// Marks the caller gone.
-    pub fn hang_up(&self) {
+    pub(crate) fn hang_up(&self) {
         if let Some(gone) = &self.0 {
             gone.store(true, Ordering::Release);
         }
     }
 
     /// Whether the caller hung up.
-    pub fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         self.0
             .as_ref()
             .is_some_and(|gone| gone.load(Ordering::Acquire))

@@ -13,7 +13,7 @@ use xgate_core::json::JsonError;
 
 /// Reads a JSON request body: `application/json` or `application/*+json` (415 otherwise), at
 /// most `limit` bytes (413), refused early when `Content-Length` already says it is too large.
-pub async fn read_json_body(
+pub(crate) async fn read_json_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -27,7 +27,7 @@ pub async fn read_json_body(
 }
 
 /// Reads a whole body of at most `limit` bytes.
-pub async fn read_bounded(
+pub(crate) async fn read_bounded(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -52,7 +52,7 @@ pub async fn read_bounded(
 
 /// Whether `Content-Type` is `application/json` or `application/<x>+json`, with no charset
 /// other than UTF-8.
-pub fn is_json_media_type(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json_media_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -10,7 +10,7 @@ use crate::problem::ExchangeError;
 use xgate_core::i18n::Lang;
 
 /// The language and request id every non-exchange handler answers with.
-pub struct Caller {
+pub(crate) struct Caller {
     /// From `Accept-Language`.
     pub lang: Lang,
     /// From `X-Request-Id` or generated.
@@ -19,7 +19,7 @@ pub struct Caller {
 
 impl Caller {
     /// Reads the caller's language and request id from the request headers.
-    pub fn from_headers(headers: &HeaderMap) -> Caller {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Caller {
         Caller {
             lang: Lang::from_accept_language(
                 headers
@@ -32,7 +32,7 @@ impl Caller {
 
     /// A problem response in the caller's language.
     pub fn problem(&self, error: &ExchangeError) -> Response<Body> {
-        error.into_response(self.lang, &self.request_id)
+        error.to_response(self.lang, &self.request_id)
     }
 
     /// A JSON response with the request id.

@@ -39,17 +39,17 @@ use cache::{Answer, CacheEntry, CacheKey, Lookup};
 use issuer::FetchContext;
 use issuers::Issuer;
 use xgate_audit::entry::digest_hex;
-use xgate_audit::{AuditEntry, EntryKind, sha256_hex};
+use xgate_audit::{AuditEntry, EntryKind, Outcome, sha256_hex};
 use xgate_core::translate::Direction;
 
 /// `Xgate-Purpose`: why the caller looks a certificate up (required, audited).
-pub const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
+pub(crate) const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
 /// `Xgate-Cache`: `hit`, `miss` or `stale`.
-pub const XGATE_CACHE: HeaderName = HeaderName::from_static("xgate-cache");
+pub(crate) const XGATE_CACHE: HeaderName = HeaderName::from_static("xgate-cache");
 
 /// How the cache answered, for `Xgate-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
+pub(crate) enum CacheStatus {
     /// A fresh entry.
     Hit,
     /// Asked the issuer.
@@ -71,7 +71,7 @@ impl CacheStatus {
 
 /// What one lookup leaves for the record phase: labels from configuration only, the id and the
 /// purpose only as hashes in anything written out.
-pub struct LookupRecord<'a> {
+pub(crate) struct LookupRecord<'a> {
     /// The lookup's request id.
     pub request_id: &'a str,
     /// The gateway's own id of the lookup (`Xgate-Exchange-Id`).
@@ -88,7 +88,7 @@ pub struct LookupRecord<'a> {
     pub result: LookupResult,
     /// The outcome word of a refusal or failure (SPEC §9), for the audit entry; `None` when the
     /// lookup was answered from the cache or the issuer (the entry then records the result).
-    pub refusal: Option<&'static str>,
+    pub refusal: Option<Outcome>,
     /// The issuing department, once the type is routed.
     pub issuer: Option<&'a str>,
     /// Whether the lookup went to the cache (and possibly the issuer).
@@ -106,7 +106,7 @@ pub struct LookupRecord<'a> {
 /// without the id or the purpose (answered lookups at debug level, refusals and failures at
 /// info, as exchanges are) and returns the lookup's audit entry (the caller commits it before
 /// answering).
-pub fn record_lookup(
+pub(crate) fn record_lookup(
     gateway: &Gateway,
     record: &LookupRecord<'_>,
     response: &Response<Body>,
@@ -155,13 +155,13 @@ pub fn record_lookup(
 fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEntry {
     let outcome = match (record.refusal, record.result) {
         (Some(refusal), _) => refusal,
-        (None, LookupResult::Hit | LookupResult::Miss | LookupResult::Stale) => {
-            record.result.as_str()
-        }
-        (None, LookupResult::NotFound) => "not_found",
+        (None, LookupResult::Hit) => Outcome::Hit,
+        (None, LookupResult::Miss) => Outcome::Miss,
+        (None, LookupResult::Stale) => Outcome::Stale,
+        (None, LookupResult::NotFound) => Outcome::NotFound,
         // An answered lookup always has a result; keep the entry truthful if that changes.
-        (None, LookupResult::Error) => "upstream_error",
-        (None, LookupResult::StoreUnavailable) => "store_unavailable",
+        (None, LookupResult::Error) => Outcome::UpstreamError,
+        (None, LookupResult::StoreUnavailable) => Outcome::StoreUnavailable,
     };
     let known = |label: &str| (label != UNKNOWN).then(|| label.to_owned());
     AuditEntry {
@@ -176,7 +176,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         path_sha256: None,
         purpose_sha256: record.purpose.map(sha256_hex),
         status: response.status().as_u16(),
-        outcome: outcome.to_owned(),
+        outcome: outcome.as_str().to_owned(),
         request_bytes: None,
         response_bytes: http_body::Body::size_hint(response.body()).exact(),
         request_sha256: None,
@@ -315,7 +315,7 @@ async fn run_lookup<'s>(
             gateway: gateway.clone(),
             snapshot: snapshot.clone(),
             request_id: caller.request_id.clone(),
-            in_flight,
+            _in_flight: in_flight,
             exchange_id: record.exchange_id.to_owned(),
         },
         issuer.clone(),
@@ -349,13 +349,14 @@ async fn run_lookup<'s>(
     }
     Ok(Answered {
         cache,
-        age: entry.age(Instant::now()),
+        // The cache's clock (see `cache`): the same the entry's fetch time was read on.
+        age: entry.age(tokio::time::Instant::now()),
         body,
     })
 }
 
 /// The type and id from the path; an id that is not UTF-8 once percent-decoded is a 400.
-pub fn path_parts(
+pub(crate) fn path_parts(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(String, String), ExchangeError> {
     path.map(|Path(parts)| parts)
@@ -394,7 +395,7 @@ fn purpose(headers: &HeaderMap) -> Result<&[u8], ExchangeError> {
 }
 
 /// Check id: the type's `id_format`, before any issuer call (422 otherwise).
-pub fn check_id(issuer: &Issuer, id: &str) -> Result<(), ExchangeError> {
+pub(crate) fn check_id(issuer: &Issuer, id: &str) -> Result<(), ExchangeError> {
     if issuer.accepts_id(id) {
         Ok(())
     } else {
@@ -503,7 +504,7 @@ pub async fn invalidate(
 }
 
 /// Drops one certificate from the cache and logs who did (the id as a hash).
-pub async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: &str) {
+pub(crate) async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: &str) {
     let key = CacheKey {
         certificate_type: issuer.settings.certificate_type.clone(),
         id: id.into(),
@@ -518,7 +519,7 @@ pub async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: 
 }
 
 /// 204 with the request id.
-pub fn no_content(caller: &Caller) -> Response<Body> {
+pub(crate) fn no_content(caller: &Caller) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     caller.tag(response)

@@ -210,7 +210,7 @@ pub struct Department {
 
 impl Department {
     /// The most upstream connections open at once to this department's services and issuers.
-    pub fn upstream_connection_cap(&self, gateway: &GatewaySettings) -> usize {
+    pub(crate) fn upstream_connection_cap(&self, gateway: &GatewaySettings) -> usize {
         self.max_upstream_connections
             .unwrap_or(gateway.max_upstream_connections_per_provider)
     }
@@ -221,7 +221,7 @@ const HOUR_MS: u64 = 3_600_000;
 
 /// The largest value a count bound (in flight, connections) may take: past it a bound bounds
 /// nothing a machine could hold.
-pub const MAX_BOUND: u64 = 1 << 20;
+pub(crate) const MAX_BOUND: u64 = 1 << 20;
 
 /// A service as configured.
 #[derive(Debug, Clone)]
@@ -951,7 +951,7 @@ fn check_department(
 /// are compared in: the subject's attributes (`CN=tax`, `O=...`), in the certificate's order,
 /// each with the spaces around it and around its `=` removed, joined by `,`. Values are
 /// compared exactly (case and inner spaces kept). A SAN URI has no `,` and passes unchanged.
-pub fn normalize_cert_subject(subject: &str) -> String {
+pub(crate) fn normalize_cert_subject(subject: &str) -> String {
     subject
         .split(',')
         .map(|part| match part.split_once('=') {

@@ -29,10 +29,10 @@ use crate::problem::ExchangeError;
 pub const LARGE_RECORD_BYTES: usize = 32 * 1024;
 
 /// The longest a large record waits for a turn on the pool before it is refused (503).
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// How many large records may wait for a turn, per turn, before further ones are refused.
-pub const QUEUED_PER_WORKER: usize = 16;
+pub(crate) const QUEUED_PER_WORKER: usize = 16;
 
 /// What a caller refused for want of a turn is told to wait before trying again.
 const RETRY_AFTER_SECONDS: u64 = 1;
@@ -79,7 +79,7 @@ impl CpuPool {
 
     /// One turn fewer than the machine has cores (at least one), so large records never take
     /// every core from the runtime's small calls and the admin plane.
-    pub fn for_this_machine() -> CpuPool {
+    pub(crate) fn for_this_machine() -> CpuPool {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         CpuPool::new(cores.saturating_sub(1), MAX_WAIT)
     }
@@ -95,7 +95,7 @@ impl CpuPool {
     }
 
     /// Whether a record of `bytes` runs on the pool rather than inline.
-    pub fn is_large(bytes: usize) -> bool {
+    pub(crate) fn is_large(bytes: usize) -> bool {
         bytes > LARGE_RECORD_BYTES
     }
 

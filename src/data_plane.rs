@@ -62,7 +62,7 @@ async fn not_found(headers: HeaderMap) -> Response<Body> {
 }
 
 /// A route that exists, with another method: the 405 problem (axum adds `Allow`).
-pub async fn method_not_allowed(headers: HeaderMap) -> Response<Body> {
+pub(crate) async fn method_not_allowed(headers: HeaderMap) -> Response<Body> {
     Caller::from_headers(&headers).problem(&ExchangeError::MethodNotAllowed {
         allowed: Vec::new(),
     })

@@ -22,7 +22,7 @@ use crate::gateway::Gateway;
 
 /// Where the example configuration is: `config/xgate.toml` under the current folder when there
 /// is one, otherwise the copy in the source tree this binary was built from.
-pub fn example_config_path() -> PathBuf {
+pub(crate) fn example_config_path() -> PathBuf {
     let local = PathBuf::from("config/xgate.toml");
     if local.is_file() {
         local

@@ -19,14 +19,15 @@ use crate::admission::{CallerPresence, InFlightPermit};
 use crate::body::{is_json_media_type, parse_json, read_json_body};
 use crate::config::Department;
 use crate::cpu::CpuPool;
+use crate::events::{ExchangeFinished, RecordFailure};
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardContext, Origin};
 use crate::identity::identify_department;
-use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Metrics, Side, UNKNOWN};
+use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
-use xgate_audit::{AuditEntry, EntryKind, sha256_hex};
+use xgate_audit::{AuditEntry, EntryKind, Outcome, sha256_hex};
 use xgate_core::i18n::Lang;
 use xgate_core::registry::CompiledSchema;
 use xgate_core::translate::Direction;
@@ -37,7 +38,7 @@ pub mod path_rest;
 /// What the record phase learns about one call, whatever its outcome. It borrows from the
 /// snapshot the call runs on, so filling it in costs no copies.
 #[derive(Debug)]
-pub struct ExchangeRecord<'s> {
+pub(crate) struct ExchangeRecord<'s> {
     /// The request id (the caller's or generated).
     pub request_id: String,
     /// The gateway's own id of this exchange (`Xgate-Exchange-Id`).
@@ -130,11 +131,25 @@ impl Record {
     }
 }
 
+/// One exchange's context, handed to every phase (pingora's `(session, ctx)` shape): what the
+/// call runs on (the gateway, the snapshot it loaded once), where it comes from (its
+/// connection's origin, whether its caller is still there), the language of its answers, and
+/// its record, which the phases fill in as they learn who calls what.
+struct Call<'s> {
+    gateway: &'s Gateway,
+    snapshot: &'s Arc<Snapshot>,
+    origin: &'s Origin,
+    caller: &'s CallerPresence,
+    lang: Lang,
+    record: ExchangeRecord<'s>,
+}
+
 /// Serves one `/exchange/...` call through every phase and records it. The answer leaves only
 /// once its audit entry is committed (see [`commit_entry`]: an exchange that cannot be audited
 /// is not answered, and while the trail cannot commit none is forwarded). A `caller` that hangs
 /// up before the call is handed to an upstream connection ends it unforwarded (`cancelled` in
-/// the trail).
+/// the trail). Its log line and metrics are emitted once, after the commit, with the committed
+/// outcome ([`ExchangeFinished`]).
 pub async fn exchange(
     gateway: &Gateway,
     request: Request<Body>,
@@ -149,7 +164,7 @@ pub async fn exchange(
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|value| value.to_str().ok()),
     );
-    let mut record = ExchangeRecord {
+    let record = ExchangeRecord {
         request_id: headers::request_id(request.headers()),
         exchange_id: headers::new_exchange_id(),
         consumer: None,
@@ -169,46 +184,56 @@ pub async fn exchange(
         upstream_duration: None,
         in_flight: None,
     };
-    let result = run_phases(
+    let mut call = Call {
         gateway,
-        &snapshot,
-        request,
+        snapshot: &snapshot,
         origin,
         caller,
         lang,
-        &mut record,
-    )
-    .await;
-    let (response, outcome) = match result {
-        Ok(response) => (response, "ok"),
+        record,
+    };
+    let result = run_phases(&mut call, request).await;
+    let (response, outcome, failure) = match result {
+        Ok(response) => (response, Outcome::Ok, None),
         Err(error) => {
-            count_failure(&gateway.metrics, &record, &error);
+            let failure = record_failure(&call.record, &error);
+            let outcome = error.outcome();
             (
-                error.into_response(lang, &record.request_id),
-                error.outcome(),
+                error.to_response(lang, &call.record.request_id),
+                outcome,
+                failure,
             )
         }
     };
-    let entry = record_exchange(&mut record, &response, outcome, started.elapsed());
+    let entry = audit_entry(&mut call.record, &response, outcome, started.elapsed());
     let (request_bytes, response_bytes) = (entry.request_bytes, entry.response_bytes);
-    let (response, outcome) =
-        commit_entry(gateway, &record, entry, (response, outcome), lang).await;
-    // The duration includes the audit commit: the answer leaves only after it.
-    let observation = ExchangeObservation {
-        labels: record.labels(),
-        outcome,
-        duration: started.elapsed(),
-        upstream: record.upstream_duration,
-        request_bytes,
-        response_bytes,
-    };
-    match record.served_series() {
-        Some(series) if outcome == "ok" => series
-            .get_or_init(|| gateway.metrics.exchange_series(observation.labels, outcome))
-            .record(&gateway.metrics, &observation),
-        _ => gateway.metrics.exchange(&observation),
+    let (mut response, committed) = commit_entry(&call, entry, (response, outcome)).await;
+    let record = &call.record;
+    // The failure counters count what the trail holds: a refusal of the commit replaced it.
+    let failure = failure.filter(|_| committed == outcome);
+    ExchangeFinished {
+        request_id: &record.request_id,
+        exchange_id: &record.exchange_id,
+        method: &record.method,
+        service: record
+            .route
+            .map_or("-", |route| route.label.to_str().unwrap_or("-")),
+        status: response.status().as_u16(),
+        request_schema: record.request_schema.as_deref(),
+        response_schema: record.response_schema.as_deref(),
+        failure,
+        // The duration includes the audit commit: the answer leaves only after it.
+        observation: ExchangeObservation {
+            labels: record.labels(),
+            outcome: committed,
+            duration: started.elapsed(),
+            upstream: record.upstream_duration,
+            request_bytes,
+            response_bytes,
+        },
+        served: record.served_series(),
     }
-    let mut response = response;
+    .emit(&gateway.metrics);
     headers::tag_exchange_id(response.headers_mut(), &record.exchange_id);
     response
 }
@@ -221,17 +246,21 @@ pub async fn exchange(
 /// provider is answered 503 too; one that did (forwarded just before commits started failing)
 /// is answered 500 `internal`, its provider's answer withheld.
 async fn commit_entry(
-    gateway: &Gateway,
-    record: &ExchangeRecord<'_>,
+    call: &Call<'_>,
     entry: AuditEntry,
-    (response, outcome): (Response<Body>, &'static str),
-    lang: Lang,
-) -> (Response<Body>, &'static str) {
+    (response, outcome): (Response<Body>, Outcome),
+) -> (Response<Body>, Outcome) {
+    let Call {
+        gateway,
+        lang,
+        record,
+        ..
+    } = call;
     let forwarded = record.upstream_duration.is_some();
     let refused = || {
         let error = ExchangeError::store_unavailable();
         (
-            error.into_response(lang, &record.request_id),
+            error.to_response(*lang, &record.request_id),
             error.outcome(),
         )
     };
@@ -242,7 +271,7 @@ async fn commit_entry(
         Ok(_) => (response, outcome),
         Err(_) if !forwarded => refused(),
         Err(_) => (
-            ExchangeError::Internal.into_response(lang, &record.request_id),
+            ExchangeError::Internal.to_response(*lang, &record.request_id),
             ExchangeError::Internal.outcome(),
         ),
     }
@@ -257,72 +286,76 @@ fn refuse_while_unauditable(gateway: &Gateway) -> Result<(), ExchangeError> {
     Ok(())
 }
 
-/// Counts a refused record in `xgate_validation_failures_total` or
+/// The refused record of a failed exchange, for `xgate_validation_failures_total` or
 /// `xgate_translation_failures_total` (other failures are counted by outcome only).
-fn count_failure(metrics: &Metrics, record: &ExchangeRecord<'_>, error: &ExchangeError) {
-    let validated = match error {
-        ExchangeError::SchemaValidation { .. } => record
-            .request_schema
-            .as_deref()
-            .map(|schema| (schema, Side::Request)),
+fn record_failure(record: &ExchangeRecord<'_>, error: &ExchangeError) -> Option<RecordFailure> {
+    match error {
+        ExchangeError::SchemaValidation { .. } => {
+            record
+                .request_schema
+                .clone()
+                .map(|schema| RecordFailure::Validation {
+                    schema,
+                    side: Side::Request,
+                })
+        }
         // No violations: the answer was not JSON at all, which is no schema's verdict.
         ExchangeError::UpstreamInvalidResponse {
             violation_count, ..
-        } if *violation_count > 0 => record
-            .response_schema
-            .as_deref()
-            .map(|schema| (schema, Side::Response)),
+        } if *violation_count > 0 => {
+            record
+                .response_schema
+                .clone()
+                .map(|schema| RecordFailure::Validation {
+                    schema,
+                    side: Side::Response,
+                })
+        }
         ExchangeError::Translation {
             schema,
             department,
             direction,
             ..
-        } => {
+        } => Some(RecordFailure::Translation {
+            department: department.clone(),
             // `name@version` of a registered schema; names cannot hold `@`.
-            let name = schema
+            schema: schema
                 .split_once('@')
-                .map_or(schema.as_str(), |(name, _)| name);
-            metrics.translation_failure(department, name, *direction);
-            None
-        }
+                .map_or(schema.as_str(), |(name, _)| name)
+                .to_owned(),
+            direction: *direction,
+        }),
         _ => None,
-    };
-    if let Some((schema, side)) = validated {
-        metrics.validation_failure(schema.name.as_str(), schema.version.get(), side);
     }
 }
 
 async fn run_phases<'s>(
-    gateway: &Gateway,
-    snapshot: &'s Arc<Snapshot>,
+    call: &mut Call<'s>,
     request: Request<Body>,
-    origin: &Origin,
-    caller: &CallerPresence,
-    lang: Lang,
-    record: &mut ExchangeRecord<'s>,
 ) -> Result<Response<Body>, ExchangeError> {
     let (parts, body) = request.into_parts();
+    let (gateway, snapshot, lang) = (call.gateway, call.snapshot, call.lang);
 
-    let consumer = identify(snapshot, &parts.headers, origin)?;
-    record.consumer = Some(consumer);
+    let consumer = identify(call, &parts.headers)?;
+    call.record.consumer = Some(consumer);
 
     let (route, rest) = route(snapshot, parts.uri.path())?;
-    record.route = Some(route);
+    call.record.route = Some(route);
 
     authorize(consumer, route, &parts.method)?;
-    record.in_flight = Some(admit(gateway, snapshot, consumer)?);
+    call.record.in_flight = Some(admit(call, consumer)?);
     // Before a body is read for nothing; checked again right before forwarding.
     refuse_while_unauditable(gateway)?;
 
     let request_schema = resolve_schema(snapshot, route.service.request_schema.as_ref())?
         .filter(|_| holds_body_to_schema(&parts.method, &body));
     let response_schema = resolve_schema(snapshot, route.service.response_schema.as_ref())?;
-    record.request_schema = request_schema.clone();
-    record.response_schema = response_schema.clone();
+    call.record.request_schema = request_schema.clone();
+    call.record.response_schema = response_schema.clone();
 
     let max_body_bytes = snapshot.config.gateway.max_body_bytes;
     // A streamed body's length is what it declared; hyper holds it to that length.
-    record.request_bytes = http_body::Body::size_hint(&body).exact();
+    call.record.request_bytes = http_body::Body::size_hint(&body).exact();
     let body = read_request(
         request_schema.is_some(),
         &parts.headers,
@@ -335,8 +368,8 @@ async fn run_phases<'s>(
         ..
     }) = &body
     {
-        record.request_bytes = Some(bytes.len() as u64);
-        record.request_sha256 = Some(sha256_hex(bytes));
+        call.record.request_bytes = Some(bytes.len() as u64);
+        call.record.request_sha256 = Some(sha256_hex(bytes));
     }
     let (body, caller_body) = watch_caller_body(body);
     let provider = provider(snapshot, route)?;
@@ -346,42 +379,24 @@ async fn run_phases<'s>(
         route,
     };
     let schema = request_schema.clone();
-    let body = on_cpu(
-        gateway,
-        snapshot,
-        parties,
-        body.record_bytes(),
-        move |parties| {
-            let body = to_shared(parties.consumer, schema.as_deref(), body, lang)?;
-            validate_request(parties.consumer, schema.as_deref(), &body, lang)?;
-            to_provider(parties.provider, schema.as_deref(), body, lang)
-        },
-    )
+    let body = on_cpu(call, parties, body.record_bytes(), move |parties| {
+        let body = to_shared(parties.consumer, schema.as_deref(), body, lang)?;
+        validate_request(parties.consumer, schema.as_deref(), &body, lang)?;
+        to_provider(parties.provider, schema.as_deref(), body, lang)
+    })
     .await?;
 
     refuse_while_unauditable(gateway)?;
     let upstream_started = Instant::now();
-    let upstream = forward(
-        gateway,
-        snapshot,
-        &parts,
-        route,
-        rest,
-        consumer,
-        body,
-        origin,
-        (&record.request_id, &record.exchange_id),
-        caller,
-    )
-    .await;
-    record.upstream_duration = Some(upstream_started.elapsed());
+    let upstream = forward(call, parties, &parts, rest, body).await;
+    call.record.upstream_duration = Some(upstream_started.elapsed());
     let mut upstream = upstream.map_err(|error| blame_caller_body(error, caller_body.as_ref()))?;
 
     let validated = response_schema.filter(|_| upstream.status().is_success());
     let Some(response_schema) = validated else {
         // The call stays in flight while its answer streams (it holds the connection).
-        upstream.body_mut().hold(record.in_flight.take());
-        return Ok(stream_response(upstream, &record.request_id));
+        upstream.body_mut().hold(call.record.in_flight.take());
+        return Ok(stream_response(upstream, &call.record.request_id));
     };
     let (status, upstream_headers, response) = read_response(
         upstream,
@@ -391,7 +406,7 @@ async fn run_phases<'s>(
     )
     .await?;
     let response_bytes = response.original.as_ref().map_or(0, Bytes::len);
-    let (bytes, rewritten) = on_cpu(gateway, snapshot, parties, response_bytes, move |parties| {
+    let (bytes, rewritten) = on_cpu(call, parties, response_bytes, move |parties| {
         let schema = &response_schema;
         let response = response_to_shared(parties.provider, schema, response, lang)?;
         validate_response(schema, &response)?;
@@ -401,25 +416,22 @@ async fn run_phases<'s>(
         Ok((response.into_bytes(), rewritten))
     })
     .await?;
-    record.response_bytes = Some(bytes.len() as u64);
-    record.response_sha256 = Some(sha256_hex(&bytes));
+    call.record.response_bytes = Some(bytes.len() as u64);
+    call.record.response_sha256 = Some(sha256_hex(&bytes));
     Ok(respond(
         status,
         upstream_headers,
         bytes,
         rewritten,
-        &record.request_id,
+        &call.record.request_id,
     ))
 }
 
 /// Phase 1, identify: the connection's verified client certificate, or else the bearer token's
 /// SHA-256, names the consumer.
-fn identify<'s>(
-    snapshot: &'s Snapshot,
-    headers: &HeaderMap,
-    origin: &Origin,
-) -> Result<&'s Department, ExchangeError> {
-    identify_department(snapshot, headers, origin.client_certificate.as_deref())
+fn identify<'s>(call: &Call<'s>, headers: &HeaderMap) -> Result<&'s Department, ExchangeError> {
+    let certificate = call.origin.client_certificate.as_deref();
+    identify_department(call.snapshot, headers, certificate)
 }
 
 /// Phase 2, route: `/exchange/{provider}/{service}[/{rest}]` names the service; `rest` is kept
@@ -465,14 +477,10 @@ fn authorize(consumer: &Department, route: &Route, method: &Method) -> Result<()
 /// `overloaded`, both at once and with `Retry-After`). After authorize rather than identify,
 /// so a refusal names its service in the trail and metrics; the phases before are pure
 /// lookups that hold nothing.
-fn admit(
-    gateway: &Gateway,
-    snapshot: &Snapshot,
-    consumer: &Department,
-) -> Result<InFlightPermit, ExchangeError> {
-    gateway
+fn admit(call: &Call<'_>, consumer: &Department) -> Result<InFlightPermit, ExchangeError> {
+    call.gateway
         .admission
-        .admit(&consumer.id, &snapshot.config.gateway)
+        .admit(&consumer.id, &call.snapshot.config.gateway)
 }
 
 /// The schema version a service's reference means at this moment.
@@ -567,8 +575,7 @@ struct Parties<'s> {
 /// holds a runtime worker. There the parties are looked up again by name in the same snapshot
 /// (the phases must own what they use); they are the same values.
 async fn on_cpu<T: Send + 'static>(
-    gateway: &Gateway,
-    snapshot: &Arc<Snapshot>,
+    call: &Call<'_>,
     parties: Parties<'_>,
     bytes: usize,
     phases: impl for<'p> FnOnce(Parties<'p>) -> Result<T, ExchangeError> + Send + 'static,
@@ -576,11 +583,11 @@ async fn on_cpu<T: Send + 'static>(
     if !CpuPool::is_large(bytes) {
         return phases(parties);
     }
-    let snapshot = snapshot.clone();
+    let snapshot = call.snapshot.clone();
     let consumer = parties.consumer.id.clone();
     let provider = parties.provider.id.clone();
     let service = parties.route.service.name.clone();
-    gateway
+    call.gateway
         .cpu
         .run(move || {
             let route = snapshot.route(provider.as_str(), service.as_str());
@@ -711,18 +718,14 @@ fn to_provider(
 
 /// Phase 8, forward: the upstream URL + rest + the raw query, the method kept, headers per
 /// SPEC §3.8, answered within the upstream timeout.
-#[allow(clippy::too_many_arguments)]
 async fn forward(
-    gateway: &Gateway,
-    snapshot: &Snapshot,
+    call: &Call<'_>,
+    Parties {
+        consumer, route, ..
+    }: Parties<'_>,
     parts: &Parts,
-    route: &Route,
     rest: &str,
-    consumer: &Department,
     body: RequestBody,
-    origin: &Origin,
-    (request_id, exchange_id): (&str, &str),
-    caller: &CallerPresence,
 ) -> Result<Response<UpstreamBody>, ExchangeError> {
     // Authorize admitted the consumer, so it has a lane unless the upstream has no address.
     let Some(lane) = route.lanes.get(&consumer.id) else {
@@ -752,17 +755,18 @@ async fn forward(
     let context = ForwardContext {
         consumer: consumer.id.as_str(),
         service: &route.label,
-        request_id,
-        exchange_id,
-        origin,
+        request_id: &call.record.request_id,
+        exchange_id: &call.record.exchange_id,
+        origin: call.origin,
     };
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = headers::upstream_request_headers(&parts.headers, &context, rewritten);
-    let timeout = snapshot.config.gateway.upstream_timeout;
+    let timeout = call.snapshot.config.gateway.upstream_timeout;
+    let sent = call.gateway.upstream.send(lane, request, call.caller);
     // The wait for a connection at the provider's cap counts against the timeout too.
-    match tokio::time::timeout(timeout, gateway.upstream.send(lane, request, caller)).await {
+    match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(UpstreamError::CallerGone)) => Err(ExchangeError::CallerGone),
         Ok(Err(UpstreamError::ConnectTimeout)) | Err(_) => Err(ExchangeError::UpstreamTimeout),
@@ -897,53 +901,15 @@ fn respond(
     reply
 }
 
-/// Phase 13, record: the call's audit entry (committed by the caller before answering), and one
-/// log event whatever the outcome: `debug` for served calls (the audit trail and metrics are
-/// the per-call record; a log line per call would cost more than the rest of a passthrough),
-/// `info` for refusals and failures. Never bodies, tokens or paths (a path can hold a personal
-/// identifier).
-fn record_exchange(
-    record: &mut ExchangeRecord<'_>,
-    response: &Response<Body>,
-    outcome: &'static str,
-    elapsed: Duration,
-) -> AuditEntry {
-    macro_rules! event {
-        ($level:expr) => {
-            tracing::event!(
-                $level,
-                request_id = %record.request_id,
-                exchange_id = %record.exchange_id,
-                consumer = record.consumer.map_or("unknown", |consumer| consumer.id.as_str()),
-                service = record.route.map_or("-", |route| route.label.to_str().unwrap_or("-")),
-                method = %record.method,
-                status = response.status().as_u16(),
-                outcome,
-                request_schema = record.request_schema.as_deref().map_or("-".into(), CompiledSchema::label),
-                response_schema = record.response_schema.as_deref().map_or("-".into(), CompiledSchema::label),
-                request_bytes = record.request_bytes.unwrap_or(0),
-                upstream_ms = record.upstream_duration.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-                total_ms = elapsed.as_secs_f64() * 1000.0,
-                "exchange"
-            )
-        };
-    }
-    if outcome == "ok" {
-        event!(tracing::Level::DEBUG);
-    } else {
-        event!(tracing::Level::INFO);
-    }
-    audit_entry(record, response, outcome, elapsed)
-}
-
-/// The audit entry of a call: digests instead of the path, purpose and bodies. A response that
+/// Phase 13, record: the call's audit entry (committed by [`exchange`] before answering; its
+/// log line and metrics follow the commit): digests instead of the path, purpose and bodies. A response that
 /// streams (no response schema, a non-2xx answer, a problem document) counts the length its
 /// body declares and has no digest: the entry is committed before that body is sent. The
 /// digests move from the record into the entry (the record has no further use for them).
 fn audit_entry(
     record: &mut ExchangeRecord<'_>,
     response: &Response<Body>,
-    outcome: &'static str,
+    outcome: Outcome,
     elapsed: Duration,
 ) -> AuditEntry {
     let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
@@ -962,7 +928,7 @@ fn audit_entry(
         path_sha256: Some(std::mem::take(&mut record.path_sha256)),
         purpose_sha256: record.purpose_sha256.take(),
         status: response.status().as_u16(),
-        outcome: outcome.to_owned(),
+        outcome: outcome.as_str().to_owned(),
         request_bytes: record.request_bytes,
         response_bytes: record
             .response_bytes

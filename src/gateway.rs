@@ -113,7 +113,7 @@ impl Gateway {
     /// Swaps in a new registry (a registered, deleted or reconfigured schema version) with the
     /// rest of the current snapshot. Requests already running keep the snapshot they loaded;
     /// the next ones see the new registry.
-    pub fn replace_registry(&self, registry: Registry) {
+    pub(crate) fn replace_registry(&self, registry: Registry) {
         self.snapshot
             .rcu(|current| current.with_registry(registry.clone()));
     }
@@ -199,13 +199,13 @@ impl Gateway {
 
     /// Marks the gateway not ready because it is shutting down: `/readyz` says so, while every
     /// other route is still served until the listeners stop.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
         self.set_ready(false);
     }
 
     /// Whether a shutdown has begun ([`Gateway::start_draining`]).
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
@@ -216,7 +216,7 @@ impl Gateway {
     }
 
     /// Completes when [`Gateway::cut_drain_delay`] is called.
-    pub async fn drain_delay_cut(&self) {
+    pub(crate) async fn drain_delay_cut(&self) {
         self.drain_delay_cut.notified().await;
     }
 }

@@ -20,21 +20,21 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::tls::ClientCertificate;
 
 /// `X-Request-Id`: correlates a call across consumer, gateway, provider and audit trail.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `Xgate-Consumer`: the identified calling department.
-pub const XGATE_CONSUMER: HeaderName = HeaderName::from_static("xgate-consumer");
+pub(crate) const XGATE_CONSUMER: HeaderName = HeaderName::from_static("xgate-consumer");
 /// `Xgate-Service`: `provider/service` being called.
-pub const XGATE_SERVICE: HeaderName = HeaderName::from_static("xgate-service");
+pub(crate) const XGATE_SERVICE: HeaderName = HeaderName::from_static("xgate-service");
 /// `Xgate-Purpose`: the caller's stated reason for the call.
-pub const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
+pub(crate) const XGATE_PURPOSE: HeaderName = HeaderName::from_static("xgate-purpose");
 /// `X-Forwarded-For`.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `Xgate-Exchange-Id`: the gateway's own id of one exchange or certificate lookup, sent to the
 /// provider, returned to the caller and recorded in the audit trail. Unlike `X-Request-Id`
 /// (which a caller may choose, and repeat), no two calls share one.
-pub const XGATE_EXCHANGE_ID: HeaderName = HeaderName::from_static("xgate-exchange-id");
+pub(crate) const XGATE_EXCHANGE_ID: HeaderName = HeaderName::from_static("xgate-exchange-id");
 
 /// Headers other proxies use to name the client's address. The gateway never sets them, and a
 /// caller could put any address in them: they are dropped from every request.
@@ -91,7 +91,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// A fresh request id: a random (version 4) UUID from the thread's userspace generator, which
 /// is seeded by the operating system and needs no system call per id.
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
@@ -103,7 +103,7 @@ pub fn new_request_id() -> String {
 /// milliseconds, the rest random from the thread's userspace generator (no system call per
 /// id). Ids of one millisecond are not ordered among themselves; that is all the trail needs
 /// (entries carry their own sequence numbers).
-pub fn new_exchange_id() -> String {
+pub(crate) fn new_exchange_id() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
@@ -118,7 +118,7 @@ pub fn new_exchange_id() -> String {
 
 /// Adds `Xgate-Exchange-Id` to a response to the caller (every answer carries it, problems
 /// included).
-pub fn tag_exchange_id(headers: &mut HeaderMap, exchange_id: &str) {
+pub(crate) fn tag_exchange_id(headers: &mut HeaderMap, exchange_id: &str) {
     insert(headers, XGATE_EXCHANGE_ID, exchange_id);
 }
 
@@ -128,7 +128,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_connection_named(headers);
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -156,7 +156,7 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 /// The calling side of one client connection as the forwarding headers name it. The peer of a
 /// connection never changes, so the header values are built once per connection.
 #[derive(Debug, Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The caller's address.
     pub peer: SocketAddr,
     /// `http` or `https`, as the caller reached the gateway.
@@ -196,13 +196,13 @@ impl Origin {
     }
 
     /// The same origin, its peer a trusted proxy (or not).
-    pub fn with_trusted_proxy(mut self, trusted_proxy: bool) -> Origin {
+    pub(crate) fn with_trusted_proxy(mut self, trusted_proxy: bool) -> Origin {
         self.trusted_proxy = trusted_proxy;
         self
     }
 
     /// The same origin, identified by the client certificate verified in its handshake.
-    pub fn with_client_certificate(
+    pub(crate) fn with_client_certificate(
         mut self,
         client_certificate: Option<Arc<ClientCertificate>>,
     ) -> Origin {
@@ -212,7 +212,7 @@ impl Origin {
 }
 
 /// What the gateway knows of one call when it forwards it.
-pub struct ForwardContext<'a> {
+pub(crate) struct ForwardContext<'a> {
     /// The identified consumer.
     pub consumer: &'a str,
     /// `provider/service`.
@@ -239,7 +239,7 @@ fn is_untrusted_forwarding(name: &HeaderName, trusted_proxy: bool) -> bool {
 /// The headers sent upstream: the caller's, less credentials, hop-by-hop, `Xgate-*` and
 /// forwarding headers it may not set, plus the gateway's. `body_rewritten` drops
 /// `Content-Length`, which no longer describes the body.
-pub fn upstream_request_headers(
+pub(crate) fn upstream_request_headers(
     incoming: &HeaderMap,
     context: &ForwardContext<'_>,
     body_rewritten: bool,
@@ -291,7 +291,7 @@ pub fn upstream_request_headers(
 
 /// The headers returned to the caller: the upstream's less hop-by-hop ones, with the request id.
 /// `body_rewritten` drops `Content-Length` (the gateway frames the body it produced).
-pub fn downstream_response_headers(
+pub(crate) fn downstream_response_headers(
     mut headers: HeaderMap,
     request_id: &str,
     body_rewritten: bool,

@@ -5,25 +5,26 @@
 //! department. See `ARCHITECTURE.md` for the map; the exchange path reads top-down in
 //! [`exchange`].
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod admission;
 pub mod body;
-pub mod caller;
-pub mod certificates;
+pub(crate) mod caller;
+pub(crate) mod certificates;
 pub mod config;
-pub mod cpu;
-pub mod data_plane;
+pub(crate) mod cpu;
+pub(crate) mod data_plane;
 pub mod demo;
-pub mod exchange;
+pub(crate) mod events;
+pub(crate) mod exchange;
 pub mod gateway;
-pub mod headers;
+pub(crate) mod headers;
 pub mod identity;
 pub mod metrics;
-pub mod problem;
-pub mod schema_store;
+pub(crate) mod problem;
+pub(crate) mod schema_store;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
 pub mod tls;
 pub mod token;
-pub mod upstream;
+pub(crate) mod upstream;

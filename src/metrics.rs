@@ -18,15 +18,16 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use xgate_audit::Outcome;
 use xgate_core::translate::Direction;
 
 /// The label value for a caller, provider, service or type that configuration does not name
 /// (a reserved word: no department may be called so).
-pub const UNKNOWN: &str = "unknown";
+pub(crate) const UNKNOWN: &str = "unknown";
 
 /// Latency buckets of the duration histograms, in seconds: 100 µs to 10 s, about three per
 /// decade (SPEC §9).
-pub const DURATION_BUCKETS: [f64; 16] = [
+pub(crate) const DURATION_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
@@ -34,7 +35,7 @@ pub const DURATION_BUCKETS: [f64; 16] = [
 /// Which side of an exchange a record was validated on (`direction` of
 /// `xgate_validation_failures_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// The consumer's request.
     Request,
     /// The provider's response.
@@ -68,8 +69,8 @@ pub struct ExchangeLabels<'a> {
 pub struct ExchangeObservation<'a> {
     /// Who called what.
     pub labels: ExchangeLabels<'a>,
-    /// The outcome word of SPEC §9.
-    pub outcome: &'a str,
+    /// How it ended (SPEC §9).
+    pub outcome: Outcome,
     /// Time in the gateway, from the request to the answer.
     pub duration: Duration,
     /// Time waiting for the upstream, when it was called.
@@ -126,11 +127,11 @@ impl ExchangeSeries {
 }
 
 /// The Prometheus text exposition media type.
-pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How a certificate lookup ended (`result` of `xgate_certificate_lookups_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LookupResult {
+pub(crate) enum LookupResult {
     /// Served from a fresh cache entry.
     Hit,
     /// Fetched from the issuer (alone or coalesced with concurrent lookups).
@@ -162,7 +163,7 @@ impl LookupResult {
 /// How an issuer call ended, as a bounded class (`status` of
 /// `xgate_certificate_issuer_requests_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IssuerStatus {
+pub(crate) enum IssuerStatus {
     /// 200.
     Ok,
     /// 404.
@@ -207,7 +208,8 @@ impl IssuerStatus {
 
 /// Sizes of the audit writer's batches (`xgate_audit_batch_entries`): powers of two up to
 /// `audit::MAX_BATCH`.
-pub const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+pub(crate) const BATCH_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// What the audit writer thread updates.
 #[derive(Clone)]
@@ -383,7 +385,11 @@ impl Metrics {
     /// The series an exchange of `labels` with `outcome` updates. Each lookup by label values
     /// hashes them and takes a lock, five per exchange: the exchange path keeps the series of
     /// served exchanges with their route (`Route::served`) and looks them up once.
-    pub fn exchange_series(&self, labels: ExchangeLabels<'_>, outcome: &str) -> ExchangeSeries {
+    pub(crate) fn exchange_series(
+        &self,
+        labels: ExchangeLabels<'_>,
+        outcome: Outcome,
+    ) -> ExchangeSeries {
         let ExchangeLabels {
             consumer,
             provider,
@@ -391,9 +397,12 @@ impl Metrics {
         } = labels;
         ExchangeSeries {
             labels: [consumer.into(), provider.into(), service.into()],
-            count: self
-                .exchanges
-                .with_label_values(&[consumer, provider, service, outcome]),
+            count: self.exchanges.with_label_values(&[
+                consumer,
+                provider,
+                service,
+                outcome.as_str(),
+            ]),
             duration: self
                 .exchange_duration
                 .with_label_values(&[provider, service]),
@@ -410,28 +419,28 @@ impl Metrics {
     }
 
     /// Counts a record its schema refused. `schema` must be a registered name.
-    pub fn validation_failure(&self, schema: &str, version: u32, side: Side) {
+    pub(crate) fn validation_failure(&self, schema: &str, version: u32, side: Side) {
         self.validation_failures
             .with_label_values(&[schema, &version.to_string(), side.as_str()])
             .inc();
     }
 
     /// Counts a record that did not translate with `department`'s format for `schema`.
-    pub fn translation_failure(&self, department: &str, schema: &str, direction: Direction) {
+    pub(crate) fn translation_failure(&self, department: &str, schema: &str, direction: Direction) {
         self.translation_failures
             .with_label_values(&[department, schema, direction.as_str()])
             .inc();
     }
 
     /// Counts a schema registration by its outcome word.
-    pub fn schema_registration(&self, outcome: &'static str) {
+    pub(crate) fn schema_registration(&self, outcome: &'static str) {
         self.schema_registrations
             .with_label_values(&[outcome])
             .inc();
     }
 
     /// Counts a configuration reload: `ok` or `refused`.
-    pub fn config_reload(&self, outcome: &'static str) {
+    pub(crate) fn config_reload(&self, outcome: &'static str) {
         self.config_reloads.with_label_values(&[outcome]).inc();
     }
 
@@ -442,27 +451,32 @@ impl Metrics {
 
     /// Counts one certificate lookup. `certificate_type` and `consumer` must be configured
     /// names or [`UNKNOWN`].
-    pub fn certificate_lookup(&self, certificate_type: &str, consumer: &str, result: LookupResult) {
+    pub(crate) fn certificate_lookup(
+        &self,
+        certificate_type: &str,
+        consumer: &str,
+        result: LookupResult,
+    ) {
         self.certificate_lookups
             .with_label_values(&[certificate_type, consumer, result.as_str()])
             .inc();
     }
 
     /// Counts one call to a certificate issuer. `certificate_type` must be a configured type.
-    pub fn certificate_issuer_request(&self, certificate_type: &str, status: IssuerStatus) {
+    pub(crate) fn certificate_issuer_request(&self, certificate_type: &str, status: IssuerStatus) {
         self.certificate_issuer_requests
             .with_label_values(&[certificate_type, status.as_str()])
             .inc();
     }
 
     /// Sets the certificate cache's entry count (read at scrape time).
-    pub fn set_certificate_cache_entries(&self, entries: u64) {
+    pub(crate) fn set_certificate_cache_entries(&self, entries: u64) {
         self.certificate_cache_entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+    pub(crate) fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;
         Ok(text)

@@ -1,7 +1,7 @@
 //! Errors and their one mapping to HTTP: RFC 9457 `application/problem+json` (SPEC §10).
 //!
 //! Every refusal the gateway makes is an [`ExchangeError`]. Its variants say whose fault it is
-//! and which problem `type` it becomes; [`ExchangeError::into_response`] is the only place
+//! and which problem `type` it becomes; [`ExchangeError::to_response`] is the only place
 //! that turns one into an HTTP response. Nothing internal (paths, upstream addresses, library
 //! error text that could carry them) is ever put in a response.
 
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde::Serialize;
 
+use xgate_audit::Outcome;
 use xgate_core::domain::InvalidName;
 use xgate_core::i18n::Lang;
 use xgate_core::registry::compatibility::{ReasonDocument, Report};
@@ -23,17 +24,6 @@ pub enum TranslationFault {
     /// The provider's answer (502).
     Upstream,
     /// A valid shared record that a department's format cannot express (502).
-    Gateway,
-}
-
-/// Whose fault a refusal is; decides logging level and, later, alerting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The caller sent something it may not or should not.
-    Caller,
-    /// The provider's upstream failed or answered wrongly.
-    Upstream,
-    /// The gateway itself failed.
     Gateway,
 }
 
@@ -208,7 +198,7 @@ pub enum ExchangeError {
 
 /// Status 499, "client closed request" (nginx's word; not in RFC 9110): what the trail records
 /// for a call whose caller hung up before it was forwarded.
-pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+pub(crate) const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// The problem document of RFC 9457 with xgate's extensions.
 #[derive(Debug, Serialize)]
@@ -234,24 +224,6 @@ impl ExchangeError {
     pub fn store_unavailable() -> ExchangeError {
         ExchangeError::StoreUnavailable {
             retry_after_seconds: xgate_audit::RETRY_AFTER_SECONDS,
-        }
-    }
-
-    /// Whose fault it is.
-    pub fn fault(&self) -> Fault {
-        match self {
-            ExchangeError::UpstreamUnavailable
-            | ExchangeError::UpstreamTimeout
-            | ExchangeError::UpstreamInvalidResponse { .. } => Fault::Upstream,
-            ExchangeError::Internal
-            | ExchangeError::Overloaded { .. }
-            | ExchangeError::StoreUnavailable { .. } => Fault::Gateway,
-            ExchangeError::Translation { fault, .. } => match fault {
-                TranslationFault::Caller => Fault::Caller,
-                TranslationFault::Upstream => Fault::Upstream,
-                TranslationFault::Gateway => Fault::Gateway,
-            },
-            _ => Fault::Caller,
         }
     }
 
@@ -338,11 +310,11 @@ impl ExchangeError {
     }
 
     /// The `outcome` label of SPEC §9.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            ExchangeError::Unauthenticated => "unauthenticated",
-            ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => "forbidden",
-            ExchangeError::NotFound | ExchangeError::CertificateNotFound => "not_found",
+            ExchangeError::Unauthenticated => Outcome::Unauthenticated,
+            ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => Outcome::Forbidden,
+            ExchangeError::NotFound | ExchangeError::CertificateNotFound => Outcome::NotFound,
             ExchangeError::MalformedJson { .. }
             | ExchangeError::DuplicateKey { .. }
             | ExchangeError::InvalidParameter { .. }
@@ -355,17 +327,19 @@ impl ExchangeError {
             | ExchangeError::SchemaValidation { .. }
             | ExchangeError::PurposeRequired
             | ExchangeError::InvalidCertificateId { .. }
-            | ExchangeError::MalformedRequest => "invalid_request",
+            | ExchangeError::MalformedRequest => Outcome::InvalidRequest,
             ExchangeError::PayloadTooLarge { .. }
             | ExchangeError::HeaderTooLarge
-            | ExchangeError::UriTooLong => "too_large",
-            ExchangeError::RateLimited { .. } | ExchangeError::Overloaded { .. } => "rate_limited",
-            ExchangeError::StoreUnavailable { .. } => "store_unavailable",
-            ExchangeError::CallerGone => "cancelled",
-            ExchangeError::Translation { .. } => "translation_error",
-            ExchangeError::UpstreamUnavailable | ExchangeError::Internal => "upstream_error",
-            ExchangeError::UpstreamTimeout => "upstream_timeout",
-            ExchangeError::UpstreamInvalidResponse { .. } => "invalid_response",
+            | ExchangeError::UriTooLong => Outcome::TooLarge,
+            ExchangeError::RateLimited { .. } | ExchangeError::Overloaded { .. } => {
+                Outcome::RateLimited
+            }
+            ExchangeError::StoreUnavailable { .. } => Outcome::StoreUnavailable,
+            ExchangeError::CallerGone => Outcome::Cancelled,
+            ExchangeError::Translation { .. } => Outcome::TranslationError,
+            ExchangeError::UpstreamUnavailable | ExchangeError::Internal => Outcome::UpstreamError,
+            ExchangeError::UpstreamTimeout => Outcome::UpstreamTimeout,
+            ExchangeError::UpstreamInvalidResponse { .. } => Outcome::InvalidResponse,
         }
     }
 
@@ -662,7 +636,7 @@ impl ExchangeError {
     }
 
     /// The `Retry-After` seconds of a refusal that passes with time.
-    pub fn retry_after_seconds(&self) -> Option<u64> {
+    pub(crate) fn retry_after_seconds(&self) -> Option<u64> {
         match self {
             ExchangeError::RateLimited {
                 retry_after_seconds,
@@ -678,14 +652,14 @@ impl ExchangeError {
     }
 
     /// The problem response for this error: the one place errors become HTTP.
-    pub fn into_response(&self, lang: Lang, request_id: &str) -> Response<Body> {
+    pub(crate) fn to_response(&self, lang: Lang, request_id: &str) -> Response<Body> {
         self.problem_response(lang, request_id).map(Body::from)
     }
 
-    /// [`ExchangeError::into_response`] with the document as bytes, for the connection layer,
+    /// [`ExchangeError::to_response`] with the document as bytes, for the connection layer,
     /// which writes a problem response itself where hyper would answer alone (a request head
     /// that does not parse).
-    pub fn problem_response(&self, lang: Lang, request_id: &str) -> Response<Bytes> {
+    pub(crate) fn problem_response(&self, lang: Lang, request_id: &str) -> Response<Bytes> {
         let status = self.status();
         let errors = match self {
             ExchangeError::SchemaValidation { violations, .. }
@@ -786,7 +760,7 @@ impl ExchangeError {
 
 /// The violation naming a duplicated member (keyword `duplicate-key`): in a problem document,
 /// and as an NDJSON line's result on `/validate`.
-pub fn duplicate_key_violation(pointer: &str, lang: Lang) -> Violation {
+pub(crate) fn duplicate_key_violation(pointer: &str, lang: Lang) -> Violation {
     Violation::new(
         pointer,
         "duplicate-key",

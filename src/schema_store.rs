@@ -23,7 +23,7 @@ use xgate_core::registry::{SETTINGS_FILE, SchemaFile, SchemaFolder, Settings};
 /// (`.<version>.json.<id>.tmp`) and notes are not read. A missing `dir` reads as empty (the
 /// caller reports it once, as `registry.dir`). Blocking: called at start and on reloads, on the
 /// blocking pool.
-pub fn read_folders(dir: &Path) -> Vec<SchemaFolder> {
+pub(crate) fn read_folders(dir: &Path) -> Vec<SchemaFolder> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -69,7 +69,7 @@ fn read_schema_files(folder: &Path) -> Option<Vec<SchemaFile>> {
 
 /// The schema folder (`[registry] dir`).
 #[derive(Debug, Clone)]
-pub struct SchemaStore {
+pub(crate) struct SchemaStore {
     dir: PathBuf,
 }
 
@@ -89,7 +89,7 @@ impl SchemaStore {
     }
 
     /// Writes a new version's document; fails if the version's file already exists.
-    pub async fn write_version(
+    pub(crate) async fn write_version(
         &self,
         name: &SchemaName,
         version: SchemaVersion,
@@ -108,7 +108,11 @@ impl SchemaStore {
     }
 
     /// Replaces a schema's `settings.toml`.
-    pub async fn write_settings(&self, name: &SchemaName, settings: Settings) -> io::Result<()> {
+    pub(crate) async fn write_settings(
+        &self,
+        name: &SchemaName,
+        settings: Settings,
+    ) -> io::Result<()> {
         let dir = self.dir.clone();
         let folder = self.dir.join(name.as_str());
         let text = settings.to_toml();
@@ -125,7 +129,7 @@ impl SchemaStore {
     }
 
     /// Removes a version's file (gone already counts as removed).
-    pub async fn remove_version(
+    pub(crate) async fn remove_version(
         &self,
         name: &SchemaName,
         version: SchemaVersion,

@@ -82,19 +82,18 @@ pub async fn run(
         &settings,
         stop.clone(),
     )?;
-    let data = tokio::spawn(accept_loop(
-        data_listener,
-        Plane::Data {
+    let serving = Serving {
+        plane: Plane::Data {
             gateway: gateway.clone(),
             router: crate::data_plane::router(gateway.clone()),
         },
-        gateway.tls.clone(),
+        tls: gateway.tls.clone(),
         builder,
-        graceful.clone(),
-        settings.max_connections,
-        ConnectionLimits::of(&settings),
-        stop,
-    ));
+        graceful: graceful.clone(),
+        max_connections: settings.max_connections,
+        limits: ConnectionLimits::of(&settings),
+    };
+    let data = tokio::spawn(accept_loop(data_listener, serving, stop));
     let anchor = tokio::spawn(anchor_timers());
     gateway.set_ready(true);
     tracing::info!("xgate is ready");
@@ -190,17 +189,15 @@ impl AdminPlane {
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
-                            accept_loop(
-                                listener,
+                            let serving = Serving {
                                 plane,
-                                None,
+                                tls: None,
                                 builder,
                                 graceful,
                                 max_connections,
                                 limits,
-                                stop,
-                            )
-                            .await
+                            };
+                            accept_loop(listener, serving, stop).await
                         }
                         Err(error) => tracing::error!(%error, "the admin plane cannot listen"),
                     }
@@ -420,17 +417,32 @@ fn is_exchange_path(path: &str) -> bool {
     path.len() > "/exchange/".len() && path.starts_with("/exchange/")
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn accept_loop(
-    listener: TcpListener,
+/// What one plane's accept loop serves its connections with.
+struct Serving {
+    /// The plane's routes.
     plane: Plane,
+    /// TLS, on the data plane when configured.
     tls: Option<Arc<ServerTls>>,
+    /// HTTP/1.1 and h2, with the header limits.
     builder: Arc<auto::Builder<h2_streams::StreamExecutor>>,
+    /// The shutdown's drain of connections.
     graceful: Arc<GracefulShutdown>,
+    /// `[gateway] max_connections`.
     max_connections: usize,
+    /// Every connection's timeouts and bounds.
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
-) {
+}
+
+/// Accepts and serves connections until `stop` says so.
+async fn accept_loop(listener: TcpListener, serving: Serving, mut stop: watch::Receiver<bool>) {
+    let Serving {
+        plane,
+        tls,
+        builder,
+        graceful,
+        max_connections,
+        limits,
+    } = serving;
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -603,7 +615,7 @@ fn header_too_large(headers: &http::HeaderMap) -> http::Response<Body> {
             .and_then(|value| value.to_str().ok()),
     );
     crate::problem::ExchangeError::HeaderTooLarge
-        .into_response(lang, &crate::headers::request_id(headers))
+        .to_response(lang, &crate::headers::request_id(headers))
 }
 
 /// Drives a connection, closing it when no request has arrived within `header_read_timeout`.

@@ -22,7 +22,7 @@ use xgate_core::registry::Registry;
 /// The SHA-256 of a bearer token. Equality is constant-time, so looking a digest up leaks
 /// nothing about stored digests through timing.
 #[derive(Clone, Copy)]
-pub struct TokenDigest(pub [u8; 32]);
+pub(crate) struct TokenDigest(pub [u8; 32]);
 
 impl PartialEq for TokenDigest {
     fn eq(&self, other: &Self) -> bool {
@@ -162,7 +162,7 @@ impl Snapshot {
 
     /// The same snapshot with another registry: what a schema registration swaps in. The
     /// configuration's indexes are shared or copied, never rebuilt from files.
-    pub fn with_registry(&self, registry: Registry) -> Snapshot {
+    pub(crate) fn with_registry(&self, registry: Registry) -> Snapshot {
         Snapshot {
             config: self.config.clone(),
             registry,
@@ -175,14 +175,14 @@ impl Snapshot {
     }
 
     /// The department a bearer token's digest belongs to.
-    pub fn department_by_token(&self, digest: [u8; 32]) -> Option<&Department> {
+    pub(crate) fn department_by_token(&self, digest: [u8; 32]) -> Option<&Department> {
         let id = self.tokens.get(&TokenDigest(digest))?;
         self.departments.get(id)
     }
 
     /// The department a verified client certificate identifies: the first of its names
     /// (full subject, common names, SAN URIs) some department lists in `cert_subjects`.
-    pub fn department_by_certificate(
+    pub(crate) fn department_by_certificate(
         &self,
         certificate: &ClientCertificate,
     ) -> Option<&Department> {

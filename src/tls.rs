@@ -318,7 +318,7 @@ pub struct ClientCertificate {
 impl ClientCertificate {
     /// The identities of a DER certificate, or `None` when it cannot be parsed (rustls has
     /// already verified it, so that does not happen for a connection's certificate).
-    pub fn from_der(der: &[u8]) -> Option<ClientCertificate> {
+    pub(crate) fn from_der(der: &[u8]) -> Option<ClientCertificate> {
         let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
         let subject = certificate.subject();
         let mut names: Vec<Box<str>> = Vec::new();
@@ -352,7 +352,7 @@ impl ClientCertificate {
 
 /// What a data-plane route handler takes to learn the connection's client certificate: the
 /// server puts it in the request's extensions when the connection has one.
-pub type ConnectionCertificate = Option<axum::Extension<Arc<ClientCertificate>>>;
+pub(crate) type ConnectionCertificate = Option<axum::Extension<Arc<ClientCertificate>>>;
 
 /// The certificate of a [`ConnectionCertificate`], if any.
 pub fn presented(certificate: &ConnectionCertificate) -> Option<&ClientCertificate> {
@@ -362,7 +362,9 @@ pub fn presented(certificate: &ConnectionCertificate) -> Option<&ClientCertifica
 }
 
 /// The verified client certificate of a finished handshake, if the client presented one.
-pub fn client_certificate(connection: &rustls::ServerConnection) -> Option<ClientCertificate> {
+pub(crate) fn client_certificate(
+    connection: &rustls::ServerConnection,
+) -> Option<ClientCertificate> {
     let certificate = connection.peer_certificates()?.first()?;
     ClientCertificate::from_der(certificate.as_ref())
 }

@@ -78,7 +78,7 @@ use tokio::time::Sleep;
 use crate::admission::{CallerPresence, InFlightPermit};
 
 /// How long an idle connection is kept before it is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often idle connections past [`IDLE_TIMEOUT`] are looked for (on the next pool access).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -107,7 +107,7 @@ struct TlsTarget {
 impl UpstreamAddress {
     /// The address of an `http` or `https` URL; `None` for another scheme or a URL without a
     /// host.
-    pub fn from_url(url: &url::Url) -> Option<UpstreamAddress> {
+    pub(crate) fn from_url(url: &url::Url) -> Option<UpstreamAddress> {
         let host = url.host_str()?;
         let port = url.port_or_known_default()?;
         let host_header = match url.port() {
@@ -160,7 +160,7 @@ pub struct Lane {
 
 impl Lane {
     /// The lane of `consumer`'s calls of `provider`'s `service` at `address`.
-    pub fn for_service(
+    pub(crate) fn for_service(
         address: &UpstreamAddress,
         provider: &str,
         service: &str,
@@ -178,7 +178,7 @@ impl Lane {
     /// The lane of every lookup of `certificate_type` at `address`, issued by `issuer`. One
     /// lane for all consumers: a fetch answers every caller waiting for that certificate, and
     /// what it fetches is validated and cached before anyone sees it.
-    pub fn for_certificates(
+    pub(crate) fn for_certificates(
         address: &UpstreamAddress,
         issuer: &str,
         certificate_type: &str,
@@ -236,7 +236,7 @@ impl UpstreamClient {
     }
 
     /// Makes `tls` the configuration of `https` connections made from now on.
-    pub fn replace_tls(&self, tls: Option<Arc<rustls::ClientConfig>>) {
+    pub(crate) fn replace_tls(&self, tls: Option<Arc<rustls::ClientConfig>>) {
         self.tls.store(tls);
     }
 
@@ -1030,7 +1030,7 @@ impl http_body::Body for UpstreamBody {
 }
 
 /// The origin-form target of an upstream call: `path` then `?query` when there is one.
-pub fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, http::uri::InvalidUri> {
+pub(crate) fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, http::uri::InvalidUri> {
     match query {
         Some(query) => Uri::try_from(format!("{path}?{query}")),
         None => Uri::try_from(path),

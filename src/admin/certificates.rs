@@ -15,7 +15,7 @@ use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 
 /// DELETE `/admin/certificates/{type}`: every cached certificate of the type.
-pub async fn flush_type(
+pub(crate) async fn flush_type(
     State(gateway): State<Arc<Gateway>>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
@@ -44,7 +44,7 @@ pub async fn flush_type(
 }
 
 /// DELETE `/admin/certificates/{type}/{id}`: one cached certificate.
-pub async fn flush_one(
+pub(crate) async fn flush_one(
     State(gateway): State<Arc<Gateway>>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,

@@ -15,7 +15,7 @@ use http::{HeaderValue, Response, header};
 use sha2::{Digest, Sha256};
 
 /// The page, compiled in.
-pub const PAGE: &str = include_str!("dashboard.html");
+pub(crate) const PAGE: &str = include_str!("dashboard.html");
 
 /// The page's Content-Security-Policy, computed once.
 static POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
@@ -42,7 +42,7 @@ fn hash_source(block: &str) -> String {
 /// The policy for `page`: its one inline `<script>` and one inline `<style>` by hash, calls to
 /// this origin only, images only as `data:` URLs, and no framing, base URL or form target.
 /// A page without a script or style block gets `'none'` for it.
-pub fn content_security_policy(page: &str) -> String {
+pub(crate) fn content_security_policy(page: &str) -> String {
     let source = |open, close| {
         inline_block(page, open, close)
             .map(hash_source)
@@ -80,6 +80,48 @@ pub async fn dashboard() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xgate_audit::Outcome;
+
+    /// The quoted words of the page's `var <name> = [...]` or `{...}` (its keys for an object).
+    fn page_words(name: &str) -> Vec<String> {
+        let start = PAGE
+            .find(&format!("var {name} = "))
+            .unwrap_or_else(|| panic!("the page declares {name}"));
+        let rest = &PAGE[start..];
+        let end = rest.find(';').expect("the declaration ends");
+        let declaration = &rest[..end];
+        if declaration.contains('{') {
+            declaration
+                .split([',', '{'])
+                .filter_map(|member| member.split_once(':'))
+                .map(|(key, _)| key.trim().to_owned())
+                .collect()
+        } else {
+            declaration
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_page_draws_every_exchange_outcome_and_only_those() {
+        // The exchange outcomes: every `Outcome` but the lookups' cache answers.
+        let mut exchange: Vec<&str> = Outcome::ALL
+            .into_iter()
+            .filter(|outcome| !outcome.is_cache_answer())
+            .map(Outcome::as_str)
+            .collect();
+        let mut order = page_words("OUTCOME_ORDER");
+        let mut colours = page_words("OUTCOME_COLOURS");
+        exchange.sort_unstable();
+        order.sort_unstable();
+        colours.sort_unstable();
+        assert_eq!(order, exchange, "OUTCOME_ORDER in dashboard.html");
+        assert_eq!(colours, exchange, "OUTCOME_COLOURS in dashboard.html");
+    }
 
     #[test]
     fn the_policy_allows_exactly_the_inline_script_and_style_by_hash() {

@@ -49,7 +49,7 @@ use xgate_core::registry::{
 /// schema (held while a submitted version is compiled and checked, which can take a while), a
 /// lock that serializes every commit (held only to re-read, write and swap), and the files.
 #[derive(Debug)]
-pub struct SchemaWriter {
+pub(crate) struct SchemaWriter {
     /// The gateway's lock on changes (`Gateway::changes`), shared with configuration reloads.
     lock: Arc<tokio::sync::Mutex<()>>,
     /// The lock of each schema name being changed now; a name's entry goes when nobody holds or
@@ -83,7 +83,7 @@ impl SchemaWriter {
 
 /// How a registration ended, for the `xgate_schema_registrations_total{outcome}` counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegistrationOutcome {
+pub(crate) enum RegistrationOutcome {
     /// A new version was stored and activated.
     Created,
     /// An equal document was already registered.
@@ -148,7 +148,7 @@ pub async fn list(State(state): State<AdminState>, headers: HeaderMap) -> Respon
 }
 
 /// GET `/admin/schemas/{name}/versions/{N|latest}`.
-pub async fn get_version(
+pub(crate) async fn get_version(
     State(state): State<AdminState>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
@@ -376,7 +376,7 @@ struct ConfigBody {
 }
 
 /// PUT `/admin/schemas/{name}/config`.
-pub async fn set_config(
+pub(crate) async fn set_config(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -435,7 +435,7 @@ pub async fn set_config(
 const MAX_CONFIG_BYTES: usize = 4096;
 
 /// DELETE `/admin/schemas/{name}/versions/{N}`.
-pub async fn delete_version(
+pub(crate) async fn delete_version(
     State(state): State<AdminState>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
@@ -619,7 +619,7 @@ async fn prepare(
 const CHECK_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything in the configuration that names schema `name`.
-pub fn schema_uses(config: &Config, name: &SchemaName) -> Vec<SchemaUse> {
+pub(crate) fn schema_uses(config: &Config, name: &SchemaName) -> Vec<SchemaUse> {
     let mut uses = Vec::new();
     for department in &config.departments {
         for service in &department.services {

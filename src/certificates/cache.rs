@@ -3,7 +3,10 @@
 //!
 //! An entry lives in moka for `ttl + stale_if_error` (found) or `not_found_ttl` (not found),
 //! with its fetch time; whether it is fresh or only usable as stale is decided from its age
-//! ([`Policy::state`]), so one entry serves both purposes.
+//! ([`Policy::state`]), so one entry serves both purposes. Fetch times and ages are read on
+//! tokio's clock (`tokio::time::Instant`): in a gateway it is the system's monotonic clock, and
+//! tests can pause and advance it. moka's own expiry keeps its own clock; it is the outer bound
+//! (an entry of no use is gone), the policy decides within it.
 //!
 //! Coalescing is our own, not moka's `try_get_with`: moka only coalesces when the key is absent,
 //! but an expired-yet-stale entry is present and must be refreshed by exactly one call too. The
@@ -20,13 +23,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use moka::Expiry;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::config::CertificateCacheSettings;
 use crate::problem::ExchangeError;
@@ -85,7 +89,7 @@ impl CacheEntry {
 
 /// How an entry may be used at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Served without asking the issuer.
     Fresh,
     /// Served only when the issuer fails.
@@ -131,7 +135,7 @@ impl Expiry<CacheKey, CacheEntry> for Policy {
         &self,
         _key: &CacheKey,
         entry: &CacheEntry,
-        _created_at: Instant,
+        _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(self.lifetime(&entry.answer))
     }
@@ -140,7 +144,7 @@ impl Expiry<CacheKey, CacheEntry> for Policy {
         &self,
         _key: &CacheKey,
         entry: &CacheEntry,
-        _updated_at: Instant,
+        _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
         Some(self.lifetime(&entry.answer))
@@ -293,7 +297,7 @@ impl CertificateCache {
     }
 
     /// Drops every certificate of a type.
-    pub fn invalidate_type(&self, certificate_type: &CertificateType) {
+    pub(crate) fn invalidate_type(&self, certificate_type: &CertificateType) {
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
         self.in_flight()
             .retain(|key, _| key.certificate_type != *certificate_type);
@@ -490,6 +494,119 @@ mod tests {
         cache.run_pending_tasks().await;
         assert_eq!(cache.entry_count(), 0);
         assert_eq!(cache.fetches_in_flight(), 0);
+    }
+
+    /// A fetch that counts itself and gives `result` at once.
+    fn answering(
+        calls: &Arc<AtomicU64>,
+        result: Result<Answer, ExchangeError>,
+    ) -> impl Future<Output = Result<Answer, ExchangeError>> + Send + 'static {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            result
+        }
+    }
+
+    fn record() -> Answer {
+        found(Instant::now()).answer
+    }
+
+    // The expiry tests run on paused time: `advance` ages the entries, while moka's own clock
+    // (the outer bound, `ttl + stale_if_error` of real time) stays far from their lifetime.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_found_entry_is_a_hit_for_its_ttl_then_fetched_again() {
+        let cache = CertificateCache::new(&settings());
+        let calls = Arc::new(AtomicU64::new(0));
+        let first = cache.lookup(key(), answering(&calls, Ok(record()))).await;
+        assert!(matches!(first, Lookup::Miss(_)), "{first:?}");
+
+        tokio::time::advance(Duration::from_secs(299)).await;
+        match cache.lookup(key(), answering(&calls, Ok(record()))).await {
+            Lookup::Hit(entry) => {
+                assert_eq!(entry.age(Instant::now()), Duration::from_secs(299));
+            }
+            other => panic!("a hit at 299 s: {other:?}"),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let refreshed = cache.lookup(key(), answering(&calls, Ok(record()))).await;
+        assert!(matches!(refreshed, Lookup::Miss(_)), "{refreshed:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_not_found_answer_is_remembered_for_the_not_found_ttl() {
+        let cache = CertificateCache::new(&CertificateCacheSettings {
+            not_found_ttl: Duration::from_secs(60),
+            ..settings()
+        });
+        let calls = Arc::new(AtomicU64::new(0));
+        let first = cache
+            .lookup(key(), answering(&calls, Ok(Answer::NotFound)))
+            .await;
+        assert!(matches!(first, Lookup::Miss(_)), "{first:?}");
+
+        tokio::time::advance(Duration::from_secs(59)).await;
+        let remembered = cache.lookup(key(), answering(&calls, Ok(record()))).await;
+        assert!(
+            matches!(
+                &remembered,
+                Lookup::Hit(CacheEntry {
+                    answer: Answer::NotFound,
+                    ..
+                })
+            ),
+            "{remembered:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let asked_again = cache
+            .lookup(key(), answering(&calls, Ok(Answer::NotFound)))
+            .await;
+        assert!(matches!(asked_again, Lookup::Miss(_)), "{asked_again:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_its_ttl_an_entry_stands_in_for_a_failing_issuer_until_stale_if_error_ends() {
+        let cache = CertificateCache::new(&settings());
+        let calls = Arc::new(AtomicU64::new(0));
+        let failing = || Err(ExchangeError::UpstreamUnavailable);
+        let first = cache.lookup(key(), answering(&calls, Ok(record()))).await;
+        assert!(matches!(first, Lookup::Miss(_)), "{first:?}");
+
+        // Fresh: the issuer is not asked, failing or not.
+        tokio::time::advance(Duration::from_secs(299)).await;
+        let fresh = cache.lookup(key(), answering(&calls, failing())).await;
+        assert!(matches!(fresh, Lookup::Hit(_)), "{fresh:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // Stale from the ttl on, to the end of `stale_if_error`; the issuer is asked each time.
+        for (advance, age) in [(1, 300), (299, 599)] {
+            tokio::time::advance(Duration::from_secs(advance)).await;
+            match cache.lookup(key(), answering(&calls, failing())).await {
+                Lookup::Stale(entry, ExchangeError::UpstreamUnavailable) => {
+                    assert_eq!(entry.age(Instant::now()), Duration::from_secs(age));
+                }
+                other => panic!("stale at {age} s: {other:?}"),
+            }
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        // Expired: nothing stands in, though moka still holds the entry.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let failed = cache.lookup(key(), answering(&calls, failing())).await;
+        assert!(
+            matches!(failed, Lookup::Failed(ExchangeError::UpstreamUnavailable)),
+            "{failed:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        cache.run_pending_tasks().await;
+        assert_eq!(cache.entry_count(), 1);
     }
 
     #[test]

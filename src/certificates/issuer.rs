@@ -25,7 +25,7 @@ const DISCARDED_BODY_BYTES: usize = 64 * 1024;
 
 /// What an issuer call needs besides the issuer and the id (owned: the call runs in a task of
 /// its own, shared by every lookup it answers).
-pub struct FetchContext {
+pub(crate) struct FetchContext {
     /// The upstream client and the metrics.
     pub gateway: Arc<Gateway>,
     /// The configuration and schemas in force when the fetch started.
@@ -34,7 +34,7 @@ pub struct FetchContext {
     pub request_id: String,
     /// The starting lookup's room under the in-flight bounds, held until the fetch ends: a
     /// fetch runs on when its caller hangs up, and remains that caller's work in flight.
-    pub in_flight: Arc<InFlightPermit>,
+    pub _in_flight: Arc<InFlightPermit>,
     /// The exchange id of the lookup that started the call (`Xgate-Exchange-Id`: the issuer
     /// can match its call to that lookup's audit entry).
     pub exchange_id: String,

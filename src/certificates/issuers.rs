@@ -62,7 +62,7 @@ impl Issuer {
     }
 
     /// Whether `id` has the type's `id_format`.
-    pub fn accepts_id(&self, id: &str) -> bool {
+    pub(crate) fn accepts_id(&self, id: &str) -> bool {
         (self.check_id)(id)
     }
 

@@ -13,7 +13,7 @@ use xgate_core::domain::Role;
 /// `config/xgate.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MainFile {
+pub(crate) struct MainFile {
     /// The listeners and request limits.
     pub gateway: GatewaySection,
     /// Where the shared schemas live.
@@ -32,7 +32,7 @@ pub struct MainFile {
 /// `[gateway]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatewaySection {
+pub(crate) struct GatewaySection {
     /// The data plane's address, e.g. `127.0.0.1:8080`.
     pub listen: String,
     /// The admin plane's address; bind it to an internal interface.
@@ -90,7 +90,7 @@ pub struct GatewaySection {
 /// `[registry]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegistrySection {
+pub(crate) struct RegistrySection {
     /// The schema folder: `<dir>/<name>/<version>.json` and `<dir>/<name>/settings.toml`.
     #[serde(default = "defaults::registry_dir")]
     pub dir: PathBuf,
@@ -116,7 +116,7 @@ impl Default for RegistrySection {
 /// `[tls]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsSection {
+pub(crate) struct TlsSection {
     /// The gateway's certificate chain (PEM).
     pub cert: PathBuf,
     /// The gateway's private key (PEM).
@@ -140,7 +140,7 @@ pub struct TlsSection {
 /// `[certificates]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertificatesSection {
+pub(crate) struct CertificatesSection {
     /// The most cached certificate lookups (entries).
     #[serde(default = "defaults::certificate_capacity")]
     pub capacity: u64,
@@ -169,7 +169,7 @@ impl Default for CertificatesSection {
 /// `[audit]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditSection {
+pub(crate) struct AuditSection {
     /// The SQLite database of the audit trail (created on first start).
     #[serde(default = "defaults::audit_path")]
     pub path: PathBuf,
@@ -203,7 +203,7 @@ impl Default for AuditSection {
 /// `config/departments/<id>.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DepartmentFile {
+pub(crate) struct DepartmentFile {
     /// The department's id; must equal the file's stem.
     pub id: String,
     /// A human name, e.g. `税务局 Tax Bureau`.
@@ -234,7 +234,7 @@ pub struct DepartmentFile {
 /// `[services.<name>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceSection {
+pub(crate) struct ServiceSection {
     /// The provider's endpoint; the caller's path rest and query are appended.
     pub upstream: String,
     /// The HTTP methods callers may use.
@@ -253,7 +253,7 @@ pub struct ServiceSection {
 /// `[certificates.<type>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertificateTypeSection {
+pub(crate) struct CertificateTypeSection {
     /// The issuer's lookup URL with an `{id}` placeholder.
     pub lookup: String,
     /// The schema the issuer's answers must match.
@@ -273,7 +273,7 @@ mod defaults {
     pub fn upstream_timeout_ms() -> u64 {
         10_000
     }
-    pub fn header_read_timeout_ms() -> u64 {
+    pub(crate) fn header_read_timeout_ms() -> u64 {
         10_000
     }
     pub fn handshake_timeout_ms() -> u64 {
@@ -282,13 +282,13 @@ mod defaults {
     pub fn max_header_bytes() -> u64 {
         64 * 1024
     }
-    pub fn max_headers() -> u64 {
+    pub(crate) fn max_headers() -> u64 {
         100
     }
     pub fn max_connections() -> u64 {
         10_000
     }
-    pub fn shutdown_grace_ms() -> u64 {
+    pub(crate) fn shutdown_grace_ms() -> u64 {
         30_000
     }
     pub fn drain_delay_ms() -> u64 {
@@ -297,16 +297,16 @@ mod defaults {
     pub fn max_exchanges_in_flight() -> u64 {
         4096
     }
-    pub fn max_exchanges_in_flight_per_consumer() -> u64 {
+    pub(crate) fn max_exchanges_in_flight_per_consumer() -> u64 {
         1024
     }
-    pub fn max_upstream_connections_per_provider() -> u64 {
+    pub(crate) fn max_upstream_connections_per_provider() -> u64 {
         1024
     }
     pub fn send_timeout_ms() -> u64 {
         30_000
     }
-    pub fn registry_dir() -> PathBuf {
+    pub(crate) fn registry_dir() -> PathBuf {
         PathBuf::from("../schemas")
     }
     pub fn compatibility() -> String {
@@ -315,28 +315,28 @@ mod defaults {
     pub fn check_timeout_ms() -> u64 {
         10_000
     }
-    pub fn certificate_capacity() -> u64 {
+    pub(crate) fn certificate_capacity() -> u64 {
         100_000
     }
-    pub fn certificate_ttl_seconds() -> u64 {
+    pub(crate) fn certificate_ttl_seconds() -> u64 {
         300
     }
-    pub fn certificate_not_found_ttl_seconds() -> u64 {
+    pub(crate) fn certificate_not_found_ttl_seconds() -> u64 {
         30
     }
-    pub fn certificate_stale_if_error_seconds() -> u64 {
+    pub(crate) fn certificate_stale_if_error_seconds() -> u64 {
         3600
     }
     pub fn audit_path() -> PathBuf {
         PathBuf::from("../data/audit.db")
     }
-    pub fn audit_hash() -> String {
+    pub(crate) fn audit_hash() -> String {
         "sha256".to_owned()
     }
-    pub fn audit_synchronous() -> String {
+    pub(crate) fn audit_synchronous() -> String {
         crate::config::AuditSync::DEFAULT.as_str().to_owned()
     }
-    pub fn audit_reserve_bytes() -> u64 {
+    pub(crate) fn audit_reserve_bytes() -> u64 {
         16 << 20
     }
 }

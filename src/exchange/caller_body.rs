@@ -16,14 +16,14 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 /// A request body that records whether it ended in an error.
-pub struct CallerBody {
+pub(crate) struct CallerBody {
     inner: Body,
     broken: Arc<AtomicBool>,
 }
 
 /// Tells whether the [`CallerBody`] it was made with broke.
 #[derive(Clone)]
-pub struct BrokenWatch(Arc<AtomicBool>);
+pub(crate) struct BrokenWatch(Arc<AtomicBool>);
 
 impl BrokenWatch {
     /// Whether the caller's body failed (its framing broke or its connection went away).

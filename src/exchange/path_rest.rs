@@ -23,7 +23,7 @@ const DECODING_ROUNDS: usize = 3;
 /// Whether an upstream could resolve `rest` (empty, or starting with `/`) outside the base path
 /// it is appended to: a `.` or `..` segment (also percent-encoded, once or more, or with `;`
 /// parameters), an encoded `/`, a `\` (raw or encoded), or a NUL.
-pub fn may_leave_base(rest: &str) -> bool {
+pub(crate) fn may_leave_base(rest: &str) -> bool {
     let raw = rest.as_bytes();
     if dangerous(raw) {
         return true;

@@ -37,7 +37,7 @@ use crate::problem::ExchangeError;
 use xgate_core::i18n::Lang;
 
 /// A client connection's stream, watched as described in the module documentation.
-pub struct ClientIo<S> {
+pub(crate) struct ClientIo<S> {
     inner: S,
     send_timeout: Duration,
     /// The send timer, made the first time a write has to wait, reset after.
@@ -343,7 +343,7 @@ fn problem_bytes(error: &ExchangeError, version: &[u8], date: &[u8]) -> Vec<u8> 
 /// Makes sure a response of the gateway's own can never be taken for hyper's automatic answer:
 /// one of those statuses with neither `content-type` nor `x-request-id` (none is expected; a
 /// route that answers so gets a request id) is given a fresh `x-request-id`.
-pub fn mark_own_response<B>(response: &mut Response<B>) {
+pub(crate) fn mark_own_response<B>(response: &mut Response<B>) {
     let status = response.status();
     if matches!(
         status,

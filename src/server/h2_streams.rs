@@ -37,7 +37,7 @@ use tokio::time::{Instant, Sleep};
 
 /// How much more than `max_header_bytes` h2 itself accepts, so that heads a little over the
 /// limit reach the gateway's own refusal (a problem document).
-pub const H2_HEADER_LIST_FACTOR: usize = 2;
+pub(crate) const H2_HEADER_LIST_FACTOR: usize = 2;
 
 /// What a response body said the last time it was polled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ thread_local! {
 }
 
 /// Every response body the gateway serves, leaving its [`BodyNote`] when polled.
-pub struct ServedBody {
+pub(crate) struct ServedBody {
     inner: Body,
 }
 
@@ -95,7 +95,7 @@ impl http_body::Body for ServedBody {
 
 /// The executor hyper runs HTTP/2 streams on: tokio, each stream under its send timeout.
 #[derive(Clone, Copy)]
-pub struct StreamExecutor {
+pub(crate) struct StreamExecutor {
     send_timeout: Duration,
 }
 
@@ -172,7 +172,7 @@ impl<F: Future<Output = ()>> Future for StreamSendTimeout<F> {
 /// The size of an HTTP/2 request's header list as h2 counts it against
 /// `max_header_list_size` (RFC 9113 §6.5.2): name, value and 32 bytes per field, the
 /// pseudo-header fields included.
-pub fn header_list_size<B>(request: &Request<B>) -> usize {
+pub(crate) fn header_list_size<B>(request: &Request<B>) -> usize {
     const FIELD_OVERHEAD: usize = 32;
     let uri = request.uri();
     let pseudo = [

@@ -24,13 +24,13 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The longest a connection lingers.
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(5);
 /// The longest a lingering connection waits for its client's next bytes.
-pub const LINGER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const LINGER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A client connection's stream and its place under the listener's connection limit, both
 /// kept until the connection has lingered.
-pub struct Lingering {
+pub(crate) struct Lingering {
     /// `None` only once dropped.
     stream: Option<TcpStream>,
     permit: Option<OwnedSemaphorePermit>,

@@ -17,7 +17,7 @@ use rcgen::{
 use xgate_core::domain::DepartmentId;
 
 /// How long the generated certificates are valid, in days.
-pub const VALIDITY_DAYS: i64 = 365;
+pub(crate) const VALIDITY_DAYS: i64 = 365;
 
 /// Why `tls init` wrote nothing (or stopped part-way, for a write error).
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ fn list(paths: &[PathBuf]) -> String {
 
 /// The files `tls init` writes under `dir`, in writing order: the CA, the gateway, then each
 /// department's certificate and key (`departments/<id>.pem`, `departments/<id>-key.pem`).
-pub fn planned_files(dir: &Path, departments: &[DepartmentId]) -> Vec<PathBuf> {
+pub(crate) fn planned_files(dir: &Path, departments: &[DepartmentId]) -> Vec<PathBuf> {
     let mut files = vec![
         dir.join("ca.pem"),
         dir.join("ca-key.pem"),

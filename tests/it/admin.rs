@@ -214,9 +214,11 @@ async fn shutdown_finishes_in_flight_exchanges_then_refuses_connections() {
         .expect("the exchange reaches the upstream");
 
     let stopping = tokio::spawn(gateway.stop());
-    eventually("the gateway reports not ready while draining", || {
-        !state.is_ready()
-    })
+    eventually(
+        "the gateway reports not ready while draining",
+        DEADLINE,
+        || async { !state.is_ready() },
+    )
     .await;
     assert!(
         !stopping.is_finished(),

@@ -1022,7 +1022,7 @@ async fn an_exchange_that_cannot_be_audited_is_refused_and_the_trail_heals() {
     database.execute_batch("DROP TRIGGER refuse;").unwrap();
     // Until the writer's probe finds the trail committing again, calls are refused before they
     // are forwarded (503, no entry); then they are served.
-    let status = eventually_async(
+    let status = eventually(
         "the trail heals",
         std::time::Duration::from_secs(30),
         || async {
@@ -1171,7 +1171,7 @@ async fn while_the_trail_cannot_commit_no_exchange_is_forwarded_and_no_lookup_an
 
     // Healed: the writer notices by itself (no call needed) and everything is served again.
     unwritable.heal();
-    eventually_async(
+    eventually(
         "the trail heals by itself",
         std::time::Duration::from_secs(30),
         || async {
@@ -1248,33 +1248,28 @@ async fn a_caller_that_hangs_up_mid_exchange_still_leaves_its_entry() {
         .await;
     assert!(gone.is_err(), "the caller gave up");
     drop(hasty);
-    // Poll (with a deadline) until the provider was reached, then let it answer.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while slow.call_count() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the provider was never called"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Once the provider was reached, let it answer.
+    eventually(
+        "the provider is called",
+        std::time::Duration::from_secs(30),
+        || async { slow.call_count() > 0 },
+    )
+    .await;
     release.notify_one();
     let admin = format!("http://{}", gateway.admin);
-    loop {
-        let entries = all_entries(&gateway.client, &admin, "").await;
-        if let Some(entry) = entries
-            .iter()
-            .find(|entry| entry["request_id"] == "hung-up-1")
-        {
-            assert_eq!(entry["status"], 200);
-            assert_eq!(entry["outcome"], "ok");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the exchange of a caller that hung up was never recorded"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let entry = eventually(
+        "the exchange of a caller that hung up is recorded",
+        std::time::Duration::from_secs(30),
+        || async {
+            let entries = all_entries(&gateway.client, &admin, "").await;
+            entries
+                .into_iter()
+                .find(|entry| entry["request_id"] == "hung-up-1")
+        },
+    )
+    .await;
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["outcome"], "ok");
     gateway.stop().await;
 }
 
@@ -1375,13 +1370,21 @@ impl WriteLock {
     }
 }
 
-/// Polls `condition` (with a deadline against a hung test, not a timing assertion).
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+/// Runs `future`, counting in `polled` once it has been polled the first time.
+async fn counting_first_poll<F: std::future::Future>(
+    future: F,
+    polled: &std::sync::atomic::AtomicUsize,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut first = true;
+    std::future::poll_fn(|context| {
+        let poll = future.as_mut().poll(context);
+        if std::mem::take(&mut first) {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        poll
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1402,14 +1405,17 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     let trail = std::sync::Arc::new(AuditTrail::open(&settings, Box::new(metrics)).unwrap());
     let lock = WriteLock::take(&path);
 
-    // More callers than the queue holds, while the writer cannot commit.
+    // More callers than the queue holds, while the writer cannot commit. Each counts when its
+    // append has been polled once: from then on its entry is in the queue (or the writer's
+    // hands), or it waits for room.
     let callers = QUEUE_CAPACITY + 1500;
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::with_capacity(callers);
-    for n in 0..callers {
+    let tried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let caller = |n: usize| {
         let trail = trail.clone();
         let answered = answered.clone();
-        tasks.push(tokio::spawn(async move {
+        let tried = tried.clone();
+        tokio::spawn(async move {
             let entry = AuditEntry {
                 time: xgate_audit::now(),
                 kind: EntryKind::Exchange,
@@ -1433,14 +1439,34 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
                 total_us: 1,
                 upstream_us: None,
             };
-            let sequence = trail.append(entry).await;
+            let sequence = counting_first_poll(trail.append(entry), &tried).await;
             answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             sequence
-        }));
-    }
-    // The queue fills up to its bound and stays there: the remaining callers wait to enter it.
-    wait_until("the queue is full", || trail.queued() == QUEUE_CAPACITY).await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        })
+    };
+    // The first caller's entry leaves the queue: the writer holds it, waiting for the lock, so
+    // a caller answered before its commit would be answered from now on.
+    let mut tasks = Vec::with_capacity(callers);
+    tasks.push(caller(0));
+    eventually(
+        "the writer takes the first entry",
+        std::time::Duration::from_secs(30),
+        || async { tried.load(std::sync::atomic::Ordering::SeqCst) == 1 && trail.queued() == 0 },
+    )
+    .await;
+    tasks.extend((1..callers).map(caller));
+    // Once every caller has tried to enter the queue, it is full, and not past its bound: the
+    // remaining callers wait for room.
+    eventually(
+        "every caller tries to enter the queue",
+        std::time::Duration::from_secs(30),
+        || async { tried.load(std::sync::atomic::Ordering::SeqCst) == callers },
+    )
+    .await;
+    assert!(
+        trail.queued() >= QUEUE_CAPACITY,
+        "the queue is not full while callers wait"
+    );
     assert_eq!(
         trail.queued(),
         QUEUE_CAPACITY,
@@ -1485,24 +1511,43 @@ async fn a_clean_shutdown_waits_for_every_exchange_and_commits_its_entry() {
             "a caller was answered while the provider held its answer"
         );
     }
-    wait_until("every exchange reached the provider", || {
-        slow.call_count() == 20
-    })
+    eventually(
+        "every exchange reached the provider",
+        std::time::Duration::from_secs(30),
+        || async { slow.call_count() == 20 },
+    )
     .await;
 
     // A restart: a clean shutdown, then a new gateway over the same folder (whose database the
     // test reads; the stopped one's folder would be gone with it).
-    let stopping = tokio::spawn(gateway.restart());
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let state = gateway.gateway.clone();
+    let stopping = tokio::spawn(gateway.stop_keeping());
+    // The shutdown has drained the connections and takes no more exchanges; all twenty run.
+    eventually(
+        "the shutdown comes to the running exchanges",
+        std::time::Duration::from_secs(30),
+        || async { state.tasks.is_closed() && state.tasks.len() == 20 },
+    )
+    .await;
+    // Held answers are released one per notification. Nineteen end, each committing its entry
+    // after the shutdown came to them, and it still waits for the last.
+    for _ in 0..19 {
+        release.notify_one();
+    }
+    eventually(
+        "nineteen exchanges end",
+        std::time::Duration::from_secs(30),
+        || async { state.tasks.len() == 1 },
+    )
+    .await;
     assert!(
         !stopping.is_finished(),
         "the shutdown did not wait for the running exchanges"
     );
-    // Held answers are released one per notification.
-    for _ in 0..20 {
-        release.notify_one();
-    }
-    let restarted = stopping.await.unwrap();
+    release.notify_one();
+    let stopped = stopping.await.unwrap();
+    drop(state);
+    let restarted = stopped.start().await;
     assert_eq!(path, restarted.audit_path());
 
     let connection = Connection::open(&path).unwrap();

@@ -113,7 +113,7 @@ const UNAVAILABLE: &str = "xgate_audit_store_unavailable";
 
 /// Waits, sending no call, until the gateway says its trail serves again.
 async fn healed_without_traffic(gateway: &TestGateway) {
-    eventually_async("the trail heals by itself", HEAL_DEADLINE, || async {
+    eventually("the trail heals by itself", HEAL_DEADLINE, || async {
         (metric(gateway, UNAVAILABLE).await == 0.0).then_some(())
     })
     .await;
@@ -257,10 +257,13 @@ async fn under_concurrency_the_exchanges_forwarded_when_the_disk_fills_still_get
             })
         })
         .collect();
-    eventually("calls are served", || served.load(Ordering::Acquire) >= 200).await;
+    eventually("calls are served", DEADLINE, || async {
+        served.load(Ordering::Acquire) >= 200
+    })
+    .await;
     let filler = fill_up(&volume.dir);
     let refused_before = refused.load(Ordering::Acquire);
-    eventually("calls are refused", || {
+    eventually("calls are refused", DEADLINE, || async {
         refused.load(Ordering::Acquire) >= refused_before + 500
     })
     .await;
@@ -419,7 +422,7 @@ async fn answered_entries_survive_a_power_cut_with_synchronous_full() {
 
     volume.shut_down();
     let stopped = gateway.stop_keeping().await;
-    volume.remount();
+    volume.remount().await;
 
     let gateway = stopped.start().await;
     let answered = trail(&gateway)

@@ -119,7 +119,7 @@ async fn records_that_spend_their_pattern_budget_are_refused_while_the_gateway_k
     }
     // Refused before forwarding: only the small calls reached the provider.
     assert_eq!(upstream.call_count(), 3);
-    eventually("no large record left on the pool", || {
+    eventually("no large record left on the pool", DEADLINE, || async {
         gateway.gateway.cpu.in_progress() == 0
     })
     .await;
@@ -190,9 +190,11 @@ async fn a_huge_enum_check_is_bounded_and_holds_up_no_other_schema() {
     let checks = gateway.gateway.schema_checks.clone();
     let hold = checks.hold("codes");
     let shifted = tokio::spawn(register(&gateway, "codes", &enum_of(1..50_001)).send());
-    eventually("the check of the shifted enum has started", || {
-        checks.running("codes") == 1
-    })
+    eventually(
+        "the check of the shifted enum has started",
+        DEADLINE,
+        || async { checks.running("codes") == 1 },
+    )
     .await;
     // ... and meanwhile another name registers, and a second version of `codes` waits its turn.
     let other = register(&gateway, "other", &json!({"type": "string"}))

@@ -18,7 +18,10 @@ use crate::forwarding::raw_http;
 use crate::helpers::*;
 
 /// How long a poll for something the cache does on its own (an expiry) may take: a safety net
-/// against a hung test, not a timing assertion.
+/// against a hung test, not a timing assertion. The expiry tests here keep real time (TTLs of a
+/// second): the gateway waits on its audit writer's thread and on sockets, where tokio's paused
+/// clock would jump to the next timer. `certificates::cache`'s unit tests age entries on paused
+/// time.
 const POLL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the test issuer answers.
@@ -221,20 +224,20 @@ async fn poll_until(
     while_waiting: &str,
     wanted: &str,
 ) -> reqwest::Response {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    loop {
-        let response = look_up(gateway, "tax", id).await;
-        let cache = cache_header(&response);
-        if cache == wanted {
-            return response;
-        }
-        assert_eq!(cache, while_waiting, "status {}", response.status());
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the cache never answered {wanted}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        format!("the cache answers {wanted}"),
+        POLL_DEADLINE,
+        || async {
+            let response = look_up(gateway, "tax", id).await;
+            let cache = cache_header(&response);
+            if cache == wanted {
+                return Some(response);
+            }
+            assert_eq!(cache, while_waiting, "status {}", response.status());
+            None
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -311,15 +314,16 @@ async fn a_thousand_concurrent_lookups_of_one_uncached_id_make_one_issuer_call()
             })
         })
         .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while gateway.gateway.certificates.waiting_lookups() < LOOKUPS {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} lookups waiting",
-            gateway.gateway.certificates.waiting_lookups()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let certificates = &gateway.gateway.certificates;
+    eventually(
+        Described(|| {
+            let waiting = certificates.waiting_lookups();
+            format!("every lookup waits (only {waiting} do)")
+        }),
+        Duration::from_secs(120),
+        || async { certificates.waiting_lookups() >= LOOKUPS },
+    )
+    .await;
     assert_eq!(gateway.gateway.certificates.fetches_in_flight(), 1);
     issuer.gate.send_replace(true);
     for lookup in lookups {

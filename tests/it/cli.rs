@@ -69,7 +69,7 @@ async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_s
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
 
     for base in [&data, &admin] {
-        let not_ready = eventually_async("/readyz answers 503", Duration::from_secs(10), || {
+        let not_ready = eventually("/readyz answers 503", Duration::from_secs(10), || {
             let client = client.clone();
             let url = format!("{base}/readyz");
             async move {
@@ -94,7 +94,7 @@ async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_s
         "the test ran too slowly to see the delay"
     );
 
-    let status = eventually_async("xgate exits", Duration::from_secs(30), || {
+    let status = eventually("xgate exits", Duration::from_secs(30), || {
         let status = child.0.try_wait().ok().flatten();
         async move { status }
     })
@@ -163,7 +163,7 @@ async fn a_second_sigterm_cuts_the_drain_delay_short() {
     let pid = libc::pid_t::try_from(child.0.id()).expect("a process id");
     // SAFETY: `kill` only sends a signal, to the child this test started and still owns.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
-    eventually_async("/readyz answers 503", Duration::from_secs(10), || {
+    eventually("/readyz answers 503", Duration::from_secs(10), || {
         let client = client.clone();
         let url = format!("{data}/readyz");
         async move {
@@ -178,7 +178,7 @@ async fn a_second_sigterm_cuts_the_drain_delay_short() {
         0,
         "second SIGTERM sent"
     );
-    let status = eventually_async("xgate exits", Duration::from_secs(60), || {
+    let status = eventually("xgate exits", Duration::from_secs(60), || {
         let status = child.0.try_wait().ok().flatten();
         async move { status }
     })

@@ -5,12 +5,12 @@
 use std::io::{BufRead, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::client;
+use crate::helpers::{client, eventually};
 
 const LICENSE: &str = "/exchange/market-regulation/business-licenses/91350100M000100Y43";
 const REGISTRATIONS: &str = "/exchange/tax/taxpayer-registrations";
@@ -76,19 +76,17 @@ impl Demo {
         }
     }
 
-    /// Waits for the process to exit, killing it after the deadline.
-    fn wait(&mut self, deadline: Duration) -> ExitStatus {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("the demo's status") {
-                return status;
-            }
-            if Instant::now() > until {
-                self.child.kill().ok();
-                panic!("xgate demo did not exit within {deadline:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits for the process to exit; past the deadline the test fails (and the drop kills it).
+    async fn wait(&mut self, deadline: Duration) -> ExitStatus {
+        eventually(
+            format!("xgate demo exits within {deadline:?}"),
+            deadline,
+            || {
+                let status = self.child.try_wait().expect("the demo's status");
+                async move { status }
+            },
+        )
+        .await
     }
 
     /// What the process printed, once it has exited.
@@ -142,19 +140,18 @@ fn has_chinese(text: &str) -> bool {
 
 /// Polls `/readyz` until the demo answers ready, failing if it exits first or takes too long.
 async fn wait_until_ready(demo: &mut Demo, http: &reqwest::Client, data: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("xgate demo becomes ready", Duration::from_secs(30), || {
         if let Some(status) = demo.child.try_wait().unwrap() {
             let (stdout, stderr) = demo.output();
             panic!("xgate demo exited early ({status}):\n{stdout}\n{stderr}");
         }
-        let ready = http.get(format!("{data}/readyz")).send().await;
-        if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
-            return;
+        let ready = http.get(format!("{data}/readyz")).send();
+        async move {
+            let ready = ready.await;
+            ready.is_ok_and(|response| response.status() == StatusCode::OK)
         }
-        assert!(Instant::now() < deadline, "xgate demo did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 /// A GET through the gateway as `token`: the status and the JSON body.
@@ -467,7 +464,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let status = demo.wait(Duration::from_secs(30));
+    let status = demo.wait(Duration::from_secs(30)).await;
     let (stdout, stderr) = demo.output();
     assert!(status.success(), "{status}\n{stderr}");
     assert!(stdout.contains(&format!("curl -s {data}/")), "{stdout}");
@@ -490,7 +487,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let taken_address = taken.local_addr().unwrap().to_string();
     let mut second = Demo::start(Some(&taken_address));
-    let status = second.wait(Duration::from_secs(30));
+    let status = second.wait(Duration::from_secs(30)).await;
     let (_, stderr) = second.output();
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&taken_address), "{stderr}");
@@ -525,7 +522,7 @@ async fn two_demos_on_free_ports_run_side_by_side_and_neither_takes_a_fixed_port
     // in the calls a demo prints.
     for demo in [&mut first, &mut second] {
         demo.child.kill().ok();
-        demo.wait(Duration::from_secs(30));
+        demo.wait(Duration::from_secs(30)).await;
         let (stdout, _) = demo.output();
         for port in FIXED_PORTS {
             assert!(

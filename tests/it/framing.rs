@@ -145,9 +145,11 @@ async fn a_broken_caller_body_is_the_callers_400_and_its_upstream_connection_is_
                 "{service}, {what}"
             );
             // The connection that carried the partial request is closed, not pooled.
-            eventually("the partial request's upstream connection closes", || {
-                upstream.open() == 0
-            })
+            eventually(
+                "the partial request's upstream connection closes",
+                DEADLINE,
+                || async { upstream.open() == 0 },
+            )
             .await;
             assert_eq!(gateway.gateway.upstream.idle_connections(), 0);
         }

@@ -608,21 +608,27 @@ pub async fn start_binary_logging(
                 .expect("xgate starts"),
         );
         let base = format!("http://127.0.0.1:{admin_port}");
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let ready = client.get(format!("{base}/readyz")).send().await;
-            if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
-                return (child, format!("http://127.0.0.1:{data_port}"), base);
-            }
-            if child.0.try_wait().is_ok_and(|status| status.is_some()) {
-                // It exited: a port was taken between our check and its bind. Try others.
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "xgate did not become ready"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let ready = eventually(
+            "xgate becomes ready",
+            std::time::Duration::from_secs(30),
+            || {
+                // Exited: a port was taken between our check and its bind. Try others.
+                let exited = child.0.try_wait().is_ok_and(|status| status.is_some());
+                let ready = client.get(format!("{base}/readyz")).send();
+                async move {
+                    if exited {
+                        return Some(false);
+                    }
+                    let ready = ready.await;
+                    ready
+                        .is_ok_and(|response| response.status() == StatusCode::OK)
+                        .then_some(true)
+                }
+            },
+        )
+        .await;
+        if ready {
+            return (child, format!("http://127.0.0.1:{data_port}"), base);
         }
     }
     panic!("xgate could not start on free ports three times");
@@ -634,29 +640,64 @@ pub async fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Polls `condition` until it holds, failing the test after a generous deadline (a safety net
-/// against a hung gateway, not a timing assertion).
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !condition() {
+/// The deadline of most waits: a safety net against a hung gateway, not a timing assertion.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a probe of [`eventually`] answers: whether its condition holds yet (`bool`), or the
+/// value it waits for, once there is one (`Option<T>`).
+pub trait Settled {
+    /// What [`eventually`] returns.
+    type Value;
+    /// The value, if the probe has settled.
+    fn settled(self) -> Option<Self::Value>;
+}
+
+impl Settled for bool {
+    type Value = ();
+    fn settled(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Settled for Option<T> {
+    type Value = T;
+    fn settled(self) -> Option<T> {
+        self
+    }
+}
+
+/// Runs `probe` every few milliseconds until it settles (`true`, or `Some(value)`) and returns
+/// what it found; fails the test with `what` once `within` has passed (a generous deadline
+/// against a hung gateway, never a timing assertion). The one way the tests wait for something
+/// to happen. `what` is written out only at the deadline, so a [`Described`] one can say what
+/// was seen then.
+pub async fn eventually<F, Fut>(
+    what: impl std::fmt::Display,
+    within: std::time::Duration,
+    mut probe: F,
+) -> <Fut::Output as Settled>::Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+    Fut::Output: Settled,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await.settled() {
+            return value;
+        }
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
-/// Polls an asynchronous `probe` until it returns `Some`, failing the test after `within`.
-pub async fn eventually_async<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+/// A description for [`eventually`] made when it is shown: its function says what is seen at
+/// the deadline.
+pub struct Described<F>(pub F);
+
+impl<F: Fn() -> String> std::fmt::Display for Described<F> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&(self.0)())
     }
 }
 
@@ -736,25 +777,32 @@ impl Nginx {
                     .expect("nginx starts"),
             );
             let address = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                if tokio::net::TcpStream::connect(address).await.is_ok() {
-                    return Nginx {
-                        address,
-                        prefix,
-                        _process: process,
-                    };
-                }
-                if process.0.try_wait().is_ok_and(|status| status.is_some()) {
-                    // It exited: most likely the port was taken meanwhile. Try another.
-                    break;
-                }
-                let log = std::fs::read_to_string(prefix.path().join("error.log"));
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "nginx did not start listening: {log:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let error_log = prefix.path().join("error.log");
+            let listening = eventually(
+                Described(|| {
+                    let log = std::fs::read_to_string(&error_log);
+                    format!("nginx starts listening: {log:?}")
+                }),
+                DEADLINE,
+                || {
+                    // Exited: most likely the port was taken meanwhile. Try another.
+                    let exited = process.0.try_wait().is_ok_and(|status| status.is_some());
+                    async move {
+                        if exited {
+                            return Some(false);
+                        }
+                        let connected = tokio::net::TcpStream::connect(address).await;
+                        connected.is_ok().then_some(true)
+                    }
+                },
+            )
+            .await;
+            if listening {
+                return Nginx {
+                    address,
+                    prefix,
+                    _process: process,
+                };
             }
         }
         panic!("nginx could not start on a free port three times");
@@ -957,21 +1005,17 @@ impl Mounted {
     }
 
     /// Unmounts the image and mounts it again: what is read now is what reached the disk.
-    pub fn remount(&self) {
+    pub async fn remount(&self) {
         let target = self.dir.to_str().expect("a UTF-8 temporary path");
         // The stopped gateway's audit writer thread closes the file just after the gateway
         // stops: retry while the file system is still busy.
-        let unmounted = (0..100).any(|_| {
-            let done = std::process::Command::new(&self.umount)
+        eventually(format!("{target} unmounts"), DEADLINE, || async {
+            std::process::Command::new(&self.umount)
                 .arg(target)
                 .status()
-                .is_ok_and(|status| status.success());
-            if !done {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            done
-        });
-        assert!(unmounted, "{target} stayed busy");
+                .is_ok_and(|status| status.success())
+        })
+        .await;
         let mount = tool("mount", "apt-get install mount");
         self.mount_image(&mount);
     }

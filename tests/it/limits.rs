@@ -207,7 +207,7 @@ async fn past_its_bound_a_consumer_is_rate_limited_and_past_the_gateways_everyon
         tokio::spawn(async move { call(&gateway, consumer, request_id).send().await.unwrap() })
     };
     let (first, second) = (held("tax", "tax-1"), held("tax", "tax-2"));
-    eventually("tax's two calls reach the provider", || {
+    eventually("tax's two calls reach the provider", DEADLINE, || async {
         upstream.received().len() == 2
     })
     .await;
@@ -222,7 +222,7 @@ async fn past_its_bound_a_consumer_is_rate_limited_and_past_the_gateways_everyon
     // Civil may still call; with its call the gateway is at its bound, and then everyone's
     // next call (and certificate lookup) is refused as overloaded.
     let third = held("civil", "civil-1");
-    eventually("civil's call reaches the provider", || {
+    eventually("civil's call reaches the provider", DEADLINE, || async {
         upstream.received().len() == 3
     })
     .await;
@@ -378,7 +378,7 @@ async fn a_call_whose_caller_hangs_up_while_it_waits_for_a_connection_is_not_for
         let gateway = gateway.clone();
         tokio::spawn(async move { call(&gateway, "tax", "tax-held").send().await.unwrap() })
     };
-    eventually("the first call reaches the provider", || {
+    eventually("the first call reaches the provider", DEADLINE, || async {
         upstream.received().len() == 1
     })
     .await;
@@ -395,13 +395,13 @@ async fn a_call_whose_caller_hangs_up_while_it_waits_for_a_connection_is_not_for
         )
         .await
         .unwrap();
-    eventually("the call is admitted", || {
+    eventually("the call is admitted", DEADLINE, || async {
         gateway.gateway.admission.in_flight() == 2
     })
     .await;
     drop(caller);
     let admin = gateway.admin_url("");
-    let cancelled = eventually_async(
+    let cancelled = eventually(
         "the abandoned call is in the trail",
         Duration::from_secs(10),
         || async {
@@ -574,7 +574,7 @@ async fn callers_that_reset_or_hang_up_on_a_slow_provider_hold_bounded_connectio
 
     // Every abandoned call reaches the trail, except those the provider holds.
     let admin_base = admin.clone();
-    let entries = eventually_async(
+    let entries = eventually(
         "every call not held by the provider is in the trail",
         Duration::from_secs(30),
         || async {
@@ -588,7 +588,8 @@ async fn callers_that_reset_or_hang_up_on_a_slow_provider_hold_bounded_connectio
     let admin_so_far = admin_answers.load(Ordering::SeqCst);
     eventually(
         "the other consumer and the admin plane are served meanwhile",
-        || {
+        DEADLINE,
+        || async {
             citizen_answers.load(Ordering::SeqCst) >= answered_so_far + 20
                 && admin_answers.load(Ordering::SeqCst) >= admin_so_far + 20
         },
@@ -653,7 +654,7 @@ async fn callers_that_reset_or_hang_up_on_a_slow_provider_hold_bounded_connectio
 
     // The provider answers at last: the forwarded calls end, and are audited, too.
     slow.release();
-    eventually_async(
+    eventually(
         "the forwarded calls end",
         Duration::from_secs(30),
         || async {
@@ -708,7 +709,7 @@ fn the_admin_plane_answers_while_the_data_planes_runtime_cannot() {
             .send()
     };
     test_runtime.block_on(async {
-        eventually_async("the gateway is ready", Duration::from_secs(10), || async {
+        eventually("the gateway is ready", Duration::from_secs(10), || async {
             let ready = get(data, "/readyz").await.ok()?;
             (ready.status() == 200).then_some(())
         })
@@ -806,7 +807,7 @@ async fn start_binary_with_open_files(
         format!("http://127.0.0.1:{data_port}"),
         format!("http://127.0.0.1:{admin_port}"),
     );
-    eventually_async("xgate is ready", Duration::from_secs(30), || async {
+    eventually("xgate is ready", Duration::from_secs(30), || async {
         let ready = client.get(format!("{admin}/readyz")).send().await.ok()?;
         (ready.status() == 200).then_some(())
     })
@@ -827,16 +828,22 @@ async fn out_of_open_files_the_listener_backs_off_and_serves_again_once_connecti
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // Idle connections until the gateway has no descriptor left to accept one with.
-    let mut held = Vec::new();
-    while !log_text().contains("accept failed") {
+    let held = std::sync::Mutex::new(Vec::new());
+    eventually("accepts fail", Duration::from_secs(30), || async {
+        if log_text().contains("accept failed") {
+            return true;
+        }
+        let count = held.lock().unwrap().len();
         assert!(
-            held.len() < 1024,
-            "{} connections, and accepts never failed",
-            held.len()
+            count < 1024,
+            "{count} connections, and accepts never failed"
         );
-        held.push(TcpStream::connect(data_address).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        let connection = TcpStream::connect(data_address).await.unwrap();
+        held.lock().unwrap().push(connection);
+        false
+    })
+    .await;
+    let held = held.into_inner().unwrap();
     let files_at_the_limit = open_files(pid);
     assert!(
         gateway.0.try_wait().unwrap().is_none(),
@@ -847,7 +854,7 @@ async fn out_of_open_files_the_listener_backs_off_and_serves_again_once_connecti
     let held_connections = held.len();
     drop(held);
     for base in [&data, &admin] {
-        eventually_async(
+        eventually(
             "the gateway answers again",
             Duration::from_secs(30),
             || async {

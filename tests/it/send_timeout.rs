@@ -75,9 +75,11 @@ async fn callers_that_never_read_are_cut_off_and_their_upstream_connections_clos
         stream.write_all(request.as_bytes()).await.unwrap();
         stuck.push(stream);
     }
-    eventually("every stuck call reaches the upstream", || {
-        large.accepted() == STUCK_CALLERS
-    })
+    eventually(
+        "every stuck call reaches the upstream",
+        DEADLINE,
+        || async { large.accepted() == STUCK_CALLERS },
+    )
     .await;
 
     // A caller that reads takes its answer meanwhile, however long it takes.
@@ -102,9 +104,11 @@ async fn callers_that_never_read_are_cut_off_and_their_upstream_connections_clos
 
     // Past the send timeout, the gateway has given up on the stuck callers: the upstream sees
     // every connection closed, and none is pooled.
-    eventually("the stuck callers' upstream connections close", || {
-        large.open() == 0
-    })
+    eventually(
+        "the stuck callers' upstream connections close",
+        DEADLINE,
+        || async { large.open() == 0 },
+    )
     .await;
     assert_eq!(gateway.gateway.upstream.idle_connections(), 0);
 
@@ -148,16 +152,20 @@ async fn an_http2_stream_whose_window_never_opens_is_reset_alone() {
         .await
         .unwrap();
     assert_eq!(stalled.status(), StatusCode::OK);
-    eventually("the stalled call reaches the upstream", || {
-        large.accepted() == 1
-    })
+    eventually(
+        "the stalled call reaches the upstream",
+        DEADLINE,
+        || async { large.accepted() == 1 },
+    )
     .await;
 
     // Past the send timeout the stream is given up, and its upstream connection closed, while
     // the connection keeps serving other calls.
-    eventually("the stalled stream's upstream connection closes", || {
-        large.open() == 0
-    })
+    eventually(
+        "the stalled stream's upstream connection closes",
+        DEADLINE,
+        || async { large.open() == 0 },
+    )
     .await;
     assert_eq!(gateway.gateway.upstream.idle_connections(), 0);
     let response = sender

@@ -685,13 +685,17 @@ async fn over_tls_hypers_answers_are_problems_and_callers_that_never_read_are_cu
             .unwrap();
         stuck.push(tls);
     }
-    eventually("every stuck call reaches the upstream", || {
-        large.accepted() == 5
-    })
+    eventually(
+        "every stuck call reaches the upstream",
+        DEADLINE,
+        || async { large.accepted() == 5 },
+    )
     .await;
-    eventually("the stuck callers' upstream connections close", || {
-        large.open() == 0
-    })
+    eventually(
+        "the stuck callers' upstream connections close",
+        DEADLINE,
+        || async { large.open() == 0 },
+    )
     .await;
     assert_eq!(gateway.gateway.upstream.idle_connections(), 0);
     assert_serving(&gateway, &pki).await;
@@ -1218,19 +1222,16 @@ async fn tls_init_output_serves_mutual_tls_with_the_real_binary_and_sighup_reloa
         cert: read(tls.join("departments/consumer.pem")),
         key: read(tls.join("departments/consumer-key.pem")),
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let config = client_config(&new_ca, Some(&identity), &[b"http/1.1"]);
-        if let Ok(answer) = get_once(address, config, "/catalog").await {
-            assert_eq!(answer.json()["department"], "consumer");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the reloaded certificates were never served"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let answer = eventually(
+        "the reloaded certificates are served",
+        Duration::from_secs(30),
+        || async {
+            let config = client_config(&new_ca, Some(&identity), &[b"http/1.1"]);
+            get_once(address, config, "/catalog").await.ok()
+        },
+    )
+    .await;
+    assert_eq!(answer.json()["department"], "consumer");
     let answer = session.get("/exchange/provider/echo").await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
     child.0.kill().ok();

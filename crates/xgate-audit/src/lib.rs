@@ -32,11 +32,13 @@ use reserve::Reserve;
 
 pub mod block;
 pub mod entry;
+pub mod outcome;
 pub mod query;
 pub mod reserve;
 pub mod store;
 
 pub use entry::{AuditEntry, AuditHash, EntryKind, StoredEntry, sha256_hex};
+pub use outcome::Outcome;
 pub use query::{EntryFilter, Page, Summary, TimeWindow};
 pub use store::Verification;
 

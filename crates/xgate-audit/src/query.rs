@@ -7,31 +7,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::entry::{EntryKind, StoredEntry};
+use crate::Outcome;
 use xgate_core::domain::{DepartmentId, ServiceName};
 
 /// Entries per page when the caller names no `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest page.
 pub const MAX_LIMIT: u32 = 1000;
-
-/// The outcome words of SPEC §9, the only values `outcome=` takes, and two of the gateway's
-/// own: `cancelled` (the caller hung up before its call was forwarded: it was not) and
-/// `store_unavailable` (refused because the trail could not commit; recorded once it can).
-pub const OUTCOMES: &[&str] = &[
-    "ok",
-    "unauthenticated",
-    "forbidden",
-    "not_found",
-    "invalid_request",
-    "translation_error",
-    "too_large",
-    "upstream_error",
-    "upstream_timeout",
-    "invalid_response",
-    "rate_limited",
-    "cancelled",
-    "store_unavailable",
-];
 
 /// A refused parameter: its name (never its value, which is the caller's input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,10 +137,10 @@ impl EntryFilter {
         let outcome = found
             .remove("outcome")
             .map(|text| {
-                if OUTCOMES.contains(&text.as_str()) {
-                    Ok(text)
-                } else {
-                    Err(BadParameter("outcome"))
+                // Every outcome word (`Outcome::ALL`), the lookups' answers (`hit`, ...) too.
+                match Outcome::parse(&text) {
+                    Some(_) => Ok(text),
+                    None => Err(BadParameter("outcome")),
                 }
             })
             .transpose()?;
@@ -260,14 +242,6 @@ const STEPS_SECONDS: &[i64] = &[
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
 ];
 const DAY_SECONDS: i64 = 86_400;
-
-/// The one exchange outcome that is not a failure.
-pub const EXCHANGE_SUCCESS: &str = "ok";
-/// The certificate lookup outcomes that are not failures: the cache's answers, and
-/// `not_found`, which is the issuer's answer rather than a refusal.
-pub const LOOKUP_ANSWERS: &[&str] = &["hit", "miss", "stale", "not_found"];
-/// The lookup answers served from or into the cache, the hit ratio's denominator.
-const CACHE_ANSWERS: &[&str] = &["hit", "miss", "stale"];
 
 /// The timeline's buckets: `count` buckets of `step_seconds`, the first starting at `first`
 /// (Unix seconds, a multiple of the step, so buckets line up with UTC minutes, hours, days).
@@ -425,8 +399,12 @@ pub struct CertificateTypeSummary {
 /// `hit / (hit + miss + stale)` of some outcome counts.
 pub fn hit_ratio(outcomes: &BTreeMap<String, u64>) -> Option<f64> {
     let count = |word: &str| outcomes.get(word).copied().unwrap_or(0);
-    let answered: u64 = CACHE_ANSWERS.iter().map(|word| count(word)).sum();
-    (answered > 0).then(|| count("hit") as f64 / answered as f64)
+    let answered: u64 = Outcome::ALL
+        .into_iter()
+        .filter(|outcome| outcome.is_cache_answer())
+        .map(|outcome| count(outcome.as_str()))
+        .sum();
+    (answered > 0).then(|| count(Outcome::Hit.as_str()) as f64 / answered as f64)
 }
 
 impl CertificateSummary {

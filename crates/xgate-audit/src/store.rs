@@ -24,10 +24,11 @@ use super::entry::{
     AuditEntry, Break, EncodingVersion, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
 use super::query::{
-    BucketPlan, CertificateSummary, EXCHANGE_SUCCESS, EntryFilter, FailureGroup, LOOKUP_ANSWERS,
-    MAX_GROUP_ROWS, Summary, SummaryCell, TOP_FAILURES, TimeWindow, Timeline,
+    BucketPlan, CertificateSummary, EntryFilter, FailureGroup, MAX_GROUP_ROWS, Summary,
+    SummaryCell, TOP_FAILURES, TimeWindow, Timeline,
 };
 use crate::AuditSync;
+use crate::Outcome;
 use crate::entry::AuditHash;
 
 /// How long a connection waits for another one's lock (a checkpoint, a second writer process)
@@ -864,10 +865,11 @@ fn failures(connection: &Connection) -> Result<Vec<FailureGroup>, AuditError> {
         table: Some(WINDOW_COPY),
         ..Conditions::default()
     };
-    let success = conditions.bind(EXCHANGE_SUCCESS.to_owned());
-    let answers: Vec<String> = LOOKUP_ANSWERS
-        .iter()
-        .map(|word| conditions.bind((*word).to_owned()))
+    let success = conditions.bind(Outcome::Ok.as_str().to_owned());
+    let answers: Vec<String> = Outcome::ALL
+        .into_iter()
+        .filter(|outcome| outcome.is_lookup_answer())
+        .map(|outcome| conditions.bind(outcome.as_str().to_owned()))
         .collect();
     conditions.entries.push(format!(
         "((kind = 'exchange' AND outcome <> {success}) OR \
