@@ -18,15 +18,17 @@
 mod convert;
 mod pattern;
 mod plan;
+mod reason;
 mod walk;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-pub use self::convert::{CodeTable, Conversion, Reason};
+pub use self::convert::{CodeTable, Conversion};
 pub use self::pattern::Pattern;
 use self::plan::{Outcome, Plan, Read, Uncovered, UncoveredField};
+pub use self::reason::Reason;
 use self::walk::Step;
 use crate::i18n::Lang;
 use crate::pointer::{FieldPath, Segment};

@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::format::{DelayedFormat, Item, Numeric, Pad, Parsed, StrftimeItems};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
 
-use super::convert::Reason;
+use super::reason::Reason;
 
 /// A strftime pattern, parsed once at load into chrono's items so that reading and writing a
 /// value does not parse the pattern again.
