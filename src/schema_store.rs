@@ -118,12 +118,7 @@ impl SchemaStore {
         let text = settings.to_toml();
         blocking(move || {
             create_folder(&dir, &folder)?;
-            write_atomically(
-                &folder,
-                "settings.toml",
-                text.as_bytes(),
-                Placement::Replace,
-            )
+            write_atomically(&folder, SETTINGS_FILE, text.as_bytes(), Placement::Replace)
         })
         .await
     }
