@@ -52,12 +52,11 @@ fn a_worker_count_that_is_not_a_positive_number_is_refused() {
 }
 
 /// On SIGTERM `/readyz` answers 503 on both planes for `drain_delay_ms` while exchanges (on new
-/// connections too) are still served, and the gateway keeps running; it exits cleanly once the
-/// delay is over (cut short here by a second SIGTERM, so the test never races a clock).
+/// connections too) are still served, and the gateway keeps running; a second SIGTERM (an
+/// operator insisting) cuts the delay short, and the gateway exits cleanly. The delay is far
+/// longer than the test, so nothing here races a clock.
 #[tokio::test]
-#[allow(unsafe_code)] // libc calls: see the SAFETY comments
-async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_served() {
-    // Far longer than the test takes: nothing below depends on how fast the machine is.
+async fn on_sigterm_readyz_answers_503_while_exchanges_are_served_until_a_second_sigterm() {
     const DRAIN_DELAY: Duration = Duration::from_secs(600);
     let echo = Upstream::echo().await;
     let config =
@@ -65,9 +64,7 @@ async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_s
     config.write_main();
     let client = reqwest::Client::new();
     let (mut child, data, admin) = start_binary_planes(&config, &client).await;
-    let pid = libc::pid_t::try_from(child.0.id()).expect("a process id");
-    // SAFETY: `kill` only sends a signal, to the child this test started and still owns.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    sigterm(&child.0, "SIGTERM");
 
     for base in [&data, &admin] {
         let not_ready = eventually("/readyz answers 503", Duration::from_secs(10), || {
@@ -98,18 +95,21 @@ async fn on_sigterm_readyz_answers_503_for_the_drain_delay_while_exchanges_are_s
     let ready = client.get(format!("{data}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGTERM) },
-        0,
-        "second SIGTERM sent"
-    );
-    let status = eventually("xgate exits", Duration::from_secs(30), || {
+    sigterm(&child.0, "second SIGTERM");
+    let status = eventually("xgate exits", Duration::from_secs(60), || {
         let status = child.0.try_wait().ok().flatten();
         async move { status }
     })
     .await;
     assert!(status.success(), "{status:?}");
+}
+
+/// Sends SIGTERM to a child this test started and still owns.
+#[allow(unsafe_code)] // kill: see the SAFETY comment
+fn sigterm(child: &std::process::Child, what: &str) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a process id");
+    // SAFETY: `kill` only sends a signal, to a child process the caller owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "{what} sent");
 }
 
 /// Text logs written to a file or a pipe hold no colour escape sequences.
@@ -155,42 +155,4 @@ async fn serve_refuses_an_audit_trail_it_cannot_continue_before_listening() {
     assert!(text.contains("chained with sha256"), "{text}");
     assert!(!text.contains("listening"), "{text}");
     gateway.stop().await;
-}
-
-/// A second SIGTERM during `[gateway] drain_delay_ms` (an operator insisting) cuts the delay
-/// short: the gateway stops long before the delay would have ended, and exits cleanly.
-#[tokio::test]
-#[allow(unsafe_code)] // libc calls: see the SAFETY comments
-async fn a_second_sigterm_cuts_the_drain_delay_short() {
-    const DRAIN_DELAY: Duration = Duration::from_secs(600);
-    let echo = Upstream::echo().await;
-    let config =
-        standard(&echo, &echo).gateway(&format!("drain_delay_ms = {}", DRAIN_DELAY.as_millis()));
-    config.write_main();
-    let client = reqwest::Client::new();
-    let (mut child, data, _admin) = start_binary_planes(&config, &client).await;
-    let pid = libc::pid_t::try_from(child.0.id()).expect("a process id");
-    // SAFETY: `kill` only sends a signal, to the child this test started and still owns.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
-    eventually("/readyz answers 503", Duration::from_secs(10), || {
-        let client = client.clone();
-        let url = format!("{data}/readyz");
-        async move {
-            let response = client.get(&url).send().await.ok()?;
-            (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
-        }
-    })
-    .await;
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGTERM) },
-        0,
-        "second SIGTERM sent"
-    );
-    let status = eventually("xgate exits", Duration::from_secs(60), || {
-        let status = child.0.try_wait().ok().flatten();
-        async move { status }
-    })
-    .await;
-    assert!(status.success(), "{status:?}");
 }
