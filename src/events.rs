@@ -43,8 +43,9 @@ pub(crate) struct ExchangeFinished<'a> {
     pub exchange_id: &'a str,
     /// The request method.
     pub method: &'a Method,
-    /// The service (`provider/service`), `-` when the call named none.
-    pub service: &'a str,
+    /// The service's label (`provider/service`), when the call was routed; read only when the
+    /// log line is written.
+    pub service: Option<&'a http::HeaderValue>,
     /// The answer's status.
     pub status: u16,
     /// The request schema used.
@@ -72,7 +73,7 @@ impl ExchangeFinished<'_> {
                     request_id = %self.request_id,
                     exchange_id = %self.exchange_id,
                     consumer = observation.labels.consumer,
-                    service = self.service,
+                    service = self.service.and_then(|label| label.to_str().ok()).unwrap_or("-"),
                     method = %self.method,
                     status = self.status,
                     outcome = observation.outcome.as_str(),

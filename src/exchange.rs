@@ -215,9 +215,7 @@ pub async fn exchange(
         request_id: &record.request_id,
         exchange_id: &record.exchange_id,
         method: &record.method,
-        service: record
-            .route
-            .map_or("-", |route| route.label.to_str().unwrap_or("-")),
+        service: record.route.map(|route| &route.label),
         status: response.status().as_u16(),
         request_schema: record.request_schema.as_deref(),
         response_schema: record.response_schema.as_deref(),
