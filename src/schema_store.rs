@@ -24,12 +24,8 @@ use xgate_core::registry::{SETTINGS_FILE, SchemaFile, SchemaFolder, Settings};
 /// caller reports it once, as `registry.dir`). Blocking: called at start and on reloads, on the
 /// blocking pool.
 pub(crate) fn read_folders(dir: &Path) -> Vec<SchemaFolder> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    paths.sort();
-    paths
+    sorted_paths(dir)
+        .unwrap_or_default()
         .into_iter()
         .filter(|path| path.is_dir())
         .filter_map(|path| {
@@ -43,11 +39,16 @@ pub(crate) fn read_folders(dir: &Path) -> Vec<SchemaFolder> {
         .collect()
 }
 
-fn read_schema_files(folder: &Path) -> Option<Vec<SchemaFile>> {
+/// The paths in `folder`, sorted; `None` when it cannot be read.
+fn sorted_paths(folder: &Path) -> Option<Vec<PathBuf>> {
     let entries = fs::read_dir(folder).ok()?;
     let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
-    let files = paths
+    Some(paths)
+}
+
+fn read_schema_files(folder: &Path) -> Option<Vec<SchemaFile>> {
+    let files = sorted_paths(folder)?
         .into_iter()
         .filter_map(|path| {
             let name = path.file_name()?.to_str().unwrap_or("").to_owned();
