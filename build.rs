@@ -13,7 +13,8 @@ use std::env;
 use std::path::PathBuf;
 
 /// What the tests may need, by the name their `cfg_attr` uses.
-const NEEDS: [&str; 5] = [
+const NEEDS: [&str; 6] = [
+    "postgres",
     "nginx",
     "promtool",
     "chromium",
@@ -27,6 +28,7 @@ pub fn main() {
     println!("cargo:rerun-if-env-changed=CI");
     println!("cargo:rerun-if-env-changed=PATH");
     println!("cargo:rerun-if-env-changed=USER");
+    println!("cargo:rerun-if-env-changed=XGATE_TEST_DATABASE_URL");
     let values: Vec<String> = NEEDS.iter().map(|need| format!("\"{need}\"")).collect();
     println!(
         "cargo:rustc-check-cfg=cfg(xgate_missing, values({}))",
@@ -49,6 +51,9 @@ pub fn main() {
     }
     let found = |name: &str| folders.iter().any(|folder| folder.join(name).is_file());
     let missing = [
+        // The shared store's tests (issue 18) need a PostgreSQL server; `.ci/run` starts one.
+        // Probed when the tests are built: a server started later needs `touch build.rs`.
+        ("postgres", !database_answers()),
         ("nginx", !found("nginx")),
         ("promtool", !found("promtool")),
         ("chromium", !found("chromium") && !found("chromium-browser")),
@@ -90,6 +95,37 @@ fn tool_folders() -> Vec<PathBuf> {
     folders.retain(|folder| folder.is_absolute() && folder.is_dir());
     folders.dedup();
     folders
+}
+
+/// The server the store's tests use (`XGATE_TEST_DATABASE_URL`, as `tests/it/helpers.rs`
+/// reads it), by the default's address when the variable is unset.
+const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Whether something accepts TCP connections at the test database's host and port (within a
+/// second). A URL this cannot read counts as answering: the tests then say what is wrong.
+fn database_answers() -> bool {
+    use std::net::ToSocketAddrs;
+    let url = env::var("XGATE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return true;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    let Ok(addresses) = host_port.to_socket_addrs() else {
+        return true;
+    };
+    addresses.into_iter().any(|address| {
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok()
+    })
 }
 
 /// Whether the build runs as root (the tests that mount a small file system need it), from the

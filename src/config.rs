@@ -25,13 +25,25 @@ use xgate_core::translate::Format;
 pub use xgate_core::report::{Problem, Problems};
 
 /// Values that replace configured ones, from the environment (`XGATE_LISTEN`,
-/// `XGATE_ADMIN_LISTEN`).
-#[derive(Debug, Clone, Default)]
+/// `XGATE_ADMIN_LISTEN`, `XGATE_STORE_URL`).
+#[derive(Clone, Default)]
 pub struct Overrides {
     /// Replaces `[gateway] listen`.
     pub listen: Option<String>,
     /// Replaces `[gateway] admin_listen`.
     pub admin_listen: Option<String>,
+    /// Replaces `[store] url`, and turns the store on without a `[store]` section.
+    pub store_url: Option<String>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("store_url", &self.store_url.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 impl Overrides {
@@ -40,6 +52,9 @@ impl Overrides {
         Overrides {
             listen: std::env::var("XGATE_LISTEN").ok(),
             admin_listen: std::env::var("XGATE_ADMIN_LISTEN").ok(),
+            store_url: std::env::var("XGATE_STORE_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
         }
     }
 }
@@ -59,6 +74,9 @@ pub struct Config {
     pub certificates: CertificateCacheSettings,
     /// `[audit]`.
     pub audit: AuditSettings,
+    /// `[store]` (or `XGATE_STORE_URL`): the shared PostgreSQL store; `None` is the embedded
+    /// default (schema files, SQLite trail).
+    pub store: Option<StoreSettings>,
     /// Every department, sorted by id.
     pub departments: Vec<Department>,
 }
@@ -99,6 +117,95 @@ pub struct GatewaySettings {
     pub send_timeout: Duration,
     /// The peers whose forwarding headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// This gateway's name in the audit trail (`[gateway] instance`, default the host name).
+    pub instance: String,
+}
+
+/// `[store]`, parsed.
+#[derive(Clone)]
+pub struct StoreSettings {
+    /// The connection settings, parsed from the URL (which holds the password, if any: it is
+    /// never printed, `Debug` included).
+    pub url: tokio_postgres::Config,
+    /// Whether the URL asks for TLS (`sslmode=require`; the server's certificate is verified
+    /// against the system's roots and must name the host).
+    pub tls: bool,
+    /// The most pooled connections.
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("database", &self.url.get_dbname())
+            .field("user", &self.url.get_user())
+            .field("tls", &self.tls)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most pooled store connections a gateway may ask for.
+const MAX_POOL_SIZE: u64 = 256;
+
+/// Parses `[store]` (or `XGATE_STORE_URL` alone) into its settings, reporting what is wrong
+/// without ever repeating the URL (it may hold a password).
+fn check_store(
+    section: Option<&file::StoreSection>,
+    overrides: &Overrides,
+    report: &mut Reporter<'_>,
+) -> Option<StoreSettings> {
+    let url = match (&overrides.store_url, section) {
+        (Some(url), _) => url.clone(),
+        (None, Some(section)) => match &section.url {
+            Some(url) => url.clone(),
+            None => {
+                report.report("store.url", "is missing (or set XGATE_STORE_URL)");
+                return None;
+            }
+        },
+        (None, None) => return None,
+    };
+    let pool_size = section.map_or(16, |section| section.pool_size);
+    if pool_size == 0 || pool_size > MAX_POOL_SIZE {
+        report.report(
+            "store.pool_size",
+            format!("must be between 1 and {MAX_POOL_SIZE}"),
+        );
+    }
+    let source = if overrides.store_url.is_some() {
+        " (from XGATE_STORE_URL)"
+    } else {
+        ""
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        report.report("store.url", format!("must be a postgres:// URL{source}"));
+        return None;
+    }
+    let parsed: tokio_postgres::Config = match url.parse() {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            report.report(
+                "store.url",
+                format!("is not a PostgreSQL connection URL{source}"),
+            );
+            return None;
+        }
+    };
+    if parsed.get_dbname().is_none() {
+        report.report("store.url", format!("names no database{source}"));
+    }
+    // `require` is TLS with the server's certificate verified against the system's roots (as
+    // libpq's `verify-full`); libpq's default `prefer`, which verifies nothing, is plain.
+    let tls = matches!(
+        parsed.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    );
+    Some(StoreSettings {
+        url: parsed,
+        tls,
+        pool_size: pool_size.clamp(1, MAX_POOL_SIZE) as usize,
+    })
 }
 
 /// `[gateway] trusted_proxies`, parsed: the addresses and ranges of the proxies in front of the
@@ -263,11 +370,34 @@ pub struct CertificateTypeSettings {
 
 /// Loads and checks the configuration at `path` and the schemas it names, reporting every problem.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Registry), Problems> {
+    loaded(path, inspect(path, overrides))
+}
+
+/// [`load`] with the schemas read by `schemas` ([`inspect_with`]).
+pub fn load_with(
+    path: &Path,
+    overrides: &Overrides,
+    schemas: impl FnOnce(&Config) -> Result<Vec<xgate_core::registry::SchemaFolder>, Problem>,
+) -> Result<(Config, Registry), Problems> {
+    loaded(path, inspect_with(path, overrides, schemas))
+}
+
+/// Only the main file, checked (`xgate store migrate` needs no more).
+pub fn load_main(path: &Path, overrides: &Overrides) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    match load_config(path, overrides, &mut problems) {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(Problems(problems)),
+    }
+}
+
+/// What [`inspect`] found, as a loaded configuration or every problem.
+fn loaded(path: &Path, inspection: Inspection) -> Result<(Config, Registry), Problems> {
     let Inspection {
         config,
         registry,
         mut problems,
-    } = inspect(path, overrides);
+    } = inspection;
     match (config, registry) {
         (Some(config), Some(registry)) if problems.is_empty() => Ok((config, registry)),
         _ => {
@@ -300,21 +430,42 @@ pub struct Inspection {
 /// each key is checked on its own, so that one run reports every independent problem. Only
 /// what depends on something unreadable is skipped (the contents of a file that is not TOML;
 /// the schemas, and the references to them, when the main file that names their folder is not).
+///
+/// The schemas are read from the folder `[registry] dir`; with a `[store]` they are in the
+/// database, and [`inspect_with`] is given them.
 pub fn inspect(path: &Path, overrides: &Overrides) -> Inspection {
+    inspect_with(path, overrides, |config| {
+        Ok(crate::schema_store::read_folders(&config.registry.dir))
+    })
+}
+
+/// [`inspect`] with the schemas read by `schemas` (from the folder, or from the store) once
+/// the main file is read; a failure to read them is one more problem.
+pub fn inspect_with(
+    path: &Path,
+    overrides: &Overrides,
+    schemas: impl FnOnce(&Config) -> Result<Vec<xgate_core::registry::SchemaFolder>, Problem>,
+) -> Inspection {
     let mut problems = Vec::new();
     let base = path.parent().unwrap_or(Path::new("."));
     let mut config = load_config(path, overrides, &mut problems);
-    let registry = config.as_ref().map(|config| {
-        Registry::assemble(
-            crate::schema_store::read_folders(&config.registry.dir),
+    let registry = config.as_ref().and_then(|config| match schemas(config) {
+        Ok(folders) => Some(Registry::assemble(
+            folders,
             config.registry.default_compatibility,
             &mut problems,
-        )
+        )),
+        Err(problem) => {
+            problems.push(problem);
+            None
+        }
     });
     // A missing schema folder is reported once, as `registry.dir`, not as every name in it.
-    let schemas = registry
-        .as_ref()
-        .filter(|_| config.as_ref().is_some_and(|c| c.registry.dir.is_dir()));
+    let schemas = registry.as_ref().filter(|_| {
+        config
+            .as_ref()
+            .is_some_and(|c| c.store.is_some() || c.registry.dir.is_dir())
+    });
     let departments = load_departments(&base.join("departments"), schemas, &mut problems);
     if let Some(config) = &mut config {
         config.departments = departments;
@@ -499,7 +650,10 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
         default_compatibility,
         check_timeout: Duration::from_millis(main.registry.check_timeout_ms.clamp(1, HOUR_MS)),
     };
-    if !registry.dir.is_dir() {
+    let store = check_store(main.store.as_ref(), overrides, &mut report);
+    // With a store the schemas live in the database: the folder is read only by
+    // `xgate store import`.
+    if store.is_none() && !registry.dir.is_dir() {
         report.report("registry.dir", "is not a folder");
     }
     let tls = main.tls.as_ref().map(|tls| {
@@ -603,9 +757,36 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
         tls,
         certificates,
         audit,
+        store,
         // Read by [`inspect`], which can check their schema names once the registry is loaded.
         departments: Vec::new(),
     })
+}
+
+/// `[gateway] instance`, or the host name; a name the trail can hold as it is.
+fn check_instance(configured: Option<&str>, report: &mut Reporter<'_>) -> String {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+    };
+    match configured {
+        Some(name) if valid(name) => name.to_owned(),
+        Some(_) => {
+            report.report(
+                "gateway.instance",
+                "must be 1 to 64 letters, digits, '.', '_' or '-'",
+            );
+            "invalid".to_owned()
+        }
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| valid(name))
+            .unwrap_or_else(|| "xgate".to_owned()),
+    }
 }
 
 fn check_gateway(
@@ -708,6 +889,7 @@ fn check_gateway(
             DAY_MS,
         ) as u64),
         trusted_proxies: TrustedProxies(trusted_proxies),
+        instance: check_instance(section.instance.as_deref(), report),
     };
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");

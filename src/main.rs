@@ -56,6 +56,17 @@ enum Command {
         #[command(subcommand)]
         command: TlsCommand,
     },
+    /// The shared store (`[store] url` or XGATE_STORE_URL).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create or upgrade the store's tables (also done by every gateway at start).
+    Migrate(ConfigArg),
 }
 
 #[derive(Subcommand)]
@@ -120,6 +131,9 @@ fn main() -> ExitCode {
         Command::Tls {
             command: TlsCommand::Init { dir, force, config },
         } => tls_init(&dir, force, &config.config),
+        Command::Store {
+            command: StoreCommand::Migrate(ConfigArg { config }),
+        } => report(runtime().and_then(|rt| rt.block_on(store_migrate(&config)))),
         Command::Serve(ConfigArg { config }) => {
             let open_files = raise_open_files_limit();
             report(runtime().and_then(|rt| rt.block_on(serve(config, open_files))))
@@ -324,6 +338,31 @@ fn audit_verify(path: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `xgate store migrate`: brings the store's tables to this build's layout.
+async fn store_migrate(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = config::load_main(path, &Overrides::from_env())
+        .map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))?;
+    let settings = config
+        .store
+        .as_ref()
+        .context("the configuration names no store: add [store] url, or set XGATE_STORE_URL")?;
+    let store = xgate::store::Store::connect(settings)
+        .await
+        .context("cannot reach the store")?;
+    let migrated = xgate::store::migrate::migrate(&store, &config.gateway.instance)
+        .await
+        .context("cannot migrate the store")?;
+    if migrated.from == migrated.to {
+        println!("store: layout {} already (nothing to do)", migrated.to);
+    } else {
+        println!(
+            "store: migrated from layout {} to {}",
+            migrated.from, migrated.to
+        );
+    }
+    Ok(())
 }
 
 async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {

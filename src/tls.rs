@@ -31,6 +31,17 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The client configuration for TLS to the shared store's PostgreSQL server (its URL says
+/// `sslmode=require`): the system's roots, TLS 1.2 and 1.3, no client certificate.
+pub(crate) fn database_client_config() -> Result<ClientConfig, String> {
+    let mut store = RootCertStore::empty();
+    store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map(|builder| builder.with_root_certificates(store).with_no_client_auth())
+        .map_err(|error| format!("cannot configure TLS 1.2 and 1.3: {error}"))
+}
+
 /// The data plane's TLS, when `[tls]` is configured: the server configuration every new
 /// handshake uses, swapped whole by a reload (connections already open keep theirs).
 pub struct ServerTls {

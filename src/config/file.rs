@@ -27,6 +27,23 @@ pub(crate) struct MainFile {
     /// The audit trail.
     #[serde(default)]
     pub audit: AuditSection,
+    /// The shared store (SPEC §13): absent, the gateway keeps its schemas in files and its
+    /// trail in SQLite (the embedded default).
+    pub store: Option<StoreSection>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreSection {
+    /// The PostgreSQL URL (`postgres://user@host:5432/database`); `XGATE_STORE_URL` replaces
+    /// it. A password comes from the URL, `PGPASSWORD` or a passfile and is never logged.
+    pub url: Option<String>,
+    /// The most database connections the gateway opens at once (the trail's writer, the
+    /// registry's writes and the auditors' queries share them; the change listener has one
+    /// of its own).
+    #[serde(default = "defaults::store_pool_size")]
+    pub pool_size: u64,
 }
 
 /// `[gateway]`.
@@ -85,6 +102,9 @@ pub(crate) struct GatewaySection {
     /// default): every caller connects directly.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// This gateway's name in the audit trail, when several gateways share one store
+    /// (`gw-1`): letters, digits, `.`, `_` and `-`, at most 64. Default: the host name.
+    pub instance: Option<String>,
 }
 
 /// `[registry]`.
@@ -269,6 +289,9 @@ mod defaults {
 
     pub fn max_body_bytes() -> u64 {
         1024 * 1024
+    }
+    pub fn store_pool_size() -> u64 {
+        16
     }
     pub fn upstream_timeout_ms() -> u64 {
         10_000

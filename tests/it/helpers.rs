@@ -1059,3 +1059,97 @@ pub fn fill_up(dir: &std::path::Path) -> PathBuf {
     file.sync_all().ok();
     path
 }
+
+/// The PostgreSQL server the shared store's tests use: `XGATE_TEST_DATABASE_URL`, by default
+/// `postgres://postgres@127.0.0.1:5432/postgres`. `.ci/run` makes sure one answers there.
+pub fn test_server_url() -> String {
+    std::env::var("XGATE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database of its own for one test, dropped (with its connections) when the value is.
+pub struct TestDatabase {
+    /// The database's URL: the server's, naming this database.
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates `xgate_test_<random>` on the test server. Panics, saying how to get one, when no
+    /// server answers: tests that call this carry `#[cfg_attr(xgate_missing = "postgres", ...)]`.
+    pub async fn new() -> TestDatabase {
+        let server = test_server_url();
+        let name = format!("xgate_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&server).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|error| panic!("cannot create a test database: {error}"));
+        let url = database_url(&server, &name);
+        TestDatabase { url, name }
+    }
+
+    /// A connection to this database, for a test to read or edit what the gateways stored.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+}
+
+/// `server` (a URL) with its database replaced by `name`.
+fn database_url(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |at| at + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A plain connection to `url`, its connection task spawned.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "no PostgreSQL answers at XGATE_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres): {error}; `.ci/run` starts one"
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server = test_server_url();
+        let name = self.name.clone();
+        // A runtime of its own: the test's may be shutting down.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok((client, connection)) =
+                    tokio_postgres::connect(&server, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                        .ok();
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What a test's body calls → the `xgate_missing` value its attributes must name.
-const NEEDS: [(&str, &[&str]); 6] = [
+const NEEDS: [(&str, &[&str]); 7] = [
+    ("TestDatabase::new", &["postgres"]),
     ("Nginx::start", &["nginx"]),
     ("promtool()", &["promtool"]),
     ("browser()", &["chromium"]),

@@ -33,6 +33,7 @@ use reserve::Reserve;
 pub mod block;
 pub mod entry;
 pub mod outcome;
+pub mod postgres;
 pub mod query;
 pub mod reserve;
 pub mod store;
