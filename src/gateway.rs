@@ -62,13 +62,17 @@ impl Gateway {
         let tls = TlsMaterial::load(&config)
             .map_err(|problems| anyhow::anyhow!("the TLS files have problems:\n{problems}"))?;
         let metrics = Metrics::new()?;
-        let audit =
-            AuditTrail::open(&config.audit, Box::new(metrics.audit())).with_context(|| {
-                format!(
-                    "cannot open the audit trail at {}",
-                    config.audit.path.display()
-                )
-            })?;
+        let audit = AuditTrail::open(
+            &config.audit,
+            &config.gateway.instance,
+            Box::new(metrics.audit()),
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the audit trail at {}",
+                config.audit.path.display()
+            )
+        })?;
         let upstream = UpstreamClient::new(
             ClientSettings {
                 connect_timeout: config.gateway.upstream_timeout,
