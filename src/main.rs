@@ -366,9 +366,8 @@ async fn store_migrate(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
-    let (config, registry) = config::load(&path, &Overrides::from_env())
-        .map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))?;
-    let needed = xgate::admission::open_files_needed(&config);
+    let loaded = xgate::startup::load(&path, &Overrides::from_env()).await?;
+    let needed = xgate::admission::open_files_needed(&loaded.config);
     match open_files {
         Some(limit) if limit < needed => tracing::warn!(
             limit,
@@ -383,8 +382,11 @@ async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
     }
     // The audit trail (its hash, its chain head) and the TLS files are checked before any
     // port is bound: a gateway that cannot start never says it is listening.
-    let (listen, admin_listen) = (config.gateway.listen, config.gateway.admin_listen);
-    let gateway = Gateway::new(config, registry)?;
+    let (listen, admin_listen) = (
+        loaded.config.gateway.listen,
+        loaded.config.gateway.admin_listen,
+    );
+    let gateway = xgate::startup::start(loaded).await?;
     let data = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (data plane)"))?;

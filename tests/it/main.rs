@@ -27,6 +27,7 @@ mod limits;
 mod metrics;
 mod registry;
 mod send_timeout;
+mod store;
 mod tidy;
 mod tls;
 mod upstream_pool;
