@@ -366,7 +366,9 @@ async fn an_edited_field_inside_a_block_is_found_at_its_entry() {
     )
     .await;
     assert!(!found.ok);
-    assert_eq!(found.broken.unwrap().sequence, 7);
+    let broken = found.broken.unwrap();
+    assert_eq!(broken.sequence, 7);
+    assert!(broken.reason.contains("stored hash"), "{}", broken.reason);
     assert_eq!(found.count, 6);
 }
 
