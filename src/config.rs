@@ -34,6 +34,9 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// Replaces `[store] url`, and turns the store on without a `[store]` section.
     pub store_url: Option<String>,
+    /// Replaces `[gateway] instance` (`XGATE_INSTANCE`): several gateways started from one
+    /// configuration folder, each with its own name.
+    pub instance: Option<String>,
 }
 
 impl std::fmt::Debug for Overrides {
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Overrides {
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
             .field("store_url", &self.store_url.as_ref().map(|_| "(set)"))
+            .field("instance", &self.instance)
             .finish()
     }
 }
@@ -55,6 +59,9 @@ impl Overrides {
             store_url: std::env::var("XGATE_STORE_URL")
                 .ok()
                 .filter(|url| !url.is_empty()),
+            instance: std::env::var("XGATE_INSTANCE")
+                .ok()
+                .filter(|name| !name.is_empty()),
         }
     }
 }
@@ -886,7 +893,13 @@ fn check_gateway(
             DAY_MS,
         ) as u64),
         trusted_proxies: TrustedProxies(trusted_proxies),
-        instance: check_instance(section.instance.as_deref(), report),
+        instance: check_instance(
+            overrides
+                .instance
+                .as_deref()
+                .or(section.instance.as_deref()),
+            report,
+        ),
     };
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");

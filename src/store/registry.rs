@@ -389,3 +389,89 @@ impl Locked<'_> {
 fn version_number(version: SchemaVersion) -> Result<i32, StoreError> {
     i32::try_from(version.get()).map_err(|_| StoreError::Corrupt(format!("version {version}")))
 }
+
+/// How many schemas and versions [`import`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// Schemas.
+    pub schemas: usize,
+    /// Versions.
+    pub versions: usize,
+}
+
+/// Copies a registry read from files (`xgate store import`) into an empty store registry, in
+/// one transaction: every schema with its own mode and highest number, every version with its
+/// document as submitted and the versions it refers to. Refused (`Ok(None)`) when the store
+/// holds schemas already.
+pub async fn import(
+    client: &mut deadpool_postgres::Object,
+    registry: &xgate_core::registry::Registry,
+    instance: &str,
+) -> Result<Option<Imported>, StoreError> {
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("LOCK TABLE registry_schemas IN EXCLUSIVE MODE", &[])
+        .await?;
+    let existing: i64 = transaction
+        .query_one("SELECT count(*) FROM registry_schemas", &[])
+        .await?
+        .try_get(0)?;
+    if existing > 0 {
+        return Ok(None);
+    }
+    let mut imported = Imported {
+        schemas: 0,
+        versions: 0,
+    };
+    let mut references = Vec::new();
+    for (name, entry) in registry.schemas() {
+        let settings = entry.settings();
+        let highest = match settings.highest_version {
+            Some(version) => version_number(version)?,
+            None => 0,
+        };
+        let mode = settings.compatibility.map(Compatibility::as_str);
+        transaction
+            .execute(
+                "INSERT INTO registry_schemas (name, compatibility, highest_version, revision) \
+                 VALUES ($1, $2, $3, 1)",
+                &[&name.as_str(), &mode, &highest],
+            )
+            .await?;
+        imported.schemas += 1;
+        for (version, compiled) in &entry.versions {
+            let number = version_number(*version)?;
+            let text = serde_json::to_string_pretty(&compiled.document)
+                .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+            transaction
+                .execute(
+                    "INSERT INTO registry_versions (name, version, document, registered_by) \
+                     VALUES ($1, $2, $3, $4)",
+                    &[&name.as_str(), &number, &text, &instance],
+                )
+                .await?;
+            imported.versions += 1;
+            for (referred, referred_version) in
+                xgate_core::registry::references::registry_references(&compiled.document)
+            {
+                references.push((
+                    name.to_string(),
+                    number,
+                    referred.to_string(),
+                    version_number(referred_version)?,
+                ));
+            }
+        }
+    }
+    for (name, version, referred, referred_version) in references {
+        transaction
+            .execute(
+                "INSERT INTO registry_references (name, version, referred_name, referred_version) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&name, &version, &referred, &referred_version],
+            )
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(Some(imported))
+}

@@ -1174,3 +1174,23 @@ impl Drop for TestDatabase {
         .ok();
     }
 }
+
+/// Copies the schemas of `config`'s folder into its store, as `xgate store import` does (the
+/// store is migrated first): a gateway on the store then finds the schemas its departments use.
+pub async fn import_schemas(config: &ConfigDir) {
+    config.write_main();
+    let (loaded, registry) = xgate::config::load(&config.main_path(), &Overrides::default())
+        .unwrap_or_else(|problems| panic!("test configuration has problems:\n{problems}"));
+    let settings = loaded.store.as_ref().expect("a [store]");
+    let store = xgate::store::Store::connect(settings)
+        .await
+        .expect("the store");
+    xgate::store::migrate::migrate(&store, "test")
+        .await
+        .expect("migrated");
+    let mut client = store.client().await.expect("a connection");
+    xgate::store::registry::import(&mut client, &registry, "test")
+        .await
+        .expect("imported")
+        .expect("into an empty store");
+}

@@ -354,3 +354,62 @@ fn the_store_url_is_never_printed() {
     assert!(text.contains("store.url"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "postgres",
+    ignore = "no PostgreSQL server answered when the tests were built"
+)]
+async fn store_import_copies_the_embedded_schemas_once() {
+    let database = TestDatabase::new().await;
+    let config = ConfigDir::new()
+        .schema("person", 1, numbered(1))
+        .schema("person", 2, numbered(2))
+        .schema("place", 1, json!({"$ref": "urn:xgate:schema:person:2"}))
+        .department("registrar", "admin", "");
+    config.write_main();
+    let import = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
+            .args(["store", "import", "--config"])
+            .arg(config.main_path())
+            .env("XGATE_STORE_URL", &database.url)
+            .env_remove("XGATE_CONFIG")
+            .output()
+            .expect("xgate runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status, text)
+    };
+    let (status, text) = tokio::task::block_in_place(import);
+    assert!(status.success(), "{text}");
+    assert!(text.contains("2 schemas with 3 versions"), "{text}");
+    // Into an empty store only: a second run changes nothing.
+    let (status, text) = tokio::task::block_in_place(import);
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("holds schemas already"), "{text}");
+    assert!(
+        !text.contains(&database.url),
+        "the URL is never printed: {text}"
+    );
+    // A gateway on the store serves what was copied, references and all.
+    let gateway = ConfigDir::new()
+        .store(&database, "gw-1")
+        .department("registrar", "admin", "")
+        .start()
+        .await;
+    assert_eq!(served_versions(&gateway, "person").await, [1, 2]);
+    assert_eq!(served_versions(&gateway, "place").await, [1]);
+    // A deletion the imported reference forbids is refused.
+    let refused = gateway
+        .client
+        .delete(gateway.admin_url("/admin/schemas/person/versions/2"))
+        .bearer_auth(token("registrar"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    gateway.stop().await;
+}
