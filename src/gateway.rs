@@ -72,18 +72,6 @@ impl Gateway {
     /// start) the audit database, which blocks briefly: call it at start-up.
     /// Reads the TLS certificates and keys too.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
-        Gateway::build(config, registry, None)
-    }
-
-    /// Builds a gateway, with the shared store when one is configured (the change listener is
-    /// started by [`crate::startup::start`]).
-    pub(crate) fn build(
-        config: Config,
-        registry: Registry,
-        store: Option<Store>,
-    ) -> anyhow::Result<Arc<Gateway>> {
-        let tls = TlsMaterial::load(&config)
-            .map_err(|problems| anyhow::anyhow!("the TLS files have problems:\n{problems}"))?;
         let metrics = Metrics::new()?;
         let audit = AuditTrail::open(
             &config.audit,
@@ -96,6 +84,20 @@ impl Gateway {
                 config.audit.path.display()
             )
         })?;
+        Gateway::build(config, registry, None, metrics, audit)
+    }
+
+    /// Builds a gateway on its opened trail, with the shared store when one is configured (the
+    /// store's trail is opened and the change listener started by [`crate::startup::start`]).
+    pub(crate) fn build(
+        config: Config,
+        registry: Registry,
+        store: Option<Store>,
+        metrics: Metrics,
+        audit: AuditTrail,
+    ) -> anyhow::Result<Arc<Gateway>> {
+        let tls = TlsMaterial::load(&config)
+            .map_err(|problems| anyhow::anyhow!("the TLS files have problems:\n{problems}"))?;
         let upstream = UpstreamClient::new(
             ClientSettings {
                 connect_timeout: config.gateway.upstream_timeout,

@@ -313,15 +313,47 @@ fn tls_init(dir: &std::path::Path, force: bool, path: &std::path::Path) -> ExitC
 /// `xgate audit verify`: reads the database of `[audit] path` (never creates it) and checks
 /// the chain with `[audit] hash`.
 fn audit_verify(path: &std::path::Path) -> ExitCode {
-    let config = match config::load(path, &Overrides::from_env()) {
-        Ok((config, _registry)) => config,
+    // Only the main file matters here: `[audit]`, and `[store]` when the trail is there.
+    let config = match config::load_main(path, &Overrides::from_env()) {
+        Ok(config) => config,
         Err(problems) => {
             eprintln!("xgate: the configuration has problems:\n{problems}");
             return ExitCode::FAILURE;
         }
     };
-    let database = config.audit.path.display();
-    match xgate_audit::verify_file(&config.audit) {
+    let (database, verified) = match &config.store {
+        None => (
+            config.audit.path.display().to_string(),
+            xgate_audit::verify_file(&config.audit),
+        ),
+        Some(settings) => (
+            "the store's trail".to_owned(),
+            match runtime() {
+                Ok(runtime) => runtime.block_on(async {
+                    let store = match xgate::store::Store::connect(settings).await {
+                        Ok(store) => store,
+                        Err(error) => {
+                            eprintln!("xgate: cannot reach the store: {error}");
+                            return Err(None);
+                        }
+                    };
+                    let mut client = store.client().await.map_err(|error| {
+                        eprintln!("xgate: cannot reach the store: {error}");
+                        None
+                    })?;
+                    xgate_audit::postgres::verify_store(&mut client, config.audit.hash)
+                        .await
+                        .map_err(Some)
+                }),
+                Err(error) => {
+                    eprintln!("xgate: {error:#}");
+                    return ExitCode::from(2);
+                }
+            }
+            .map_err(|error| error.unwrap_or(xgate_audit::AuditError::TaskFailed)),
+        ),
+    };
+    match verified {
         Ok(verification) => match verification.broken {
             None => {
                 println!(
@@ -401,6 +433,40 @@ async fn store_import(path: &std::path::Path) -> anyhow::Result<()> {
         imported.schemas,
         imported.versions,
         config.registry.dir.display()
+    );
+    let trail = &config.audit;
+    if !trail.path.is_file() {
+        println!("trail: none at {} (nothing to copy)", trail.path.display());
+        return Ok(());
+    }
+    let before = {
+        let trail = trail.clone();
+        tokio::task::spawn_blocking(move || xgate_audit::verify_file(&trail)).await??
+    };
+    println!(
+        "trail: {} verifies before: {} entries, head {}",
+        trail.path.display(),
+        before.count,
+        before.head.as_deref().unwrap_or("-")
+    );
+    xgate_audit::postgres::open(&client, trail.hash)
+        .await
+        .context("cannot open the store's trail")?;
+    let copied = xgate_audit::postgres::import_sqlite(&trail.path, trail.hash, &mut client)
+        .await
+        .context("cannot copy the trail")?;
+    let after = xgate_audit::postgres::verify_store(&mut client, trail.hash)
+        .await
+        .context("cannot verify the store's trail")?;
+    println!(
+        "trail: {copied} entries copied; the store's trail verifies after: {} ({} entries, head {})",
+        if after.ok { "ok" } else { "BROKEN" },
+        after.count,
+        after.head.as_deref().unwrap_or("-")
+    );
+    anyhow::ensure!(
+        after.ok && after.head == before.head,
+        "the copied trail does not verify to the same head"
     );
     Ok(())
 }

@@ -7,8 +7,10 @@ use anyhow::Context;
 
 use crate::config::{self, Config, Overrides};
 use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::registry::Revisions;
+use xgate_audit::AuditTrail;
 use xgate_core::registry::Registry;
 
 /// What a gateway starts from ([`load`]): the checked configuration, the compiled registry, and
@@ -88,9 +90,19 @@ pub async fn start(loaded: Loaded) -> anyhow::Result<Arc<Gateway>> {
         store,
     } = loaded;
     let Some((store, revisions)) = store else {
-        return Gateway::build(config, registry, None);
+        return Gateway::new(config, registry);
     };
-    let gateway = Gateway::build(config, registry, Some(store.clone()))?;
+    // The trail is in the store too: one chain for every gateway (crates/xgate-audit/FORMAT.md).
+    let metrics = Metrics::new()?;
+    let audit = AuditTrail::open_postgres(
+        store.pool().clone(),
+        config.audit.hash,
+        &config.gateway.instance,
+        Box::new(metrics.audit()),
+    )
+    .await
+    .context("cannot open the audit trail in the store")?;
+    let gateway = Gateway::build(config, registry, Some(store.clone()), metrics, audit)?;
     gateway.replace_registry_revisions(revisions);
     tokio::spawn(crate::store::listener::run(Arc::downgrade(&gateway), store));
     Ok(gateway)
