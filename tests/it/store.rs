@@ -413,3 +413,68 @@ async fn store_import_copies_the_embedded_schemas_once() {
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "postgres",
+    ignore = "no PostgreSQL server answered when the tests were built"
+)]
+async fn exchanges_on_two_gateways_make_one_trail_that_both_serve_and_verify() {
+    let database = TestDatabase::new().await;
+    let echo = Upstream::echo().await;
+    let records = Upstream::echo().await;
+    let first = standard(&echo, &records).store(&database, "gw-1");
+    import_schemas(&first).await;
+    let first = first.start().await;
+    let second = standard(&echo, &records)
+        .store(&database, "gw-2")
+        .start()
+        .await;
+    for gateway in [&first, &second, &first] {
+        let answer = gateway
+            .call(reqwest::Method::GET, "/exchange/market/echo/1", "tax")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    for gateway in [&first, &second] {
+        let page: Value = gateway
+            .client
+            .get(gateway.admin_url("/audit/exchanges"))
+            .bearer_auth(token("auditor"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        let mut sequences: Vec<u64> = entries
+            .iter()
+            .map(|e| e["sequence"].as_u64().unwrap())
+            .collect();
+        sequences.sort_unstable();
+        assert_eq!(sequences, [1, 2, 3], "one chain, no gap: {page}");
+        let mut gateways: Vec<&str> = entries
+            .iter()
+            .map(|e| e["gateway"].as_str().unwrap())
+            .collect();
+        gateways.sort_unstable();
+        assert_eq!(gateways, ["gw-1", "gw-1", "gw-2"], "{page}");
+        let verified: Value = gateway
+            .client
+            .get(gateway.admin_url("/audit/verify"))
+            .bearer_auth(token("auditor"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(verified["ok"], true, "{verified}");
+        assert_eq!(verified["count"], 3, "{verified}");
+    }
+    first.stop().await;
+    second.stop().await;
+}
