@@ -493,8 +493,7 @@ pub async fn invalidate(
             return Err(ExchangeError::Forbidden);
         }
         check_id(issuer, &id)?;
-        drop_certificate(&gateway, issuer, &id, department.id.as_str()).await;
-        Ok(())
+        drop_certificate(&gateway, issuer, &id, department.id.as_str()).await
     }
     .await;
     match outcome {
@@ -503,8 +502,15 @@ pub async fn invalidate(
     }
 }
 
-/// Drops one certificate from the cache and logs who did (the id as a hash).
-pub(crate) async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &str, by: &str) {
+/// Drops one certificate from the cache and logs who did (the id as a hash); with a store,
+/// every other gateway is told (answered 503 `store-unavailable` when it cannot be: the
+/// caller tries again, this gateway's entry is gone already).
+pub(crate) async fn drop_certificate(
+    gateway: &Gateway,
+    issuer: &Issuer,
+    id: &str,
+    by: &str,
+) -> Result<(), ExchangeError> {
     let key = CacheKey {
         certificate_type: issuer.settings.certificate_type.clone(),
         id: id.into(),
@@ -516,6 +522,31 @@ pub(crate) async fn drop_certificate(gateway: &Gateway, issuer: &Issuer, id: &st
         by,
         "certificate invalidated"
     );
+    announce_invalidation(gateway, &issuer.settings.certificate_type, Some(id)).await
+}
+
+/// Tells every other gateway sharing the store to drop a certificate (or a whole type).
+pub(crate) async fn announce_invalidation(
+    gateway: &Gateway,
+    certificate_type: &xgate_core::domain::CertificateType,
+    id: Option<&str>,
+) -> Result<(), ExchangeError> {
+    let Some(store) = gateway.store() else {
+        return Ok(());
+    };
+    let invalidation = crate::store::listener::Invalidation {
+        from: gateway.origin().to_owned(),
+        certificate_type: certificate_type.to_string(),
+        id: id.map(str::to_owned),
+    };
+    crate::store::listener::announce(store, &invalidation)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "a certificate invalidation could not be sent to the other gateways");
+            ExchangeError::StoreUnavailable {
+                retry_after_seconds: 1,
+            }
+        })
 }
 
 /// 204 with the request id.

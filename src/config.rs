@@ -34,6 +34,9 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// Replaces `[store] url`, and turns the store on without a `[store]` section.
     pub store_url: Option<String>,
+    /// Replaces `[gateway] instance` (`XGATE_INSTANCE`): several gateways started from one
+    /// configuration folder, each with its own name.
+    pub instance: Option<String>,
 }
 
 impl std::fmt::Debug for Overrides {
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Overrides {
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
             .field("store_url", &self.store_url.as_ref().map(|_| "(set)"))
+            .field("instance", &self.instance)
             .finish()
     }
 }
@@ -55,6 +59,9 @@ impl Overrides {
             store_url: std::env::var("XGATE_STORE_URL")
                 .ok()
                 .filter(|url| !url.is_empty()),
+            instance: std::env::var("XGATE_INSTANCE")
+                .ok()
+                .filter(|name| !name.is_empty()),
         }
     }
 }
@@ -373,11 +380,11 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Registry), Pr
     loaded(path, inspect(path, overrides))
 }
 
-/// [`load`] with the schemas read by `schemas` ([`inspect_with`]).
+/// [`load`] with the registry made by `schemas` ([`inspect_with`]).
 pub fn load_with(
     path: &Path,
     overrides: &Overrides,
-    schemas: impl FnOnce(&Config) -> Result<Vec<xgate_core::registry::SchemaFolder>, Problem>,
+    schemas: impl FnOnce(&Config, &mut Vec<Problem>) -> Option<Registry>,
 ) -> Result<(Config, Registry), Problems> {
     loaded(path, inspect_with(path, overrides, schemas))
 }
@@ -434,32 +441,29 @@ pub struct Inspection {
 /// The schemas are read from the folder `[registry] dir`; with a `[store]` they are in the
 /// database, and [`inspect_with`] is given them.
 pub fn inspect(path: &Path, overrides: &Overrides) -> Inspection {
-    inspect_with(path, overrides, |config| {
-        Ok(crate::schema_store::read_folders(&config.registry.dir))
+    inspect_with(path, overrides, |config, problems| {
+        Some(Registry::assemble(
+            crate::schema_store::read_folders(&config.registry.dir),
+            config.registry.default_compatibility,
+            problems,
+        ))
     })
 }
 
-/// [`inspect`] with the schemas read by `schemas` (from the folder, or from the store) once
-/// the main file is read; a failure to read them is one more problem.
+/// [`inspect`] with the registry made by `schemas` once the main file is read: compiled from
+/// the folder, from what the store holds, or the running one (a reload with a store, whose
+/// registry follows the database, not the files); `None` after reporting why it could not be.
 pub fn inspect_with(
     path: &Path,
     overrides: &Overrides,
-    schemas: impl FnOnce(&Config) -> Result<Vec<xgate_core::registry::SchemaFolder>, Problem>,
+    schemas: impl FnOnce(&Config, &mut Vec<Problem>) -> Option<Registry>,
 ) -> Inspection {
     let mut problems = Vec::new();
     let base = path.parent().unwrap_or(Path::new("."));
     let mut config = load_config(path, overrides, &mut problems);
-    let registry = config.as_ref().and_then(|config| match schemas(config) {
-        Ok(folders) => Some(Registry::assemble(
-            folders,
-            config.registry.default_compatibility,
-            &mut problems,
-        )),
-        Err(problem) => {
-            problems.push(problem);
-            None
-        }
-    });
+    let registry = config
+        .as_ref()
+        .and_then(|config| schemas(config, &mut problems));
     // A missing schema folder is reported once, as `registry.dir`, not as every name in it.
     let schemas = registry.as_ref().filter(|_| {
         config
@@ -889,7 +893,13 @@ fn check_gateway(
             DAY_MS,
         ) as u64),
         trusted_proxies: TrustedProxies(trusted_proxies),
-        instance: check_instance(section.instance.as_deref(), report),
+        instance: check_instance(
+            overrides
+                .instance
+                .as_deref()
+                .or(section.instance.as_deref()),
+            report,
+        ),
     };
     if settings.max_header_bytes < 8192 {
         report.report("gateway.max_header_bytes", "must be at least 8192");

@@ -82,6 +82,11 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "not ready", "reason": "shutting down"}),
         )
+    } else if gateway.is_ready() && !gateway.registry_in_step() {
+        plain_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "reason": "store unreachable"}),
+        )
     } else if gateway.is_ready() && gateway.audit.is_unavailable() {
         plain_json(
             StatusCode::SERVICE_UNAVAILABLE,

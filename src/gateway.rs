@@ -13,6 +13,8 @@ use crate::config::{self, Config, Overrides, Problem, Problems};
 use crate::cpu::CpuPool;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use crate::store::Store;
+use crate::store::registry::Revisions;
 use crate::tls::{ServerTls, TlsMaterial};
 use crate::upstream::{ClientSettings, UpstreamClient};
 use xgate_audit::AuditTrail;
@@ -48,6 +50,17 @@ pub struct Gateway {
     /// The slots of compatibility checks running at once
     /// ([`xgate_core::registry::compatibility::CONCURRENT_CHECKS`]).
     pub schema_check_slots: Arc<tokio::sync::Semaphore>,
+    /// The shared store, when `[store]` is configured (SPEC §13).
+    store: Option<Store>,
+    /// With a store: the revision of each schema the served registry reflects. Changed only
+    /// under [`Gateway::changes`].
+    revisions: std::sync::Mutex<Revisions>,
+    /// With a store: whether the change listener follows the registry now (connected,
+    /// caught up); while not, `/readyz` says so.
+    registry_in_step: AtomicBool,
+    /// This process's own random id, sent with the notifications it makes so that it skips
+    /// them when they come back.
+    origin: String,
     ready: AtomicBool,
     draining: AtomicBool,
     /// Ends `[gateway] drain_delay_ms` early (a second shutdown signal: the operator insists).
@@ -59,16 +72,30 @@ impl Gateway {
     /// start) the audit database, which blocks briefly: call it at start-up.
     /// Reads the TLS certificates and keys too.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
+        Gateway::build(config, registry, None)
+    }
+
+    /// Builds a gateway, with the shared store when one is configured (the change listener is
+    /// started by [`crate::startup::start`]).
+    pub(crate) fn build(
+        config: Config,
+        registry: Registry,
+        store: Option<Store>,
+    ) -> anyhow::Result<Arc<Gateway>> {
         let tls = TlsMaterial::load(&config)
             .map_err(|problems| anyhow::anyhow!("the TLS files have problems:\n{problems}"))?;
         let metrics = Metrics::new()?;
-        let audit =
-            AuditTrail::open(&config.audit, Box::new(metrics.audit())).with_context(|| {
-                format!(
-                    "cannot open the audit trail at {}",
-                    config.audit.path.display()
-                )
-            })?;
+        let audit = AuditTrail::open(
+            &config.audit,
+            &config.gateway.instance,
+            Box::new(metrics.audit()),
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the audit trail at {}",
+                config.audit.path.display()
+            )
+        })?;
         let upstream = UpstreamClient::new(
             ClientSettings {
                 connect_timeout: config.gateway.upstream_timeout,
@@ -99,6 +126,10 @@ impl Gateway {
             schema_check_slots: Arc::new(tokio::sync::Semaphore::new(
                 xgate_core::registry::compatibility::CONCURRENT_CHECKS,
             )),
+            store,
+            revisions: std::sync::Mutex::default(),
+            registry_in_step: AtomicBool::new(false),
+            origin: uuid::Uuid::new_v4().simple().to_string(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             drain_delay_cut: tokio::sync::Notify::new(),
@@ -139,10 +170,17 @@ impl Gateway {
         let _changing = self.changes.lock().await;
         let running = self.snapshot();
         let path = running.config.path.clone();
+        // With a store the registry follows the database, not the files: the running one stays.
+        let served = self.store.is_some().then(|| running.registry.clone());
         let loading = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
-                let (config, registry) = config::load(&path, &Overrides::default())?;
+                let (config, registry) = match served {
+                    None => config::load(&path, &Overrides::from_env())?,
+                    Some(served) => {
+                        config::load_with(&path, &Overrides::from_env(), |_, _| Some(served))?
+                    }
+                };
                 let tls = TlsMaterial::load(&config)?;
                 Ok::<_, Problems>((config, registry, tls))
             })
@@ -185,6 +223,56 @@ impl Gateway {
             .store(Arc::new(Snapshot::new(config, registry)));
         tracing::info!("configuration reloaded");
         Ok(())
+    }
+
+    /// The shared store, when configured.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// This process's own id in the notifications it sends.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The revisions of the served registry's schemas (a copy).
+    pub(crate) fn registry_revisions(&self) -> Revisions {
+        self.revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records that the served registry reflects `revision` of schema `name`.
+    pub(crate) fn set_registry_revision(
+        &self,
+        name: &xgate_core::domain::SchemaName,
+        revision: i64,
+    ) {
+        let mut revisions = self
+            .revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let served = revisions.entry(name.clone()).or_default();
+        *served = (*served).max(revision);
+    }
+
+    /// Replaces every schema's revision (the whole registry was read again).
+    pub(crate) fn replace_registry_revisions(&self, revisions: Revisions) {
+        *self
+            .revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = revisions;
+    }
+
+    /// With a store: whether the change listener follows the registry now.
+    pub fn registry_in_step(&self) -> bool {
+        self.store.is_none() || self.registry_in_step.load(Ordering::Acquire)
+    }
+
+    /// Set by the change listener.
+    pub(crate) fn set_registry_in_step(&self, in_step: bool) {
+        self.registry_in_step.store(in_step, Ordering::Release);
     }
 
     /// Whether the gateway takes traffic: listeners up and not shutting down.

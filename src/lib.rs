@@ -24,6 +24,7 @@ pub(crate) mod problem;
 pub(crate) mod schema_store;
 pub mod server;
 pub mod snapshot;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -67,6 +67,9 @@ enum Command {
 enum StoreCommand {
     /// Create or upgrade the store's tables (also done by every gateway at start).
     Migrate(ConfigArg),
+    /// Copy the embedded deployment of the configuration (its `[registry] dir` schemas and
+    /// `[audit] path` trail) into the empty store named by `[store] url` or XGATE_STORE_URL.
+    Import(ConfigArg),
 }
 
 #[derive(Subcommand)]
@@ -134,6 +137,9 @@ fn main() -> ExitCode {
         Command::Store {
             command: StoreCommand::Migrate(ConfigArg { config }),
         } => report(runtime().and_then(|rt| rt.block_on(store_migrate(&config)))),
+        Command::Store {
+            command: StoreCommand::Import(ConfigArg { config }),
+        } => report(runtime().and_then(|rt| rt.block_on(store_import(&config)))),
         Command::Serve(ConfigArg { config }) => {
             let open_files = raise_open_files_limit();
             report(runtime().and_then(|rt| rt.block_on(serve(config, open_files))))
@@ -365,10 +371,43 @@ async fn store_migrate(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `xgate store import`: the embedded deployment's schemas (and trail) into an empty store.
+async fn store_import(path: &std::path::Path) -> anyhow::Result<()> {
+    let overrides = Overrides::from_env();
+    // The files, whatever `[store]` says: they are what is copied.
+    let (config, registry) = {
+        let (path, overrides) = (path.to_owned(), overrides.clone());
+        tokio::task::spawn_blocking(move || config::load(&path, &overrides))
+            .await?
+            .map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))?
+    };
+    let settings = config
+        .store
+        .as_ref()
+        .context("the configuration names no store: add [store] url, or set XGATE_STORE_URL")?;
+    let store = xgate::store::Store::connect(settings)
+        .await
+        .context("cannot reach the store")?;
+    xgate::store::migrate::migrate(&store, &config.gateway.instance)
+        .await
+        .context("cannot migrate the store")?;
+    let mut client = store.client().await?;
+    let imported = xgate::store::registry::import(&mut client, &registry, &config.gateway.instance)
+        .await
+        .context("cannot copy the schemas")?
+        .context("the store holds schemas already; import copies into an empty store only")?;
+    println!(
+        "schemas: {} schemas with {} versions copied from {}",
+        imported.schemas,
+        imported.versions,
+        config.registry.dir.display()
+    );
+    Ok(())
+}
+
 async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
-    let (config, registry) = config::load(&path, &Overrides::from_env())
-        .map_err(|problems| anyhow::anyhow!("the configuration has problems:\n{problems}"))?;
-    let needed = xgate::admission::open_files_needed(&config);
+    let loaded = xgate::startup::load(&path, &Overrides::from_env()).await?;
+    let needed = xgate::admission::open_files_needed(&loaded.config);
     match open_files {
         Some(limit) if limit < needed => tracing::warn!(
             limit,
@@ -383,8 +422,11 @@ async fn serve(path: PathBuf, open_files: Option<u64>) -> anyhow::Result<()> {
     }
     // The audit trail (its hash, its chain head) and the TLS files are checked before any
     // port is bound: a gateway that cannot start never says it is listening.
-    let (listen, admin_listen) = (config.gateway.listen, config.gateway.admin_listen);
-    let gateway = Gateway::new(config, registry)?;
+    let (listen, admin_listen) = (
+        loaded.config.gateway.listen,
+        loaded.config.gateway.admin_listen,
+    );
+    let gateway = xgate::startup::start(loaded).await?;
     let data = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (data plane)"))?;

@@ -20,6 +20,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::config::StoreSettings;
 
+pub mod listener;
 pub mod migrate;
 pub mod registry;
 

@@ -22,7 +22,7 @@ pub(crate) async fn flush_type(
 ) -> Response<Body> {
     let caller = Caller::from_headers(&headers);
     let snapshot = gateway.snapshot();
-    let outcome = (|| {
+    let outcome = async {
         let admin = require_role(&snapshot, &headers, WRITERS)?;
         let Path(certificate_type) =
             path.map_err(|_| ExchangeError::InvalidParameter { name: "type" })?;
@@ -35,8 +35,9 @@ pub(crate) async fn flush_type(
             by = %admin.id,
             "certificate type flushed"
         );
-        Ok(())
-    })();
+        certificates::announce_invalidation(&gateway, &issuer.settings.certificate_type, None).await
+    }
+    .await;
     match outcome {
         Ok(()) => no_content(&caller),
         Err(error) => caller.problem(&error),
@@ -56,8 +57,7 @@ pub(crate) async fn flush_one(
         let (certificate_type, id) = certificates::path_parts(path)?;
         let issuer = route(&snapshot, &certificate_type)?;
         check_id(issuer, &id)?;
-        drop_certificate(&gateway, issuer, &id, admin.id.as_str()).await;
-        Ok(())
+        drop_certificate(&gateway, issuer, &id, admin.id.as_str()).await
     }
     .await;
     match outcome {

@@ -37,6 +37,8 @@ use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 use crate::schema_store::SchemaStore;
 use crate::snapshot::Snapshot;
+use crate::store::StoreError;
+use crate::store::registry as store_registry;
 use xgate_core::domain::{Compatibility, SchemaName, SchemaVersion};
 use xgate_core::i18n::Lang;
 use xgate_core::registry::compatibility::{self, Report};
@@ -215,6 +217,9 @@ async fn register_version(
     let name = parse_name(name)?;
     let document = read_schema(headers, body).await?;
     let state = state.clone();
+    if state.gateway.store().is_some() {
+        return run_to_completion(register_in_store(state, name, document, lang)).await;
+    }
     run_to_completion(async move {
         // Changes of this name wait for each other; other names go on while this one is checked.
         let name_lock = state.writer.name_lock(&name);
@@ -399,6 +404,9 @@ pub(crate) async fn set_config(
                 name: "compatibility",
             })?;
         let state = state.clone();
+        if state.gateway.store().is_some() {
+            return run_to_completion(set_mode_in_store(state, name, mode)).await;
+        }
         run_to_completion(async move {
             let name_lock = state.writer.name_lock(&name);
             let _name = name_lock.lock().await;
@@ -449,6 +457,9 @@ pub(crate) async fn delete_version(
         // `latest` is refused: deleting whatever happens to be latest is never what was meant.
         let version = SchemaVersion::parse(&version).map_err(ExchangeError::InvalidName)?;
         let state = state.clone();
+        if state.gateway.store().is_some() {
+            return run_to_completion(delete_in_store(state, name, version)).await;
+        }
         run_to_completion(async move {
             let name_lock = state.writer.name_lock(&name);
             let _name = name_lock.lock().await;
@@ -490,6 +501,226 @@ pub(crate) async fn delete_version(
                 .unwrap_or_default(),
         ),
         Err(error) => caller.problem(&error),
+    }
+}
+
+/// Registers `document` as the next version of `name` in the shared store: the schema's row is
+/// locked first (every other gateway's change of this schema waits), the served registry is
+/// brought up to what the store holds for it, the document is checked against that, and the
+/// new version — numbered by the store's highest — is inserted and announced in the same
+/// transaction. Only then is it served here; the other gateways serve it on the notification.
+async fn register_in_store(
+    state: AdminState,
+    name: SchemaName,
+    document: Value,
+    lang: Lang,
+) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
+    let Some(store) = state.gateway.store().cloned() else {
+        return Err(ExchangeError::Internal);
+    };
+    let name_lock = state.writer.name_lock(&name);
+    let _name = name_lock.lock().await;
+    let mut client = store.client().await.map_err(store_failed)?;
+    let locked = store_registry::lock(&mut client, &name)
+        .await
+        .map_err(store_failed)?;
+    catch_up(&state.gateway, &locked.current).await?;
+    let snapshot = state.gateway.snapshot();
+    let prepared = prepare(
+        &state.gateway,
+        snapshot.clone(),
+        name.clone(),
+        document,
+        lang,
+    )
+    .await?;
+    let (compiled, report) = match prepared {
+        Prepared::Existing(version) => {
+            locked.abandon().await.ok();
+            return Ok((StatusCode::OK, version));
+        }
+        Prepared::New(compiled, report) => (compiled, report),
+    };
+    if !report.compatible() {
+        return Err(ExchangeError::IncompatibleSchema {
+            schema: compiled.label(),
+            mode: snapshot.registry.compatibility(name.as_str()),
+            report,
+        });
+    }
+    let version = compiled.version;
+    let referred: Vec<(SchemaName, SchemaVersion)> =
+        references::registry_references(&compiled.document)
+            .into_iter()
+            .collect();
+    let instance = snapshot.config.gateway.instance.clone();
+    let revision = locked
+        .insert_version(version, &compiled.document, &referred, &instance)
+        .await
+        .map_err(store_failed)?
+        .map_err(|missing| ExchangeError::InvalidSchema {
+            schema: compiled.label(),
+            violations: vec![xgate_core::registry::Violation::new(
+                "",
+                "$ref",
+                format!("{missing} was deleted while this version was checked"),
+            )],
+        })?;
+    let _writing = state.writer.lock.lock().await;
+    if state
+        .gateway
+        .registry_revisions()
+        .get(&name)
+        .is_none_or(|served| *served < revision)
+    {
+        let registry = state
+            .gateway
+            .snapshot()
+            .registry
+            .with_version(Arc::from(compiled));
+        state.gateway.replace_registry(registry);
+        state.gateway.set_registry_revision(&name, revision);
+    }
+    tracing::info!(schema = %name, %version, "schema version registered in the store and active");
+    Ok((StatusCode::CREATED, version))
+}
+
+/// Sets a schema's mode in the shared store (its row locked), then serves it.
+async fn set_mode_in_store(
+    state: AdminState,
+    name: SchemaName,
+    mode: Compatibility,
+) -> Result<(SchemaName, Compatibility), ExchangeError> {
+    let Some(store) = state.gateway.store().cloned() else {
+        return Err(ExchangeError::Internal);
+    };
+    let name_lock = state.writer.name_lock(&name);
+    let _name = name_lock.lock().await;
+    let mut client = store.client().await.map_err(store_failed)?;
+    let locked = store_registry::lock(&mut client, &name)
+        .await
+        .map_err(store_failed)?;
+    catch_up(&state.gateway, &locked.current).await?;
+    let revision = locked.set_compatibility(mode).await.map_err(store_failed)?;
+    let _writing = state.writer.lock.lock().await;
+    if state
+        .gateway
+        .registry_revisions()
+        .get(&name)
+        .is_none_or(|served| *served < revision)
+    {
+        let registry = state
+            .gateway
+            .snapshot()
+            .registry
+            .with_compatibility(&name, mode);
+        state.gateway.replace_registry(registry);
+        state.gateway.set_registry_revision(&name, revision);
+    }
+    tracing::info!(schema = %name, mode = mode.as_str(), "schema compatibility mode set in the store");
+    Ok((name, mode))
+}
+
+/// Deletes a version in the shared store (its row locked; refused while a live version refers
+/// to it there or this gateway's configuration uses it), then stops serving it.
+async fn delete_in_store(
+    state: AdminState,
+    name: SchemaName,
+    version: SchemaVersion,
+) -> Result<(), ExchangeError> {
+    let Some(store) = state.gateway.store().cloned() else {
+        return Err(ExchangeError::Internal);
+    };
+    let name_lock = state.writer.name_lock(&name);
+    let _name = name_lock.lock().await;
+    let mut client = store.client().await.map_err(store_failed)?;
+    let locked = store_registry::lock(&mut client, &name)
+        .await
+        .map_err(store_failed)?;
+    catch_up(&state.gateway, &locked.current).await?;
+    let snapshot = state.gateway.snapshot();
+    let uses = schema_uses(&snapshot.config, &name);
+    // The checks of this gateway's memory and configuration first (with their messages);
+    // the store checks the references again, across gateways.
+    snapshot
+        .registry
+        .without_version(&name, version, &uses)
+        .map_err(ExchangeError::Conflict)?
+        .ok_or(ExchangeError::NotFound)?;
+    let instance = snapshot.config.gateway.instance.clone();
+    let revision = match locked
+        .delete_version(version, &instance)
+        .await
+        .map_err(store_failed)?
+    {
+        Ok(revision) => revision,
+        Err(store_registry::Refused::NotFound) => return Err(ExchangeError::NotFound),
+        Err(store_registry::Refused::ReferencedBy(by)) => {
+            return Err(ExchangeError::Conflict(Conflict::ReferencedBy {
+                schema: format!("{name}@{version}"),
+                by,
+            }));
+        }
+    };
+    let _writing = state.writer.lock.lock().await;
+    if state
+        .gateway
+        .registry_revisions()
+        .get(&name)
+        .is_none_or(|served| *served < revision)
+    {
+        let current = state.gateway.snapshot();
+        if let Ok(Some(registry)) = current.registry.without_version(&name, version, &[]) {
+            state.gateway.replace_registry(registry);
+        }
+        state.gateway.set_registry_revision(&name, revision);
+    }
+    tracing::info!(schema = %name, %version, "schema version deleted in the store");
+    Ok(())
+}
+
+/// Brings the served registry's schema up to `stored` (read under its row lock) when it is
+/// behind, so that a change is checked against what the store holds.
+async fn catch_up(
+    gateway: &Gateway,
+    stored: &store_registry::StoredSchema,
+) -> Result<(), ExchangeError> {
+    let _writing = gateway.changes.lock().await;
+    if gateway
+        .registry_revisions()
+        .get(&stored.name)
+        .is_some_and(|served| *served >= stored.revision)
+    {
+        return Ok(());
+    }
+    let current = gateway.snapshot().registry.clone();
+    let stored = stored.clone();
+    let revision = stored.revision;
+    let name = stored.name.clone();
+    let synced = tokio::task::spawn_blocking(move || {
+        current.with_stored_schema(&stored.name, stored.settings, stored.live)
+    })
+    .await
+    .map_err(|_| ExchangeError::Internal)?;
+    match synced {
+        Ok(registry) => {
+            gateway.replace_registry(registry);
+            gateway.set_registry_revision(&name, revision);
+            Ok(())
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "the served registry cannot follow the store yet");
+            Err(ExchangeError::StoreUnavailable {
+                retry_after_seconds: 1,
+            })
+        }
+    }
+}
+
+fn store_failed(error: StoreError) -> ExchangeError {
+    tracing::error!(%error, "the schema registry's store failed");
+    ExchangeError::StoreUnavailable {
+        retry_after_seconds: 1,
     }
 }
 

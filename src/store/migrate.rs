@@ -24,13 +24,17 @@ pub struct Migration {
 }
 
 /// The registry's tables (SPEC §13): one row per schema (its own mode, the highest number
-/// ever given out) and one per version ever registered; a deleted version keeps its row with
+/// ever given out, and a revision counted up by every change, which gateways compare with the
+/// one they serve) and one per version ever registered; a deleted version keeps its row with
 /// `deleted_at` set, so its number is never handed out again and the deletion is on record.
+/// `registry_references` lists the versions each version `$ref`s: a deletion checks it, a
+/// registration locks the rows it refers to, so neither can race the other across gateways.
 const REGISTRY_V1: &str = "
 CREATE TABLE registry_schemas (
     name text PRIMARY KEY,
     compatibility text,
-    highest_version integer NOT NULL DEFAULT 0 CHECK (highest_version >= 0)
+    highest_version integer NOT NULL DEFAULT 0 CHECK (highest_version >= 0),
+    revision bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE registry_versions (
     name text NOT NULL REFERENCES registry_schemas (name),
@@ -41,6 +45,15 @@ CREATE TABLE registry_versions (
     deleted_at timestamptz,
     deleted_by text,
     PRIMARY KEY (name, version)
+);
+CREATE TABLE registry_references (
+    name text NOT NULL,
+    version integer NOT NULL,
+    referred_name text NOT NULL,
+    referred_version integer NOT NULL,
+    PRIMARY KEY (referred_name, referred_version, name, version),
+    FOREIGN KEY (name, version) REFERENCES registry_versions (name, version),
+    FOREIGN KEY (referred_name, referred_version) REFERENCES registry_versions (name, version)
 );
 ";
 

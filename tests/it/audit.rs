@@ -574,7 +574,7 @@ fn documented_canonical(versions: &[DocumentedVersion], entry: &Value) -> Vec<u8
     let version = entry["version"]
         .as_u64()
         .expect("every entry names its version");
-    assert!((1..=2).contains(&version), "{entry}");
+    assert!((1..=3).contains(&version), "{entry}");
     let upto = versions
         .get(..version as usize)
         .unwrap_or_else(|| panic!("FORMAT.md does not specify version {version}"));
@@ -640,7 +640,14 @@ async fn an_auditor_can_recompute_the_chain_from_the_documented_encoding_with_sh
         let mut entries =
             all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
         entries.reverse();
-        assert!(entries.iter().all(|entry| entry["version"] == 2));
+        assert!(entries.iter().all(|entry| entry["version"] == 3));
+        // Version 3 names the gateway that committed the entry (`[gateway] instance`).
+        assert!(
+            entries.iter().all(|entry| entry["gateway"]
+                .as_str()
+                .is_some_and(|name| !name.is_empty())),
+            "{entries:?}"
+        );
         let head = recompute_chain(hash, &entries);
         assert_eq!(verified["head"], hex::encode(&head));
         gateway.stop().await;
@@ -705,10 +712,12 @@ async fn a_trail_of_version_1_entries_verifies_after_the_upgrade_and_its_chain_r
     for entry in &entries[..25] {
         assert_eq!(entry["version"], 1, "{entry}");
         assert_eq!(entry["exchange_id"], Value::Null, "{entry}");
+        assert_eq!(entry["gateway"], Value::Null, "{entry}");
     }
     for entry in &entries[25..] {
-        assert_eq!(entry["version"], 2, "{entry}");
+        assert_eq!(entry["version"], 3, "{entry}");
         assert!(entry["exchange_id"].is_string(), "{entry}");
+        assert!(entry["gateway"].is_string(), "{entry}");
     }
     let head = recompute_chain("sha256", &entries);
     assert_eq!(verified["head"], hex::encode(&head));
@@ -723,7 +732,7 @@ async fn a_trail_of_version_1_entries_verifies_after_the_upgrade_and_its_chain_r
         .unwrap();
     assert_eq!(versions.len(), 28);
     assert!(versions[..25].iter().all(|(v, id)| *v == 1 && id.is_none()));
-    assert!(versions[25..].iter().all(|(v, id)| *v == 2 && id.is_some()));
+    assert!(versions[25..].iter().all(|(v, id)| *v == 3 && id.is_some()));
     gateway.stop().await;
 }
 
@@ -1402,7 +1411,8 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
     };
     let metrics = xgate::metrics::Metrics::new().unwrap().audit();
     let committed = metrics.entries.clone();
-    let trail = std::sync::Arc::new(AuditTrail::open(&settings, Box::new(metrics)).unwrap());
+    let trail =
+        std::sync::Arc::new(AuditTrail::open(&settings, "gw-1", Box::new(metrics)).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit. Each counts when its

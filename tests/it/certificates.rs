@@ -138,6 +138,11 @@ impl Default for Settings {
 /// A gateway where `issuer` issues type `licence` (schema `license`, ids `cn-uscc`) to `tax`
 /// (shared layout) and `civil` (its own layout); `outsider` may not look up; `admin` is admin.
 async fn gateway(issuer: &Issuer, settings: Settings) -> TestGateway {
+    deployment(issuer, settings).start().await
+}
+
+/// The deployment of [`gateway`], not started.
+fn deployment(issuer: &Issuer, settings: Settings) -> ConfigDir {
     let Settings {
         capacity,
         ttl_seconds,
@@ -181,8 +186,6 @@ fields = [
         )
         .department("outsider", "department", "")
         .department("admin", "admin", "")
-        .start()
-        .await
 }
 
 /// A lookup as `department` with a purpose.
@@ -962,4 +965,79 @@ async fn real_elicense_ids_are_looked_up_and_any_other_check_character_is_refuse
         ids.len(),
         "a refused id never reaches the issuer"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "postgres",
+    ignore = "no PostgreSQL server answered when the tests were built"
+)]
+async fn an_invalidation_on_one_gateway_drops_the_entry_on_every_gateway() {
+    let database = TestDatabase::new().await;
+    let issuer = Issuer::start().await;
+    let first = deployment(&issuer, Settings::default()).store(&database, "gw-1");
+    import_schemas(&first).await;
+    let first = first.start().await;
+    let second = deployment(&issuer, Settings::default())
+        .store(&database, "gw-2")
+        .start()
+        .await;
+    for gateway in [&first, &second] {
+        eventually("the listener follows", POLL_DEADLINE, || async {
+            gateway
+                .client
+                .get(gateway.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::OK
+        })
+        .await;
+    }
+    let id = known_id(3);
+    for gateway in [&first, &second] {
+        assert_eq!(cache_header(&look_up(gateway, "tax", &id).await), "miss");
+        assert_eq!(cache_header(&look_up(gateway, "tax", &id).await), "hit");
+    }
+    // The issuer drops it through the first gateway: the second drops its own entry too.
+    let dropped = first
+        .call(
+            Method::POST,
+            &format!("/certificates/licence/{id}/invalidate"),
+            "market",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), StatusCode::NO_CONTENT);
+    let started = std::time::Instant::now();
+    eventually(
+        "the second gateway dropped its entry",
+        POLL_DEADLINE,
+        || async { cache_header(&look_up(&second, "tax", &id).await) == "miss" },
+    )
+    .await;
+    println!(
+        "the invalidation reached the other gateway within {:?}",
+        started.elapsed()
+    );
+    // An admin flushes the type on the second gateway: the first drops its entries.
+    assert_eq!(cache_header(&look_up(&first, "tax", &id).await), "miss");
+    let flushed = second
+        .client
+        .delete(second.admin_url("/admin/certificates/licence"))
+        .bearer_auth(token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flushed.status(), StatusCode::NO_CONTENT);
+    eventually(
+        "the first gateway flushed the type",
+        POLL_DEADLINE,
+        || async { cache_header(&look_up(&first, "tax", &id).await) == "miss" },
+    )
+    .await;
+    first.stop().await;
+    second.stop().await;
 }

@@ -512,6 +512,7 @@ fn listen_overrides_replace_the_configured_addresses() {
         listen: Some("127.0.0.1:4567".to_owned()),
         admin_listen: Some("[::1]:4568".to_owned()),
         store_url: None,
+        instance: None,
     };
     let (config, _) = config::load(&example_config(), &overrides).expect("the example loads");
     assert_eq!(config.gateway.listen.to_string(), "127.0.0.1:4567");
@@ -521,6 +522,7 @@ fn listen_overrides_replace_the_configured_addresses() {
         listen: Some("localhost".to_owned()),
         admin_listen: None,
         store_url: None,
+        instance: None,
     };
     assert_reported(
         &problems(&example_config(), &invalid),

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use xgate::config::{self, Overrides};
+use xgate::config::Overrides;
 use xgate::gateway::Gateway;
 
 /// Lowercase hex SHA-256, computed here rather than by the code under test.
@@ -79,6 +79,15 @@ impl ConfigDir {
         self
     }
 
+    /// Keeps the schemas and the trail in `database` (SPEC §13), this gateway named `instance`.
+    pub fn store(self, database: &TestDatabase, instance: &str) -> Self {
+        self.gateway(&format!("instance = \"{instance}\""))
+            .main(&format!(
+                "[store]\nurl = \"{}\"\npool_size = 8",
+                database.url
+            ))
+    }
+
     /// Extra sections after `[gateway]`.
     pub fn main(mut self, lines: &str) -> Self {
         self.main_extra.push_str(lines);
@@ -137,9 +146,10 @@ impl ConfigDir {
 /// Loads the configuration already written under `dir` and starts a gateway on port 0.
 async fn launch(dir: tempfile::TempDir) -> TestGateway {
     let main_path = dir.path().join("config/xgate.toml");
-    let (config, registry) = config::load(&main_path, &Overrides::default())
-        .unwrap_or_else(|problems| panic!("test configuration has problems:\n{problems}"));
-    let gateway = Gateway::new(config, registry).expect("gateway");
+    let loaded = xgate::startup::load(&main_path, &Overrides::default())
+        .await
+        .unwrap_or_else(|error| panic!("test configuration has problems:\n{error:#}"));
+    let gateway = xgate::startup::start(loaded).await.expect("gateway");
     let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let data_address = data.local_addr().unwrap();
@@ -1091,6 +1101,17 @@ impl TestDatabase {
         TestDatabase { url, name }
     }
 
+    /// A connection to the server's own database, for what cannot be done from inside this one
+    /// (refusing its connections, terminating its sessions).
+    pub async fn connect_server(&self) -> tokio_postgres::Client {
+        connect(&test_server_url()).await
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A connection to this database, for a test to read or edit what the gateways stored.
     pub async fn connect(&self) -> tokio_postgres::Client {
         connect(&self.url).await
@@ -1152,4 +1173,24 @@ impl Drop for TestDatabase {
         .join()
         .ok();
     }
+}
+
+/// Copies the schemas of `config`'s folder into its store, as `xgate store import` does (the
+/// store is migrated first): a gateway on the store then finds the schemas its departments use.
+pub async fn import_schemas(config: &ConfigDir) {
+    config.write_main();
+    let (loaded, registry) = xgate::config::load(&config.main_path(), &Overrides::default())
+        .unwrap_or_else(|problems| panic!("test configuration has problems:\n{problems}"));
+    let settings = loaded.store.as_ref().expect("a [store]");
+    let store = xgate::store::Store::connect(settings)
+        .await
+        .expect("the store");
+    xgate::store::migrate::migrate(&store, "test")
+        .await
+        .expect("migrated");
+    let mut client = store.client().await.expect("a connection");
+    xgate::store::registry::import(&mut client, &registry, "test")
+        .await
+        .expect("imported")
+        .expect("into an empty store");
 }

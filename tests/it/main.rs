@@ -28,6 +28,7 @@ mod metrics;
 mod registry;
 mod scale;
 mod send_timeout;
+mod store;
 mod tidy;
 mod tls;
 mod upstream_pool;

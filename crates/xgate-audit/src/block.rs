@@ -56,7 +56,7 @@ pub struct Block {
     pub max_time: String,
     /// The last entry's hash: where the next batch's chain continues.
     pub head: String,
-    /// `[[sequence, time, ..., hash, version, exchange_id], ...]`.
+    /// `[[sequence, time, ..., hash, version, exchange_id, gateway], ...]`.
     pub entries: String,
 }
 
@@ -87,11 +87,13 @@ impl Serialize for EntryRow<'_> {
             sequence,
             version,
             entry,
+            gateway,
             hash,
         } = self.0;
         let length = match version {
             EncodingVersion::V1 => VERSION_POSITION,
             EncodingVersion::V2 => VERSION_POSITION + 2,
+            EncodingVersion::V3 => VERSION_POSITION + 3,
         };
         let mut row = serializer.serialize_seq(Some(length))?;
         row.serialize_element(sequence)?;
@@ -120,6 +122,9 @@ impl Serialize for EntryRow<'_> {
             row.serialize_element(&version.number())?;
             row.serialize_element(&entry.exchange_id)?;
         }
+        if *version >= EncodingVersion::V3 {
+            row.serialize_element(gateway)?;
+        }
         row.end()
     }
 }
@@ -146,8 +151,8 @@ fn end<'de, A: SeqAccess<'de>>(row: &mut A, position: usize) -> Result<(), A::Er
 }
 
 /// A stored entry read back whole. The array must have exactly the fields of its version, each
-/// of its type (a missing, extra or retyped field is refused); a version 2 entry says so in
-/// its own array.
+/// of its type (a missing, extra or retyped field is refused); an entry of version 2 on says
+/// so in its own array.
 struct StoredRow(StoredEntry);
 
 impl<'de> Deserialize<'de> for StoredRow {
@@ -208,11 +213,17 @@ impl<'de> Visitor<'de> for StoredRowVisitor {
             position += 1;
             entry.exchange_id = required(&mut row, position)?;
         }
+        let mut gateway = None;
+        if version >= EncodingVersion::V3 {
+            position += 1;
+            gateway = required(&mut row, position)?;
+        }
         end(&mut row, position)?;
         Ok(StoredRow(StoredEntry {
             sequence,
             version,
             entry,
+            gateway,
             hash,
         }))
     }
@@ -299,6 +310,14 @@ impl<'de> Visitor<'de> for SummaryVisitor {
 /// block's entries (an edited file).
 pub fn summary_fields(entries: &[u8]) -> Option<Vec<SummaryFields>> {
     serde_json::from_slice(entries).ok()
+}
+
+/// Every entry of a block's `entries`, read back whole; `None` when they are not a block's
+/// entries (an edited store). Nothing is checked against the chain: that is [`BlockVerifier`]'s.
+pub fn decode(entries: &[u8]) -> Option<Vec<StoredEntry>> {
+    serde_json::from_slice::<Vec<StoredRow>>(entries)
+        .ok()
+        .map(|rows| rows.into_iter().map(|row| row.0).collect())
 }
 
 /// A block as read back, for verification: its index as stored and its entries' text.
@@ -443,6 +462,7 @@ mod tests {
             AuditHash::Sha256,
             GENESIS_HASH,
             0,
+            "gw-1",
             (0..count).map(|index| entry(index, times[index % times.len()])),
         )
     }
@@ -497,12 +517,13 @@ mod tests {
             AuditHash::Sha256,
             GENESIS_HASH,
             0,
+            None,
             entries,
         )
     }
 
     #[test]
-    fn version_1_rows_keep_their_layout_and_version_2_rows_append_version_and_exchange_id() {
+    fn version_1_rows_keep_their_layout_and_later_rows_append_version_exchange_id_and_gateway() {
         let old = chain_v1(2);
         let old_block = encode(&old).unwrap();
         let rows: Vec<serde_json::Value> = serde_json::from_str(&old_block.entries).unwrap();
@@ -516,11 +537,26 @@ mod tests {
         let names: Vec<&str> = stored_fields().collect();
         assert_eq!(rows[0].as_array().unwrap().len(), names.len());
         assert_eq!(names[VERSION_POSITION], "version");
-        assert_eq!(rows[0][VERSION_POSITION], 2);
+        assert_eq!(rows[0][VERSION_POSITION], 3);
         assert_eq!(
             rows[0][VERSION_POSITION + 1],
             "0190a3b4-5e6f-7a8b-9c0d-000000000000"
         );
+        assert_eq!(names[VERSION_POSITION + 2], "gateway");
+        assert_eq!(rows[0][VERSION_POSITION + 2], "gw-1");
+        // A version 2 row ends at its exchange id.
+        let two = crate::entry::chain_entries_in(
+            EncodingVersion::V2,
+            AuditHash::Sha256,
+            GENESIS_HASH,
+            0,
+            Some("gw-1"),
+            [entry(0, "2026-11-28T01:02:03.456Z")],
+        );
+        let two_block = encode(&two).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&two_block.entries).unwrap();
+        assert_eq!(rows[0].as_array().unwrap().len(), VERSION_POSITION + 2);
+        assert_eq!(decode(two_block.entries.as_bytes()).unwrap(), two);
         // Both read back as written, and a chain of both verifies block by block.
         let read = |block: &Block| -> Vec<StoredEntry> {
             serde_json::from_str::<Vec<StoredRow>>(&block.entries)
@@ -539,6 +575,7 @@ mod tests {
             AuditHash::Sha256,
             head,
             2,
+            "gw-1",
             [entry(2, "2026-11-28T01:02:04.000Z")],
         );
         verifier.next(stored(&encode(&continued).unwrap())).unwrap();
@@ -564,10 +601,16 @@ mod tests {
                     as &dyn Fn(&mut Vec<serde_json::Value>),
             ),
             ("an unknown version", &|fields| {
-                fields[VERSION_POSITION] = 3.into()
+                fields[VERSION_POSITION] = 4.into()
             }),
-            ("the exchange id missing", &|fields| {
+            ("version 2 with version 3's fields", &|fields| {
+                fields[VERSION_POSITION] = 2.into()
+            }),
+            ("the gateway missing", &|fields| {
                 fields.pop();
+            }),
+            ("the gateway retyped", &|fields| {
+                fields[VERSION_POSITION + 2] = 7.into()
             }),
             ("a field appended", &|fields| fields.push("more".into())),
             ("the exchange id retyped", &|fields| {

@@ -57,6 +57,9 @@ pub const FIELDS_V1: [&str; 21] = [
 /// The fields version 2 adds after those of version 1.
 pub const ADDED_IN_V2: [&str; 1] = ["exchange_id"];
 
+/// The fields version 3 adds after those of version 2.
+pub const ADDED_IN_V3: [&str; 1] = ["gateway"];
+
 /// Which canonical encoding an entry was chained with. Each version adds fields after those of
 /// the one before; a gateway writes [`EncodingVersion::CURRENT`] and verifies every version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,20 +68,27 @@ pub enum EncodingVersion {
     V1,
     /// Version 1's fields and `exchange_id`.
     V2,
+    /// Version 2's fields and `gateway` (the instance that committed the entry).
+    V3,
 }
 
 impl EncodingVersion {
     /// The version new entries are written with.
-    pub const CURRENT: EncodingVersion = EncodingVersion::V2;
+    pub const CURRENT: EncodingVersion = EncodingVersion::V3;
 
     /// Every version, oldest first.
-    pub const ALL: [EncodingVersion; 2] = [EncodingVersion::V1, EncodingVersion::V2];
+    pub const ALL: [EncodingVersion; 3] = [
+        EncodingVersion::V1,
+        EncodingVersion::V2,
+        EncodingVersion::V3,
+    ];
 
     /// Its number (as stored and in the prefix).
     pub fn number(self) -> u64 {
         match self {
             EncodingVersion::V1 => 1,
             EncodingVersion::V2 => 2,
+            EncodingVersion::V3 => 3,
         }
     }
 
@@ -94,6 +104,7 @@ impl EncodingVersion {
         match self {
             EncodingVersion::V1 => b"xgate-audit-v1",
             EncodingVersion::V2 => b"xgate-audit-v2",
+            EncodingVersion::V3 => b"xgate-audit-v3",
         }
     }
 
@@ -102,6 +113,7 @@ impl EncodingVersion {
         match self {
             EncodingVersion::V1 => &FIELDS_V1,
             EncodingVersion::V2 => &ADDED_IN_V2,
+            EncodingVersion::V3 => &ADDED_IN_V3,
         }
     }
 
@@ -216,6 +228,9 @@ pub struct StoredEntry {
     /// What was recorded.
     #[serde(flatten)]
     pub entry: AuditEntry,
+    /// The instance name of the gateway whose writer committed it (`[gateway] instance`).
+    /// Absent from entries of encoding versions 1 and 2, written before it was recorded.
+    pub gateway: Option<String>,
     /// `H(previous hash ‖ canonical entry)`, lowercase hex.
     pub hash: String,
 }
@@ -234,11 +249,16 @@ pub fn digest_hex(digest: &[u8; 32]) -> String {
     String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
-/// The canonical encoding of `version` of an entry at `sequence` (see the module
-/// documentation).
-pub fn canonical(version: EncodingVersion, sequence: u64, entry: &AuditEntry) -> Vec<u8> {
+/// The canonical encoding of `version` of an entry at `sequence` committed by `gateway` (see
+/// the module documentation; versions before 3 do not encode the gateway).
+pub fn canonical(
+    version: EncodingVersion,
+    sequence: u64,
+    entry: &AuditEntry,
+    gateway: Option<&str>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    encode_canonical(&mut out, version, sequence, entry);
+    encode_canonical(&mut out, version, sequence, entry, gateway);
     out
 }
 
@@ -248,6 +268,7 @@ fn encode_canonical(
     version: EncodingVersion,
     sequence: u64,
     entry: &AuditEntry,
+    gateway: Option<&str>,
 ) {
     fn present(out: &mut Vec<u8>, text: &[u8]) {
         out.push(1);
@@ -297,19 +318,23 @@ fn encode_canonical(
     if version >= EncodingVersion::V2 {
         optional(out, entry.exchange_id.as_deref());
     }
+    if version >= EncodingVersion::V3 {
+        optional(out, gateway);
+    }
 }
 
-/// `H(previous ‖ canonical(version, sequence, entry))`.
+/// `H(previous ‖ canonical(version, sequence, entry, gateway))`.
 pub fn chain_hash(
     hash: AuditHash,
     previous: &[u8; 32],
     version: EncodingVersion,
     sequence: u64,
     entry: &AuditEntry,
+    gateway: Option<&str>,
 ) -> [u8; 32] {
     let mut input = Vec::with_capacity(640);
     input.extend_from_slice(previous);
-    encode_canonical(&mut input, version, sequence, entry);
+    encode_canonical(&mut input, version, sequence, entry, gateway);
     match hash {
         AuditHash::Sha256 => Sha256::digest(&input).into(),
         AuditHash::Sm3 => sm3::Sm3::digest(&input).into(),
@@ -364,6 +389,7 @@ impl ChainVerifier {
             stored.version,
             stored.sequence,
             &stored.entry,
+            stored.gateway.as_deref(),
         );
         if digest_hex(&computed) != stored.hash {
             return Err(Break {
@@ -399,35 +425,55 @@ pub fn verify_chain<'e>(
     Ok(verifier.count())
 }
 
-/// Numbers and chains entries after `previous` with the current encoding (the writer's step,
-/// pure).
+/// Numbers and chains entries after `previous` with the current encoding, stamped with the
+/// committing gateway's instance name (the writer's step, pure).
 pub fn chain_entries(
     hash: AuditHash,
     previous: [u8; 32],
     sequence: u64,
+    gateway: &str,
     entries: impl IntoIterator<Item = AuditEntry>,
 ) -> Vec<StoredEntry> {
-    chain_entries_in(EncodingVersion::CURRENT, hash, previous, sequence, entries)
+    chain_entries_in(
+        EncodingVersion::CURRENT,
+        hash,
+        previous,
+        sequence,
+        Some(gateway),
+        entries,
+    )
 }
 
 /// [`chain_entries`] with the encoding `version` (the tests chain entries as earlier gateways
-/// wrote them).
+/// wrote them). The gateway is kept only by versions that record it (3 on).
 pub fn chain_entries_in(
     version: EncodingVersion,
     hash: AuditHash,
     mut previous: [u8; 32],
     mut sequence: u64,
+    gateway: Option<&str>,
     entries: impl IntoIterator<Item = AuditEntry>,
 ) -> Vec<StoredEntry> {
+    let gateway = gateway
+        .filter(|_| version >= EncodingVersion::V3)
+        .map(str::to_owned);
     entries
         .into_iter()
         .map(|entry| {
             sequence += 1;
-            previous = chain_hash(hash, &previous, version, sequence, &entry);
+            previous = chain_hash(
+                hash,
+                &previous,
+                version,
+                sequence,
+                &entry,
+                gateway.as_deref(),
+            );
             StoredEntry {
                 sequence,
                 version,
                 entry,
+                gateway: gateway.clone(),
                 hash: digest_hex(&previous),
             }
         })
@@ -471,6 +517,7 @@ mod tests {
             hash,
             GENESIS_HASH,
             0,
+            "gw-1",
             (0..count).map(|index| entry(&format!("request-{index}"))),
         )
     }
@@ -490,7 +537,7 @@ mod tests {
         let mut small = entry("r");
         small.provider = None;
         for version in EncodingVersion::ALL {
-            let encoded = canonical(version, 7, &small);
+            let encoded = canonical(version, 7, &small, Some("gw-1"));
             // sequence, time, kind, request id, consumer, then the absent provider.
             let mut expected = format!("xgate-audit-v{}", version.number()).into_bytes();
             for text in ["7", "2026-11-28T01:02:03.456Z", "exchange", "r", "tax"] {
@@ -506,8 +553,8 @@ mod tests {
     #[test]
     fn version_2_is_version_1_with_its_prefix_and_the_exchange_id_after_every_field() {
         let full = entry("r");
-        let one = canonical(EncodingVersion::V1, 3, &full);
-        let two = canonical(EncodingVersion::V2, 3, &full);
+        let one = canonical(EncodingVersion::V1, 3, &full, Some("gw-1"));
+        let two = canonical(EncodingVersion::V2, 3, &full, Some("gw-1"));
         let id = full.exchange_id.as_deref().unwrap();
         let mut expected = b"xgate-audit-v2".to_vec();
         expected.extend_from_slice(&one[b"xgate-audit-v1".len()..]);
@@ -518,10 +565,10 @@ mod tests {
         // Version 1 has no exchange id: it is not in its encoding even when the entry has one.
         let mut without = full.clone();
         without.exchange_id = None;
-        assert_eq!(canonical(EncodingVersion::V1, 3, &without), one);
+        assert_eq!(canonical(EncodingVersion::V1, 3, &without, None), one);
         // In version 2 an absent id is marked absent.
         assert_eq!(
-            canonical(EncodingVersion::V2, 3, &without),
+            canonical(EncodingVersion::V2, 3, &without, None),
             [&b"xgate-audit-v2"[..], &one[14..], &[0]].concat()
         );
         assert_eq!(
@@ -532,7 +579,6 @@ mod tests {
                 .copied()
                 .collect::<Vec<_>>()
         );
-        assert_eq!(EncodingVersion::CURRENT, EncodingVersion::V2);
         for version in EncodingVersion::ALL {
             assert_eq!(
                 EncodingVersion::from_number(version.number()),
@@ -540,7 +586,46 @@ mod tests {
             );
         }
         assert_eq!(EncodingVersion::from_number(0), None);
-        assert_eq!(EncodingVersion::from_number(3), None);
+        assert_eq!(EncodingVersion::from_number(4), None);
+    }
+
+    #[test]
+    fn version_3_is_version_2_with_its_prefix_and_the_gateway_after_every_field() {
+        let full = entry("r");
+        let two = canonical(EncodingVersion::V2, 3, &full, None);
+        let three = canonical(EncodingVersion::V3, 3, &full, Some("gw-2"));
+        let mut expected = b"xgate-audit-v3".to_vec();
+        expected.extend_from_slice(&two[b"xgate-audit-v2".len()..]);
+        expected.extend_from_slice(b"\x01\x00\x00\x00\x04gw-2");
+        assert_eq!(three, expected);
+        // Versions before 3 do not encode a gateway, even when one is given.
+        assert_eq!(canonical(EncodingVersion::V2, 3, &full, Some("gw-2")), two);
+        assert_eq!(
+            canonical(EncodingVersion::V3, 3, &full, None),
+            [&b"xgate-audit-v3"[..], &two[14..], &[0]].concat()
+        );
+        assert_eq!(EncodingVersion::CURRENT, EncodingVersion::V3);
+        assert_eq!(
+            EncodingVersion::V3.fields().last(),
+            Some("gateway"),
+            "the gateway is the last field"
+        );
+        // The writer stamps the gateway, and the hash covers it.
+        let mut chained = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, "gw-2", [full]);
+        assert_eq!(chained[0].gateway.as_deref(), Some("gw-2"));
+        assert_eq!(verify_chain(AuditHash::Sha256, &chained), Ok(1));
+        chained[0].gateway = Some("gw-3".to_owned());
+        assert!(verify_chain(AuditHash::Sha256, &chained).is_err());
+        // Earlier versions keep no gateway.
+        let old = chain_entries_in(
+            EncodingVersion::V2,
+            AuditHash::Sha256,
+            GENESIS_HASH,
+            0,
+            Some("gw-2"),
+            [entry("r")],
+        );
+        assert_eq!(old[0].gateway, None);
     }
 
     #[test]
@@ -548,7 +633,7 @@ mod tests {
         for value in [0, 7, 10, 1500, u64::MAX] {
             let mut small = entry("r");
             small.total_us = value;
-            let encoded = canonical(EncodingVersion::V1, 1, &small);
+            let encoded = canonical(EncodingVersion::V1, 1, &small, None);
             let text = value.to_string();
             let mut expected = vec![1];
             expected.extend_from_slice(&(text.len() as u32).to_be_bytes());
@@ -571,13 +656,19 @@ mod tests {
         second.consumer = "a".to_owned();
         second.method = "bc".to_owned();
         let v = EncodingVersion::CURRENT;
-        assert_ne!(canonical(v, 1, &first), canonical(v, 1, &second));
+        assert_ne!(
+            canonical(v, 1, &first, None),
+            canonical(v, 1, &second, None)
+        );
         // An absent field differs from an empty one.
         let mut absent = entry("r");
         absent.provider = None;
         let mut empty = entry("r");
         empty.provider = Some(String::new());
-        assert_ne!(canonical(v, 1, &absent), canonical(v, 1, &empty));
+        assert_ne!(
+            canonical(v, 1, &absent, None),
+            canonical(v, 1, &empty, None)
+        );
     }
 
     #[test]
@@ -599,7 +690,12 @@ mod tests {
     fn the_first_hash_is_over_the_genesis_hash_and_the_encoding() {
         let entries = chain(AuditHash::Sha256, 1);
         let mut input = GENESIS_HASH.to_vec();
-        input.extend_from_slice(&canonical(EncodingVersion::CURRENT, 1, &entries[0].entry));
+        input.extend_from_slice(&canonical(
+            EncodingVersion::CURRENT,
+            1,
+            &entries[0].entry,
+            entries[0].gateway.as_deref(),
+        ));
         assert_eq!(entries[0].hash, sha256_hex(&input));
     }
 
@@ -652,7 +748,8 @@ mod tests {
     }
 
     #[test]
-    fn a_chain_runs_on_from_version_1_entries_into_version_2_and_a_changed_version_breaks_it() {
+    fn a_chain_runs_on_from_version_1_entries_into_the_current_version_and_a_changed_version_breaks_it()
+     {
         let hash = AuditHash::Sha256;
         // Three entries as an earlier gateway chained them, without exchange ids.
         let mut previous = GENESIS_HASH;
@@ -660,19 +757,20 @@ mod tests {
             .map(|sequence| {
                 let mut entry = entry(&format!("old-{sequence}"));
                 entry.exchange_id = None;
-                previous = chain_hash(hash, &previous, EncodingVersion::V1, sequence, &entry);
+                previous = chain_hash(hash, &previous, EncodingVersion::V1, sequence, &entry, None);
                 StoredEntry {
                     sequence,
                     version: EncodingVersion::V1,
                     entry,
+                    gateway: None,
                     hash: digest_hex(&previous),
                 }
             })
             .collect();
-        let new = chain_entries(hash, previous, 3, [entry("new-4"), entry("new-5")]);
+        let new = chain_entries(hash, previous, 3, "gw-1", [entry("new-4"), entry("new-5")]);
         assert!(
             new.iter()
-                .all(|stored| stored.version == EncodingVersion::V2)
+                .all(|stored| stored.version == EncodingVersion::V3)
         );
         let all: Vec<&StoredEntry> = old.iter().chain(&new).collect();
         assert_eq!(verify_chain(hash, all), Ok(5));
@@ -690,7 +788,7 @@ mod tests {
         let first = chain(hash, 3);
         let mut head = [0u8; 32];
         hex::decode_to_slice(&first[2].hash, &mut head).unwrap();
-        let more = chain_entries(hash, head, 3, [entry("later")]);
+        let more = chain_entries(hash, head, 3, "gw-2", [entry("later")]);
         let all: Vec<_> = first.iter().chain(&more).collect();
         assert_eq!(verify_chain(hash, all), Ok(4));
     }

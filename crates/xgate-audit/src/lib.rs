@@ -4,9 +4,13 @@
 //!
 //! - [`entry`]: the entry, its canonical encoding and the hash chain (pure).
 //! - [`store`]: the SQLite file (I/O, blocking).
+//! - [`postgres`]: the trail in the shared store's PostgreSQL database, one chain for every
+//!   gateway (I/O, async).
 //! - [`query`]: the auditor routes' parameters and answers (pure).
 //!
-//! Callers [`AuditTrail::append`] an entry and wait for its commit. The queue in front of the
+//! Callers [`AuditTrail::append`] an entry and wait for its commit. The trail is kept either in
+//! a SQLite file ([`AuditTrail::open`], a writer thread) or in PostgreSQL
+//! ([`AuditTrail::open_postgres`], a writer task); both behave alike towards their callers. The queue in front of the
 //! writer holds at most [`QUEUE_CAPACITY`] entries; when it is full, callers wait for room
 //! (backpressure) and nothing is dropped. If the database fails, `append` returns an error: an
 //! exchange that cannot be audited is not answered.
@@ -16,12 +20,13 @@
 //! issuer or the cache (503 `store-unavailable`). The writer then tries again on its own,
 //! every [`PROBE_INTERVAL`], also when no call arrives ([`Writer::probe`]): it folds the WAL
 //! into the database and truncates it, allocates the reserve again, and commits a page; once
-//! all three succeed the trail serves again.
+//! all three succeed the trail serves again. On PostgreSQL the probe commits a no-op update
+//! ([`PostgresWriter::probe`]).
 //!
 //! - [`reserve`]: the disk space held back for the moment the disk fills.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -149,6 +154,40 @@ pub enum AuditError {
     /// A checkpoint could not copy the whole WAL: a reader still reads an older snapshot.
     #[error("the audit WAL could not be checkpointed whole (a reader holds it)")]
     CheckpointBusy,
+    /// PostgreSQL refused or the connection failed (the message never holds the database's
+    /// URL or password: tokio-postgres does not put them in its errors).
+    #[error("audit store (PostgreSQL): {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had from the pool.
+    #[error("no connection to the audit store (PostgreSQL): {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The PostgreSQL trail has blocks but no chain row (`audit_chain`): it was edited, and
+    /// appending would fork the chain.
+    #[error(
+        "the audit store has no chain row (audit_chain) but holds blocks; run `xgate audit verify`"
+    )]
+    NoChainRow,
+    /// A sequence number beyond PostgreSQL's `bigint`.
+    #[error("an audit sequence number is out of range")]
+    SequenceOutOfRange,
+    /// An import into a PostgreSQL trail that already holds entries.
+    #[error(
+        "the audit store already holds entries (up to {last_sequence}); an import only fills an empty one"
+    )]
+    StoreNotEmpty {
+        /// The store's chain row's last sequence number.
+        last_sequence: i64,
+    },
+    /// The SQLite trail to import does not verify.
+    #[error(
+        "the SQLite audit trail does not verify at entry {sequence} ({reason}); it is not imported"
+    )]
+    ImportBroken {
+        /// The first broken entry.
+        sequence: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl AuditError {
@@ -190,10 +229,35 @@ struct Health {
     changed: Notify,
 }
 
+impl Health {
+    /// Marks the trail unavailable (or available again), telling the prober and `metrics`.
+    fn set_unavailable(&self, unavailable: bool, metrics: &dyn TrailObserver) {
+        let was = self.unavailable.swap(unavailable, Ordering::AcqRel);
+        if was != unavailable {
+            metrics.unavailable(unavailable);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The writer has stopped: the prober ends.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+}
+
+/// Where the trail is kept: what the readers open.
+enum Backend {
+    /// The SQLite file (a read-only connection per query).
+    Sqlite(PathBuf),
+    /// The shared store's PostgreSQL database (a pooled connection per query).
+    Postgres(deadpool_postgres::Pool),
+}
+
 /// The audit trail: a handle to the one writer, and the readers.
 pub struct AuditTrail {
     sender: mpsc::Sender<Message>,
-    path: PathBuf,
+    backend: Backend,
     hash: AuditHash,
     readers: Arc<Semaphore>,
     health: Arc<Health>,
@@ -233,10 +297,11 @@ impl AuditTrail {
     /// A database that opens but has no room for the reserve (a full disk) starts the trail
     /// unavailable: the gateway serves, refusing exchanges, until space returns.
     ///
-    /// The writer counts committed entries and batch sizes and shows its availability in
-    /// `metrics`.
+    /// The writer stamps every entry with `instance` (`[gateway] instance`), counts committed
+    /// entries and batch sizes and shows its availability in `metrics`.
     pub fn open(
         settings: &AuditSettings,
+        instance: &str,
         metrics: Box<dyn TrailObserver>,
     ) -> Result<AuditTrail, AuditError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
@@ -245,6 +310,7 @@ impl AuditTrail {
         let mut writer = Writer {
             connection,
             hash: settings.hash,
+            instance: instance.to_owned(),
             reserve: Reserve::new(&settings.path, settings.reserve_bytes),
             health: health.clone(),
             metrics,
@@ -266,8 +332,48 @@ impl AuditTrail {
         runtime.spawn(relay(acknowledgements));
         Ok(AuditTrail {
             sender,
-            path: settings.path.clone(),
+            backend: Backend::Sqlite(settings.path.clone()),
             hash: settings.hash,
+            readers: Arc::new(Semaphore::new(MAX_READERS)),
+            health,
+        })
+    }
+
+    /// Opens the trail in the shared store's PostgreSQL database (its tables made by the store's
+    /// migrations, [`postgres::TABLES_V1`]) and starts the writer task and the one that asks it
+    /// to heal while it cannot commit. A first open of an empty store records `hash` and starts
+    /// the chain; a store chained with the other hash is refused
+    /// ([`AuditError::HashChanged`]).
+    ///
+    /// The writer behaves as the SQLite one: batches of up to [`MAX_BATCH`] queued entries, each
+    /// one transaction appended to the one chain every gateway shares (see [`postgres`]), each
+    /// caller answered once its own batch committed. It stamps every entry with `instance`,
+    /// takes a pooled connection per batch, and never retries a failed batch (a `COMMIT` whose
+    /// answer was lost may have committed it).
+    pub async fn open_postgres(
+        pool: deadpool_postgres::Pool,
+        hash: AuditHash,
+        instance: &str,
+        metrics: Box<dyn TrailObserver>,
+    ) -> Result<AuditTrail, AuditError> {
+        let client = pool.get().await?;
+        postgres::open(&client, hash).await?;
+        drop(client);
+        let health = Arc::new(Health::default());
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(probe_while_unavailable(health.clone(), sender.downgrade()));
+        let writer = PostgresWriter {
+            pool: pool.clone(),
+            hash,
+            instance: instance.to_owned(),
+            health: health.clone(),
+            metrics,
+        };
+        tokio::spawn(writer.run(receiver));
+        Ok(AuditTrail {
+            sender,
+            backend: Backend::Postgres(pool),
+            hash,
             readers: Arc::new(Semaphore::new(MAX_READERS)),
             health,
         })
@@ -308,39 +414,76 @@ impl AuditTrail {
     /// Verifies the whole chain on a read connection.
     pub async fn verify(&self) -> Result<Verification, AuditError> {
         let hash = self.hash;
-        self.read(move |connection| store::verify(connection, hash))
-            .await
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                self.read(path, move |connection| store::verify(connection, hash))
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                let _permit = self.reader().await?;
+                {
+                    let mut client = pool.get().await?;
+                    postgres::verify_store(&mut client, hash).await
+                }
+            }
+        }
     }
 
     /// One page of entries.
     pub async fn entries(&self, filter: EntryFilter) -> Result<Page, AuditError> {
         let limit = filter.limit;
-        let entries = self
-            .read(move |connection| store::list(connection, &filter))
-            .await?;
+        let entries = match &self.backend {
+            Backend::Sqlite(path) => {
+                self.read(path, move |connection| store::list(connection, &filter))
+                    .await?
+            }
+            Backend::Postgres(pool) => {
+                let _permit = self.reader().await?;
+                {
+                    let mut client = pool.get().await?;
+                    postgres::list(&mut client, &filter).await?
+                }
+            }
+        };
         Ok(Page::new(entries, limit))
     }
 
     /// The summary over a window: the exchange matrix, the outcomes over time, the certificate
     /// lookups and the most frequent failures.
     pub async fn summary(&self, window: TimeWindow) -> Result<Summary, AuditError> {
-        self.read(move |connection| store::summary(connection, &window))
-            .await
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                self.read(path, move |connection| store::summary(connection, &window))
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                let _permit = self.reader().await?;
+                {
+                    let mut client = pool.get().await?;
+                    postgres::summary(&mut client, &window).await
+                }
+            }
+        }
     }
 
-    /// Runs a query on its own read-only connection on the blocking pool: WAL readers see the
-    /// last commit and never hold up the writer.
-    async fn read<T: Send + 'static>(
-        &self,
-        query: impl FnOnce(&rusqlite::Connection) -> Result<T, AuditError> + Send + 'static,
-    ) -> Result<T, AuditError> {
-        let _permit = self
-            .readers
+    /// One of the [`MAX_READERS`] permits to query.
+    async fn reader(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AuditError> {
+        self.readers
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| AuditError::TaskFailed)?;
-        let path = self.path.clone();
+            .map_err(|_| AuditError::TaskFailed)
+    }
+
+    /// Runs a query on its own read-only connection to the SQLite file at `path` on the
+    /// blocking pool: WAL readers see the last commit and never hold up the writer.
+    async fn read<T: Send + 'static>(
+        &self,
+        path: &Path,
+        query: impl FnOnce(&rusqlite::Connection) -> Result<T, AuditError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        let _permit = self.reader().await?;
+        let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             let connection = store::open_reader(&path)?;
             query(&connection)
@@ -351,7 +494,7 @@ impl AuditTrail {
 }
 
 /// Verifies the chain of the database in `settings` (for `xgate audit verify`; blocking). The
-/// file must exist.
+/// file must exist. (The PostgreSQL trail's: [`postgres::verify_store`].)
 pub fn verify_file(settings: &AuditSettings) -> Result<Verification, AuditError> {
     let connection = store::open_reader(&settings.path)?;
     store::verify(&connection, settings.hash)
@@ -485,6 +628,8 @@ async fn probe_while_unavailable(health: Arc<Health>, sender: mpsc::WeakSender<M
 struct Writer {
     connection: rusqlite::Connection,
     hash: AuditHash,
+    /// `[gateway] instance`, stamped on every entry.
+    instance: String,
     reserve: Reserve,
     health: Arc<Health>,
     metrics: Box<dyn TrailObserver>,
@@ -508,38 +653,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut entries = Vec::with_capacity(batch.len());
-            let mut callers = Vec::with_capacity(batch.len());
-            let mut flushed = Vec::new();
-            let mut probe = false;
-            for message in batch.drain(..) {
-                match message {
-                    Message::Append { entry, committed } => {
-                        entries.push(entry);
-                        callers.push(committed);
-                    }
-                    Message::Flush(done) => flushed.push(done),
-                    Message::Probe => probe = true,
-                }
-            }
+            let Batch {
+                entries,
+                callers,
+                flushed,
+                probe,
+            } = Batch::sort(batch.drain(..));
             let committed = if entries.is_empty() {
                 Vec::new()
             } else {
-                let count = callers.len();
-                match self.commit(entries) {
-                    Ok(sequences) => callers
-                        .into_iter()
-                        .zip(sequences)
-                        .map(|(caller, sequence)| (caller, Ok(sequence)))
-                        .collect(),
-                    Err(error) => {
-                        tracing::error!(%error, entries = count, "audit entries could not be committed; their exchanges are refused");
-                        callers
-                            .into_iter()
-                            .map(|caller| (caller, Err(error.clone())))
-                            .collect()
-                    }
-                }
+                answers(callers, self.commit(entries))
             };
             // The relay lives as long as the runtime; without it nobody is left to answer.
             if acknowledge
@@ -552,8 +675,7 @@ impl Writer {
                 self.probe();
             }
         }
-        self.health.stopped.store(true, Ordering::Release);
-        self.health.changed.notify_one();
+        self.health.stop();
     }
 
     /// Commits one batch. When the disk is full, the reserve is given back to the file system
@@ -561,7 +683,7 @@ impl Writer {
     /// forwarded, and the trail refuses new ones from the first failure on.
     fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<Vec<u64>, Arc<AuditError>> {
         let count = entries.len() as u64;
-        let failed = match store::append(&mut self.connection, self.hash, entries) {
+        let failed = match store::append(&mut self.connection, self.hash, &self.instance, entries) {
             Ok(sequences) => {
                 self.committed(count);
                 return Ok(sequences);
@@ -573,7 +695,12 @@ impl Writer {
             tracing::warn!(
                 "the audit trail's disk is full: its reserve is given back for the exchanges already forwarded"
             );
-            match store::append(&mut self.connection, self.hash, failed.entries) {
+            match store::append(
+                &mut self.connection,
+                self.hash,
+                &self.instance,
+                failed.entries,
+            ) {
                 Ok(sequences) => {
                     self.committed(count);
                     return Ok(sequences);
@@ -615,11 +742,158 @@ impl Writer {
 
     /// Marks the trail unavailable (or available again), telling the prober and the metrics.
     fn set_unavailable(&self, unavailable: bool) {
-        let was = self.health.unavailable.swap(unavailable, Ordering::AcqRel);
-        if was != unavailable {
-            self.metrics.unavailable(unavailable);
-            self.health.changed.notify_one();
+        self.health
+            .set_unavailable(unavailable, self.metrics.as_ref());
+    }
+}
+
+/// A batch of messages, sorted: the entries to commit and their callers (in the same order),
+/// the flushes to complete after them, and whether a probe was asked for.
+struct Batch {
+    entries: Vec<AuditEntry>,
+    callers: Vec<oneshot::Sender<Committed>>,
+    flushed: Vec<oneshot::Sender<()>>,
+    probe: bool,
+}
+
+impl Batch {
+    /// Sorts the messages taken off the queue.
+    fn sort(messages: impl ExactSizeIterator<Item = Message>) -> Batch {
+        let mut batch = Batch {
+            entries: Vec::with_capacity(messages.len()),
+            callers: Vec::with_capacity(messages.len()),
+            flushed: Vec::new(),
+            probe: false,
+        };
+        for message in messages {
+            match message {
+                Message::Append { entry, committed } => {
+                    batch.entries.push(entry);
+                    batch.callers.push(committed);
+                }
+                Message::Flush(done) => batch.flushed.push(done),
+                Message::Probe => batch.probe = true,
+            }
         }
+        batch
+    }
+}
+
+/// Every caller's answer for a batch that committed (its sequence numbers) or failed.
+fn answers(
+    callers: Vec<oneshot::Sender<Committed>>,
+    result: Result<Vec<u64>, Arc<AuditError>>,
+) -> Vec<(oneshot::Sender<Committed>, Committed)> {
+    match result {
+        Ok(sequences) => callers
+            .into_iter()
+            .zip(sequences)
+            .map(|(caller, sequence)| (caller, Ok(sequence)))
+            .collect(),
+        Err(error) => {
+            tracing::error!(%error, entries = callers.len(), "audit entries could not be committed; their exchanges are refused");
+            callers
+                .into_iter()
+                .map(|caller| (caller, Err(error.clone())))
+                .collect()
+        }
+    }
+}
+
+/// The PostgreSQL trail's writer: a task on the runtime, one batch at a time (the database
+/// serializes the gateways' batches; within a gateway they are serialized here).
+struct PostgresWriter {
+    pool: deadpool_postgres::Pool,
+    hash: AuditHash,
+    /// `[gateway] instance`, stamped on every entry.
+    instance: String,
+    health: Arc<Health>,
+    metrics: Box<dyn TrailObserver>,
+}
+
+impl PostgresWriter {
+    /// Takes what is queued (up to [`MAX_BATCH`]), appends it as one transaction, answers each
+    /// caller once its batch committed (or failed), repeats. Ends when every sender is gone
+    /// and the queue is empty.
+    async fn run(mut self, mut receiver: mpsc::Receiver<Message>) {
+        let mut messages = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut messages, MAX_BATCH).await > 0 {
+            let Batch {
+                entries,
+                callers,
+                flushed,
+                probe,
+            } = Batch::sort(messages.drain(..));
+            if !entries.is_empty() {
+                let result = self.commit(entries).await;
+                for (caller, answer) in answers(callers, result) {
+                    // A caller that went away (its connection closed) needs no answer.
+                    caller.send(answer).ok();
+                }
+            }
+            for done in flushed {
+                done.send(()).ok();
+            }
+            if probe || self.health.unavailable.load(Ordering::Acquire) {
+                self.probe().await;
+            }
+        }
+        self.health.stop();
+    }
+
+    /// Appends one batch on a pooled connection. A failure makes the trail unavailable and
+    /// discards the connection (its state is unknown); the batch is not tried again.
+    async fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<Vec<u64>, Arc<AuditError>> {
+        let count = entries.len() as u64;
+        let client = match self.pool.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                self.set_unavailable(true);
+                return Err(Arc::new(error.into()));
+            }
+        };
+        match postgres::append(&client, self.hash, &self.instance, entries).await {
+            Ok(sequences) => {
+                self.metrics.committed(count);
+                Ok(sequences)
+            }
+            Err(failed) => {
+                drop(deadpool_postgres::Object::take(client));
+                self.set_unavailable(true);
+                Err(Arc::new(failed.error))
+            }
+        }
+    }
+
+    /// While the trail is unavailable: commits a no-op update on a pooled connection; once
+    /// that succeeds the trail serves again.
+    async fn probe(&mut self) {
+        if !self.health.unavailable.load(Ordering::Acquire) {
+            return;
+        }
+        let probed = match self.pool.get().await {
+            Ok(client) => match client.batch_execute(postgres::PROBE).await {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(AuditError::from(error))
+                }
+            },
+            Err(error) => Err(error.into()),
+        };
+        match probed {
+            Ok(()) => {
+                tracing::info!("audit commits succeed again; exchanges are served");
+                self.set_unavailable(false);
+            }
+            Err(error) => tracing::debug!(%error, "the audit trail still cannot commit"),
+        }
+    }
+
+    /// Marks the trail unavailable (or available again), telling the prober and the metrics.
+    fn set_unavailable(&self, unavailable: bool) {
+        self.health
+            .set_unavailable(unavailable, self.metrics.as_ref());
     }
 }
 

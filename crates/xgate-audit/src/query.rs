@@ -607,6 +607,7 @@ mod tests {
         let stored = |sequence| StoredEntry {
             sequence,
             version: crate::entry::EncodingVersion::CURRENT,
+            gateway: None,
             entry: crate::entry::AuditEntry {
                 time: String::new(),
                 kind: EntryKind::Exchange,

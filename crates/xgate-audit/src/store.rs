@@ -258,7 +258,7 @@ fn create_entries_view(connection: &mut Connection) -> Result<(), AuditError> {
 
 /// What `audit_entries` is in the file: `view` (this layout), `table` (the earlier layout, a row
 /// per entry), or nothing yet.
-fn entries_object(connection: &Connection) -> Result<Option<String>, AuditError> {
+pub(crate) fn entries_object(connection: &Connection) -> Result<Option<String>, AuditError> {
     Ok(connection
         .query_row(
             "SELECT type FROM sqlite_schema WHERE name = 'audit_entries'",
@@ -279,7 +279,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, AuditError> {
 }
 
 /// The hash the database was chained with, as stored in `audit_meta`.
-fn stored_hash(connection: &Connection) -> Result<Option<String>, AuditError> {
+pub(crate) fn stored_hash(connection: &Connection) -> Result<Option<String>, AuditError> {
     Ok(connection
         .query_row(
             "SELECT value FROM audit_meta WHERE key = 'hash'",
@@ -290,7 +290,7 @@ fn stored_hash(connection: &Connection) -> Result<Option<String>, AuditError> {
 }
 
 /// The word stored in `audit_meta` for a hash.
-fn hash_name(hash: AuditHash) -> &'static str {
+pub(crate) fn hash_name(hash: AuditHash) -> &'static str {
     match hash {
         AuditHash::Sha256 => "sha256",
         AuditHash::Sm3 => "sm3",
@@ -306,8 +306,9 @@ pub struct Unappended {
     pub entries: Vec<AuditEntry>,
 }
 
-/// Numbers and chains a batch, and inserts it as one block in one transaction; returns the
-/// sequence numbers, or the entries and why they were not committed.
+/// Numbers and chains a batch (stamped with `gateway`, the committing gateway's instance name),
+/// and inserts it as one block in one transaction; returns the sequence numbers, or the entries
+/// and why they were not committed.
 ///
 /// The chain's head is read inside the write transaction rather than trusted from memory: the
 /// transaction holds SQLite's write lock, so even a second gateway started by mistake on the
@@ -316,6 +317,7 @@ pub struct Unappended {
 pub fn append(
     connection: &mut Connection,
     hash: AuditHash,
+    gateway: &str,
     entries: Vec<AuditEntry>,
 ) -> Result<Vec<u64>, Unappended> {
     let transaction =
@@ -332,7 +334,7 @@ pub fn append(
         Ok(head) => head,
         Err(error) => return Err(Unappended { error, entries }),
     };
-    let stored = chain_entries(hash, previous, sequence, entries);
+    let stored = chain_entries(hash, previous, sequence, gateway, entries);
     match insert_block(transaction, &stored) {
         Ok(()) => Ok(stored.iter().map(|stored| stored.sequence).collect()),
         Err(error) => Err(Unappended {
@@ -448,6 +450,7 @@ fn stored_entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
             total_us: row.get(19)?,
             upstream_us: row.get(20)?,
         },
+        gateway: row.get(block::VERSION_POSITION + 2)?,
         hash: row.get(21)?,
     })
 }
@@ -665,56 +668,76 @@ const WINDOW_COPY: &str = "temp.summary_window";
 /// connection.
 pub fn summary(connection: &Connection, window: &TimeWindow) -> Result<Summary, AuditError> {
     let transaction = connection.unchecked_transaction()?;
-    copy_window(&transaction, window)?;
-    let matrix = matrix(&transaction)?;
-    let timeline = timeline(&transaction, window)?;
-    let certificates = certificates(&transaction)?;
-    let failures = failures(&transaction)?;
-    transaction.execute_batch(&format!("DROP TABLE {WINDOW_COPY};"))?;
+    let copy = WindowCopy::create(&transaction, window)?;
+    {
+        let mut conditions = Conditions::default();
+        conditions.window(window);
+        let mut blocks = transaction.prepare(&format!(
+            "SELECT b.first_sequence, b.entries FROM audit_blocks AS b WHERE {}",
+            conjunction(&conditions.blocks)
+        ))?;
+        let mut rows = blocks.query(params_from_iter(conditions.values))?;
+        while let Some(row) = rows.next()? {
+            let entries = match row.get_ref(1)? {
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Some(bytes),
+                _ => None,
+            };
+            copy.add_block(row.get(0)?, entries)?;
+        }
+    }
+    let summary = copy.summarize()?;
     transaction.commit()?;
-    Ok(Summary {
-        since: window.since.clone(),
-        until: window.until.clone(),
-        matrix,
-        timeline,
-        certificates,
-        failures,
-    })
+    Ok(summary)
 }
 
-/// Copies the summary's fields of the window's entries into [`WINDOW_COPY`]: the blocks whose
-/// time range meets the window are read and decoded here (`serde_json` skips the fields the
-/// summary does not use, several times faster than SQLite's JSON functions over each entry).
-fn copy_window(connection: &Connection, window: &TimeWindow) -> Result<(), AuditError> {
-    connection.execute_batch(&format!(
-        "DROP TABLE IF EXISTS {WINDOW_COPY}; \
-         CREATE TABLE {WINDOW_COPY} (kind TEXT, consumer TEXT, provider TEXT, service TEXT, \
-         outcome TEXT, request_bytes INTEGER, response_bytes INTEGER, total_us INTEGER, time TEXT);"
-    ))?;
-    let mut conditions = Conditions::default();
-    conditions.window(window);
-    let mut blocks = connection.prepare(&format!(
-        "SELECT b.first_sequence, b.entries FROM audit_blocks AS b WHERE {}",
-        conjunction(&conditions.blocks)
-    ))?;
-    let mut insert = connection.prepare(&format!(
-        "INSERT INTO {WINDOW_COPY} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    ))?;
-    let in_window = |time: &str| {
-        window.since.as_deref().is_none_or(|since| time >= since)
-            && window.until.as_deref().is_none_or(|until| time < until)
-    };
-    let mut rows = blocks.query(params_from_iter(conditions.values))?;
-    while let Some(row) = rows.next()? {
-        let entries = match row.get_ref(1)? {
-            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => block::summary_fields(bytes),
-            _ => None,
+/// The summary's copy of its window's entries ([`WINDOW_COPY`]: the fields it groups, counts
+/// and ranks by), filled block by block and then summarized by grouped queries. The SQLite
+/// trail fills it from its own blocks inside its read transaction; the PostgreSQL trail
+/// ([`crate::postgres`]) from the blocks it fetched, on an in-memory SQLite connection: one
+/// code path gives both the same answer.
+pub(crate) struct WindowCopy<'c> {
+    connection: &'c Connection,
+    window: TimeWindow,
+}
+
+impl<'c> WindowCopy<'c> {
+    /// Creates the (empty) copy on `connection`.
+    pub(crate) fn create(
+        connection: &'c Connection,
+        window: &TimeWindow,
+    ) -> Result<WindowCopy<'c>, AuditError> {
+        connection.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {WINDOW_COPY}; \
+             CREATE TABLE {WINDOW_COPY} (kind TEXT, consumer TEXT, provider TEXT, service TEXT, \
+             outcome TEXT, request_bytes INTEGER, response_bytes INTEGER, total_us INTEGER, time TEXT);"
+        ))?;
+        Ok(WindowCopy {
+            connection,
+            window: window.clone(),
+        })
+    }
+
+    /// Copies the summary's fields of a block's entries that fall in the window: the block is
+    /// decoded here (`serde_json` skips the fields the summary does not use, several times
+    /// faster than SQLite's JSON functions over each entry). `entries` is the block's stored
+    /// text (`None` when it is not text); a block that cannot be read is
+    /// [`AuditError::Damaged`].
+    pub(crate) fn add_block(
+        &self,
+        first_sequence: i64,
+        entries: Option<&[u8]>,
+    ) -> Result<(), AuditError> {
+        let Some(entries) = entries.and_then(block::summary_fields) else {
+            return Err(AuditError::Damaged { first_sequence });
         };
-        let Some(entries) = entries else {
-            return Err(AuditError::Damaged {
-                first_sequence: row.get(0)?,
-            });
+        let window = &self.window;
+        let in_window = |time: &str| {
+            window.since.as_deref().is_none_or(|since| time >= since)
+                && window.until.as_deref().is_none_or(|until| time < until)
         };
+        let mut insert = self.connection.prepare_cached(&format!(
+            "INSERT INTO {WINDOW_COPY} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?;
         for fields in entries.iter().filter(|fields| in_window(&fields.time)) {
             insert.execute(params![
                 fields.kind,
@@ -728,8 +751,27 @@ fn copy_window(connection: &Connection, window: &TimeWindow) -> Result<(), Audit
                 fields.time,
             ])?;
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Every part of the summary over the copy; the copy is dropped.
+    pub(crate) fn summarize(self) -> Result<Summary, AuditError> {
+        let connection = self.connection;
+        let window = &self.window;
+        let matrix = matrix(connection)?;
+        let timeline = timeline(connection, window)?;
+        let certificates = certificates(connection)?;
+        let failures = failures(connection)?;
+        connection.execute_batch(&format!("DROP TABLE {WINDOW_COPY};"))?;
+        Ok(Summary {
+            since: window.since.clone(),
+            until: window.until.clone(),
+            matrix,
+            timeline,
+            certificates,
+            failures,
+        })
+    }
 }
 
 /// The entries of one kind in the summary's window copy.
@@ -963,6 +1005,7 @@ mod tests {
             let sequences = append(
                 connection,
                 AuditHash::Sha256,
+                "gw-1",
                 (next..=last).map(entry).collect(),
             )
             .unwrap();
@@ -1133,6 +1176,7 @@ mod tests {
                 AuditHash::Sha256,
                 GENESIS_HASH,
                 0,
+                None,
                 (1..=1100).map(entry_v1),
             );
             let mut insert = old
@@ -1193,7 +1237,13 @@ mod tests {
         assert_eq!(verification.count, 1100);
         // The chain continues where it was, and a second start converts nothing again.
         assert_eq!(
-            append(&mut connection, AuditHash::Sha256, vec![entry(1101)]).unwrap(),
+            append(
+                &mut connection,
+                AuditHash::Sha256,
+                "gw-1",
+                vec![entry(1101)]
+            )
+            .unwrap(),
             [1101]
         );
         drop(connection);
@@ -1202,19 +1252,24 @@ mod tests {
         assert_eq!((verification.ok, verification.count), (true, 1101));
         let newest = list(&connection, &filter()).unwrap();
         assert_eq!(newest[0].entry, entry(1101));
-        assert_eq!(newest[0].version, EncodingVersion::V2);
+        assert_eq!(newest[0].version, EncodingVersion::V3);
+        assert_eq!(newest[0].gateway.as_deref(), Some("gw-1"));
+        assert_eq!(newest[1].gateway, None);
         assert_eq!(newest[1].entry, entry_v1(1100));
         assert_eq!(newest[1].version, EncodingVersion::V1);
-        let versions: Vec<(u64, Option<String>)> = connection
-            .prepare("SELECT version, exchange_id FROM audit_entries WHERE sequence >= 1100 ORDER BY sequence")
+        let versions: Vec<(u64, Option<String>, Option<String>)> = connection
+            .prepare("SELECT version, exchange_id, gateway FROM audit_entries WHERE sequence >= 1100 ORDER BY sequence")
             .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(
             versions,
-            [(1, None), (2, entry(1101).exchange_id)],
+            [
+                (1, None, None),
+                (3, entry(1101).exchange_id, Some("gw-1".to_owned()))
+            ],
             "the view names both versions' fields"
         );
     }

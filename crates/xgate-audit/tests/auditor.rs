@@ -44,7 +44,7 @@ async fn an_auditors_program_writes_reads_and_verifies_a_trail_without_the_gatew
             reserve_bytes: 0,
         };
         let trail = tokio::task::block_in_place(|| {
-            AuditTrail::open(&settings, Box::new(Unobserved)).unwrap()
+            AuditTrail::open(&settings, "gw-1", Box::new(Unobserved)).unwrap()
         });
         for request in 0..10 {
             let outcome = if request % 3 == 0 {

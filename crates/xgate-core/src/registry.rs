@@ -858,6 +858,11 @@ impl Registry {
         &self.documents
     }
 
+    /// The mode of schemas without their own.
+    pub fn default_compatibility(&self) -> Compatibility {
+        self.default_compatibility
+    }
+
     /// The mode of a schema: its own, or the registry's default for a schema not seen yet.
     pub fn compatibility(&self, name: &str) -> Compatibility {
         self.schemas
@@ -912,6 +917,68 @@ impl Registry {
         entry.compatibility = mode;
         entry.own_compatibility = true;
         registry
+    }
+
+    /// The registry with schema `name` as a store holds it: `settings` (its own mode and the
+    /// highest number given out) and exactly the `live` versions, in number order. Versions
+    /// already compiled here are shared as they are (a version never changes once
+    /// registered); new ones are compiled against the registry as it grows, so a version may
+    /// `$ref` an earlier one of the same schema. A version that does not compile (it refers to
+    /// a schema this registry does not hold yet) is an error naming it; the caller reads
+    /// everything again.
+    pub fn with_stored_schema(
+        &self,
+        name: &SchemaName,
+        settings: Settings,
+        live: Vec<(SchemaVersion, Value)>,
+    ) -> Result<Registry, String> {
+        let mut registry = self.clone();
+        let kept: std::collections::BTreeSet<SchemaVersion> =
+            live.iter().map(|(version, _)| *version).collect();
+        if let Some(entry) = self.schemas.get(name.as_str()) {
+            let gone: Vec<SchemaVersion> = entry
+                .versions
+                .keys()
+                .filter(|version| !kept.contains(version))
+                .copied()
+                .collect();
+            if !gone.is_empty() {
+                let mut documents = HashMap::clone(&registry.documents);
+                for version in &gone {
+                    documents.remove(&schema_urn(name, *version));
+                }
+                registry.documents = Arc::new(documents);
+                if let Some(entry) = registry.schemas.get_mut(name.as_str()) {
+                    entry.versions.retain(|version, _| kept.contains(version));
+                }
+            }
+        }
+        for (version, document) in live {
+            let known = registry
+                .schemas
+                .get(name.as_str())
+                .is_some_and(|entry| entry.versions.contains_key(&version));
+            if known {
+                continue;
+            }
+            let compiled = compile_version(name, version, document, registry.documents(), Lang::En)
+                .map_err(|violations| {
+                    let first = violations
+                        .first()
+                        .map_or_else(String::new, |violation| violation.message.clone());
+                    format!("{name}@{version} does not compile here: {first}")
+                })?;
+            registry = registry.with_version(Arc::new(compiled));
+        }
+        let default = registry.default_compatibility;
+        let entry = registry
+            .schemas
+            .entry(name.clone())
+            .or_insert_with(|| SchemaEntry::new(default, false));
+        entry.compatibility = settings.compatibility.unwrap_or(default);
+        entry.own_compatibility = settings.compatibility.is_some();
+        entry.highest_version = entry.highest_version.max(settings.highest_version);
+        Ok(registry)
     }
 
     /// The registry without one version, refused while another version `$ref`s it or the
@@ -980,6 +1047,61 @@ mod tests {
         let name = SchemaName::parse("person").unwrap();
         let version = SchemaVersion::new(version).unwrap();
         Arc::new(compile_version(&name, version, document, registry.documents(), Lang::En).unwrap())
+    }
+
+    #[test]
+    fn a_stored_schema_replaces_the_versions_and_settings_sharing_what_was_compiled() {
+        let name = SchemaName::parse("person").unwrap();
+        let v = |number| SchemaVersion::new(number).unwrap();
+        let empty = Registry::empty(Compatibility::Backward);
+        let first = empty.with_version(compile(&empty, 1, json!({"type": "object"})));
+        let kept = first.get("person", Some(v(1))).unwrap();
+        let settings = Settings {
+            compatibility: Some(Compatibility::None),
+            highest_version: Some(v(4)),
+        };
+        let synced = first
+            .with_stored_schema(
+                &name,
+                settings,
+                vec![
+                    (v(1), json!({"type": "object"})),
+                    (v(3), json!({"$ref": "urn:xgate:schema:person:1"})),
+                ],
+            )
+            .unwrap();
+        let entry = synced.entry("person").unwrap();
+        assert_eq!(
+            entry.versions.keys().copied().collect::<Vec<_>>(),
+            [v(1), v(3)]
+        );
+        assert!(Arc::ptr_eq(&kept, &entry.versions[&v(1)]));
+        assert_eq!(entry.settings(), settings);
+        assert!(
+            synced
+                .get("person", Some(v(3)))
+                .unwrap()
+                .is_valid(&json!({}))
+        );
+        // Version 1 deleted in the store: gone here, its number still remembered.
+        let deleted = synced
+            .with_stored_schema(&name, settings, vec![(v(3), json!({"type": "string"}))])
+            .unwrap();
+        let entry = deleted.entry("person").unwrap();
+        assert_eq!(entry.versions.keys().copied().collect::<Vec<_>>(), [v(3)]);
+        assert!(
+            !deleted
+                .documents()
+                .contains_key("urn:xgate:schema:person:1")
+        );
+        assert_eq!(entry.next_version(), Some(v(5)));
+        // A reference to a version this registry lacks: an error, nothing half-applied.
+        let missing = empty.with_stored_schema(
+            &name,
+            Settings::default(),
+            vec![(v(2), json!({"$ref": "urn:xgate:schema:other:1"}))],
+        );
+        assert!(missing.unwrap_err().contains("person@2"));
     }
 
     #[test]
