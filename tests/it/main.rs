@@ -26,6 +26,7 @@ mod hostile;
 mod limits;
 mod metrics;
 mod registry;
+mod scale;
 mod send_timeout;
 mod store;
 mod tidy;
