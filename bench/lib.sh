@@ -10,6 +10,9 @@
 #   bench_gateway_config NAME [SYNC]   a copy of bench/config whose audit trail is a fresh database
 #                                in $work/NAME, with `[audit] synchronous = SYNC` when given (else
 #                                the gateway's default); prints the main file's path
+#   bench_store_database         a fresh PostgreSQL database on the server of $XGATE_BENCH_PG_URL
+#                                (default postgres://postgres@127.0.0.1:5432/postgres), dropped on
+#                                exit after the processes; sets store_url and store_admin_url
 #
 # Needs `root` (the repository) set by the caller.
 
@@ -20,6 +23,7 @@ bench_tools() {
   command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
   command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
   command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+  if [ "${1:-}" = psql ] && ! command -v psql >/dev/null 2>&1; then need_apt+=(postgresql-client); fi
   if [ "${1:-}" = perf ] && ! command -v perf >/dev/null 2>&1; then need_apt+=(linux-perf); fi
   if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]} (Debian packages)"
@@ -55,7 +59,23 @@ bench_workdir() {
 bench_cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${store_database:-}" ]; then
+    psql -X -q -d "$store_admin_url" -c "DROP DATABASE IF EXISTS $store_database WITH (FORCE)" || true
+  fi
   rm -rf "$work"
+}
+
+bench_store_database() {
+  store_admin_url=${XGATE_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  local name
+  name="xgate_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  psql -X -q -d "$store_admin_url" -c "CREATE DATABASE $name" ||
+    { echo "cannot create a database on the server of XGATE_BENCH_PG_URL" >&2; exit 2; }
+  store_database=$name
+  # The same server, credentials and parameters; the new database (the URL's path).
+  local base=${store_admin_url%%\?*} query=""
+  [[ "$store_admin_url" == *\?* ]] && query="?${store_admin_url#*\?}"
+  store_url="${base%/*}/$name$query"
 }
 
 bench_upstream_conf() {
