@@ -10,11 +10,22 @@
 //! files), which says how the time divides between compiling the registry and checking the
 //! department files. Not a criterion bench: one load takes seconds, and its min and median over
 //! a few runs are the number.
+//!
+//! Then the same deployment from the shared store (SPEC §13): a fresh database on the
+//! PostgreSQL server of `XGATE_BENCH_PG_URL` (by default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), migrated, the generated schema folder
+//! imported into it (as `xgate store import` does), and `xgate::startup::load` timed with the
+//! store's URL as the override: what a gateway on the store pays at start (connect, migrate,
+//! read the registry in one snapshot, compile it with the department files). The CPU time is
+//! this process's, not the database server's. Skipped, saying so, when no server answers; the
+//! database is dropped afterwards. `XGATE_BENCH_STORE_ONLY=1` times the store's loads alone (so
+//! that the first of them is the process's first load, as at a gateway's start).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use xgate::config::{self, Overrides};
+use xgate::config::{self, Config, Overrides};
+use xgate_core::registry::Registry;
 
 #[path = "scale/generate.rs"]
 mod generate;
@@ -59,11 +70,11 @@ struct Took {
     cpu: Duration,
 }
 
-/// Loads `main` once, returning what it holds and how long it took.
-fn load_once(main: &Path) -> (Loaded, Took) {
+/// Runs `load` once, returning what it loaded and how long it took.
+fn load_once(load: &mut dyn FnMut() -> Result<(Config, Registry), String>) -> (Loaded, Took) {
     let cpu_before = cpu_time();
     let started = Instant::now();
-    let loaded = config::load(main, &Overrides::default());
+    let loaded = load();
     let took = Took {
         wall: started.elapsed(),
         cpu: cpu_time().saturating_sub(cpu_before),
@@ -87,14 +98,23 @@ fn load_once(main: &Path) -> (Loaded, Took) {
     (loaded, took)
 }
 
-/// Loads `main` `rounds` times and prints the counts and the minimum and median seconds, on
+/// `config::load` of `main`, from files.
+fn from_files(main: &Path) -> impl FnMut() -> Result<(Config, Registry), String> + '_ {
+    move || config::load(main, &Overrides::default()).map_err(|problems| problems.to_string())
+}
+
+/// Runs `load` `rounds` times and prints the counts and the minimum and median seconds, on
 /// the clock and in CPU time.
-fn measure(label: &str, main: &Path, rounds: usize) {
+fn measure(
+    label: &str,
+    mut load: impl FnMut() -> Result<(Config, Registry), String>,
+    rounds: usize,
+) {
     let mut walls = Vec::with_capacity(rounds);
     let mut cpus = Vec::with_capacity(rounds);
     let mut counts = None;
     for _ in 0..rounds {
-        let (loaded, took) = load_once(main);
+        let (loaded, took) = load_once(&mut load);
         walls.push(took.wall);
         cpus.push(took.cpu);
         counts = Some(loaded);
@@ -148,7 +168,16 @@ fn main() {
         written.bytes as f64 / 1e6,
         started.elapsed().as_secs_f64(),
     );
-    measure("config::load (everything)", &written.main, rounds);
+    // `XGATE_BENCH_STORE_ONLY=1`: the store's loads alone, so that its first is the process's.
+    if std::env::var_os("XGATE_BENCH_STORE_ONLY").is_some_and(|only| only == "1") {
+        measure_store(&written.main, rounds);
+        return;
+    }
+    measure(
+        "config::load (everything)",
+        from_files(&written.main),
+        rounds,
+    );
 
     // The same schemas without a department file: the registry's share of the load.
     let schemas_only = tempfile::tempdir().expect("a temporary folder");
@@ -160,9 +189,125 @@ fn main() {
         schemas_only.path().join("schemas"),
     )
     .expect("a link to the schemas");
+    let schemas_main = config_dir.join("xgate.toml");
     measure(
         "config::load (schemas alone)",
-        &config_dir.join("xgate.toml"),
+        from_files(&schemas_main),
         rounds,
     );
+
+    measure_store(&written.main, rounds);
+}
+
+/// The server `measure_store` makes its database on.
+const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `server` (a URL) with its database replaced by `name`.
+fn database_url(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |at| at + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A connection to `url`, its connection task spawned on the current runtime.
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The deployment of `main` from the store: a fresh database with the generated schemas
+/// imported, then `startup::load` timed `rounds` times; the database dropped at the end.
+fn measure_store(main: &Path, rounds: usize) {
+    let server = std::env::var("XGATE_BENCH_PG_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let admin = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), connect(&server)).await
+    });
+    let admin = match admin {
+        Ok(Ok(admin)) => admin,
+        Ok(Err(error)) => {
+            println!(
+                "startup::load from the store: skipped, no PostgreSQL server answers at XGATE_BENCH_PG_URL (default {DEFAULT_SERVER}): {error}"
+            );
+            return;
+        }
+        Err(_) => {
+            println!(
+                "startup::load from the store: skipped, no PostgreSQL server answers at XGATE_BENCH_PG_URL (default {DEFAULT_SERVER}) within 5 s"
+            );
+            return;
+        }
+    };
+    let name = format!("xgate_bench_{}", uuid::Uuid::new_v4().simple());
+    runtime
+        .block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
+        .expect("a database for the bench");
+    let url = database_url(&server, &name);
+    let overrides = Overrides {
+        store_url: Some(url),
+        ..Overrides::default()
+    };
+
+    let started = Instant::now();
+    let imported = runtime.block_on(async {
+        let (config, registry) =
+            config::load(main, &Overrides::default()).map_err(|problems| problems.to_string())?;
+        let main_file =
+            config::load_main(main, &overrides).map_err(|problems| problems.to_string())?;
+        let settings = main_file.store.ok_or("no [store] with the override")?;
+        let store = xgate::store::Store::connect(&settings)
+            .await
+            .map_err(|error| error.to_string())?;
+        xgate::store::migrate::migrate(&store, &config.gateway.instance)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut client = store.client().await.map_err(|error| error.to_string())?;
+        xgate::store::registry::import(&mut client, &registry, &config.gateway.instance)
+            .await
+            .map_err(|error| error.to_string())?
+            .ok_or_else(|| "the fresh store holds schemas".to_owned())
+    });
+    match imported {
+        Ok(imported) => {
+            println!(
+                "imported {} schemas with {} versions into a fresh store in {:.2} s",
+                imported.schemas,
+                imported.versions,
+                started.elapsed().as_secs_f64()
+            );
+            measure(
+                "startup::load from the store (everything)",
+                || {
+                    runtime
+                        .block_on(xgate::startup::load(main, &overrides))
+                        .map(|loaded| (loaded.config, loaded.registry))
+                        .map_err(|error| format!("{error:#}"))
+                },
+                rounds,
+            );
+        }
+        Err(error) => eprintln!("cannot import the deployment into the store: {error}"),
+    }
+    let dropped = runtime
+        .block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")));
+    if let Err(error) = dropped {
+        eprintln!("cannot drop the bench's database {name}: {error}");
+    }
 }
