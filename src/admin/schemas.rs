@@ -710,18 +710,14 @@ async fn catch_up(
         }
         Err(reason) => {
             tracing::warn!(%reason, "the served registry cannot follow the store yet");
-            Err(ExchangeError::StoreUnavailable {
-                retry_after_seconds: 1,
-            })
+            Err(ExchangeError::StoreUnreachable)
         }
     }
 }
 
 fn store_failed(error: StoreError) -> ExchangeError {
     tracing::error!(%error, "the schema registry's store failed");
-    ExchangeError::StoreUnavailable {
-        retry_after_seconds: 1,
-    }
+    ExchangeError::StoreUnreachable
 }
 
 /// Runs a registry change to its end even when the caller goes away mid-way: a change dropped

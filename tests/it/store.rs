@@ -588,7 +588,9 @@ async fn while_the_database_is_away_calls_are_refused_and_afterwards_every_answe
     let database = TestDatabase::new().await;
     let echo = Upstream::echo().await;
     let records = Upstream::fixed(StatusCode::OK, license()).await;
-    let config = standard(&echo, &records).store(&database, "gw-1");
+    let config = standard(&echo, &records)
+        .store(&database, "gw-1")
+        .department("registrar", "admin", "");
     import_schemas(&config).await;
     let gateway = config.start().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -656,6 +658,26 @@ async fn while_the_database_is_away_calls_are_refused_and_afterwards_every_answe
         .await
         .unwrap();
     assert_eq!(schema.status(), StatusCode::OK);
+    // A registration cannot be made meanwhile, and says why.
+    let registration = gateway
+        .client
+        .post(gateway.admin_url("/admin/schemas/visit/versions"))
+        .bearer_auth(token("registrar"))
+        .json(&numbered(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registration.headers()["retry-after"], "1");
+    let (status, body) = problem(registration).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["type"], "urn:xgate:problem:store-unavailable",
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("shared store"),
+        "{body}"
+    );
 
     // Back: the gateway serves again without a restart.
     server
