@@ -566,21 +566,10 @@ async fn register_in_store(
                 format!("{missing} was deleted while this version was checked"),
             )],
         })?;
-    let _writing = state.writer.lock.lock().await;
-    if state
-        .gateway
-        .registry_revisions()
-        .get(&name)
-        .is_none_or(|served| *served < revision)
-    {
-        let registry = state
-            .gateway
-            .snapshot()
-            .registry
-            .with_version(Arc::from(compiled));
-        state.gateway.replace_registry(registry);
-        state.gateway.set_registry_revision(&name, revision);
-    }
+    serve_committed(&state, &name, revision, |registry| {
+        Some(registry.with_version(Arc::from(compiled)))
+    })
+    .await;
     tracing::info!(schema = %name, %version, "schema version registered in the store and active");
     Ok((StatusCode::CREATED, version))
 }
@@ -602,21 +591,10 @@ async fn set_mode_in_store(
         .map_err(store_failed)?;
     catch_up(&state.gateway, &locked.current).await?;
     let revision = locked.set_compatibility(mode).await.map_err(store_failed)?;
-    let _writing = state.writer.lock.lock().await;
-    if state
-        .gateway
-        .registry_revisions()
-        .get(&name)
-        .is_none_or(|served| *served < revision)
-    {
-        let registry = state
-            .gateway
-            .snapshot()
-            .registry
-            .with_compatibility(&name, mode);
-        state.gateway.replace_registry(registry);
-        state.gateway.set_registry_revision(&name, revision);
-    }
+    serve_committed(&state, &name, revision, |registry| {
+        Some(registry.with_compatibility(&name, mode))
+    })
+    .await;
     tracing::info!(schema = %name, mode = mode.as_str(), "schema compatibility mode set in the store");
     Ok((name, mode))
 }
@@ -662,21 +640,34 @@ async fn delete_in_store(
             }));
         }
     };
-    let _writing = state.writer.lock.lock().await;
-    if state
-        .gateway
-        .registry_revisions()
-        .get(&name)
-        .is_none_or(|served| *served < revision)
-    {
-        let current = state.gateway.snapshot();
-        if let Ok(Some(registry)) = current.registry.without_version(&name, version, &[]) {
-            state.gateway.replace_registry(registry);
-        }
-        state.gateway.set_registry_revision(&name, revision);
-    }
+    serve_committed(&state, &name, revision, |registry| {
+        registry.without_version(&name, version, &[]).ok().flatten()
+    })
+    .await;
     tracing::info!(schema = %name, %version, "schema version deleted in the store");
     Ok(())
+}
+
+/// Serves a change the store committed as `revision` of schema `name` (`change` applied to the
+/// served registry), unless the change listener served it, or a later one, already.
+async fn serve_committed(
+    state: &AdminState,
+    name: &SchemaName,
+    revision: i64,
+    change: impl FnOnce(&Registry) -> Option<Registry>,
+) {
+    let _writing = state.writer.lock.lock().await;
+    let behind = state
+        .gateway
+        .registry_revisions()
+        .get(name)
+        .is_none_or(|served| *served < revision);
+    if behind {
+        if let Some(registry) = change(&state.gateway.snapshot().registry) {
+            state.gateway.replace_registry(registry);
+        }
+        state.gateway.set_registry_revision(name, revision);
+    }
 }
 
 /// Brings the served registry's schema up to `stored` (read under its row lock) when it is

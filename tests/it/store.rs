@@ -33,8 +33,8 @@ async fn register(gateway: &TestGateway, name: &str, document: &Value) -> reqwes
         .unwrap()
 }
 
-/// The versions `gateway` serves of `name` (empty when it knows none).
-async fn served_versions(gateway: &TestGateway, name: &str) -> Vec<u64> {
+/// What `gateway` lists of schema `name` in `GET /admin/schemas` (`Null` when it lists none).
+async fn served_schema(gateway: &TestGateway, name: &str) -> Value {
     let listing: Value = gateway
         .client
         .get(gateway.admin_url("/admin/schemas"))
@@ -47,17 +47,16 @@ async fn served_versions(gateway: &TestGateway, name: &str) -> Vec<u64> {
         .unwrap();
     listing["schemas"]
         .as_array()
-        .unwrap()
-        .iter()
-        .find(|schema| schema["name"] == name)
-        .map(|schema| {
-            schema["versions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|version| version.as_u64().unwrap())
-                .collect()
-        })
+        .and_then(|schemas| schemas.iter().find(|schema| schema["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The versions `gateway` serves of `name` (empty when it knows none).
+async fn served_versions(gateway: &TestGateway, name: &str) -> Vec<u64> {
+    served_schema(gateway, name).await["versions"]
+        .as_array()
+        .map(|versions| versions.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default()
 }
 
@@ -76,21 +75,9 @@ async fn set_mode(gateway: &TestGateway, name: &str, mode: &str) -> StatusCode {
 
 /// The mode `gateway` serves for `name`.
 async fn served_mode(gateway: &TestGateway, name: &str) -> Option<String> {
-    let listing: Value = gateway
-        .client
-        .get(gateway.admin_url("/admin/schemas"))
-        .bearer_auth(token("registrar"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    listing["schemas"]
-        .as_array()?
-        .iter()
-        .find(|schema| schema["name"] == name)
-        .and_then(|schema| schema["compatibility"].as_str().map(str::to_owned))
+    served_schema(gateway, name).await["compatibility"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A distinct schema document: an object whose property `n` is the constant `n`.
