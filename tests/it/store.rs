@@ -243,13 +243,7 @@ async fn a_change_on_one_gateway_is_served_by_the_others_and_a_lost_listener_cat
     // The second gateway's listener loses its connection and cannot reconnect for a while;
     // meanwhile a change is made (its notification goes to nobody on that side).
     let admin = database.connect_server().await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            database.name()
-        ))
-        .await
-        .unwrap();
+    database.allow_connections(false).await;
     let listeners = terminate_listeners(&admin, &database).await;
     assert!(
         listeners >= 2,
@@ -275,13 +269,7 @@ async fn a_change_on_one_gateway_is_served_by_the_others_and_a_lost_listener_cat
         register(&first, "person", &numbered(4)).await.status(),
         StatusCode::CREATED
     );
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            database.name()
-        ))
-        .await
-        .unwrap();
+    database.allow_connections(true).await;
     eventually(
         "the reconnected gateway read what it missed",
         Duration::from_secs(10),
@@ -599,13 +587,7 @@ async fn while_the_database_is_away_calls_are_refused_and_afterwards_every_answe
 
     // The database goes away: it refuses connections and every session of it is ended.
     let server = database.connect_server().await;
-    server
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            database.name()
-        ))
-        .await
-        .unwrap();
+    database.allow_connections(false).await;
     server
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
@@ -667,13 +649,7 @@ async fn while_the_database_is_away_calls_are_refused_and_afterwards_every_answe
     );
 
     // Back: the gateway serves again without a restart.
-    server
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            database.name()
-        ))
-        .await
-        .unwrap();
+    database.allow_connections(true).await;
     let served_again = tokio::time::timeout(Duration::from_secs(60), async {
         let mut served_after = 0;
         while served_after < 50 {
