@@ -361,6 +361,31 @@ async fn store_import_copies_the_embedded_schemas_once() {
     let (status, text) = tokio::task::block_in_place(import);
     assert!(status.success(), "{text}");
     assert!(text.contains("2 schemas with 3 versions"), "{text}");
+    // `xgate check` reads the schemas from the store, and reports a store it cannot reach.
+    let check = |url: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
+            .args(["check", "--config"])
+            .arg(config.main_path())
+            .env("XGATE_STORE_URL", url)
+            .env_remove("XGATE_CONFIG")
+            .output()
+            .expect("xgate runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (status, text) = tokio::task::block_in_place(|| check(&database.url));
+    assert!(status.success(), "{text}");
+    assert!(text.contains("2 schemas with 3 versions"), "{text}");
+    let unreachable = "postgres://xgate:s3cret@127.0.0.1:1/xgate";
+    let (status, text) = tokio::task::block_in_place(|| check(unreachable));
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("store.url") && text.contains("cannot be reached"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
     // Into an empty store only: a second run changes nothing.
     let (status, text) = tokio::task::block_in_place(import);
     assert!(!status.success(), "{text}");
