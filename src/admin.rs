@@ -78,6 +78,7 @@ impl FromRef<AdminState> for Arc<Gateway> {
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let writer = Arc::new(schemas::SchemaWriter::new(
         &gateway.snapshot().config,
+        gateway.store(),
         gateway.changes.clone(),
     ));
     Router::new()

@@ -543,9 +543,7 @@ pub(crate) async fn announce_invalidation(
         .await
         .map_err(|error| {
             tracing::error!(%error, "a certificate invalidation could not be sent to the other gateways");
-            ExchangeError::StoreUnavailable {
-                retry_after_seconds: 1,
-            }
+            ExchangeError::StoreUnreachable
         })
 }
 

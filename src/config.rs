@@ -446,8 +446,14 @@ pub fn inspect(path: &Path, overrides: &Overrides) -> Inspection {
             crate::schema_store::read_folders(&config.registry.dir),
             config.registry.default_compatibility,
             problems,
+            compile_workers(),
         ))
     })
+}
+
+/// How many threads compile the schemas at a load: one per core the process may use.
+pub fn compile_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// [`inspect`] with the registry made by `schemas` once the main file is read: compiled from

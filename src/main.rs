@@ -230,11 +230,44 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
+    let overrides = Overrides::from_env();
+    // With a store, the schemas the departments name are the store's: read them from there,
+    // and report a store that cannot be reached (SPEC §13; the reason never holds the URL).
+    let stored = config::load_main(path, &overrides)
+        .ok()
+        .and_then(|main| main.store)
+        .map(|settings| {
+            runtime().and_then(|runtime| {
+                runtime.block_on(async {
+                    let store = xgate::store::Store::connect(&settings).await?;
+                    let mut client = store.client().await?;
+                    Ok(xgate::store::registry::read_all(&mut client).await?)
+                })
+            })
+        });
     let config::Inspection {
         config,
         registry,
         mut problems,
-    } = config::inspect(path, &Overrides::from_env());
+    } = match stored {
+        None => config::inspect(path, &overrides),
+        Some(stored) => config::inspect_with(path, &overrides, |config, problems| match stored {
+            Ok(schemas) => Some(xgate_core::registry::Registry::assemble(
+                xgate::store::registry::as_folders(&schemas),
+                config.registry.default_compatibility,
+                problems,
+                config::compile_workers(),
+            )),
+            Err(error) => {
+                problems.push(config::Problem {
+                    file: config.path.clone(),
+                    key: "store.url".to_owned(),
+                    reason: format!("the store cannot be reached: {error:#}"),
+                });
+                None
+            }
+        }),
+    };
     if let Some(config) = &config {
         // The certificates and keys too: readable, parseable, each key matching its
         // certificate. A `[tls]` path already reported missing is not read again.

@@ -186,6 +186,11 @@ pub enum ExchangeError {
         /// Seconds after which trying again makes sense (`Retry-After`).
         retry_after_seconds: u64,
     },
+    /// The shared store (SPEC §13) cannot be reached for a change that lives there (a schema
+    /// registration, mode or deletion, a certificate invalidation's announcement): nothing was
+    /// changed in the store (503 `store-unavailable` with `Retry-After`).
+    #[error("shared store unreachable")]
+    StoreUnreachable,
     /// The caller hung up before the gateway forwarded its call: it is not forwarded. Nobody
     /// receives this answer; the trail records it with status 499 (nginx's "client closed
     /// request") and outcome `cancelled`.
@@ -227,6 +232,10 @@ impl ExchangeError {
         }
     }
 
+    /// How long a caller refused for an unreachable store waits before trying again: the
+    /// store's listener and the trail's probe try again well within it.
+    pub const STORE_RETRY_AFTER_SECONDS: u64 = 1;
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -261,9 +270,9 @@ impl ExchangeError {
             ExchangeError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ExchangeError::UriTooLong => StatusCode::URI_TOO_LONG,
             ExchangeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ExchangeError::Overloaded { .. } | ExchangeError::StoreUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ExchangeError::Overloaded { .. }
+            | ExchangeError::StoreUnavailable { .. }
+            | ExchangeError::StoreUnreachable => StatusCode::SERVICE_UNAVAILABLE,
             ExchangeError::CallerGone => {
                 StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST)
             }
@@ -303,7 +312,9 @@ impl ExchangeError {
             ExchangeError::UriTooLong => "uri-too-long",
             ExchangeError::RateLimited { .. } => "rate-limited",
             ExchangeError::Overloaded { .. } => "overloaded",
-            ExchangeError::StoreUnavailable { .. } => "store-unavailable",
+            ExchangeError::StoreUnavailable { .. } | ExchangeError::StoreUnreachable => {
+                "store-unavailable"
+            }
             ExchangeError::CallerGone => "client-closed-request",
             ExchangeError::Internal => "internal",
         }
@@ -334,7 +345,9 @@ impl ExchangeError {
             ExchangeError::RateLimited { .. } | ExchangeError::Overloaded { .. } => {
                 Outcome::RateLimited
             }
-            ExchangeError::StoreUnavailable { .. } => Outcome::StoreUnavailable,
+            ExchangeError::StoreUnavailable { .. } | ExchangeError::StoreUnreachable => {
+                Outcome::StoreUnavailable
+            }
             ExchangeError::CallerGone => Outcome::Cancelled,
             ExchangeError::Translation { .. } => Outcome::TranslationError,
             ExchangeError::UpstreamUnavailable | ExchangeError::Internal => Outcome::UpstreamError,
@@ -385,6 +398,7 @@ impl ExchangeError {
             ExchangeError::RateLimited { .. } => ("Too many requests", "请求过于频繁"),
             ExchangeError::Overloaded { .. } => ("Gateway busy", "网关繁忙"),
             ExchangeError::StoreUnavailable { .. } => ("Audit store unavailable", "审计存储不可用"),
+            ExchangeError::StoreUnreachable => ("Shared store unreachable", "共享存储无法访问"),
             ExchangeError::CallerGone => ("Client closed request", "调用方已断开"),
             ExchangeError::Internal => ("Internal error", "网关内部错误"),
         };
@@ -624,6 +638,14 @@ impl ExchangeError {
             } => format!(
                 "The audit trail cannot record calls right now, so none is forwarded; try again in {retry_after_seconds} s (Retry-After)"
             ),
+            ExchangeError::StoreUnreachable if zh => format!(
+                "共享存储（数据库）暂时无法访问，本次变更未生效；请 {} 秒后重试",
+                ExchangeError::STORE_RETRY_AFTER_SECONDS
+            ),
+            ExchangeError::StoreUnreachable => format!(
+                "The shared store (the database) cannot be reached right now, so nothing was changed; try again in {} s (Retry-After)",
+                ExchangeError::STORE_RETRY_AFTER_SECONDS
+            ),
             ExchangeError::CallerGone if zh => "调用方在转发前断开，请求未予转发".to_owned(),
             ExchangeError::CallerGone => {
                 "The caller hung up before the call was forwarded; it was not forwarded".to_owned()
@@ -647,6 +669,7 @@ impl ExchangeError {
             | ExchangeError::StoreUnavailable {
                 retry_after_seconds,
             } => Some(*retry_after_seconds),
+            ExchangeError::StoreUnreachable => Some(ExchangeError::STORE_RETRY_AFTER_SECONDS),
             _ => None,
         }
     }

@@ -68,6 +68,7 @@ pub async fn load(path: &std::path::Path, overrides: &Overrides) -> anyhow::Resu
                 crate::store::registry::as_folders(&schemas),
                 config.registry.default_compatibility,
                 problems,
+                config::compile_workers(),
             ))
         })
     })

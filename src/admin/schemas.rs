@@ -37,8 +37,8 @@ use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 use crate::schema_store::SchemaStore;
 use crate::snapshot::Snapshot;
-use crate::store::StoreError;
 use crate::store::registry as store_registry;
+use crate::store::{Store, StoreError};
 use xgate_core::domain::{Compatibility, SchemaName, SchemaVersion};
 use xgate_core::i18n::Lang;
 use xgate_core::registry::compatibility::{self, Report};
@@ -57,17 +57,52 @@ pub(crate) struct SchemaWriter {
     /// The lock of each schema name being changed now; a name's entry goes when nobody holds or
     /// waits for it, so there are never more than the changes in flight.
     names: std::sync::Mutex<HashMap<SchemaName, Arc<tokio::sync::Mutex<()>>>>,
-    store: SchemaStore,
+    storage: Storage,
+}
+
+/// Where the registry's changes are stored, chosen at start from the configuration: the
+/// embedded default's files, or the shared store (SPEC §13). The routes ask the writer; only
+/// these two flows know which it is.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// `[registry] dir`, written atomically; versions numbered by this gateway's memory.
+    Files(SchemaStore),
+    /// The shared store's tables; versions numbered by the database under the schema's lock.
+    Shared(Box<Store>),
 }
 
 impl SchemaWriter {
-    /// The writer over the schema folder of `config` (`[registry] dir`), serialized with every
-    /// other change by `lock`.
-    pub fn new(config: &Config, lock: Arc<tokio::sync::Mutex<()>>) -> SchemaWriter {
+    /// The writer over the shared store when there is one, else over the schema folder of
+    /// `config` (`[registry] dir`), serialized with every other change by `lock`.
+    pub fn new(
+        config: &Config,
+        store: Option<&Store>,
+        lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> SchemaWriter {
+        let storage = match store {
+            Some(store) => Storage::Shared(Box::new(store.clone())),
+            None => Storage::Files(SchemaStore::new(config.registry.dir.clone())),
+        };
         SchemaWriter {
             lock,
             names: std::sync::Mutex::default(),
-            store: SchemaStore::new(config.registry.dir.clone()),
+            storage,
+        }
+    }
+
+    /// The schema folder, in the embedded default.
+    fn files(&self) -> Result<&SchemaStore, ExchangeError> {
+        match &self.storage {
+            Storage::Files(files) => Ok(files),
+            Storage::Shared(_) => Err(ExchangeError::Internal),
+        }
+    }
+
+    /// The shared store, when the registry is there.
+    fn shared(&self) -> Option<Store> {
+        match &self.storage {
+            Storage::Shared(store) => Some(Store::clone(store)),
+            Storage::Files(_) => None,
         }
     }
 
@@ -217,8 +252,8 @@ async fn register_version(
     let name = parse_name(name)?;
     let document = read_schema(headers, body).await?;
     let state = state.clone();
-    if state.gateway.store().is_some() {
-        return run_to_completion(register_in_store(state, name, document, lang)).await;
+    if let Some(store) = state.writer.shared() {
+        return run_to_completion(register_in_store(state, store, name, document, lang)).await;
     }
     run_to_completion(async move {
         // Changes of this name wait for each other; other names go on while this one is checked.
@@ -313,7 +348,7 @@ async fn commit_version(
     }
     state
         .writer
-        .store
+        .files()?
         .write_version(&name, compiled.version, &compiled.document)
         .await
         .map_err(|error| storage_failed(&name, &error))?;
@@ -404,8 +439,8 @@ pub(crate) async fn set_config(
                 name: "compatibility",
             })?;
         let state = state.clone();
-        if state.gateway.store().is_some() {
-            return run_to_completion(set_mode_in_store(state, name, mode)).await;
+        if let Some(store) = state.writer.shared() {
+            return run_to_completion(set_mode_in_store(state, store, name, mode)).await;
         }
         run_to_completion(async move {
             let name_lock = state.writer.name_lock(&name);
@@ -419,7 +454,7 @@ pub(crate) async fn set_config(
                 .ok_or(ExchangeError::Internal)?;
             state
                 .writer
-                .store
+                .files()?
                 .write_settings(&name, settings)
                 .await
                 .map_err(|error| storage_failed(&name, &error))?;
@@ -457,8 +492,8 @@ pub(crate) async fn delete_version(
         // `latest` is refused: deleting whatever happens to be latest is never what was meant.
         let version = SchemaVersion::parse(&version).map_err(ExchangeError::InvalidName)?;
         let state = state.clone();
-        if state.gateway.store().is_some() {
-            return run_to_completion(delete_in_store(state, name, version)).await;
+        if let Some(store) = state.writer.shared() {
+            return run_to_completion(delete_in_store(state, store, name, version)).await;
         }
         run_to_completion(async move {
             let name_lock = state.writer.name_lock(&name);
@@ -477,7 +512,7 @@ pub(crate) async fn delete_version(
                 .entry(name.as_str())
                 .map(|entry| entry.settings())
                 .ok_or(ExchangeError::Internal)?;
-            let store = &state.writer.store;
+            let store = state.writer.files()?;
             store
                 .write_settings(&name, settings)
                 .await
@@ -511,13 +546,11 @@ pub(crate) async fn delete_version(
 /// transaction. Only then is it served here; the other gateways serve it on the notification.
 async fn register_in_store(
     state: AdminState,
+    store: Store,
     name: SchemaName,
     document: Value,
     lang: Lang,
 ) -> Result<(StatusCode, SchemaVersion), ExchangeError> {
-    let Some(store) = state.gateway.store().cloned() else {
-        return Err(ExchangeError::Internal);
-    };
     let name_lock = state.writer.name_lock(&name);
     let _name = name_lock.lock().await;
     let mut client = store.client().await.map_err(store_failed)?;
@@ -566,21 +599,10 @@ async fn register_in_store(
                 format!("{missing} was deleted while this version was checked"),
             )],
         })?;
-    let _writing = state.writer.lock.lock().await;
-    if state
-        .gateway
-        .registry_revisions()
-        .get(&name)
-        .is_none_or(|served| *served < revision)
-    {
-        let registry = state
-            .gateway
-            .snapshot()
-            .registry
-            .with_version(Arc::from(compiled));
-        state.gateway.replace_registry(registry);
-        state.gateway.set_registry_revision(&name, revision);
-    }
+    serve_committed(&state, &name, revision, |registry| {
+        Some(registry.with_version(Arc::from(compiled)))
+    })
+    .await;
     tracing::info!(schema = %name, %version, "schema version registered in the store and active");
     Ok((StatusCode::CREATED, version))
 }
@@ -588,12 +610,10 @@ async fn register_in_store(
 /// Sets a schema's mode in the shared store (its row locked), then serves it.
 async fn set_mode_in_store(
     state: AdminState,
+    store: Store,
     name: SchemaName,
     mode: Compatibility,
 ) -> Result<(SchemaName, Compatibility), ExchangeError> {
-    let Some(store) = state.gateway.store().cloned() else {
-        return Err(ExchangeError::Internal);
-    };
     let name_lock = state.writer.name_lock(&name);
     let _name = name_lock.lock().await;
     let mut client = store.client().await.map_err(store_failed)?;
@@ -602,21 +622,10 @@ async fn set_mode_in_store(
         .map_err(store_failed)?;
     catch_up(&state.gateway, &locked.current).await?;
     let revision = locked.set_compatibility(mode).await.map_err(store_failed)?;
-    let _writing = state.writer.lock.lock().await;
-    if state
-        .gateway
-        .registry_revisions()
-        .get(&name)
-        .is_none_or(|served| *served < revision)
-    {
-        let registry = state
-            .gateway
-            .snapshot()
-            .registry
-            .with_compatibility(&name, mode);
-        state.gateway.replace_registry(registry);
-        state.gateway.set_registry_revision(&name, revision);
-    }
+    serve_committed(&state, &name, revision, |registry| {
+        Some(registry.with_compatibility(&name, mode))
+    })
+    .await;
     tracing::info!(schema = %name, mode = mode.as_str(), "schema compatibility mode set in the store");
     Ok((name, mode))
 }
@@ -625,12 +634,10 @@ async fn set_mode_in_store(
 /// to it there or this gateway's configuration uses it), then stops serving it.
 async fn delete_in_store(
     state: AdminState,
+    store: Store,
     name: SchemaName,
     version: SchemaVersion,
 ) -> Result<(), ExchangeError> {
-    let Some(store) = state.gateway.store().cloned() else {
-        return Err(ExchangeError::Internal);
-    };
     let name_lock = state.writer.name_lock(&name);
     let _name = name_lock.lock().await;
     let mut client = store.client().await.map_err(store_failed)?;
@@ -662,21 +669,34 @@ async fn delete_in_store(
             }));
         }
     };
-    let _writing = state.writer.lock.lock().await;
-    if state
-        .gateway
-        .registry_revisions()
-        .get(&name)
-        .is_none_or(|served| *served < revision)
-    {
-        let current = state.gateway.snapshot();
-        if let Ok(Some(registry)) = current.registry.without_version(&name, version, &[]) {
-            state.gateway.replace_registry(registry);
-        }
-        state.gateway.set_registry_revision(&name, revision);
-    }
+    serve_committed(&state, &name, revision, |registry| {
+        registry.without_version(&name, version, &[]).ok().flatten()
+    })
+    .await;
     tracing::info!(schema = %name, %version, "schema version deleted in the store");
     Ok(())
+}
+
+/// Serves a change the store committed as `revision` of schema `name` (`change` applied to the
+/// served registry), unless the change listener served it, or a later one, already.
+async fn serve_committed(
+    state: &AdminState,
+    name: &SchemaName,
+    revision: i64,
+    change: impl FnOnce(&Registry) -> Option<Registry>,
+) {
+    let _writing = state.writer.lock.lock().await;
+    let behind = state
+        .gateway
+        .registry_revisions()
+        .get(name)
+        .is_none_or(|served| *served < revision);
+    if behind {
+        if let Some(registry) = change(&state.gateway.snapshot().registry) {
+            state.gateway.replace_registry(registry);
+        }
+        state.gateway.set_registry_revision(name, revision);
+    }
 }
 
 /// Brings the served registry's schema up to `stored` (read under its row lock) when it is
@@ -710,18 +730,14 @@ async fn catch_up(
         }
         Err(reason) => {
             tracing::warn!(%reason, "the served registry cannot follow the store yet");
-            Err(ExchangeError::StoreUnavailable {
-                retry_after_seconds: 1,
-            })
+            Err(ExchangeError::StoreUnreachable)
         }
     }
 }
 
 fn store_failed(error: StoreError) -> ExchangeError {
     tracing::error!(%error, "the schema registry's store failed");
-    ExchangeError::StoreUnavailable {
-        retry_after_seconds: 1,
-    }
+    ExchangeError::StoreUnreachable
 }
 
 /// Runs a registry change to its end even when the caller goes away mid-way: a change dropped

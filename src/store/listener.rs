@@ -228,6 +228,7 @@ pub async fn sync_schema(
                     registry::as_folders(&all),
                     default.default_compatibility(),
                     &mut problems,
+                    crate::config::compile_workers(),
                 );
                 (registry, revisions, problems)
             })

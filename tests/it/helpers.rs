@@ -1107,6 +1107,19 @@ impl TestDatabase {
         connect(&test_server_url()).await
     }
 
+    /// Lets the server accept new connections to this database, or refuse them (those open
+    /// stay: end them with `pg_terminate_backend`).
+    pub async fn allow_connections(&self, allowed: bool) {
+        self.connect_server()
+            .await
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS {allowed}",
+                self.name
+            ))
+            .await
+            .unwrap();
+    }
+
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name

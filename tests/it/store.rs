@@ -33,8 +33,8 @@ async fn register(gateway: &TestGateway, name: &str, document: &Value) -> reqwes
         .unwrap()
 }
 
-/// The versions `gateway` serves of `name` (empty when it knows none).
-async fn served_versions(gateway: &TestGateway, name: &str) -> Vec<u64> {
+/// What `gateway` lists of schema `name` in `GET /admin/schemas` (`Null` when it lists none).
+async fn served_schema(gateway: &TestGateway, name: &str) -> Value {
     let listing: Value = gateway
         .client
         .get(gateway.admin_url("/admin/schemas"))
@@ -47,17 +47,16 @@ async fn served_versions(gateway: &TestGateway, name: &str) -> Vec<u64> {
         .unwrap();
     listing["schemas"]
         .as_array()
-        .unwrap()
-        .iter()
-        .find(|schema| schema["name"] == name)
-        .map(|schema| {
-            schema["versions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|version| version.as_u64().unwrap())
-                .collect()
-        })
+        .and_then(|schemas| schemas.iter().find(|schema| schema["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The versions `gateway` serves of `name` (empty when it knows none).
+async fn served_versions(gateway: &TestGateway, name: &str) -> Vec<u64> {
+    served_schema(gateway, name).await["versions"]
+        .as_array()
+        .map(|versions| versions.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default()
 }
 
@@ -76,21 +75,9 @@ async fn set_mode(gateway: &TestGateway, name: &str, mode: &str) -> StatusCode {
 
 /// The mode `gateway` serves for `name`.
 async fn served_mode(gateway: &TestGateway, name: &str) -> Option<String> {
-    let listing: Value = gateway
-        .client
-        .get(gateway.admin_url("/admin/schemas"))
-        .bearer_auth(token("registrar"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    listing["schemas"]
-        .as_array()?
-        .iter()
-        .find(|schema| schema["name"] == name)
-        .and_then(|schema| schema["compatibility"].as_str().map(str::to_owned))
+    served_schema(gateway, name).await["compatibility"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A distinct schema document: an object whose property `n` is the constant `n`.
@@ -256,13 +243,7 @@ async fn a_change_on_one_gateway_is_served_by_the_others_and_a_lost_listener_cat
     // The second gateway's listener loses its connection and cannot reconnect for a while;
     // meanwhile a change is made (its notification goes to nobody on that side).
     let admin = database.connect_server().await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
-            database.name()
-        ))
-        .await
-        .unwrap();
+    database.allow_connections(false).await;
     let listeners = terminate_listeners(&admin, &database).await;
     assert!(
         listeners >= 2,
@@ -288,13 +269,7 @@ async fn a_change_on_one_gateway_is_served_by_the_others_and_a_lost_listener_cat
         register(&first, "person", &numbered(4)).await.status(),
         StatusCode::CREATED
     );
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            database.name()
-        ))
-        .await
-        .unwrap();
+    database.allow_connections(true).await;
     eventually(
         "the reconnected gateway read what it missed",
         Duration::from_secs(10),
@@ -386,6 +361,31 @@ async fn store_import_copies_the_embedded_schemas_once() {
     let (status, text) = tokio::task::block_in_place(import);
     assert!(status.success(), "{text}");
     assert!(text.contains("2 schemas with 3 versions"), "{text}");
+    // `xgate check` reads the schemas from the store, and reports a store it cannot reach.
+    let check = |url: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xgate"))
+            .args(["check", "--config"])
+            .arg(config.main_path())
+            .env("XGATE_STORE_URL", url)
+            .env_remove("XGATE_CONFIG")
+            .output()
+            .expect("xgate runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (status, text) = tokio::task::block_in_place(|| check(&database.url));
+    assert!(status.success(), "{text}");
+    assert!(text.contains("2 schemas with 3 versions"), "{text}");
+    let unreachable = "postgres://xgate:s3cret@127.0.0.1:1/xgate";
+    let (status, text) = tokio::task::block_in_place(|| check(unreachable));
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("store.url") && text.contains("cannot be reached"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
     // Into an empty store only: a second run changes nothing.
     let (status, text) = tokio::task::block_in_place(import);
     assert!(!status.success(), "{text}");
@@ -477,4 +477,315 @@ async fn exchanges_on_two_gateways_make_one_trail_that_both_serve_and_verify() {
     }
     first.stop().await;
     second.stop().await;
+}
+
+/// What one call of the load got: its request id, status, problem type and `Retry-After`.
+#[derive(Debug, Clone)]
+struct Answer {
+    id: String,
+    status: StatusCode,
+    problem: Option<String>,
+    retry_after: Option<String>,
+}
+
+/// Callers that each send exchanges to one of `targets` in turn (caller `n` to target
+/// `n % targets.len()`) until `stop` is set, telling every answer to `answers`. A call whose
+/// connection fails (its gateway was killed) moves that caller to the next target.
+fn load(
+    targets: Vec<String>,
+    callers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answers: tokio::sync::mpsc::UnboundedSender<Answer>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..callers)
+        .map(|caller| {
+            let targets = targets.clone();
+            let stop = stop.clone();
+            let answers = answers.clone();
+            let client = client();
+            tokio::spawn(async move {
+                let mut target = caller % targets.len();
+                for index in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let id = format!("load-{caller}-{index}");
+                    let sent = client
+                        .get(format!("{}/exchange/market/echo/1", targets[target]))
+                        .bearer_auth(token("tax"))
+                        .header("x-request-id", &id)
+                        .send()
+                        .await;
+                    let Ok(response) = sent else {
+                        target = (target + 1) % targets.len();
+                        continue;
+                    };
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|value| value.to_str().unwrap_or("").to_owned());
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    let problem = body["type"].as_str().map(str::to_owned);
+                    if answers
+                        .send(Answer {
+                            id,
+                            status,
+                            problem,
+                            retry_after,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The load's next answer; a load that stops answering for 30 s fails the test.
+async fn next(answers: &mut tokio::sync::mpsc::UnboundedReceiver<Answer>) -> Answer {
+    tokio::time::timeout(Duration::from_secs(30), answers.recv())
+        .await
+        .expect("the load goes on being answered")
+        .expect("the callers run")
+}
+
+/// The request ids the store's trail holds.
+async fn recorded_request_ids(database: &TestDatabase) -> BTreeSet<String> {
+    database
+        .connect()
+        .await
+        .query("SELECT request_id FROM audit_entries", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// `/audit/verify` of `admin` (an admin plane's base URL) as the auditor.
+async fn verified(admin: &str) -> Value {
+    client()
+        .get(format!("{admin}/audit/verify"))
+        .bearer_auth(token("auditor"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "postgres",
+    ignore = "no PostgreSQL server answered when the tests were built"
+)]
+async fn while_the_database_is_away_calls_are_refused_and_afterwards_every_answer_is_in_the_trail()
+{
+    let database = TestDatabase::new().await;
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let config = standard(&echo, &records)
+        .store(&database, "gw-1")
+        .department("registrar", "admin", "");
+    import_schemas(&config).await;
+    let gateway = config.start().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sender, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let callers = load(vec![gateway.url("")], 4, stop.clone(), sender);
+    let mut seen: Vec<Answer> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while seen
+            .iter()
+            .filter(|answer| answer.status == StatusCode::OK)
+            .count()
+            < 50
+        {
+            seen.push(next(&mut answers).await);
+        }
+    })
+    .await
+    .expect("the gateway serves on the store");
+
+    // The database goes away: it refuses connections and every session of it is ended.
+    let server = database.connect_server().await;
+    database.allow_connections(false).await;
+    server
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database.name()],
+        )
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let answer = next(&mut answers).await;
+            seen.push(answer.clone());
+            if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+                break answer;
+            }
+        }
+    })
+    .await
+    .expect("calls are refused while the database is away");
+    assert_eq!(
+        refused.problem.as_deref(),
+        Some("urn:xgate:problem:store-unavailable"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.retry_after.as_deref(), Some("1"), "{refused:?}");
+    eventually(
+        "/readyz says not ready",
+        Duration::from_secs(10),
+        || async { readiness(&gateway).await == StatusCode::SERVICE_UNAVAILABLE },
+    )
+    .await;
+    // Schemas are read from memory meanwhile.
+    let schema = gateway
+        .client
+        .get(gateway.admin_url("/admin/schemas/license/versions/1"))
+        .bearer_auth(token("auditor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schema.status(), StatusCode::OK);
+    // A registration cannot be made meanwhile, and says why.
+    let registration = gateway
+        .client
+        .post(gateway.admin_url("/admin/schemas/visit/versions"))
+        .bearer_auth(token("registrar"))
+        .json(&numbered(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registration.headers()["retry-after"], "1");
+    let (status, body) = problem(registration).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["type"], "urn:xgate:problem:store-unavailable",
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("shared store"),
+        "{body}"
+    );
+
+    // Back: the gateway serves again without a restart.
+    database.allow_connections(true).await;
+    let served_again = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut served_after = 0;
+        while served_after < 50 {
+            let answer = next(&mut answers).await;
+            if answer.status == StatusCode::OK {
+                served_after += 1;
+            }
+            seen.push(answer);
+        }
+    })
+    .await;
+    assert!(
+        served_again.is_ok(),
+        "the gateway serves again once the database is back"
+    );
+    eventually(
+        "/readyz says ready again",
+        Duration::from_secs(10),
+        || async { readiness(&gateway).await == StatusCode::OK },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    while let Ok(answer) = answers.try_recv() {
+        seen.push(answer);
+    }
+    // Nothing unaudited was answered: every 200 is in the trail, and the trail verifies.
+    let recorded = recorded_request_ids(&database).await;
+    let missing: Vec<&String> = seen
+        .iter()
+        .filter(|answer| answer.status == StatusCode::OK)
+        .map(|answer| &answer.id)
+        .filter(|id| !recorded.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "answered but not in the trail: {missing:?}"
+    );
+    let verification = verified(&gateway.admin_url("")).await;
+    assert_eq!(verification["ok"], true, "{verification}");
+    let statuses: BTreeSet<u16> = seen.iter().map(|answer| answer.status.as_u16()).collect();
+    println!("statuses seen: {statuses:?}; {} answers", seen.len());
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "postgres",
+    ignore = "no PostgreSQL server answered when the tests were built"
+)]
+async fn kill_9_of_one_gateway_of_three_under_load_loses_no_answered_exchange() {
+    let database = TestDatabase::new().await;
+    let echo = Upstream::echo().await;
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let configs: Vec<ConfigDir> = (1..=3)
+        .map(|n| standard(&echo, &records).store(&database, &format!("gw-{n}")))
+        .collect();
+    import_schemas(&configs[0]).await;
+    let http = client();
+    let mut processes = Vec::new();
+    for config in &configs {
+        config.write_main();
+        processes.push(start_binary_planes(config, &http).await);
+    }
+    let targets: Vec<String> = processes.iter().map(|(_, data, _)| data.clone()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sender, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let callers = load(targets, 9, stop.clone(), sender);
+    let mut seen: Vec<Answer> = Vec::new();
+    while seen.len() < 300 {
+        seen.push(next(&mut answers).await);
+    }
+    // SIGKILL of the second gateway while its callers' exchanges are in flight.
+    let (mut killed, _, _) = processes.remove(1);
+    killed.0.kill().expect("SIGKILL");
+    killed.0.wait().unwrap();
+    // The other two keep serving (the callers of the killed one move to them).
+    let before = seen.len();
+    while seen.len() < before + 300 {
+        seen.push(next(&mut answers).await);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    while let Ok(answer) = answers.try_recv() {
+        seen.push(answer);
+    }
+    let after: Vec<&Answer> = seen[before..].iter().collect();
+    assert!(
+        after.iter().all(|answer| answer.status == StatusCode::OK),
+        "the others served every call: {:?}",
+        after.iter().find(|answer| answer.status != StatusCode::OK)
+    );
+    let recorded = recorded_request_ids(&database).await;
+    let missing: Vec<&String> = seen
+        .iter()
+        .filter(|answer| answer.status == StatusCode::OK)
+        .map(|answer| &answer.id)
+        .filter(|id| !recorded.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "answered but not in the trail: {missing:?}"
+    );
+    let verification = verified(&processes[0].2).await;
+    assert_eq!(verification["ok"], true, "{verification}");
+    assert_eq!(
+        verification["count"].as_u64().unwrap() as usize,
+        recorded.len()
+    );
 }

@@ -94,6 +94,9 @@ pub const MAX_BATCH: usize = 512;
 pub const MAX_READERS: usize = 4;
 /// How often the writer tries to heal while the trail is unavailable.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a commit to PostgreSQL may take before the trail counts as unavailable (a database
+/// that stopped answering without closing the connection).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Retry-After` of a call refused while the trail is unavailable: a probe runs before then.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
@@ -145,6 +148,10 @@ pub enum AuditError {
     /// The writer thread could not be started.
     #[error("cannot start the audit writer thread: {0}")]
     Thread(std::io::Error),
+    /// PostgreSQL did not answer a commit within [`COMMIT_TIMEOUT`]; whether it committed is
+    /// unknown.
+    #[error("the audit commit got no answer within {} s", COMMIT_TIMEOUT.as_secs())]
+    CommitTimedOut,
     /// The writer thread is gone.
     #[error("the audit writer has stopped")]
     WriterStopped,
@@ -364,6 +371,7 @@ impl AuditTrail {
         tokio::spawn(probe_while_unavailable(health.clone(), sender.downgrade()));
         let writer = PostgresWriter {
             pool: pool.clone(),
+            connection: None,
             hash,
             instance: instance.to_owned(),
             health: health.clone(),
@@ -804,6 +812,10 @@ fn answers(
 /// serializes the gateways' batches; within a gateway they are serialized here).
 struct PostgresWriter {
     pool: deadpool_postgres::Pool,
+    /// The connection the writer keeps from one batch to the next, so that registry changes
+    /// and auditors' queries using the same pool never leave it waiting for one; given up
+    /// after any failure (its state is unknown) and taken again for the next batch.
+    connection: Option<deadpool_postgres::Object>,
     hash: AuditHash,
     /// `[gateway] instance`, stamped on every entry.
     instance: String,
@@ -841,26 +853,41 @@ impl PostgresWriter {
         self.health.stop();
     }
 
-    /// Appends one batch on a pooled connection. A failure makes the trail unavailable and
-    /// discards the connection (its state is unknown); the batch is not tried again.
+    /// Appends one batch on the writer's connection (taken from the pool when it has none). A
+    /// failure, or no answer within [`COMMIT_TIMEOUT`], makes the trail unavailable and gives
+    /// the connection up (its state is unknown); the batch is not tried again.
     async fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<Vec<u64>, Arc<AuditError>> {
         let count = entries.len() as u64;
-        let client = match self.pool.get().await {
-            Ok(client) => client,
-            Err(error) => {
-                self.set_unavailable(true);
-                return Err(Arc::new(error.into()));
-            }
+        let client = match self.connection.take() {
+            Some(client) => client,
+            None => match self.pool.get().await {
+                Ok(client) => client,
+                Err(error) => {
+                    self.set_unavailable(true);
+                    return Err(Arc::new(error.into()));
+                }
+            },
         };
-        match postgres::append(&client, self.hash, &self.instance, entries).await {
-            Ok(sequences) => {
+        let appended = tokio::time::timeout(
+            COMMIT_TIMEOUT,
+            postgres::append(&client, self.hash, &self.instance, entries),
+        )
+        .await;
+        match appended {
+            Ok(Ok(sequences)) => {
+                self.connection = Some(client);
                 self.metrics.committed(count);
                 Ok(sequences)
             }
-            Err(failed) => {
+            Ok(Err(failed)) => {
                 drop(deadpool_postgres::Object::take(client));
                 self.set_unavailable(true);
                 Err(Arc::new(failed.error))
+            }
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                self.set_unavailable(true);
+                Err(Arc::new(AuditError::CommitTimedOut))
             }
         }
     }

@@ -671,6 +671,71 @@ pub enum Conflict {
     },
 }
 
+/// One version to compile at a load: its name and number, its file and its document.
+type Work = ((SchemaName, SchemaVersion), (std::path::PathBuf, Value));
+
+/// What compiling one version of [`Registry::assemble`] came to.
+enum Compiled {
+    /// Its `patternProperties` backtrack: refused with these violations.
+    Refused(Vec<Violation>),
+    /// Its `$schema` names no accepted dialect (reported already).
+    NoDialect,
+    /// Compiled.
+    Built(Box<CompiledSchema>),
+    /// Not a valid schema of its dialect.
+    Invalid { dialect: Dialect, error: String },
+}
+
+/// Compiles each of `work` (in its order) on up to `workers` threads: the versions are
+/// independent (each resolves its references from `documents`, which holds them all).
+fn compile_all(
+    work: &[Work],
+    dialects: &BTreeMap<(SchemaName, SchemaVersion), Dialect>,
+    documents: &Documents,
+    workers: usize,
+) -> Vec<Compiled> {
+    let compile_one = |((name, version), (_, document)): &(
+        (SchemaName, SchemaVersion),
+        (std::path::PathBuf, Value),
+    )| {
+        let refused = property_pattern_violations(document, Lang::En);
+        if !refused.is_empty() {
+            return Compiled::Refused(refused);
+        }
+        let Some(dialect) = dialects.get(&(name.clone(), *version)).copied() else {
+            return Compiled::NoDialect;
+        };
+        match build(name, *version, document.clone(), dialect, documents.clone()) {
+            Ok(compiled) => Compiled::Built(Box::new(compiled)),
+            Err(error) => Compiled::Invalid {
+                dialect,
+                error: error.to_string(),
+            },
+        }
+    };
+    let workers = workers.clamp(1, work.len().max(1));
+    if workers == 1 {
+        return work.iter().map(compile_one).collect();
+    }
+    // Contiguous shares, one per thread, joined in order.
+    let share = work.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .chunks(share)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(compile_one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            // A compile that panicked (a bug in a library) panics here, as on one thread.
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 impl Registry {
     /// A registry without schemas whose new schemas get `default_compatibility`.
     pub fn empty(default_compatibility: Compatibility) -> Registry {
@@ -682,11 +747,15 @@ impl Registry {
     }
 
     /// Compiles every version of `folders` (the schema folder as the edge read it,
-    /// `xgate::schema_store::read_folders`), reporting problems per file.
+    /// `xgate::schema_store::read_folders`, or the store's `as_folders`), reporting problems
+    /// per file. Versions are compiled on `workers` threads at once (1: this one), each
+    /// independently of the others, and taken in the same order whatever the number: the
+    /// registry and its problems are the same.
     pub fn assemble(
         folders: Vec<SchemaFolder>,
         default_compatibility: Compatibility,
         problems: &mut Vec<Problem>,
+        workers: usize,
     ) -> Registry {
         let mut documents: BTreeMap<(SchemaName, SchemaVersion), (std::path::PathBuf, Value)> =
             BTreeMap::new();
@@ -789,28 +858,26 @@ impl Registry {
             entry.highest_version = settings.highest_version;
             registry.schemas.insert(name.clone(), entry);
         }
-        for ((name, version), (file, document)) in documents {
-            let refused = property_pattern_violations(&document, Lang::En);
-            if !refused.is_empty() {
-                for violation in refused {
-                    problems.push(problem(&file, &violation.pointer, violation.message));
+        let work: Vec<Work> = documents.into_iter().collect();
+        let compiled = compile_all(&work, &dialects, &by_urn, workers);
+        for (((name, version), (file, _)), result) in work.into_iter().zip(compiled) {
+            match result {
+                Compiled::Refused(violations) => {
+                    for violation in violations {
+                        problems.push(problem(&file, &violation.pointer, violation.message));
+                    }
                 }
-                continue;
-            }
-            let Some(dialect) = dialects.get(&(name.clone(), version)).copied() else {
                 // Its `$schema` was reported above.
-                continue;
-            };
-            match build(&name, version, document, dialect, by_urn.clone()) {
-                Ok(compiled) => {
+                Compiled::NoDialect => {}
+                Compiled::Built(compiled) => {
                     let entry = registry
                         .schemas
                         .entry(name)
                         .or_insert_with(|| SchemaEntry::new(default_compatibility, false));
                     entry.highest_version = entry.highest_version.max(Some(version));
-                    entry.versions.insert(version, Arc::new(compiled));
+                    entry.versions.insert(version, Arc::new(*compiled));
                 }
-                Err(error) => problems.push(problem(
+                Compiled::Invalid { dialect, error } => problems.push(problem(
                     &file,
                     "",
                     format!("not a valid {} schema: {error}", dialect.as_str()),
@@ -1047,6 +1114,69 @@ mod tests {
         let name = SchemaName::parse("person").unwrap();
         let version = SchemaVersion::new(version).unwrap();
         Arc::new(compile_version(&name, version, document, registry.documents(), Lang::En).unwrap())
+    }
+
+    #[test]
+    fn compiling_on_several_threads_gives_the_registry_and_problems_of_one() {
+        let file = |folder: &str, name: &str, contents: &str| SchemaFile {
+            path: std::path::PathBuf::from(format!("schemas/{folder}/{name}")),
+            name: name.to_owned(),
+            contents: Ok(contents.as_bytes().to_vec()),
+        };
+        let folders = || -> Vec<SchemaFolder> {
+            (0..12)
+                .map(|n| {
+                    let folder = format!("s{n:02}");
+                    let mut files = vec![
+                        file(
+                            &folder,
+                            "1.json",
+                            &format!(r#"{{"type": "object", "minProperties": {n}}}"#),
+                        ),
+                        file(
+                            &folder,
+                            "2.json",
+                            &format!(r#"{{"$ref": "urn:xgate:schema:s{:02}:1"}}"#, (n + 1) % 12),
+                        ),
+                    ];
+                    if n % 5 == 0 {
+                        files.push(file(&folder, "3.json", r#"{"type": 12}"#));
+                    }
+                    SchemaFolder {
+                        path: std::path::PathBuf::from(format!("schemas/{folder}")),
+                        name: folder,
+                        files: Some(files),
+                    }
+                })
+                .collect()
+        };
+        let assembled = |workers| {
+            let mut problems = Vec::new();
+            let registry =
+                Registry::assemble(folders(), Compatibility::Backward, &mut problems, workers);
+            let versions: Vec<(String, Vec<u32>)> = registry
+                .schemas()
+                .map(|(name, entry)| {
+                    (
+                        name.to_string(),
+                        entry.versions.keys().map(|v| v.get()).collect(),
+                    )
+                })
+                .collect();
+            let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            (versions, problems)
+        };
+        let one = assembled(1);
+        assert_eq!(one.0.len(), 12);
+        assert_eq!(one.1.len(), 3, "{:?}", one.1);
+        assert!(
+            one.0.iter().all(|(_, versions)| versions == &[1, 2]),
+            "{:?}",
+            one.0
+        );
+        for workers in [2, 3, 4, 64] {
+            assert_eq!(assembled(workers), one, "{workers} workers");
+        }
     }
 
     #[test]
