@@ -706,33 +706,12 @@ async fn catch_up(
     stored: &store_registry::StoredSchema,
 ) -> Result<(), ExchangeError> {
     let _writing = gateway.changes.lock().await;
-    if gateway
-        .registry_revisions()
-        .get(&stored.name)
-        .is_some_and(|served| *served >= stored.revision)
-    {
-        return Ok(());
-    }
-    let current = gateway.snapshot().registry.clone();
-    let stored = stored.clone();
-    let revision = stored.revision;
-    let name = stored.name.clone();
-    let synced = tokio::task::spawn_blocking(move || {
-        current.with_stored_schema(&stored.name, stored.settings, stored.live)
-    })
-    .await
-    .map_err(|_| ExchangeError::Internal)?;
-    match synced {
-        Ok(registry) => {
-            gateway.replace_registry(registry);
-            gateway.set_registry_revision(&name, revision);
-            Ok(())
-        }
-        Err(reason) => {
+    crate::store::listener::serve_stored(gateway, stored.clone())
+        .await
+        .map_err(|reason| {
             tracing::warn!(%reason, "the served registry cannot follow the store yet");
-            Err(ExchangeError::StoreUnreachable)
-        }
-    }
+            ExchangeError::StoreUnreachable
+        })
 }
 
 fn store_failed(error: StoreError) -> ExchangeError {

@@ -185,36 +185,16 @@ pub async fn sync_schema(
 ) -> Result<(), StoreError> {
     // The connection first, then the change lock: registrations hold a connection while they
     // wait for the lock, so the other order could wait on each other.
-    let client = store.client().await?;
+    // The connection is kept until the end: taking another under the lock would be that order.
+    let mut client = store.client().await?;
     let _changing = gateway.changes.lock().await;
     let Some(stored) = registry::read_one(&client, name).await? else {
         return Ok(());
     };
-    drop(client);
-    if gateway
-        .registry_revisions()
-        .get(name)
-        .is_some_and(|served| *served >= stored.revision)
-    {
-        return Ok(());
-    }
-    let current = gateway.snapshot().registry.clone();
-    let revision = stored.revision;
-    let synced = tokio::task::spawn_blocking(move || {
-        current.with_stored_schema(&stored.name, stored.settings, stored.live)
-    })
-    .await
-    .map_err(|_| StoreError::Pool("a registry update did not finish".to_owned()))?;
-    match synced {
-        Ok(registry) => {
-            gateway.replace_registry(registry);
-            gateway.set_registry_revision(name, revision);
-            tracing::info!(schema = %name, revision, "schema updated from the store");
-            Ok(())
-        }
+    match serve_stored(gateway, stored).await {
+        Ok(()) => Ok(()),
         Err(reason) => {
             tracing::warn!(%reason, "reading the whole registry from the store again");
-            let mut client = store.client().await?;
             let all = registry::read_all(&mut client).await?;
             drop(client);
             let default = gateway.snapshot().registry.clone();
@@ -243,6 +223,34 @@ pub async fn sync_schema(
             Ok(())
         }
     }
+}
+
+/// Serves `stored` (one schema as the store holds it), unless what is served reflects its
+/// revision already; new versions are compiled on the blocking pool. The caller holds the
+/// gateway's change lock. The error is why the stored schema cannot be served yet (a version
+/// refers to a schema the served registry lacks).
+pub(crate) async fn serve_stored(
+    gateway: &Gateway,
+    stored: registry::StoredSchema,
+) -> Result<(), String> {
+    if gateway
+        .registry_revisions()
+        .get(&stored.name)
+        .is_some_and(|served| *served >= stored.revision)
+    {
+        return Ok(());
+    }
+    let current = gateway.snapshot().registry.clone();
+    let (name, revision) = (stored.name.clone(), stored.revision);
+    let registry = tokio::task::spawn_blocking(move || {
+        current.with_stored_schema(&stored.name, stored.settings, stored.live)
+    })
+    .await
+    .map_err(|_| "a registry update did not finish".to_owned())??;
+    gateway.replace_registry(registry);
+    gateway.set_registry_revision(&name, revision);
+    tracing::info!(schema = %name, revision, "schema served as the store holds it");
+    Ok(())
 }
 
 /// A certificate notification from another gateway: the entry (or the type) is dropped here.
