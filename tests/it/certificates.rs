@@ -984,14 +984,7 @@ async fn an_invalidation_on_one_gateway_drops_the_entry_on_every_gateway() {
         .await;
     for gateway in [&first, &second] {
         eventually("the listener follows", POLL_DEADLINE, || async {
-            gateway
-                .client
-                .get(gateway.url("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == StatusCode::OK
+            readiness(gateway).await == StatusCode::OK
         })
         .await;
     }

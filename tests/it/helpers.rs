@@ -1207,3 +1207,14 @@ pub async fn import_schemas(config: &ConfigDir) {
         .expect("imported")
         .expect("into an empty store");
 }
+
+/// `/readyz`'s status on the data plane.
+pub async fn readiness(gateway: &TestGateway) -> StatusCode {
+    gateway
+        .client
+        .get(gateway.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}

@@ -286,17 +286,6 @@ async fn a_change_on_one_gateway_is_served_by_the_others_and_a_lost_listener_cat
     second.stop().await;
 }
 
-/// `/readyz`'s status on the data plane.
-async fn readiness(gateway: &TestGateway) -> StatusCode {
-    gateway
-        .client
-        .get(gateway.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// Terminates every gateway's change-listener connection to `database` (the sessions whose
 /// last statement was the `LISTEN`); returns how many.
 async fn terminate_listeners(admin: &tokio_postgres::Client, database: &TestDatabase) -> i64 {
