@@ -25,6 +25,7 @@ mod framing;
 mod hostile;
 mod limits;
 mod metrics;
+mod privacy;
 mod registry;
 mod scale;
 mod send_timeout;
