@@ -374,6 +374,7 @@ async fn gateways_on_one_store_share_the_key_by_fingerprint_and_the_subject_inde
 
     // Another key: refused.
     let other = deployment(&records).store(&database, "gw-2");
+    std::fs::write(other.path("data/audit.key"), "cd".repeat(32)).unwrap();
     other.write_main();
     let loaded = xgate::startup::load(&other.main_path(), &xgate::config::Overrides::default())
         .await
@@ -401,9 +402,10 @@ async fn gateways_on_one_store_share_the_key_by_fingerprint_and_the_subject_inde
 
     // The same key, deployed to the second gateway: it starts and sees the first one's entry.
     let two = deployment(&records).store(&database, "gw-2");
-    let key_file = two.path("data/audit.key");
-    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
-    std::fs::write(&key_file, &key).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(two.path("data/audit.key")).unwrap(),
+        key
+    );
     let two = two.start().await;
     let answer = two
         .call(Method::GET, "/exchange/market/licenses", "civil")
