@@ -89,15 +89,6 @@ pub fn subjects(stored: &[StoredEntry]) -> impl Iterator<Item = (&str, i64)> {
     })
 }
 
-/// The entry numbered `sequence` among a block's decoded entries (stored in sequence order).
-pub fn entry_at(entries: &[StoredEntry], sequence: i64) -> Option<&StoredEntry> {
-    let sequence = u64::try_from(sequence).ok()?;
-    entries
-        .binary_search_by_key(&sequence, |stored| stored.sequence)
-        .ok()
-        .map(|index| &entries[index])
-}
-
 /// One entry as a JSON array, fields in [`stored_fields`] order up to its version's.
 struct EntryRow<'a>(&'a StoredEntry);
 
@@ -347,6 +338,14 @@ pub fn decode(entries: &[u8]) -> Option<Vec<StoredEntry>> {
     serde_json::from_slice::<Vec<StoredRow>>(entries)
         .ok()
         .map(|rows| rows.into_iter().map(|row| row.0).collect())
+}
+
+/// One stored entry read back from its JSON array (as the database extracts it from a block's
+/// `entries`); `None` when it is not an entry.
+pub fn decode_entry(entry: &[u8]) -> Option<StoredEntry> {
+    serde_json::from_slice::<StoredRow>(entry)
+        .ok()
+        .map(|row| row.0)
 }
 
 /// A block as read back, for verification: its index as stored and its entries' text.

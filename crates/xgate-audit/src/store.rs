@@ -334,9 +334,9 @@ pub fn check_key(connection: &Connection, key: &AuditKey) -> Result<(), AuditErr
 
 /// Entries that concerned the subject whose keyed digest is `subject`, newest first, at most
 /// `limit + 1`, older than `after` when given: answered from the `audit_subjects` index, then
-/// each entry read from its block (a block is decoded once however many of its entries are
-/// on the page). An index row whose entry does not carry that digest (an edited index) is
-/// skipped: the page holds only what the chained entries say.
+/// each entry extracted from its block by SQLite (`entries -> '$[i]'`: only that entry's JSON
+/// comes back, not the block's hundreds). An index row whose entry does not carry that digest
+/// (an edited index) is skipped: the page holds only what the chained entries say.
 pub fn subject_entries(
     connection: &Connection,
     subject: &str,
@@ -352,32 +352,26 @@ pub fn subject_entries(
     let sequences: Vec<i64> = index
         .query_map(params![subject, after, wanted], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut block_of = connection.prepare_cached(
-        "SELECT first_sequence, entries FROM audit_blocks WHERE first_sequence <= ?1 \
-         ORDER BY first_sequence DESC LIMIT 1",
+    let mut entry_of = connection.prepare_cached(
+        "SELECT first_sequence, entries -> ('$[' || (?1 - first_sequence) || ']') \
+         FROM audit_blocks WHERE first_sequence <= ?1 ORDER BY first_sequence DESC LIMIT 1",
     )?;
     let mut page = Vec::with_capacity(sequences.len());
-    let mut current: Option<(i64, Vec<StoredEntry>)> = None;
     for sequence in sequences {
-        let held = current
-            .as_ref()
-            .is_some_and(|(_, entries)| block::entry_at(entries, sequence).is_some());
-        if !held {
-            let found: Option<(i64, String)> = block_of
-                .query_row([sequence], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let Some((first_sequence, text)) = found else {
-                continue;
-            };
-            let entries =
-                block::decode(text.as_bytes()).ok_or(AuditError::Damaged { first_sequence })?;
-            current = Some((first_sequence, entries));
-        }
-        if let Some((_, entries)) = &current
-            && let Some(stored) = block::entry_at(entries, sequence)
+        let found: Option<(i64, Option<String>)> = entry_of
+            .query_row([sequence], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((first_sequence, text)) = found else {
+            continue;
+        };
+        let stored = text
+            .as_deref()
+            .and_then(|text| block::decode_entry(text.as_bytes()))
+            .ok_or(AuditError::Damaged { first_sequence })?;
+        if i64::try_from(stored.sequence) == Ok(sequence)
             && stored.entry.subject_sha256.as_deref() == Some(subject)
         {
-            page.push(stored.clone());
+            page.push(stored);
         }
     }
     Ok(page)
