@@ -46,6 +46,14 @@ impl<'c> Stated<'c> {
         }
     }
 
+    /// The code, when it is one (recorded in clear).
+    pub(crate) fn code(self) -> Option<&'c PurposeCode> {
+        match self {
+            Stated::Code(code) => Some(code),
+            _ => None,
+        }
+    }
+
     /// The `purpose` label of `xgate_purpose_uses_total`: the code, `none`, or `other` (free
     /// text, or a value too long to take).
     pub(crate) fn label(self) -> &'c str {

@@ -1408,11 +1408,13 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         hash: AuditHash::Sha256,
         synchronous: AuditSync::Normal,
         reserve_bytes: 0,
+        key_file: folder.path().join("audit.key"),
     };
     let metrics = xgate::metrics::Metrics::new().unwrap().audit();
     let committed = metrics.entries.clone();
+    let key = xgate_audit::AuditKey::load_or_create(&settings.key_file, settings.hash).unwrap();
     let trail =
-        std::sync::Arc::new(AuditTrail::open(&settings, "gw-1", Box::new(metrics)).unwrap());
+        std::sync::Arc::new(AuditTrail::open(&settings, key, "gw-1", Box::new(metrics)).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit. Each counts when its
@@ -1437,6 +1439,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
                 method: "GET".to_owned(),
                 path_sha256: None,
                 purpose_sha256: None,
+                purpose: None,
                 status: 200,
                 outcome: "ok".to_owned(),
                 request_bytes: None,

@@ -25,6 +25,8 @@ mod framing;
 mod hostile;
 mod limits;
 mod metrics;
+mod privacy;
+mod purposes;
 mod registry;
 mod scale;
 mod send_timeout;

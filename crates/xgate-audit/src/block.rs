@@ -78,6 +78,26 @@ pub fn encode(stored: &[StoredEntry]) -> Option<Block> {
     })
 }
 
+/// The subject index's rows of chained entries: each keyed subject digest with its entry's
+/// sequence number (entries of encoding versions before 4 hold plain digests, which no lookup
+/// computes, and are not indexed).
+pub fn subjects(stored: &[StoredEntry]) -> impl Iterator<Item = (&str, i64)> {
+    stored.iter().filter_map(|stored| {
+        let subject = stored.entry.subject_sha256.as_deref()?;
+        let sequence = i64::try_from(stored.sequence).ok()?;
+        (stored.version >= EncodingVersion::V4).then_some((subject, sequence))
+    })
+}
+
+/// The entry numbered `sequence` among a block's decoded entries (stored in sequence order).
+pub fn entry_at(entries: &[StoredEntry], sequence: i64) -> Option<&StoredEntry> {
+    let sequence = u64::try_from(sequence).ok()?;
+    entries
+        .binary_search_by_key(&sequence, |stored| stored.sequence)
+        .ok()
+        .map(|index| &entries[index])
+}
+
 /// One entry as a JSON array, fields in [`stored_fields`] order up to its version's.
 struct EntryRow<'a>(&'a StoredEntry);
 
@@ -94,6 +114,7 @@ impl Serialize for EntryRow<'_> {
             EncodingVersion::V1 => VERSION_POSITION,
             EncodingVersion::V2 => VERSION_POSITION + 2,
             EncodingVersion::V3 => VERSION_POSITION + 3,
+            EncodingVersion::V4 => VERSION_POSITION + 4,
         };
         let mut row = serializer.serialize_seq(Some(length))?;
         row.serialize_element(sequence)?;
@@ -124,6 +145,9 @@ impl Serialize for EntryRow<'_> {
         }
         if *version >= EncodingVersion::V3 {
             row.serialize_element(gateway)?;
+        }
+        if *version >= EncodingVersion::V4 {
+            row.serialize_element(&entry.purpose)?;
         }
         row.end()
     }
@@ -183,6 +207,7 @@ impl<'de> Visitor<'de> for StoredRowVisitor {
             method: required(&mut row, 7)?,
             path_sha256: required(&mut row, 8)?,
             purpose_sha256: required(&mut row, 9)?,
+            purpose: None,
             status: required(&mut row, 10)?,
             outcome: required(&mut row, 11)?,
             request_bytes: required(&mut row, 12)?,
@@ -218,6 +243,10 @@ impl<'de> Visitor<'de> for StoredRowVisitor {
             position += 1;
             gateway = required(&mut row, position)?;
         }
+        if version >= EncodingVersion::V4 {
+            position += 1;
+            entry.purpose = required(&mut row, position)?;
+        }
         end(&mut row, position)?;
         Ok(StoredRow(StoredEntry {
             sequence,
@@ -250,6 +279,9 @@ pub struct SummaryFields {
     pub response_bytes: Option<u64>,
     /// Total time in the gateway, microseconds.
     pub total_us: u64,
+    /// The stated purpose: its code (from version 4 on), `other` for free text (a digest),
+    /// `none` without one.
+    pub purpose: String,
 }
 
 /// A stored entry with only the summary's fields read; the others (and those of later
@@ -278,9 +310,10 @@ impl<'de> Visitor<'de> for SummaryVisitor {
         let consumer = required(&mut row, 4)?;
         let provider = required(&mut row, 5)?;
         let service = required(&mut row, 6)?;
-        for position in 7..=10 {
-            skip(&mut row, position)?;
-        }
+        skip(&mut row, 7)?;
+        skip(&mut row, 8)?;
+        let purpose_digest: Option<IgnoredAny> = required(&mut row, 9)?;
+        skip(&mut row, 10)?;
         let outcome = required(&mut row, 11)?;
         let request_bytes = required(&mut row, 12)?;
         let response_bytes = required(&mut row, 13)?;
@@ -290,8 +323,26 @@ impl<'de> Visitor<'de> for SummaryVisitor {
         let total_us = required(&mut row, 19)?;
         skip(&mut row, 20)?;
         skip(&mut row, 21)?;
-        // The version and its fields, if any: not the summary's concern.
+        // From version 4 on, the purpose code follows the exchange id and the gateway.
+        let mut code: Option<String> = None;
+        if row
+            .next_element::<u64>()?
+            .is_some_and(|version| version >= EncodingVersion::V4.number())
+        {
+            skip(&mut row, VERSION_POSITION + 1)?;
+            skip(&mut row, VERSION_POSITION + 2)?;
+            code = required(&mut row, VERSION_POSITION + 3)?;
+        }
+        // The fields of later versions, if any: not the summary's concern.
         while row.next_element::<IgnoredAny>()?.is_some() {}
+        let purpose = code.unwrap_or_else(|| {
+            let word = if purpose_digest.is_some() {
+                "other"
+            } else {
+                "none"
+            };
+            word.to_owned()
+        });
         Ok(SummaryFields {
             time,
             kind,
@@ -302,6 +353,7 @@ impl<'de> Visitor<'de> for SummaryVisitor {
             request_bytes,
             response_bytes,
             total_us,
+            purpose,
         })
     }
 }
@@ -438,6 +490,7 @@ mod tests {
             method: "GET".to_owned(),
             path_sha256: Some(sha256_hex(format!("/{index}").as_bytes())),
             purpose_sha256: None,
+            purpose: None,
             status: 200,
             outcome: "ok".to_owned(),
             request_bytes: index.is_multiple_of(2).then_some(0),
@@ -537,13 +590,14 @@ mod tests {
         let names: Vec<&str> = stored_fields().collect();
         assert_eq!(rows[0].as_array().unwrap().len(), names.len());
         assert_eq!(names[VERSION_POSITION], "version");
-        assert_eq!(rows[0][VERSION_POSITION], 3);
+        assert_eq!(rows[0][VERSION_POSITION], 4);
         assert_eq!(
             rows[0][VERSION_POSITION + 1],
             "0190a3b4-5e6f-7a8b-9c0d-000000000000"
         );
         assert_eq!(names[VERSION_POSITION + 2], "gateway");
         assert_eq!(rows[0][VERSION_POSITION + 2], "gw-1");
+        assert_eq!(names[VERSION_POSITION + 3], "purpose");
         // A version 2 row ends at its exchange id.
         let two = crate::entry::chain_entries_in(
             EncodingVersion::V2,
@@ -601,13 +655,19 @@ mod tests {
                     as &dyn Fn(&mut Vec<serde_json::Value>),
             ),
             ("an unknown version", &|fields| {
-                fields[VERSION_POSITION] = 4.into()
+                fields[VERSION_POSITION] = 5.into()
             }),
-            ("version 2 with version 3's fields", &|fields| {
+            ("version 2 with version 4's fields", &|fields| {
                 fields[VERSION_POSITION] = 2.into()
             }),
-            ("the gateway missing", &|fields| {
+            ("version 3 with version 4's fields", &|fields| {
+                fields[VERSION_POSITION] = 3.into()
+            }),
+            ("the purpose missing", &|fields| {
                 fields.pop();
+            }),
+            ("the purpose retyped", &|fields| {
+                fields[VERSION_POSITION + 3] = 7.into()
             }),
             ("the gateway retyped", &|fields| {
                 fields[VERSION_POSITION + 2] = 7.into()
@@ -623,7 +683,12 @@ mod tests {
 
     #[test]
     fn the_summary_reads_its_fields_and_skips_the_others() {
-        let entries = chain(4);
+        let mut raw: Vec<AuditEntry> = (0..4)
+            .map(|index| entry(index, "2026-11-28T01:02:03.456Z"))
+            .collect();
+        raw[1].purpose = Some("tax-assessment".to_owned());
+        raw[2].purpose_sha256 = Some("ab".repeat(32));
+        let entries = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, "gw-1", raw);
         let block = encode(&entries).unwrap();
         let fields = summary_fields(block.entries.as_bytes()).unwrap();
         assert_eq!(fields.len(), 4);
@@ -641,9 +706,22 @@ mod tests {
                     request_bytes: entry.request_bytes,
                     response_bytes: entry.response_bytes,
                     total_us: entry.total_us,
+                    purpose: entry.purpose.clone().unwrap_or_else(|| {
+                        let word = if entry.purpose_sha256.is_some() {
+                            "other"
+                        } else {
+                            "none"
+                        };
+                        word.to_owned()
+                    }),
                 }
             );
         }
+        let purposes: Vec<&str> = fields
+            .iter()
+            .map(|fields| fields.purpose.as_str())
+            .collect();
+        assert_eq!(purposes, ["none", "tax-assessment", "other", "none"]);
         // Version 1 rows too.
         let old = encode(&chain_v1(2)).unwrap();
         let fields = summary_fields(old.entries.as_bytes()).unwrap();
