@@ -374,6 +374,7 @@ async fn gateways_on_one_store_share_the_key_by_fingerprint_and_the_subject_inde
 
     // Another key: refused.
     let other = deployment(&records).store(&database, "gw-2");
+    std::fs::write(other.path("data/audit.key"), "cd".repeat(32)).unwrap();
     other.write_main();
     let loaded = xgate::startup::load(&other.main_path(), &xgate::config::Overrides::default())
         .await
@@ -401,9 +402,10 @@ async fn gateways_on_one_store_share_the_key_by_fingerprint_and_the_subject_inde
 
     // The same key, deployed to the second gateway: it starts and sees the first one's entry.
     let two = deployment(&records).store(&database, "gw-2");
-    let key_file = two.path("data/audit.key");
-    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
-    std::fs::write(&key_file, &key).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(two.path("data/audit.key")).unwrap(),
+        key
+    );
     let two = two.start().await;
     let answer = two
         .call(Method::GET, "/exchange/market/licenses", "civil")
@@ -432,4 +434,66 @@ async fn gateways_on_one_store_share_the_key_by_fingerprint_and_the_subject_inde
     assert_eq!(seen, [("civil", "gw-2"), ("tax", "gw-1")]);
     one.stop().await;
     two.stop().await;
+}
+
+/// `xgate check` (the configuration's inspection) reports every wrong `subject`: a kind that is
+/// no name, a pointer with `*`, one that is no JSON Pointer, and a service with no schema to
+/// find it in.
+#[test]
+fn wrong_subjects_are_configuration_problems() {
+    let config = ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department(
+            "market",
+            "department",
+            r#"
+[services.a]
+upstream = "http://127.0.0.1:9/a"
+methods = ["GET"]
+response_schema = "license"
+consumers = ["tax"]
+subject = { kind = "Resident!", pointer = "/legal_representative/resident_id" }
+
+[services.b]
+upstream = "http://127.0.0.1:9/b"
+methods = ["GET"]
+response_schema = "license"
+consumers = ["tax"]
+subject = { kind = "resident", pointer = "/shareholders/*/resident_id" }
+
+[services.c]
+upstream = "http://127.0.0.1:9/c"
+methods = ["GET"]
+response_schema = "license"
+consumers = ["tax"]
+subject = { kind = "resident", pointer = "resident_id" }
+
+[services.d]
+upstream = "http://127.0.0.1:9/d"
+methods = ["GET"]
+consumers = ["tax"]
+subject = { kind = "resident", pointer = "/resident_id" }
+"#,
+        )
+        .department("tax", "department", "");
+    config.write_main();
+    let inspection =
+        xgate::config::inspect(&config.main_path(), &xgate::config::Overrides::default());
+    let reported: Vec<(String, String)> = inspection
+        .problems
+        .iter()
+        .map(|problem| (problem.key.clone(), problem.reason.clone()))
+        .collect();
+    for (key, reason) in [
+        ("services.a.subject.kind", "subject kind"),
+        ("services.b.subject.pointer", "no `*`"),
+        ("services.c.subject.pointer", ""),
+        ("services.d.subject", "request_schema or a response_schema"),
+    ] {
+        assert!(
+            reported.iter().any(|(k, r)| k == key && r.contains(reason)),
+            "{key} ({reason}) not reported: {reported:?}"
+        );
+    }
+    assert_eq!(reported.len(), 4, "{reported:?}");
 }
