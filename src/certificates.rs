@@ -4,7 +4,7 @@
 //! A lookup goes through these phases, in this order ([`lookup`] reads top-down):
 //! identify (401), route (unknown type → 404), authorize (not a consumer → 403), admit (the
 //! bounds on calls in flight, which lookups share with exchanges → 429, 503), purpose
-//! (`Xgate-Purpose` missing → 400), check id (`id_format` → 422, before any issuer call),
+//! (`Xgate-Purpose` missing → 400; not one the type lists → 403; too long → 431), check id (`id_format` → 422, before any issuer call),
 //! look up (the cache; the issuer only on a miss), to consumer (the shared record into the
 //! caller's layout, on every response, after the cache), record ([`record_lookup`]: metrics, log
 //! event and the audit entry, committed before the answer leaves).
@@ -32,6 +32,7 @@ use crate::gateway::Gateway;
 use crate::identity::identify_department;
 use crate::metrics::{LookupResult, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
+use crate::purpose::Stated;
 use crate::snapshot::Snapshot;
 use crate::tls::{ClientCertificate, ConnectionCertificate, presented};
 use cache::{Answer, CacheEntry, CacheKey, Lookup};
@@ -80,6 +81,8 @@ pub(crate) struct LookupRecord<'a> {
     pub consumer: &'a str,
     /// `Xgate-Purpose` as sent (stored by the audit trail; logged only as length and hash).
     pub purpose: Option<&'a [u8]>,
+    /// What `Xgate-Purpose` states: a vocabulary code is recorded in clear.
+    pub stated: Stated<'a>,
     /// The keyed digest of the id as the type's subject (SPEC §15), once it passed the format
     /// check.
     pub subject_sha256: Option<String>,
@@ -113,6 +116,11 @@ pub(crate) fn record_lookup(
     gateway
         .metrics
         .certificate_lookup(record.certificate_type, record.consumer, record.result);
+    gateway.metrics.purpose_use(
+        record.consumer,
+        record.certificate_type,
+        record.stated.label(),
+    );
     macro_rules! event {
         ($level:expr) => {
             // The hashes are computed only when the event is written.
@@ -180,8 +188,9 @@ fn audit_entry(
         path_sha256: None,
         purpose_sha256: record
             .purpose
+            .filter(|_| record.stated == Stated::Text)
             .map(|purpose| gateway.audit.key().digest(purpose)),
-        purpose: None,
+        purpose: record.stated.code().map(ToString::to_string),
         status: response.status().as_u16(),
         outcome: outcome.as_str().to_owned(),
         request_bytes: None,
@@ -222,6 +231,7 @@ pub async fn lookup(
         certificate_type: UNKNOWN,
         consumer: UNKNOWN,
         purpose: None,
+        stated: Stated::of(&snapshot.config, &headers),
         subject_sha256: None,
         result: LookupResult::Error,
         refusal: None,
@@ -304,7 +314,9 @@ async fn run_lookup<'s>(
             .admit(&consumer.id, &snapshot.config.gateway)?,
     );
     record.in_flight = Some(in_flight.clone());
-    record.purpose = Some(purpose(headers)?);
+    // A purpose too long to take is refused without a digest of it.
+    record.purpose = Some(purpose(headers)?).filter(|_| record.stated != Stated::TooLong);
+    record.stated.check(&issuer.settings.purposes)?;
     check_id(issuer, &id)?;
     record.subject_sha256 = Some(
         gateway

@@ -16,8 +16,8 @@ use std::time::Duration;
 use http::Method;
 
 use xgate_core::domain::{
-    CertificateType, Compatibility, DepartmentId, Role, SchemaName, SchemaRef, ServiceName,
-    SubjectKind,
+    CertificateType, Compatibility, DepartmentId, PurposeCode, Role, SchemaName, SchemaRef,
+    ServiceName, SubjectKind,
 };
 use xgate_core::pointer::FieldPath;
 use xgate_core::registry::Registry;
@@ -88,6 +88,64 @@ pub struct Config {
     pub store: Option<StoreSettings>,
     /// Every department, sorted by id.
     pub departments: Vec<Department>,
+    /// `[purposes]`: the vocabulary of reasons for use, code → label (SPEC §15).
+    pub purposes: BTreeMap<PurposeCode, String>,
+}
+
+impl Config {
+    /// The vocabulary code an `Xgate-Purpose` value is, byte for byte; `None` for free text.
+    pub(crate) fn purpose_code(&self, value: &[u8]) -> Option<&PurposeCode> {
+        if value.len() > MAX_NAME_BYTES {
+            return None;
+        }
+        let text = std::str::from_utf8(value).ok()?;
+        self.purposes.get_key_value(text).map(|(code, _)| code)
+    }
+}
+
+/// The longest name (department id, service name, purpose code...): no longer value can be one.
+const MAX_NAME_BYTES: usize = 63;
+
+/// The longest label of a purpose, in characters.
+const MAX_PURPOSE_LABEL_CHARS: usize = 200;
+
+/// Label values the metrics give calls that state no code (`none`, `other`): no purpose may be
+/// called so.
+pub(crate) const RESERVED_PURPOSE_LABELS: [&str; 2] = ["none", "other"];
+
+/// `[purposes]`, checked: codes by the name pattern (not the reserved metric labels), labels
+/// not blank and bounded.
+fn check_purposes(
+    raw: &BTreeMap<String, String>,
+    report: &mut Reporter<'_>,
+) -> BTreeMap<PurposeCode, String> {
+    let mut purposes = BTreeMap::new();
+    for (code, label) in raw {
+        let key = format!("purposes.{code}");
+        let code = match PurposeCode::parse(code) {
+            Ok(code) => code,
+            Err(error) => {
+                report.report(key, error.to_string());
+                continue;
+            }
+        };
+        if RESERVED_PURPOSE_LABELS.contains(&code.as_str()) {
+            report.report(
+                &key,
+                format!("`{code}` is reserved: the metrics count calls without a code so"),
+            );
+        }
+        if label.trim().is_empty() {
+            report.report(&key, "the label must not be empty");
+        } else if label.chars().count() > MAX_PURPOSE_LABEL_CHARS {
+            report.report(
+                &key,
+                format!("the label must be at most {MAX_PURPOSE_LABEL_CHARS} characters"),
+            );
+        }
+        purposes.insert(code, label.trim().to_owned());
+    }
+    purposes
 }
 
 /// `[gateway]`, parsed.
@@ -358,6 +416,8 @@ pub struct Service {
     pub consumers: BTreeSet<DepartmentId>,
     /// Per consumer, the shared response fields it receives.
     pub fields: BTreeMap<DepartmentId, Vec<FieldPath>>,
+    /// The purposes a call must state one of (`Xgate-Purpose`); empty: any or none.
+    pub purposes: Vec<PurposeCode>,
     /// Whose record it carries, and where its id is in the shared request or response.
     pub subject: Option<SubjectPointer>,
 }
@@ -377,6 +437,8 @@ pub struct CertificateTypeSettings {
     pub id_format: String,
     /// Who may look certificates of this type up.
     pub consumers: BTreeSet<DepartmentId>,
+    /// The purposes a lookup must state one of (`Xgate-Purpose`); empty: any stated purpose.
+    pub purposes: Vec<PurposeCode>,
     /// The subject kind of its ids (SPEC §15: of the kind its `id_format` names, otherwise the
     /// type's name).
     pub subject_kind: SubjectKind,
@@ -483,7 +545,8 @@ pub fn inspect_with(
             .as_ref()
             .is_some_and(|c| c.store.is_some() || c.registry.dir.is_dir())
     });
-    let departments = load_departments(&base.join("departments"), schemas, &mut problems);
+    let purposes = config.as_ref().map(|config| &config.purposes);
+    let departments = load_departments(&base.join("departments"), schemas, purposes, &mut problems);
     if let Some(config) = &mut config {
         config.departments = departments;
         check_references(config, &mut problems);
@@ -760,6 +823,7 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             format!("must be at most {MAX_RESERVE_BYTES} (1 GiB)"),
         );
     }
+    let purposes = check_purposes(&main.purposes, &mut report);
     let audit_path = base.join(&main.audit.path);
     let key_file = match &main.audit.key_file {
         Some(file) => base.join(file),
@@ -783,6 +847,7 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
         store,
         // Read by [`inspect`], which can check their schema names once the registry is loaded.
         departments: Vec::new(),
+        purposes,
     })
 }
 
@@ -941,9 +1006,53 @@ struct Names<'a> {
     /// readable ones declare (a department whose file did not load is reported for its own
     /// file; naming it elsewhere is not a second problem).
     departments: BTreeSet<String>,
+    /// The vocabulary of purposes; `None` when the main file could not be read.
+    purposes: Option<&'a BTreeMap<PurposeCode, String>>,
 }
 
 impl Names<'_> {
+    /// A service's or certificate type's `purposes`: codes of the vocabulary, each once, at
+    /// least one when the key is there.
+    fn purposes(
+        &self,
+        key: String,
+        listed: Option<&[String]>,
+        report: &mut Reporter<'_>,
+    ) -> Vec<PurposeCode> {
+        let Some(listed) = listed else {
+            return Vec::new();
+        };
+        if listed.is_empty() {
+            report.report(
+                &key,
+                "must list at least one purpose (leave it out to accept any)",
+            );
+        }
+        let mut codes = Vec::with_capacity(listed.len());
+        for (index, code) in listed.iter().enumerate() {
+            let item = format!("{key}[{index}]");
+            match PurposeCode::parse(code) {
+                Ok(code) if codes.contains(&code) => {
+                    report.report(item, format!("{code:?} is listed twice"));
+                }
+                Ok(code) => {
+                    if self
+                        .purposes
+                        .is_some_and(|purposes| !purposes.contains_key(&code))
+                    {
+                        report.report(
+                            item,
+                            format!("unknown purpose {code}: [purposes] in xgate.toml does not define it"),
+                        );
+                    }
+                    codes.push(code);
+                }
+                Err(error) => report.report(item, error.to_string()),
+            }
+        }
+        codes
+    }
+
     fn schema_exists(&self, key: String, reference: &SchemaRef, report: &mut Reporter<'_>) {
         if let Some(Err(reason)) = self.registry.map(|registry| registry.resolve(reference)) {
             report.report(key, reason);
@@ -967,6 +1076,7 @@ impl Names<'_> {
 fn load_departments(
     dir: &Path,
     registry: Option<&Registry>,
+    purposes: Option<&BTreeMap<PurposeCode, String>>,
     problems: &mut Vec<Problem>,
 ) -> Vec<Department> {
     let entries = match std::fs::read_dir(dir) {
@@ -988,6 +1098,7 @@ fn load_departments(
     paths.sort();
     let mut names = Names {
         registry,
+        purposes,
         departments: paths
             .iter()
             .filter_map(|path| path.file_stem().and_then(|stem| stem.to_str()))
@@ -1287,6 +1398,11 @@ fn check_service(
         }
         fields.insert(consumer_id, parsed);
     }
+    let purposes = names.purposes(
+        format!("{key}.purposes"),
+        section.purposes.as_deref(),
+        report,
+    );
     let subject = section
         .subject
         .as_ref()
@@ -1300,6 +1416,7 @@ fn check_service(
         response_schema: response_schema.flatten(),
         consumers,
         fields,
+        purposes,
         subject,
     })
 }
@@ -1426,6 +1543,11 @@ fn check_certificate_type(
     }
     let consumers = check_consumers(&format!("{key}.consumers"), &section.consumers, report);
     names.departments_exist(format!("{key}.consumers"), &consumers, report);
+    let purposes = names.purposes(
+        format!("{key}.purposes"),
+        section.purposes.as_deref(),
+        report,
+    );
     if !lookup_ok {
         return None;
     }
@@ -1441,6 +1563,7 @@ fn check_certificate_type(
         schema: schema?,
         id_format: section.id_format.clone(),
         consumers,
+        purposes,
     })
 }
 

@@ -130,6 +130,16 @@ struct CatalogService {
     /// The shared response fields this caller receives, when the service projects for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<Vec<String>>,
+    /// The purposes a call must state one of in `Xgate-Purpose`, when the service lists any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    purposes: Vec<CatalogPurpose>,
+}
+
+/// A purpose of the vocabulary, as the catalog lists it.
+#[derive(Serialize)]
+struct CatalogPurpose {
+    code: String,
+    label: String,
 }
 
 #[derive(Serialize)]
@@ -140,6 +150,9 @@ struct CatalogCertificateType {
     path: String,
     schema: Option<SchemaUse>,
     id_format: String,
+    /// The purposes a lookup must state one of, when the type lists any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    purposes: Vec<CatalogPurpose>,
 }
 
 #[derive(Serialize)]
@@ -172,6 +185,20 @@ async fn catalog(
                 pinned: reference.version.is_some(),
             })
     };
+    let purposes = |codes: &[xgate_core::domain::PurposeCode]| {
+        codes
+            .iter()
+            .map(|code| CatalogPurpose {
+                code: code.to_string(),
+                label: snapshot
+                    .config
+                    .purposes
+                    .get(code)
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect()
+    };
     let services = snapshot
         .routes()
         .filter(|route| route.service.consumers.contains(&department.id))
@@ -188,6 +215,7 @@ async fn catalog(
                     .fields
                     .get(&department.id)
                     .map(|paths| paths.iter().map(|p| p.to_string()).collect()),
+                purposes: purposes(&service.purposes),
             }
         })
         .collect();
@@ -203,6 +231,7 @@ async fn catalog(
             path: format!("/certificates/{}/{{id}}", certificate.certificate_type),
             schema: schema_use(&certificate.schema),
             id_format: certificate.id_format.clone(),
+            purposes: purposes(&certificate.purposes),
         })
         .collect();
     caller.json(

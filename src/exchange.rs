@@ -25,6 +25,7 @@ use crate::headers::{self, ForwardContext, Origin};
 use crate::identity::identify_department;
 use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Side, UNKNOWN};
 use crate::problem::{ExchangeError, TranslationFault};
+use crate::purpose::Stated;
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
 use xgate_audit::{AuditEntry, AuditKey, EntryKind, Outcome};
@@ -56,7 +57,9 @@ pub(crate) struct ExchangeRecord<'s> {
     /// The keyed digest (hex, under the audit key) of the request path without the query (a
     /// path can hold a personal identifier, so the record never keeps it).
     pub path_sha256: String,
-    /// The keyed digest of the caller's `Xgate-Purpose`, when it sent one.
+    /// What the caller's `Xgate-Purpose` states: a vocabulary code is recorded in clear.
+    pub purpose: Stated<'s>,
+    /// The keyed digest of the caller's `Xgate-Purpose`, when it sent free text.
     pub purpose_sha256: Option<String>,
     /// Bytes of the request body: read, or declared by `Content-Length` when it streamed.
     pub request_bytes: Option<u64>,
@@ -167,6 +170,7 @@ pub async fn exchange(
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|value| value.to_str().ok()),
     );
+    let purpose = Stated::of(&snapshot.config, request.headers());
     let record = ExchangeRecord {
         request_id: headers::request_id(request.headers()),
         exchange_id: headers::new_exchange_id(),
@@ -176,9 +180,11 @@ pub async fn exchange(
         request_schema: None,
         response_schema: None,
         path_sha256: gateway.audit.key().digest(request.uri().path().as_bytes()),
+        purpose,
         purpose_sha256: request
             .headers()
             .get(headers::XGATE_PURPOSE)
+            .filter(|_| purpose == Stated::Text)
             .map(|purpose| gateway.audit.key().digest(purpose.as_bytes())),
         request_bytes: None,
         request_sha256: None,
@@ -236,6 +242,10 @@ pub async fn exchange(
         served: record.served_series(),
     }
     .emit(&gateway.metrics);
+    let labels = record.labels();
+    gateway
+        .metrics
+        .purpose_use(labels.consumer, labels.service, record.purpose.label());
     headers::tag_exchange_id(response.headers_mut(), &record.exchange_id);
     response
 }
@@ -345,6 +355,7 @@ async fn run_phases<'s>(
     call.record.route = Some(route);
 
     authorize(consumer, route, &parts.method)?;
+    call.record.purpose.check(&route.service.purposes)?;
     call.record.in_flight = Some(admit(call, consumer)?);
     // Before a body is read for nothing; checked again right before forwarding.
     refuse_while_unauditable(gateway)?;
@@ -973,7 +984,7 @@ fn audit_entry(
         request_schema: record.request_schema.as_deref().map(CompiledSchema::label),
         response_schema: record.response_schema.as_deref().map(CompiledSchema::label),
         subject_sha256: record.subject_sha256.take(),
-        purpose: None,
+        purpose: record.purpose.code().map(ToString::to_string),
         total_us: micros(elapsed),
         upstream_us: record.upstream_duration.map(micros),
     }

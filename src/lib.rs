@@ -21,6 +21,7 @@ pub(crate) mod headers;
 pub mod identity;
 pub mod metrics;
 pub(crate) mod problem;
+pub(crate) mod purpose;
 pub(crate) mod schema_store;
 pub mod server;
 pub mod snapshot;

@@ -251,6 +251,7 @@ pub struct Metrics {
     certificate_lookups: IntCounterVec,
     certificate_issuer_requests: IntCounterVec,
     certificate_cache_entries: IntGauge,
+    purpose_uses: IntCounterVec,
 }
 
 impl Metrics {
@@ -312,6 +313,11 @@ impl Metrics {
             "xgate_config_reloads_total",
             "Configuration reloads by outcome (ok, refused).",
             &["outcome"],
+        )?;
+        let purpose_uses = counter(
+            "xgate_purpose_uses_total",
+            "Exchanges and certificate lookups by consumer, service (or certificate type) and stated purpose: a code of [purposes], none without Xgate-Purpose, other for free text.",
+            &["consumer", "service", "purpose"],
         )?;
         let audit_entries = IntCounter::new(
             "xgate_audit_entries_total",
@@ -379,6 +385,7 @@ impl Metrics {
             certificate_lookups,
             certificate_issuer_requests,
             certificate_cache_entries,
+            purpose_uses,
         })
     }
 
@@ -459,6 +466,15 @@ impl Metrics {
     ) {
         self.certificate_lookups
             .with_label_values(&[certificate_type, consumer, result.as_str()])
+            .inc();
+    }
+
+    /// Counts one exchange or certificate lookup by its stated purpose. `consumer` and `service`
+    /// (a service name or a certificate type) must be configured names or [`UNKNOWN`], `purpose`
+    /// a code of `[purposes]`, `none` or `other`.
+    pub(crate) fn purpose_use(&self, consumer: &str, service: &str, purpose: &str) {
+        self.purpose_uses
+            .with_label_values(&[consumer, service, purpose])
             .inc();
     }
 

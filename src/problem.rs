@@ -143,9 +143,14 @@ pub enum ExchangeError {
     /// The change conflicts with what exists (a referenced or pinned version).
     #[error("conflict")]
     Conflict(Conflict),
-    /// A certificate lookup without `Xgate-Purpose` (SPEC §8).
+    /// A certificate lookup without `Xgate-Purpose` (SPEC §8), or a call of a service that
+    /// lists purposes without one (SPEC §15).
     #[error("purpose required")]
     PurposeRequired,
+    /// An `Xgate-Purpose` that is not one of the purposes the service or certificate type
+    /// lists (SPEC §15).
+    #[error("purpose not allowed")]
+    PurposeNotAllowed,
     /// A certificate id that breaks its type's `id_format`: no issuer is asked.
     #[error("invalid certificate id")]
     InvalidCertificateId {
@@ -248,7 +253,7 @@ impl ExchangeError {
     pub fn status(&self) -> StatusCode {
         match self {
             ExchangeError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ExchangeError::Forbidden => StatusCode::FORBIDDEN,
+            ExchangeError::Forbidden | ExchangeError::PurposeNotAllowed => StatusCode::FORBIDDEN,
             ExchangeError::NotFound => StatusCode::NOT_FOUND,
             ExchangeError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ExchangeError::MalformedJson { .. }
@@ -315,6 +320,7 @@ impl ExchangeError {
             ExchangeError::UpstreamTimeout => "upstream-timeout",
             ExchangeError::UpstreamInvalidResponse { .. } => "upstream-invalid-response",
             ExchangeError::PurposeRequired => "purpose-required",
+            ExchangeError::PurposeNotAllowed => "purpose-not-allowed",
             ExchangeError::InvalidCertificateId { .. } | ExchangeError::InvalidSubjectId { .. } => {
                 "schema-validation"
             }
@@ -336,7 +342,9 @@ impl ExchangeError {
     pub fn outcome(&self) -> Outcome {
         match self {
             ExchangeError::Unauthenticated => Outcome::Unauthenticated,
-            ExchangeError::Forbidden | ExchangeError::MethodNotAllowed { .. } => Outcome::Forbidden,
+            ExchangeError::Forbidden
+            | ExchangeError::MethodNotAllowed { .. }
+            | ExchangeError::PurposeNotAllowed => Outcome::Forbidden,
             ExchangeError::NotFound | ExchangeError::CertificateNotFound => Outcome::NotFound,
             ExchangeError::MalformedJson { .. }
             | ExchangeError::DuplicateKey { .. }
@@ -400,7 +408,8 @@ impl ExchangeError {
                 ("Incompatible schema version", "数据规范版本不兼容")
             }
             ExchangeError::Conflict(_) => ("Conflict", "操作冲突"),
-            ExchangeError::PurposeRequired => ("Purpose required", "须说明查询用途"),
+            ExchangeError::PurposeRequired => ("Purpose required", "须说明用途"),
+            ExchangeError::PurposeNotAllowed => ("Purpose not allowed", "用途不在允许范围内"),
             ExchangeError::InvalidCertificateId { .. } => {
                 ("Invalid certificate id", "证照标识无效")
             }
@@ -595,10 +604,17 @@ impl ExchangeError {
             ),
             ExchangeError::Conflict(conflict) => conflict_detail(conflict, lang),
             ExchangeError::PurposeRequired if zh => {
-                "查询电子证照须在 Xgate-Purpose 头中说明用途（将记入审计日志）".to_owned()
+                "须在 Xgate-Purpose 头中说明用途（将记入审计日志）".to_owned()
             }
             ExchangeError::PurposeRequired => {
-                "Certificate lookups must state their purpose in Xgate-Purpose (it is recorded for auditors)"
+                "State the purpose of this call in Xgate-Purpose (it is recorded for auditors)"
+                    .to_owned()
+            }
+            ExchangeError::PurposeNotAllowed if zh => {
+                "Xgate-Purpose 须为该服务允许的用途代码之一（见 /catalog）".to_owned()
+            }
+            ExchangeError::PurposeNotAllowed => {
+                "Xgate-Purpose must be one of the purpose codes this service allows (see /catalog)"
                     .to_owned()
             }
             ExchangeError::InvalidCertificateId { id_format } if zh => {

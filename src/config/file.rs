@@ -30,6 +30,11 @@ pub(crate) struct MainFile {
     /// The shared store (SPEC §13): absent, the gateway keeps its schemas in files and its
     /// trail in SQLite (the embedded default).
     pub store: Option<StoreSection>,
+    /// The deployment's vocabulary of purposes (SPEC §15): code → label, e.g.
+    /// `tax-assessment = "税务核定 Tax assessment"`. Services and certificate types name codes
+    /// of it in their `purposes`.
+    #[serde(default)]
+    pub purposes: BTreeMap<String, String>,
 }
 
 /// `[store]`.
@@ -274,6 +279,9 @@ pub(crate) struct ServiceSection {
     /// Per consumer, the shared response fields it receives (JSON Pointers, `*` for array elements).
     #[serde(default)]
     pub fields: BTreeMap<String, Vec<String>>,
+    /// The codes of `[purposes]` callers may state in `Xgate-Purpose`; when set, a call must
+    /// state one of them (400 without `Xgate-Purpose`, 403 with another).
+    pub purposes: Option<Vec<String>>,
     /// Whose record the service carries (SPEC §15): the trail keeps its keyed digest, and
     /// `GET /audit/subjects/{kind}/{id}` finds the call.
     #[serde(default)]
@@ -302,6 +310,9 @@ pub(crate) struct CertificateTypeSection {
     pub id_format: String,
     /// The departments allowed to look certificates of this type up.
     pub consumers: Vec<String>,
+    /// The codes of `[purposes]` a lookup may state in `Xgate-Purpose`; when set, a lookup
+    /// must state one of them (403 with another).
+    pub purposes: Option<Vec<String>>,
 }
 
 mod defaults {

@@ -100,15 +100,6 @@ async fn call(gateway: &TestGateway, index: usize) -> StatusCode {
         .status()
 }
 
-/// A metric's value in the gateway's exposition (0 when absent).
-async fn metric(gateway: &TestGateway, series: &str) -> f64 {
-    metrics_text(gateway)
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const UNAVAILABLE: &str = "xgate_audit_store_unavailable";
 
 /// Waits, sending no call, until the gateway says its trail serves again.

@@ -651,7 +651,7 @@ async fn lookups_without_purpose_rights_or_a_well_formed_id_are_refused_before_t
         .await
         .unwrap();
     let (_, body) = problem(chinese).await;
-    assert_eq!(body["title"], "须说明查询用途");
+    assert_eq!(body["title"], "须说明用途");
 
     let valid = known_id(10);
     let other_check = if valid.ends_with('0') { '1' } else { '0' };

@@ -166,21 +166,6 @@ consumers = ["tax"]
         .department("tax", "department", "")
 }
 
-/// Every audit entry of a kind (newest first, one page is enough here).
-async fn entries(gateway: &TestGateway, kind: &str) -> Vec<Value> {
-    let page: Value = gateway
-        .client
-        .get(gateway.admin_url(&format!("/audit/exchanges?kind={kind}&limit=1000")))
-        .bearer_auth(token("auditor"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["entries"].as_array().unwrap().clone()
-}
-
 fn exchange_id_of(response: &reqwest::Response) -> String {
     response.headers()["xgate-exchange-id"]
         .to_str()

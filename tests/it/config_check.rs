@@ -705,3 +705,93 @@ fn the_drain_delay_is_at_most_an_hour_and_five_seconds_by_default() {
         assert_eq!(loaded.gateway.drain_delay, Duration::from_secs(5));
     }
 }
+
+#[test]
+fn purposes_are_codes_of_the_vocabulary_each_once() {
+    let config = ConfigDir::new()
+        .main(&format!(
+            "[purposes]\ntax-assessment = \"税务核定 Tax assessment\"\nBad_Code = \"x\"\nnone = \"reserved\"\nblank = \"  \"\nlong = \"{}\"",
+            "长".repeat(201)
+        ))
+        .department(
+            "market",
+            "department",
+            r#"
+[services.assess]
+upstream = "http://127.0.0.1:9/"
+methods = ["GET"]
+consumers = ["tax"]
+purposes = ["tax-assessment", "tax-assessment", "benefit-review", "Not A Code"]
+
+[services.empty]
+upstream = "http://127.0.0.1:9/"
+methods = ["GET"]
+consumers = ["tax"]
+purposes = []
+
+[certificates.licence]
+lookup = "http://127.0.0.1:9/{id}"
+schema = "license"
+id_format = "cn-uscc"
+consumers = ["tax"]
+purposes = ["licence-check"]
+"#,
+        )
+        .department("tax", "department", "")
+        .schema("license", 1, license_schema());
+    config.write_main();
+    let found = problems(&config.main_path(), &Overrides::default());
+    assert_reported(
+        &found,
+        &[
+            expected(
+                "config/xgate.toml",
+                "purposes.Bad_Code",
+                "not a valid purpose code",
+            ),
+            expected("config/xgate.toml", "purposes.none", "reserved"),
+            expected("config/xgate.toml", "purposes.blank", "must not be empty"),
+            expected(
+                "config/xgate.toml",
+                "purposes.long",
+                "at most 200 characters",
+            ),
+            expected("market.toml", "services.assess.purposes[1]", "listed twice"),
+            expected(
+                "market.toml",
+                "services.assess.purposes[2]",
+                "unknown purpose benefit-review",
+            ),
+            expected(
+                "market.toml",
+                "services.assess.purposes[3]",
+                "not a valid purpose code",
+            ),
+            expected(
+                "market.toml",
+                "services.empty.purposes",
+                "at least one purpose",
+            ),
+            expected(
+                "market.toml",
+                "certificates.licence.purposes[0]",
+                "unknown purpose licence-check",
+            ),
+        ],
+    );
+    assert_eq!(found.len(), 9, "{found:?}");
+    let output = xgate(
+        &config.path("config"),
+        &["check", "--config", config.main_path().to_str().unwrap()],
+        &[],
+    );
+    assert!(!output.status.success(), "{output:?}");
+    assert_printed(
+        &stdout(&output),
+        &[expected(
+            "market.toml",
+            "services.empty.purposes",
+            "at least one purpose",
+        )],
+    );
+}

@@ -42,6 +42,30 @@ pub async fn metrics_text(gateway: &TestGateway) -> String {
     response.text().await.unwrap()
 }
 
+/// Every audit entry of a kind (newest first, one page is enough here).
+pub async fn entries(gateway: &TestGateway, kind: &str) -> Vec<Value> {
+    let page: Value = gateway
+        .client
+        .get(gateway.admin_url(&format!("/audit/exchanges?kind={kind}&limit=1000")))
+        .bearer_auth(token("auditor"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["entries"].as_array().unwrap().clone()
+}
+
+/// A metric's value in the gateway's exposition (0 when absent).
+pub async fn metric(gateway: &TestGateway, series: &str) -> f64 {
+    metrics_text(gateway)
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The bearer token of a test department.
 pub fn token(department: &str) -> String {
     format!("token-{department}")

@@ -26,6 +26,7 @@ mod hostile;
 mod limits;
 mod metrics;
 mod privacy;
+mod purposes;
 mod registry;
 mod scale;
 mod send_timeout;

@@ -405,6 +405,7 @@ async fn the_exposition_passes_promtool_check_metrics() {
         "xgate_validation_failures_total",
         "xgate_translation_failures_total",
         "xgate_audit_entries_total",
+        "xgate_purpose_uses_total",
         "xgate_build_info",
     ] {
         assert!(text.contains(name), "{name} missing");

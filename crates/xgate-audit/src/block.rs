@@ -270,6 +270,9 @@ pub struct SummaryFields {
     pub response_bytes: Option<u64>,
     /// Total time in the gateway, microseconds.
     pub total_us: u64,
+    /// The stated purpose: its code (from version 4 on), `other` for free text (a digest),
+    /// `none` without one.
+    pub purpose: String,
 }
 
 /// A stored entry with only the summary's fields read; the others (and those of later
@@ -298,9 +301,10 @@ impl<'de> Visitor<'de> for SummaryVisitor {
         let consumer = required(&mut row, 4)?;
         let provider = required(&mut row, 5)?;
         let service = required(&mut row, 6)?;
-        for position in 7..=10 {
-            skip(&mut row, position)?;
-        }
+        skip(&mut row, 7)?;
+        skip(&mut row, 8)?;
+        let purpose_digest: Option<IgnoredAny> = required(&mut row, 9)?;
+        skip(&mut row, 10)?;
         let outcome = required(&mut row, 11)?;
         let request_bytes = required(&mut row, 12)?;
         let response_bytes = required(&mut row, 13)?;
@@ -310,8 +314,26 @@ impl<'de> Visitor<'de> for SummaryVisitor {
         let total_us = required(&mut row, 19)?;
         skip(&mut row, 20)?;
         skip(&mut row, 21)?;
-        // The version and its fields, if any: not the summary's concern.
+        // From version 4 on, the purpose code follows the exchange id and the gateway.
+        let mut code: Option<String> = None;
+        if row
+            .next_element::<u64>()?
+            .is_some_and(|version| version >= EncodingVersion::V4.number())
+        {
+            skip(&mut row, VERSION_POSITION + 1)?;
+            skip(&mut row, VERSION_POSITION + 2)?;
+            code = required(&mut row, VERSION_POSITION + 3)?;
+        }
+        // The fields of later versions, if any: not the summary's concern.
         while row.next_element::<IgnoredAny>()?.is_some() {}
+        let purpose = code.unwrap_or_else(|| {
+            let word = if purpose_digest.is_some() {
+                "other"
+            } else {
+                "none"
+            };
+            word.to_owned()
+        });
         Ok(SummaryFields {
             time,
             kind,
@@ -322,6 +344,7 @@ impl<'de> Visitor<'de> for SummaryVisitor {
             request_bytes,
             response_bytes,
             total_us,
+            purpose,
         })
     }
 }
@@ -659,7 +682,12 @@ mod tests {
 
     #[test]
     fn the_summary_reads_its_fields_and_skips_the_others() {
-        let entries = chain(4);
+        let mut raw: Vec<AuditEntry> = (0..4)
+            .map(|index| entry(index, "2026-11-28T01:02:03.456Z"))
+            .collect();
+        raw[1].purpose = Some("tax-assessment".to_owned());
+        raw[2].purpose_sha256 = Some("ab".repeat(32));
+        let entries = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, "gw-1", raw);
         let block = encode(&entries).unwrap();
         let fields = summary_fields(block.entries.as_bytes()).unwrap();
         assert_eq!(fields.len(), 4);
@@ -677,9 +705,22 @@ mod tests {
                     request_bytes: entry.request_bytes,
                     response_bytes: entry.response_bytes,
                     total_us: entry.total_us,
+                    purpose: entry.purpose.clone().unwrap_or_else(|| {
+                        let word = if entry.purpose_sha256.is_some() {
+                            "other"
+                        } else {
+                            "none"
+                        };
+                        word.to_owned()
+                    }),
                 }
             );
         }
+        let purposes: Vec<&str> = fields
+            .iter()
+            .map(|fields| fields.purpose.as_str())
+            .collect();
+        assert_eq!(purposes, ["none", "tax-assessment", "other", "none"]);
         // Version 1 rows too.
         let old = encode(&chain_v1(2)).unwrap();
         let fields = summary_fields(old.entries.as_bytes()).unwrap();

@@ -256,6 +256,20 @@ pub struct Summary {
     pub certificates: CertificateSummary,
     /// The [`TOP_FAILURES`] most frequent failure groups, most frequent first.
     pub failures: Vec<FailureGroup>,
+    /// The window's calls by stated purpose (SPEC §15): a code of the vocabulary, `other` for
+    /// free text, `none` without one; in code order.
+    pub purposes: Vec<PurposeCount>,
+}
+
+/// How many exchanges and certificate lookups stated one purpose.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PurposeCount {
+    /// The purpose code, `other` or `none`.
+    pub purpose: String,
+    /// Exchanges.
+    pub exchanges: u64,
+    /// Certificate lookups.
+    pub certificate_lookups: u64,
 }
 
 /// Buckets of the timeline at most.

@@ -24,8 +24,8 @@ use super::entry::{
     AuditEntry, Break, EncodingVersion, EntryKind, GENESIS_HASH, StoredEntry, chain_entries,
 };
 use super::query::{
-    BucketPlan, CertificateSummary, EntryFilter, FailureGroup, MAX_GROUP_ROWS, Summary,
-    SummaryCell, TOP_FAILURES, TimeWindow, Timeline,
+    BucketPlan, CertificateSummary, EntryFilter, FailureGroup, MAX_GROUP_ROWS, PurposeCount,
+    Summary, SummaryCell, TOP_FAILURES, TimeWindow, Timeline,
 };
 use crate::AuditSync;
 use crate::Outcome;
@@ -796,7 +796,8 @@ impl<'c> WindowCopy<'c> {
         connection.execute_batch(&format!(
             "DROP TABLE IF EXISTS {WINDOW_COPY}; \
              CREATE TABLE {WINDOW_COPY} (kind TEXT, consumer TEXT, provider TEXT, service TEXT, \
-             outcome TEXT, request_bytes INTEGER, response_bytes INTEGER, total_us INTEGER, time TEXT);"
+             outcome TEXT, request_bytes INTEGER, response_bytes INTEGER, total_us INTEGER, time TEXT, \
+             purpose TEXT);"
         ))?;
         Ok(WindowCopy {
             connection,
@@ -823,7 +824,7 @@ impl<'c> WindowCopy<'c> {
                 && window.until.as_deref().is_none_or(|until| time < until)
         };
         let mut insert = self.connection.prepare_cached(&format!(
-            "INSERT INTO {WINDOW_COPY} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO {WINDOW_COPY} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?;
         for fields in entries.iter().filter(|fields| in_window(&fields.time)) {
             insert.execute(params![
@@ -836,6 +837,7 @@ impl<'c> WindowCopy<'c> {
                 fields.response_bytes,
                 fields.total_us,
                 fields.time,
+                fields.purpose,
             ])?;
         }
         Ok(())
@@ -849,6 +851,7 @@ impl<'c> WindowCopy<'c> {
         let timeline = timeline(connection, window)?;
         let certificates = certificates(connection)?;
         let failures = failures(connection)?;
+        let purposes = purposes(connection)?;
         connection.execute_batch(&format!("DROP TABLE {WINDOW_COPY};"))?;
         Ok(Summary {
             since: window.since.clone(),
@@ -857,6 +860,7 @@ impl<'c> WindowCopy<'c> {
             timeline,
             certificates,
             failures,
+            purposes,
         })
     }
 }
@@ -984,6 +988,36 @@ fn certificates(connection: &Connection) -> Result<CertificateSummary, AuditErro
     }
     summary.finish();
     Ok(summary)
+}
+
+/// The window's exchanges and certificate lookups by stated purpose.
+fn purposes(connection: &Connection) -> Result<Vec<PurposeCount>, AuditError> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT purpose, kind, COUNT(*) FROM {WINDOW_COPY} \
+         GROUP BY purpose, kind ORDER BY purpose, kind LIMIT {MAX_GROUP_ROWS}"
+    ))?;
+    let mut counts: Vec<PurposeCount> = Vec::new();
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let purpose: String = row.get(0)?;
+        let kind: String = row.get(1)?;
+        let count: u64 = row.get(2)?;
+        if counts.last().is_none_or(|last| last.purpose != purpose) {
+            counts.push(PurposeCount {
+                purpose,
+                exchanges: 0,
+                certificate_lookups: 0,
+            });
+        }
+        if let Some(last) = counts.last_mut() {
+            if kind == EntryKind::Certificate.as_str() {
+                last.certificate_lookups += count;
+            } else {
+                last.exchanges += count;
+            }
+        }
+    }
+    Ok(counts)
 }
 
 /// The most frequent failures: exchanges whose outcome is not `ok` and lookups that were

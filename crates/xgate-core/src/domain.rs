@@ -105,6 +105,12 @@ name_type!(
     CertificateType,
     "certificate type"
 );
+name_type!(
+    /// A code of the deployment's vocabulary of purposes (`[purposes]`, SPEC §15), e.g.
+    /// `tax-assessment`.
+    PurposeCode,
+    "purpose code"
+);
 
 /// A schema version: a positive integer, 1 being the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
