@@ -18,6 +18,7 @@ use http::Method;
 use xgate_core::domain::{
     CertificateType, Compatibility, DepartmentId, Role, SchemaName, SchemaRef, ServiceName,
 };
+use xgate_core::masking::{MaskKind, Masks};
 use xgate_core::pointer::FieldPath;
 use xgate_core::registry::Registry;
 use xgate_core::translate::Format;
@@ -356,6 +357,8 @@ pub struct Service {
     pub consumers: BTreeSet<DepartmentId>,
     /// Per consumer, the shared response fields it receives.
     pub fields: BTreeMap<DepartmentId, Vec<FieldPath>>,
+    /// Per consumer, the masks of its responses (rules in pointer order).
+    pub masks: BTreeMap<DepartmentId, Masks>,
 }
 
 /// A certificate type as configured.
@@ -373,6 +376,8 @@ pub struct CertificateTypeSettings {
     pub id_format: String,
     /// Who may look certificates of this type up.
     pub consumers: BTreeSet<DepartmentId>,
+    /// Per consumer, the masks of its answers (rules in pointer order).
+    pub masks: BTreeMap<DepartmentId, Masks>,
 }
 
 /// Loads and checks the configuration at `path` and the schemas it names, reporting every problem.
@@ -1274,6 +1279,14 @@ fn check_service(
         }
         fields.insert(consumer_id, parsed);
     }
+    let masks = check_masks(
+        &key,
+        &section.masks,
+        &consumers,
+        response_schema.as_ref().and_then(Option::as_ref),
+        names,
+        report,
+    );
     Some(Service {
         provider: provider.clone(),
         name: service_name?,
@@ -1283,6 +1296,7 @@ fn check_service(
         response_schema: response_schema.flatten(),
         consumers,
         fields,
+        masks,
     })
 }
 
@@ -1371,6 +1385,14 @@ fn check_certificate_type(
     }
     let consumers = check_consumers(&format!("{key}.consumers"), &section.consumers, report);
     names.departments_exist(format!("{key}.consumers"), &consumers, report);
+    let masks = check_masks(
+        &key,
+        &section.masks,
+        &consumers,
+        schema.as_ref(),
+        names,
+        report,
+    );
     if !lookup_ok {
         return None;
     }
@@ -1381,7 +1403,83 @@ fn check_certificate_type(
         schema: schema?,
         id_format: section.id_format.clone(),
         consumers,
+        masks,
     })
+}
+
+/// The consumers' masks that mask anything, for one lookup on the request path.
+pub(crate) fn masks_by_consumer(
+    masks: &BTreeMap<DepartmentId, Masks>,
+) -> HashMap<DepartmentId, Masks> {
+    masks
+        .iter()
+        .filter(|(_, masks)| !masks.is_empty())
+        .map(|(consumer, masks)| (consumer.clone(), masks.clone()))
+        .collect()
+}
+
+/// `[services.X.masks]` or `[certificates.T.masks]` (SPEC §15): per consumer (a department id,
+/// one of `consumers`), shared pointers the `schema` can hold, each with a known mask kind. A
+/// mask without a schema is a problem: there is no shared record to mask. Returns what parsed,
+/// each consumer's rules in pointer order (the TOML table's keys, sorted).
+fn check_masks(
+    key: &str,
+    section: &BTreeMap<String, BTreeMap<String, String>>,
+    consumers: &BTreeSet<DepartmentId>,
+    schema: Option<&SchemaRef>,
+    names: &Names<'_>,
+    report: &mut Reporter<'_>,
+) -> BTreeMap<DepartmentId, Masks> {
+    let mut masks = BTreeMap::new();
+    if !section.is_empty() && schema.is_none() {
+        let what = if key.starts_with("services.") {
+            "masks need a response_schema: they apply to the shared record"
+        } else {
+            "masks need a schema: they apply to the shared record"
+        };
+        report.report(format!("{key}.masks"), what);
+    }
+    let compiled = schema
+        .zip(names.registry)
+        .and_then(|(schema, registry)| Some((registry.resolve(schema).ok()?, registry)));
+    for (consumer, rules) in section {
+        let consumer_key = format!("{key}.masks.{consumer}");
+        let Ok(consumer_id) = DepartmentId::parse(consumer) else {
+            report.report(&consumer_key, "is not a department id");
+            continue;
+        };
+        if !consumers.contains(&consumer_id) {
+            report.report(
+                &consumer_key,
+                format!("{consumer} is not one of the consumers"),
+            );
+        }
+        let mut parsed = Vec::with_capacity(rules.len());
+        for (pointer, kind) in rules {
+            let rule_key = format!("{consumer_key}.{pointer:?}");
+            let path = match FieldPath::parse(pointer) {
+                Ok(path) => path,
+                Err(reason) => {
+                    report.report(&rule_key, reason);
+                    continue;
+                }
+            };
+            if let Some((schema, registry)) = &compiled
+                && !xgate_core::registry::holds::can_hold(schema, registry.documents(), &path)
+            {
+                report.report(
+                    &rule_key,
+                    format!("{} cannot hold a value at {pointer}", schema.label()),
+                );
+            }
+            match MaskKind::parse(kind) {
+                Ok(kind) => parsed.push((path, kind)),
+                Err(reason) => report.report(&rule_key, reason),
+            }
+        }
+        masks.insert(consumer_id, Masks::new(parsed));
+    }
+    masks
 }
 
 /// Checks what no department file can say wrong on its own: a certificate type, a token or a

@@ -268,6 +268,9 @@ pub(crate) struct ServiceSection {
     /// Per consumer, the shared response fields it receives (JSON Pointers, `*` for array elements).
     #[serde(default)]
     pub fields: BTreeMap<String, Vec<String>>,
+    /// Per consumer, the masks of its responses: shared pointer → mask kind (SPEC §15).
+    #[serde(default)]
+    pub masks: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// `[certificates.<type>]`.
@@ -282,6 +285,9 @@ pub(crate) struct CertificateTypeSection {
     pub id_format: String,
     /// The departments allowed to look certificates of this type up.
     pub consumers: Vec<String>,
+    /// Per consumer, the masks of its answers: shared pointer → mask kind (SPEC §15).
+    #[serde(default)]
+    pub masks: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 mod defaults {
