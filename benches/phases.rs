@@ -172,6 +172,32 @@ fn phases(c: &mut Criterion) {
         b.iter(|| serde_json::to_vec(black_box(&provider)).expect("serializable"))
     });
     c.bench_function("pipeline", |b| b.iter(|| pipeline(black_box(&bench))));
+    // The trail's digests of one exchange on the full path (path, request and response
+    // bodies): plain SHA-256, as before SPEC §15, against HMAC-SHA-256 under the audit key.
+    let path = b"/exchange/tax/full";
+    c.bench_function("digests/sha256", |b| {
+        b.iter(|| {
+            [
+                xgate_audit::sha256_hex(black_box(path)),
+                xgate_audit::sha256_hex(black_box(&bench.request_bytes)),
+                xgate_audit::sha256_hex(black_box(&bench.response_bytes)),
+            ]
+        })
+    });
+    let key = xgate_audit::AuditKey::new(
+        &[7; 32],
+        xgate_audit::AuditHash::Sha256,
+        Path::new("bench.key"),
+    );
+    c.bench_function("digests/keyed", |b| {
+        b.iter(|| {
+            [
+                key.digest(black_box(path)),
+                key.digest(black_box(&bench.request_bytes)),
+                key.digest(black_box(&bench.response_bytes)),
+            ]
+        })
+    });
 }
 
 /// The consumer's record grown to about `bytes` by repeating its shareholders: what a large

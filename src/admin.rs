@@ -19,7 +19,8 @@
 //!   (the running configuration stays). SIGHUP does the same.
 //! - The audit trail ([`audit`], admin, auditor): GET `/audit/exchanges` (filters and keyset
 //!   paging), GET `/audit/summary` (the exchange matrix, outcomes over time, certificate lookups
-//!   and top failures over a window), GET `/audit/verify`
+//!   and top failures over a window), GET `/audit/verify`, GET `/audit/subjects/{kind}/{id}`
+//!   (every call that concerned a person or organisation, from the subject index)
 //!   (the hash chain).
 //! - GET `/dashboard` ([`dashboard`]): the auditors' page, for anyone who can reach the listener
 //!   (it holds no data; it asks for an auditor or admin token and calls the `/audit` routes).
@@ -101,6 +102,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/audit/exchanges", get(audit::exchanges))
         .route("/audit/summary", get(audit::summary))
         .route("/audit/verify", get(audit::verify))
+        .route("/audit/subjects/{kind}/{id}", get(audit::subject))
         .route("/dashboard", get(dashboard::dashboard))
         .route(
             "/admin/certificates/{type}",

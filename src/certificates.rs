@@ -25,7 +25,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
-use sha2::{Digest, Sha256};
 
 use crate::admission::InFlightPermit;
 use crate::caller::Caller;
@@ -39,8 +38,7 @@ use crate::tls::{ClientCertificate, ConnectionCertificate, presented};
 use cache::{Answer, CacheEntry, CacheKey, Lookup};
 use issuer::FetchContext;
 use issuers::Issuer;
-use xgate_audit::entry::digest_hex;
-use xgate_audit::{AuditEntry, EntryKind, Outcome, sha256_hex};
+use xgate_audit::{AuditEntry, EntryKind, Outcome};
 use xgate_core::translate::Direction;
 
 /// `Xgate-Purpose`: why the caller looks a certificate up (required, audited).
@@ -71,7 +69,7 @@ impl CacheStatus {
 }
 
 /// What one lookup leaves for the record phase: labels from configuration only, the id and the
-/// purpose only as hashes in anything written out.
+/// purpose only as keyed digests in anything written out.
 pub(crate) struct LookupRecord<'a> {
     /// The lookup's request id.
     pub request_id: &'a str,
@@ -83,8 +81,9 @@ pub(crate) struct LookupRecord<'a> {
     pub consumer: &'a str,
     /// `Xgate-Purpose` as sent (stored by the audit trail; logged only as length and hash).
     pub purpose: Option<&'a [u8]>,
-    /// SHA-256 of the id, once it passed the format check.
-    pub id_sha256: Option<[u8; 32]>,
+    /// The keyed digest of the id as the type's subject (SPEC §15), once it passed the format
+    /// check.
+    pub subject_sha256: Option<String>,
     /// How the lookup ended.
     pub result: LookupResult,
     /// The outcome word of a refusal or failure (SPEC §9), for the audit entry; `None` when the
@@ -119,15 +118,16 @@ pub(crate) fn record_lookup(
         ($level:expr) => {
             // The hashes are computed only when the event is written.
             if tracing::enabled!($level) {
-                let id_sha256 = record.id_sha256.as_ref().map(digest_hex);
-                let purpose_sha256 = record.purpose.map(sha256_hex);
+                let purpose_sha256 = record
+                    .purpose
+                    .map(|purpose| gateway.audit.key().digest(purpose));
                 tracing::event!(
                     $level,
                     request_id = record.request_id,
                     exchange_id = record.exchange_id,
                     certificate_type = record.certificate_type,
                     consumer = record.consumer,
-                    id_sha256 = id_sha256.as_deref(),
+                    subject_sha256 = record.subject_sha256.as_deref(),
                     purpose_bytes = record.purpose.map(<[u8]>::len),
                     purpose_sha256 = purpose_sha256.as_deref(),
                     result = record.result.as_str(),
@@ -146,14 +146,18 @@ pub(crate) fn record_lookup(
     } else {
         event!(tracing::Level::DEBUG);
     }
-    audit_entry(record, response)
+    audit_entry(gateway, record, response)
 }
 
 /// The audit entry of a lookup (SPEC §9): the type in `service`, the issuer in `provider`, the
-/// id and the purpose only as SHA-256. Its outcome is the cache's answer (`hit`, `miss`,
+/// id and the purpose only as keyed digests. Its outcome is the cache's answer (`hit`, `miss`,
 /// `stale`), `not_found` for a certificate the issuer does not have, or the refusal's outcome
 /// word — so the trail alone gives the cache's hit ratio.
-fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEntry {
+fn audit_entry(
+    gateway: &Gateway,
+    record: &LookupRecord<'_>,
+    response: &Response<Body>,
+) -> AuditEntry {
     let outcome = match (record.refusal, record.result) {
         (Some(refusal), _) => refusal,
         (None, LookupResult::Hit) => Outcome::Hit,
@@ -175,7 +179,10 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         service: known(record.certificate_type),
         method: Method::GET.to_string(),
         path_sha256: None,
-        purpose_sha256: record.purpose.map(sha256_hex),
+        purpose_sha256: record
+            .purpose
+            .map(|purpose| gateway.audit.key().digest(purpose)),
+        purpose: None,
         status: response.status().as_u16(),
         outcome: outcome.as_str().to_owned(),
         request_bytes: None,
@@ -184,7 +191,7 @@ fn audit_entry(record: &LookupRecord<'_>, response: &Response<Body>) -> AuditEnt
         response_sha256: None,
         request_schema: None,
         response_schema: None,
-        subject_sha256: record.id_sha256.as_ref().map(digest_hex),
+        subject_sha256: record.subject_sha256.clone(),
         total_us: u64::try_from(record.elapsed.as_micros()).unwrap_or(u64::MAX),
         upstream_us: None,
     }
@@ -216,7 +223,7 @@ pub async fn lookup(
         certificate_type: UNKNOWN,
         consumer: UNKNOWN,
         purpose: None,
-        id_sha256: None,
+        subject_sha256: None,
         result: LookupResult::Error,
         refusal: None,
         issuer: None,
@@ -300,7 +307,12 @@ async fn run_lookup<'s>(
     record.in_flight = Some(in_flight.clone());
     record.purpose = Some(purpose(headers)?);
     check_id(issuer, &id)?;
-    record.id_sha256 = Some(Sha256::digest(id.as_bytes()).into());
+    record.subject_sha256 = Some(
+        gateway
+            .audit
+            .key()
+            .subject(issuer.settings.subject_kind.as_str(), &id),
+    );
     // An answer that cannot be audited is not given, not even from the cache.
     if gateway.audit.is_unavailable() {
         record.result = LookupResult::StoreUnavailable;
@@ -517,7 +529,7 @@ pub async fn invalidate(
     }
 }
 
-/// Drops one certificate from the cache and logs who did (the id as a hash); with a store,
+/// Drops one certificate from the cache and logs who did (the id as its keyed digest); with a store,
 /// every other gateway is told (answered 503 `store-unavailable` when it cannot be: the
 /// caller tries again, this gateway's entry is gone already).
 pub(crate) async fn drop_certificate(
@@ -533,7 +545,7 @@ pub(crate) async fn drop_certificate(
     gateway.certificates.invalidate(&key).await;
     tracing::info!(
         certificate_type = %issuer.settings.certificate_type,
-        id_sha256 = %hex::encode(Sha256::digest(id.as_bytes())),
+        subject_sha256 = %gateway.audit.key().subject(issuer.settings.subject_kind.as_str(), id),
         by,
         "certificate invalidated"
     );

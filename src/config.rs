@@ -17,10 +17,12 @@ use http::Method;
 
 use xgate_core::domain::{
     CertificateType, Compatibility, DepartmentId, Role, SchemaName, SchemaRef, ServiceName,
+    SubjectKind,
 };
 use xgate_core::masking::{MaskKind, Masks};
 use xgate_core::pointer::FieldPath;
 use xgate_core::registry::Registry;
+use xgate_core::subject::SubjectPointer;
 use xgate_core::translate::Format;
 
 pub use xgate_core::report::{Problem, Problems};
@@ -359,6 +361,8 @@ pub struct Service {
     pub fields: BTreeMap<DepartmentId, Vec<FieldPath>>,
     /// Per consumer, the masks of its responses (rules in pointer order).
     pub masks: BTreeMap<DepartmentId, Masks>,
+    /// Whose record it carries, and where its id is in the shared request or response.
+    pub subject: Option<SubjectPointer>,
 }
 
 /// A certificate type as configured.
@@ -378,6 +382,9 @@ pub struct CertificateTypeSettings {
     pub consumers: BTreeSet<DepartmentId>,
     /// Per consumer, the masks of its answers (rules in pointer order).
     pub masks: BTreeMap<DepartmentId, Masks>,
+    /// The subject kind of its ids (SPEC §15: of the kind its `id_format` names, otherwise the
+    /// type's name).
+    pub subject_kind: SubjectKind,
 }
 
 /// Loads and checks the configuration at `path` and the schemas it names, reporting every problem.
@@ -758,11 +765,17 @@ fn load_config(path: &Path, overrides: &Overrides, problems: &mut Vec<Problem>) 
             format!("must be at most {MAX_RESERVE_BYTES} (1 GiB)"),
         );
     }
+    let audit_path = base.join(&main.audit.path);
+    let key_file = match &main.audit.key_file {
+        Some(file) => base.join(file),
+        None => audit_path.with_file_name("audit.key"),
+    };
     let audit = AuditSettings {
-        path: base.join(&main.audit.path),
+        path: audit_path,
         hash,
         synchronous,
         reserve_bytes: main.audit.reserve_bytes.min(MAX_RESERVE_BYTES),
+        key_file,
     };
 
     Some(Config {
@@ -1287,6 +1300,10 @@ fn check_service(
         names,
         report,
     );
+    let subject = section
+        .subject
+        .as_ref()
+        .and_then(|subject| check_subject(&format!("{key}.subject"), subject, section, report));
     Some(Service {
         provider: provider.clone(),
         name: service_name?,
@@ -1297,6 +1314,44 @@ fn check_service(
         consumers,
         fields,
         masks,
+        subject,
+    })
+}
+
+/// A service's `subject`: a kind's name and a JSON pointer without wildcards into a record the
+/// service has a schema for.
+fn check_subject(
+    key: &str,
+    subject: &file::SubjectSection,
+    section: &file::ServiceSection,
+    report: &mut Reporter<'_>,
+) -> Option<SubjectPointer> {
+    let kind = SubjectKind::parse(&subject.kind)
+        .map_err(|error| report.report(format!("{key}.kind"), error.to_string()))
+        .ok();
+    let pointer = match FieldPath::parse(&subject.pointer) {
+        Ok(path) if path.wildcard_count() > 0 => {
+            report.report(
+                format!("{key}.pointer"),
+                "names one value: a subject pointer has no `*`",
+            );
+            None
+        }
+        Ok(_) => Some(subject.pointer.clone()),
+        Err(reason) => {
+            report.report(format!("{key}.pointer"), reason);
+            None
+        }
+    };
+    if section.request_schema.is_none() && section.response_schema.is_none() {
+        report.report(
+            key,
+            "a subject is read from the shared request or response: the service needs a request_schema or a response_schema",
+        );
+    }
+    Some(SubjectPointer {
+        kind: kind?,
+        pointer: pointer?,
     })
 }
 
@@ -1396,8 +1451,13 @@ fn check_certificate_type(
     if !lookup_ok {
         return None;
     }
+    let certificate_type = certificate_type?;
     Some(CertificateTypeSettings {
-        certificate_type: certificate_type?,
+        subject_kind: xgate_core::subject::of_certificate_type(
+            &certificate_type,
+            &section.id_format,
+        ),
+        certificate_type,
         issuer: issuer.clone(),
         lookup: section.lookup.clone(),
         schema: schema?,

@@ -27,7 +27,7 @@ use crate::metrics::{ExchangeLabels, ExchangeObservation, ExchangeSeries, Side, 
 use crate::problem::{ExchangeError, TranslationFault};
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::{self, UpstreamBody, UpstreamBodyError, UpstreamError};
-use xgate_audit::{AuditEntry, EntryKind, Outcome, sha256_hex};
+use xgate_audit::{AuditEntry, AuditKey, EntryKind, Outcome};
 use xgate_core::i18n::Lang;
 use xgate_core::registry::CompiledSchema;
 use xgate_core::translate::Direction;
@@ -53,19 +53,22 @@ pub(crate) struct ExchangeRecord<'s> {
     pub request_schema: Option<Arc<CompiledSchema>>,
     /// The response schema used.
     pub response_schema: Option<Arc<CompiledSchema>>,
-    /// SHA-256 (hex) of the request path without the query (a path can hold a personal
-    /// identifier, so the record never keeps it).
+    /// The keyed digest (hex, under the audit key) of the request path without the query (a
+    /// path can hold a personal identifier, so the record never keeps it).
     pub path_sha256: String,
-    /// SHA-256 (hex) of the caller's `Xgate-Purpose`, when it sent one.
+    /// The keyed digest of the caller's `Xgate-Purpose`, when it sent one.
     pub purpose_sha256: Option<String>,
     /// Bytes of the request body: read, or declared by `Content-Length` when it streamed.
     pub request_bytes: Option<u64>,
-    /// SHA-256 (hex) of the request body, when it was read.
+    /// The keyed digest of the request body, when it was read.
     pub request_sha256: Option<String>,
     /// Bytes of the response body the gateway built from a record.
     pub response_bytes: Option<u64>,
-    /// SHA-256 (hex) of the response body the gateway built from a record.
+    /// The keyed digest of the response body the gateway built from a record.
     pub response_sha256: Option<String>,
+    /// The keyed digest of the service's subject (SPEC §15), when it declares one and the
+    /// shared request or response holds it.
+    pub subject_sha256: Option<String>,
     /// Time spent waiting for the upstream.
     pub upstream_duration: Option<Duration>,
     /// The call's room under the in-flight bounds, from identify to the end of the exchange
@@ -172,15 +175,16 @@ pub async fn exchange(
         method: request.method().clone(),
         request_schema: None,
         response_schema: None,
-        path_sha256: sha256_hex(request.uri().path().as_bytes()),
+        path_sha256: gateway.audit.key().digest(request.uri().path().as_bytes()),
         purpose_sha256: request
             .headers()
             .get(headers::XGATE_PURPOSE)
-            .map(|purpose| sha256_hex(purpose.as_bytes())),
+            .map(|purpose| gateway.audit.key().digest(purpose.as_bytes())),
         request_bytes: None,
         request_sha256: None,
         response_bytes: None,
         response_sha256: None,
+        subject_sha256: None,
         upstream_duration: None,
         in_flight: None,
     };
@@ -367,7 +371,7 @@ async fn run_phases<'s>(
     }) = &body
     {
         call.record.request_bytes = Some(bytes.len() as u64);
-        call.record.request_sha256 = Some(sha256_hex(bytes));
+        call.record.request_sha256 = Some(gateway.audit.key().digest(bytes));
     }
     let (body, caller_body) = watch_caller_body(body);
     let provider = provider(snapshot, route)?;
@@ -377,12 +381,21 @@ async fn run_phases<'s>(
         route,
     };
     let schema = request_schema.clone();
-    let body = on_cpu(call, parties, body.record_bytes(), move |parties| {
+    let key = subject_key(gateway, route);
+    let (body, subject) = on_cpu(call, parties, body.record_bytes(), move |parties| {
         let body = to_shared(parties.consumer, schema.as_deref(), body, lang)?;
         validate_request(parties.consumer, schema.as_deref(), &body, lang)?;
-        to_provider(parties.provider, schema.as_deref(), body, lang)
+        let subject = match &body {
+            RequestBody::Record(record) => subject_digest(parties.route, key.as_deref(), record),
+            _ => None,
+        };
+        Ok((
+            to_provider(parties.provider, schema.as_deref(), body, lang)?,
+            subject,
+        ))
     })
     .await?;
+    call.record.subject_sha256 = subject;
 
     refuse_while_unauditable(gateway)?;
     let upstream_started = Instant::now();
@@ -404,19 +417,25 @@ async fn run_phases<'s>(
     )
     .await?;
     let response_bytes = response.original.as_ref().map_or(0, Bytes::len);
-    let (bytes, rewritten) = on_cpu(call, parties, response_bytes, move |parties| {
+    // The request named the subject already, or the response is where to look.
+    let key = subject_key(gateway, route).filter(|_| call.record.subject_sha256.is_none());
+    let (bytes, rewritten, subject) = on_cpu(call, parties, response_bytes, move |parties| {
         let schema = &response_schema;
         let response = response_to_shared(parties.provider, schema, response, lang)?;
         validate_response(schema, &response)?;
+        let subject = subject_digest(parties.route, key.as_deref(), &response);
         let response = project(parties.route, parties.consumer, response);
         let response = mask(parties.route, parties.consumer, response);
         let response = to_consumer(parties.consumer, schema, response, lang)?;
         let rewritten = response.original.is_none();
-        Ok((response.into_bytes(), rewritten))
+        Ok((response.into_bytes(), rewritten, subject))
     })
     .await?;
+    if subject.is_some() {
+        call.record.subject_sha256 = subject;
+    }
     call.record.response_bytes = Some(bytes.len() as u64);
-    call.record.response_sha256 = Some(sha256_hex(&bytes));
+    call.record.response_sha256 = Some(gateway.audit.key().digest(&bytes));
     Ok(respond(
         status,
         upstream_headers,
@@ -855,6 +874,24 @@ fn validate_response(schema: &CompiledSchema, response: &Record) -> Result<(), E
     })
 }
 
+/// The audit key, when the route declares a subject: what [`subject_digest`] needs on the
+/// CPU phases' thread (an `Arc` clone for those routes only).
+fn subject_key(gateway: &Gateway, route: &Route) -> Option<Arc<AuditKey>> {
+    route
+        .service
+        .subject
+        .as_ref()
+        .map(|_| gateway.audit.key().clone())
+}
+
+/// The keyed digest of the route's subject in a validated shared record, if it holds one
+/// (SPEC §15): only the digest leaves this function, never the id.
+fn subject_digest(route: &Route, key: Option<&AuditKey>, record: &Record) -> Option<String> {
+    let (key, subject) = (key?, route.service.subject.as_ref()?);
+    let id = subject.find(&record.value)?;
+    Some(key.subject(subject.kind.as_str(), &id))
+}
+
 /// Phase 11, project: only the shared fields the service lists for this consumer (data
 /// minimisation); all fields when it lists none.
 fn project(route: &Route, consumer: &Department, response: Record) -> Record {
@@ -952,7 +989,8 @@ fn audit_entry(
         response_sha256: record.response_sha256.take(),
         request_schema: record.request_schema.as_deref().map(CompiledSchema::label),
         response_schema: record.response_schema.as_deref().map(CompiledSchema::label),
-        subject_sha256: None,
+        subject_sha256: record.subject_sha256.take(),
+        purpose: None,
         total_us: micros(elapsed),
         upstream_us: record.upstream_duration.map(micros),
     }

@@ -67,14 +67,25 @@ pub struct Gateway {
     drain_delay_cut: tokio::sync::Notify,
 }
 
+/// Reads the audit key of `[audit] key_file`, creating it at the first start (blocking, briefly:
+/// start-up only).
+pub(crate) fn audit_key(config: &Config) -> anyhow::Result<xgate_audit::AuditKey> {
+    Ok(xgate_audit::AuditKey::load_or_create(
+        &config.audit.key_file,
+        config.audit.hash,
+    )?)
+}
+
 impl Gateway {
     /// Builds the runtime parts from a checked configuration. Opens (creating it on first
     /// start) the audit database, which blocks briefly: call it at start-up.
     /// Reads the TLS certificates and keys too.
     pub fn new(config: Config, registry: Registry) -> anyhow::Result<Arc<Gateway>> {
         let metrics = Metrics::new()?;
+        let key = audit_key(&config)?;
         let audit = AuditTrail::open(
             &config.audit,
+            key,
             &config.gateway.instance,
             Box::new(metrics.audit()),
         )

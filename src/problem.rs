@@ -152,6 +152,14 @@ pub enum ExchangeError {
         /// The identifier format the id must have (`cn-uscc`, ...).
         id_format: String,
     },
+    /// A subject id that breaks its kind's identifier format (`GET /audit/subjects/...`).
+    #[error("invalid subject id")]
+    InvalidSubjectId {
+        /// The subject kind.
+        kind: String,
+        /// The identifier format ids of that kind must have, if it has one.
+        id_format: Option<&'static str>,
+    },
     /// The issuer has no certificate with this id (possibly remembered by the cache).
     #[error("certificate not found")]
     CertificateNotFound,
@@ -248,7 +256,9 @@ impl ExchangeError {
             | ExchangeError::InvalidParameter { .. }
             | ExchangeError::InvalidName(_)
             | ExchangeError::PurposeRequired => StatusCode::BAD_REQUEST,
-            ExchangeError::InvalidCertificateId { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ExchangeError::InvalidCertificateId { .. } | ExchangeError::InvalidSubjectId { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ExchangeError::CertificateNotFound => StatusCode::NOT_FOUND,
             ExchangeError::InvalidSchema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ExchangeError::InvalidConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -305,7 +315,9 @@ impl ExchangeError {
             ExchangeError::UpstreamTimeout => "upstream-timeout",
             ExchangeError::UpstreamInvalidResponse { .. } => "upstream-invalid-response",
             ExchangeError::PurposeRequired => "purpose-required",
-            ExchangeError::InvalidCertificateId { .. } => "schema-validation",
+            ExchangeError::InvalidCertificateId { .. } | ExchangeError::InvalidSubjectId { .. } => {
+                "schema-validation"
+            }
             ExchangeError::CertificateNotFound => "certificate-not-found",
             ExchangeError::MalformedRequest => "malformed-request",
             ExchangeError::HeaderTooLarge => "header-too-large",
@@ -338,6 +350,7 @@ impl ExchangeError {
             | ExchangeError::SchemaValidation { .. }
             | ExchangeError::PurposeRequired
             | ExchangeError::InvalidCertificateId { .. }
+            | ExchangeError::InvalidSubjectId { .. }
             | ExchangeError::MalformedRequest => Outcome::InvalidRequest,
             ExchangeError::PayloadTooLarge { .. }
             | ExchangeError::HeaderTooLarge
@@ -391,6 +404,7 @@ impl ExchangeError {
             ExchangeError::InvalidCertificateId { .. } => {
                 ("Invalid certificate id", "证照标识无效")
             }
+            ExchangeError::InvalidSubjectId { .. } => ("Invalid subject id", "主体标识无效"),
             ExchangeError::CertificateNotFound => ("Certificate not found", "未找到该证照"),
             ExchangeError::MalformedRequest => ("Malformed request", "请求格式错误"),
             ExchangeError::HeaderTooLarge => ("Request header too large", "请求头过大"),
@@ -592,6 +606,18 @@ impl ExchangeError {
             }
             ExchangeError::InvalidCertificateId { id_format } => {
                 format!("The certificate id is not a valid {id_format}; the issuer was not asked")
+            }
+            ExchangeError::InvalidSubjectId { kind, id_format: Some(format) } if zh => {
+                format!("{kind} 类主体的标识须符合 {format} 格式")
+            }
+            ExchangeError::InvalidSubjectId { kind, id_format: Some(format) } => {
+                format!("A subject id of kind {kind} must be a valid {format}")
+            }
+            ExchangeError::InvalidSubjectId { kind, id_format: None } if zh => {
+                format!("{kind} 类主体的标识须为 1 至 256 字节")
+            }
+            ExchangeError::InvalidSubjectId { kind, id_format: None } => {
+                format!("A subject id of kind {kind} must be 1 to 256 bytes")
             }
             ExchangeError::CertificateNotFound if zh => "签发部门没有该标识的证照".to_owned(),
             ExchangeError::CertificateNotFound => {

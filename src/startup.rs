@@ -95,8 +95,10 @@ pub async fn start(loaded: Loaded) -> anyhow::Result<Arc<Gateway>> {
     };
     // The trail is in the store too: one chain for every gateway (crates/xgate-audit/FORMAT.md).
     let metrics = Metrics::new()?;
+    let key = crate::gateway::audit_key(&config)?;
     let audit = AuditTrail::open_postgres(
         store.pool().clone(),
+        key,
         config.audit.hash,
         &config.gateway.instance,
         Box::new(metrics.audit()),

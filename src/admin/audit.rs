@@ -1,10 +1,11 @@
 //! The auditor routes (roles admin and auditor): GET `/audit/exchanges`, GET `/audit/summary`,
-//! GET `/audit/verify`. Queries run on their own read connections on the blocking pool.
+//! GET `/audit/verify`, GET `/audit/subjects/{kind}/{id}`. Queries run on their own read connections on the blocking pool.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use http::{HeaderMap, Response, StatusCode, Uri};
 use serde::Serialize;
 
@@ -13,7 +14,8 @@ use crate::caller::Caller;
 use crate::gateway::Gateway;
 use crate::problem::ExchangeError;
 use xgate_audit::query::BadParameter;
-use xgate_audit::{AuditError, EntryFilter, TimeWindow};
+use xgate_audit::{AuditError, EntryFilter, SubjectPage, TimeWindow};
+use xgate_core::domain::SubjectKind;
 
 /// The caller, and its parameters once the role is checked (first, so a department learns
 /// nothing else) and the parameters parsed.
@@ -87,4 +89,39 @@ pub async fn verify(
         Ok(()) => reply(&caller, gateway.audit.verify().await),
         Err(error) => caller.problem(&error),
     }
+}
+
+/// GET `/audit/subjects/{kind}/{id}?limit=&after=` (SPEC §15): every exchange and certificate
+/// lookup that concerned this person or organisation, newest first, keyset-paged like
+/// `/audit/exchanges` (`{"entries": [...], "next": n or null}`), answered from the subject
+/// index. The id is checked against its kind's format (`resident` → `cn-resident-id`,
+/// `organisation` → `cn-uscc`; 422 otherwise) and then only its keyed digest is used: the id
+/// is never logged or kept.
+pub async fn subject(
+    State(gateway): State<Arc<Gateway>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let (caller, admitted) = admit(&gateway, &headers, SubjectPage::parse(uri.query()));
+    let page = match admitted {
+        Ok(page) => page,
+        Err(error) => return caller.problem(&error),
+    };
+    let Ok(Path((kind, id))) = path else {
+        return caller.problem(&ExchangeError::InvalidParameter { name: "id" });
+    };
+    let Ok(kind) = SubjectKind::parse(&kind) else {
+        return caller.problem(&ExchangeError::InvalidParameter { name: "kind" });
+    };
+    if !xgate_core::subject::accepts(&kind, &id) {
+        return caller.problem(&ExchangeError::InvalidSubjectId {
+            id_format: xgate_core::subject::id_format(&kind),
+            kind: kind.to_string(),
+        });
+    }
+    reply(
+        &caller,
+        gateway.audit.subject(kind.as_str(), &id, page).await,
+    )
 }

@@ -207,6 +207,11 @@ pub(crate) struct AuditSection {
     /// of exchanges already forwarded still commit while new ones are refused. 0 turns it off.
     #[serde(default = "defaults::audit_reserve_bytes")]
     pub reserve_bytes: u64,
+    /// The audit key (SPEC §15): 64 hex digits, the secret of every keyed digest in the trail.
+    /// Created with mode 0600 at the first start when absent; default `audit.key` next to
+    /// `path`. With a store, every gateway needs the same file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for AuditSection {
@@ -216,6 +221,7 @@ impl Default for AuditSection {
             hash: defaults::audit_hash(),
             synchronous: defaults::audit_synchronous(),
             reserve_bytes: defaults::audit_reserve_bytes(),
+            key_file: None,
         }
     }
 }
@@ -271,9 +277,23 @@ pub(crate) struct ServiceSection {
     /// Per consumer, the masks of its responses: shared pointer → mask kind (SPEC §15).
     #[serde(default)]
     pub masks: BTreeMap<String, BTreeMap<String, String>>,
+    /// Whose record the service carries (SPEC §15): the trail keeps its keyed digest, and
+    /// `GET /audit/subjects/{kind}/{id}` finds the call.
+    #[serde(default)]
+    pub subject: Option<SubjectSection>,
 }
 
-/// `[certificates.<type>]`.
+/// `subject = { kind, pointer }` of a service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubjectSection {
+    /// `resident`, `organisation`, or another kind's name.
+    pub kind: String,
+    /// A JSON pointer into the shared request or response (looked for in the request first).
+    pub pointer: String,
+}
+
+/// `[certificates.<type>]` in a department file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CertificateTypeSection {

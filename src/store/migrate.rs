@@ -58,11 +58,18 @@ CREATE TABLE registry_references (
 ";
 
 /// Every migration of this build, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry and audit trail",
-    statements: &[REGISTRY_V1, xgate_audit::postgres::TABLES_V1],
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry and audit trail",
+        statements: &[REGISTRY_V1, xgate_audit::postgres::TABLES_V1],
+    },
+    Migration {
+        version: 2,
+        name: "audit subject index and purpose codes",
+        statements: &[xgate_audit::postgres::TABLES_V2],
+    },
+];
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]

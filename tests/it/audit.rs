@@ -166,23 +166,28 @@ async fn every_exchange_is_recorded_with_digests_and_never_bodies_tokens_ids_or_
     assert_eq!(register["status"], 200);
     assert_eq!(register["outcome"], "ok");
     assert_eq!(register["request_bytes"], body.len());
-    assert_eq!(register["request_sha256"], sha256_hex(&body));
+    // Keyed under the trail's audit key (SPEC §15), never the plain SHA-256.
+    assert_eq!(register["request_sha256"], gateway.keyed(&body));
+    assert_ne!(register["request_sha256"], sha256_hex(&body));
     assert_eq!(register["response_bytes"], registered_body.len());
-    assert_eq!(register["response_sha256"], sha256_hex(&registered_body));
+    assert_eq!(register["response_sha256"], gateway.keyed(&registered_body));
     assert_eq!(register["request_schema"], "license@1");
     assert_eq!(register["response_schema"], "license@1");
     assert_eq!(
         register["path_sha256"],
-        sha256_hex(b"/exchange/market/register/91350100M000100Y43")
+        gateway.keyed(b"/exchange/market/register/91350100M000100Y43")
     );
-    assert_eq!(register["purpose_sha256"], sha256_hex(purpose.as_bytes()));
+    assert_eq!(
+        register["purpose_sha256"],
+        gateway.keyed(purpose.as_bytes())
+    );
     assert!(register["total_us"].as_u64().unwrap() >= register["upstream_us"].as_u64().unwrap());
     assert!(register["time"].as_str().unwrap().ends_with('Z'));
     assert_eq!(register["hash"].as_str().unwrap().len(), 64);
 
     let projected = by_id("audit-read-1");
     assert_eq!(projected["consumer"], "civil");
-    assert_eq!(projected["response_sha256"], sha256_hex(&read_body));
+    assert_eq!(projected["response_sha256"], gateway.keyed(&read_body));
     assert_eq!(projected["purpose_sha256"], Value::Null);
     assert_eq!(projected["request_sha256"], Value::Null);
 
@@ -195,7 +200,7 @@ async fn every_exchange_is_recorded_with_digests_and_never_bodies_tokens_ids_or_
     );
     assert_eq!(
         stream["path_sha256"],
-        sha256_hex(b"/exchange/market/echo/x"),
+        gateway.keyed(b"/exchange/market/echo/x"),
         "without the query"
     );
 
@@ -574,7 +579,7 @@ fn documented_canonical(versions: &[DocumentedVersion], entry: &Value) -> Vec<u8
     let version = entry["version"]
         .as_u64()
         .expect("every entry names its version");
-    assert!((1..=3).contains(&version), "{entry}");
+    assert!((1..=4).contains(&version), "{entry}");
     let upto = versions
         .get(..version as usize)
         .unwrap_or_else(|| panic!("FORMAT.md does not specify version {version}"));
@@ -640,7 +645,7 @@ async fn an_auditor_can_recompute_the_chain_from_the_documented_encoding_with_sh
         let mut entries =
             all_entries(&gateway.client, &format!("http://{}", gateway.admin), "").await;
         entries.reverse();
-        assert!(entries.iter().all(|entry| entry["version"] == 3));
+        assert!(entries.iter().all(|entry| entry["version"] == 4));
         // Version 3 names the gateway that committed the entry (`[gateway] instance`).
         assert!(
             entries.iter().all(|entry| entry["gateway"]
@@ -715,7 +720,7 @@ async fn a_trail_of_version_1_entries_verifies_after_the_upgrade_and_its_chain_r
         assert_eq!(entry["gateway"], Value::Null, "{entry}");
     }
     for entry in &entries[25..] {
-        assert_eq!(entry["version"], 3, "{entry}");
+        assert_eq!(entry["version"], 4, "{entry}");
         assert!(entry["exchange_id"].is_string(), "{entry}");
         assert!(entry["gateway"].is_string(), "{entry}");
     }
@@ -732,7 +737,7 @@ async fn a_trail_of_version_1_entries_verifies_after_the_upgrade_and_its_chain_r
         .unwrap();
     assert_eq!(versions.len(), 28);
     assert!(versions[..25].iter().all(|(v, id)| *v == 1 && id.is_none()));
-    assert!(versions[25..].iter().all(|(v, id)| *v == 3 && id.is_some()));
+    assert!(versions[25..].iter().all(|(v, id)| *v == 4 && id.is_some()));
     gateway.stop().await;
 }
 
@@ -831,12 +836,15 @@ async fn every_edit_of_the_database_file_is_caught_by_the_command_and_the_route(
         .unwrap()
         .execute("VACUUM INTO ?1", [pristine.to_str().unwrap()])
         .unwrap();
+    // The trail's audit key goes with it: a gateway with another key refuses the file.
+    let key = std::fs::read(original.with_file_name("audit.key")).unwrap();
     gateway.stop().await;
 
     let config = ConfigDir::new().department("auditor", "auditor", "");
     config.write_main();
     let database = config.path("data/audit.db");
     std::fs::create_dir_all(database.parent().unwrap()).unwrap();
+    std::fs::write(config.path("data/audit.key"), key).unwrap();
 
     std::fs::copy(&pristine, &database).unwrap();
     let (code, text) = verify_command(&config.main_path());
@@ -1408,11 +1416,13 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
         hash: AuditHash::Sha256,
         synchronous: AuditSync::Normal,
         reserve_bytes: 0,
+        key_file: folder.path().join("audit.key"),
     };
     let metrics = xgate::metrics::Metrics::new().unwrap().audit();
     let committed = metrics.entries.clone();
+    let key = xgate_audit::AuditKey::load_or_create(&settings.key_file, settings.hash).unwrap();
     let trail =
-        std::sync::Arc::new(AuditTrail::open(&settings, "gw-1", Box::new(metrics)).unwrap());
+        std::sync::Arc::new(AuditTrail::open(&settings, key, "gw-1", Box::new(metrics)).unwrap());
     let lock = WriteLock::take(&path);
 
     // More callers than the queue holds, while the writer cannot commit. Each counts when its
@@ -1437,6 +1447,7 @@ async fn a_full_queue_makes_callers_wait_and_drops_nothing() {
                 method: "GET".to_owned(),
                 path_sha256: None,
                 purpose_sha256: None,
+                purpose: None,
                 status: 200,
                 outcome: "ok".to_owned(),
                 request_bytes: None,

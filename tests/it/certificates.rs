@@ -842,8 +842,11 @@ async fn every_lookup_leaves_an_audit_entry_with_hashes_and_never_the_id_or_purp
             ("tax", "miss", 200),
         ]
     );
-    let id_sha256 = sha256_hex(id.as_bytes());
-    let purpose_sha256 = sha256_hex(purpose.as_bytes());
+    // Keyed under the audit key (SPEC §15): the id as a subject of its type's kind (`cn-uscc`:
+    // an organisation), never the plain SHA-256 an enumeration reverses.
+    let id_sha256 = gateway.keyed(format!("organisation\0{id}").as_bytes());
+    assert_ne!(id_sha256, sha256_hex(id.as_bytes()));
+    let purpose_sha256 = gateway.keyed(purpose.as_bytes());
     for entry in &entries[4..] {
         assert_eq!(entry["kind"], "certificate");
         assert_eq!(entry["provider"], "market");

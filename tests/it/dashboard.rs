@@ -945,3 +945,81 @@ async fn a_refused_token_leaves_the_page_in_error_asking_for_another_one() {
     assert!(element_text(&none, "message").contains("Enter an auditor or admin token"));
     assert!(elements(&none, "td", "data-consumer").is_empty());
 }
+
+/// The subject box: opened with `#subject=resident/<id>`, the page asks
+/// `GET /audit/subjects/resident/<id>` and lists who looked at that person's records, newest
+/// first, with the purpose (free text shown as such, never its digest); the id does not stay
+/// in the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    xgate_missing = "chromium",
+    ignore = "chromium is not installed (apt-get install chromium)"
+)]
+async fn the_subject_box_lists_who_looked_at_a_person_s_records_in_chromium() {
+    const PERSON: &str = "11010519491231002X";
+    let browser = browser();
+    let records = Upstream::fixed(StatusCode::OK, license()).await;
+    let gateway = ConfigDir::new()
+        .schema("license", 1, license_schema())
+        .department(
+            "market",
+            "department",
+            &format!(
+                r#"
+[services.licenses]
+upstream = "{}"
+methods = ["GET"]
+response_schema = "license"
+consumers = ["tax", "civil"]
+subject = {{ kind = "resident", pointer = "/legal_representative/resident_id" }}
+"#,
+                records.url("/records")
+            ),
+        )
+        .department("tax", "department", "")
+        .department("civil", "department", "")
+        .department("auditor", "auditor", "")
+        .start()
+        .await;
+    for (caller, purpose) in [("tax", Some("税务核定")), ("civil", None)] {
+        let mut call = gateway.call(Method::GET, "/exchange/market/licenses", caller);
+        if let Some(purpose) = purpose {
+            call = call.header("Xgate-Purpose", purpose);
+        }
+        assert_eq!(call.send().await.unwrap().status(), StatusCode::OK);
+    }
+    let url = gateway.admin_url(&format!(
+        "/dashboard#token={}&subject=resident/{PERSON}",
+        token("auditor")
+    ));
+    let dom = run_browser(&browser, &["--dump-dom".to_owned()], &url).await;
+    let panel = elements(&dom, "section", "id")
+        .into_iter()
+        .find(|section| section.attributes["id"] == "subject-panel")
+        .expect("the subject panel");
+    assert_eq!(
+        panel.attributes.get("data-state").map(String::as_str),
+        Some("ready"),
+        "{dom}"
+    );
+    let rows: Vec<String> = elements(&dom, "tr", "class")
+        .into_iter()
+        .filter(|row| row.attributes["class"] == "subject-row")
+        .map(|row| row.text)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0].contains("civil") && rows[0].contains("none"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].contains("tax") && rows[1].contains("free text"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|row| row.contains("market / licenses") && row.contains("ok"))
+    );
+    assert!(!dom.contains(PERSON), "the id stayed in the page");
+    gateway.stop().await;
+}

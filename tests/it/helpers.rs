@@ -80,7 +80,12 @@ impl ConfigDir {
     }
 
     /// Keeps the schemas and the trail in `database` (SPEC §13), this gateway named `instance`.
+    ///
+    /// Every gateway of one database gets the same audit key (SPEC §15: deployed like a TLS
+    /// key), written where the default `[audit] key_file` is.
     pub fn store(self, database: &TestDatabase, instance: &str) -> Self {
+        std::fs::create_dir_all(self.path("data")).unwrap();
+        std::fs::write(self.path("data/audit.key"), database.audit_key()).unwrap();
         self.gateway(&format!("instance = \"{instance}\""))
             .main(&format!(
                 "[store]\nurl = \"{}\"\npool_size = 8",
@@ -251,6 +256,15 @@ impl TestGateway {
     /// The audit database (the default `[audit] path`).
     pub fn audit_path(&self) -> PathBuf {
         self._dir.path().join("data/audit.db")
+    }
+
+    /// The keyed digest (hex) of `bytes` under this gateway's audit key (the default
+    /// `[audit] key_file`, SHA-256 trails): what its trail holds for a body, path or purpose.
+    pub fn keyed(&self, bytes: &[u8]) -> String {
+        let path = self.audit_path().with_file_name("audit.key");
+        xgate_audit::AuditKey::load_or_create(&path, xgate_audit::AuditHash::Sha256)
+            .expect("the gateway's audit key")
+            .digest(bytes)
     }
 }
 
@@ -1087,6 +1101,11 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// The audit key every gateway of this database uses (64 hex digits, derived from its name).
+    pub fn audit_key(&self) -> String {
+        format!("{}\n", sha256_hex(self.name.as_bytes()))
+    }
+
     /// Creates `xgate_test_<random>` on the test server. Panics, saying how to get one, when no
     /// server answers: tests that call this carry `#[cfg_attr(xgate_missing = "postgres", ...)]`.
     pub async fn new() -> TestDatabase {

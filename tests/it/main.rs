@@ -26,6 +26,7 @@ mod hostile;
 mod limits;
 mod masking;
 mod metrics;
+mod privacy;
 mod registry;
 mod scale;
 mod send_timeout;

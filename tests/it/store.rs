@@ -103,11 +103,18 @@ async fn gateways_starting_at_once_migrate_the_store_once() {
         gateways.push(started.await.unwrap());
     }
     let client = database.connect().await;
-    let migrations = client
+    let migrations: Vec<i32> = client
         .query("SELECT version, applied_by FROM xgate_migrations", &[])
         .await
-        .unwrap();
-    assert_eq!(migrations.len(), 1, "one migration, applied once");
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<i32> = xgate::store::migrate::MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .collect();
+    assert_eq!(migrations, expected, "each migration, applied once");
     for gateway in gateways {
         gateway.stop().await;
     }

@@ -78,6 +78,26 @@ pub fn encode(stored: &[StoredEntry]) -> Option<Block> {
     })
 }
 
+/// The subject index's rows of chained entries: each keyed subject digest with its entry's
+/// sequence number (entries of encoding versions before 4 hold plain digests, which no lookup
+/// computes, and are not indexed).
+pub fn subjects(stored: &[StoredEntry]) -> impl Iterator<Item = (&str, i64)> {
+    stored.iter().filter_map(|stored| {
+        let subject = stored.entry.subject_sha256.as_deref()?;
+        let sequence = i64::try_from(stored.sequence).ok()?;
+        (stored.version >= EncodingVersion::V4).then_some((subject, sequence))
+    })
+}
+
+/// The entry numbered `sequence` among a block's decoded entries (stored in sequence order).
+pub fn entry_at(entries: &[StoredEntry], sequence: i64) -> Option<&StoredEntry> {
+    let sequence = u64::try_from(sequence).ok()?;
+    entries
+        .binary_search_by_key(&sequence, |stored| stored.sequence)
+        .ok()
+        .map(|index| &entries[index])
+}
+
 /// One entry as a JSON array, fields in [`stored_fields`] order up to its version's.
 struct EntryRow<'a>(&'a StoredEntry);
 
@@ -94,6 +114,7 @@ impl Serialize for EntryRow<'_> {
             EncodingVersion::V1 => VERSION_POSITION,
             EncodingVersion::V2 => VERSION_POSITION + 2,
             EncodingVersion::V3 => VERSION_POSITION + 3,
+            EncodingVersion::V4 => VERSION_POSITION + 4,
         };
         let mut row = serializer.serialize_seq(Some(length))?;
         row.serialize_element(sequence)?;
@@ -124,6 +145,9 @@ impl Serialize for EntryRow<'_> {
         }
         if *version >= EncodingVersion::V3 {
             row.serialize_element(gateway)?;
+        }
+        if *version >= EncodingVersion::V4 {
+            row.serialize_element(&entry.purpose)?;
         }
         row.end()
     }
@@ -183,6 +207,7 @@ impl<'de> Visitor<'de> for StoredRowVisitor {
             method: required(&mut row, 7)?,
             path_sha256: required(&mut row, 8)?,
             purpose_sha256: required(&mut row, 9)?,
+            purpose: None,
             status: required(&mut row, 10)?,
             outcome: required(&mut row, 11)?,
             request_bytes: required(&mut row, 12)?,
@@ -217,6 +242,10 @@ impl<'de> Visitor<'de> for StoredRowVisitor {
         if version >= EncodingVersion::V3 {
             position += 1;
             gateway = required(&mut row, position)?;
+        }
+        if version >= EncodingVersion::V4 {
+            position += 1;
+            entry.purpose = required(&mut row, position)?;
         }
         end(&mut row, position)?;
         Ok(StoredRow(StoredEntry {
@@ -438,6 +467,7 @@ mod tests {
             method: "GET".to_owned(),
             path_sha256: Some(sha256_hex(format!("/{index}").as_bytes())),
             purpose_sha256: None,
+            purpose: None,
             status: 200,
             outcome: "ok".to_owned(),
             request_bytes: index.is_multiple_of(2).then_some(0),
@@ -537,13 +567,14 @@ mod tests {
         let names: Vec<&str> = stored_fields().collect();
         assert_eq!(rows[0].as_array().unwrap().len(), names.len());
         assert_eq!(names[VERSION_POSITION], "version");
-        assert_eq!(rows[0][VERSION_POSITION], 3);
+        assert_eq!(rows[0][VERSION_POSITION], 4);
         assert_eq!(
             rows[0][VERSION_POSITION + 1],
             "0190a3b4-5e6f-7a8b-9c0d-000000000000"
         );
         assert_eq!(names[VERSION_POSITION + 2], "gateway");
         assert_eq!(rows[0][VERSION_POSITION + 2], "gw-1");
+        assert_eq!(names[VERSION_POSITION + 3], "purpose");
         // A version 2 row ends at its exchange id.
         let two = crate::entry::chain_entries_in(
             EncodingVersion::V2,
@@ -601,13 +632,19 @@ mod tests {
                     as &dyn Fn(&mut Vec<serde_json::Value>),
             ),
             ("an unknown version", &|fields| {
-                fields[VERSION_POSITION] = 4.into()
+                fields[VERSION_POSITION] = 5.into()
             }),
-            ("version 2 with version 3's fields", &|fields| {
+            ("version 2 with version 4's fields", &|fields| {
                 fields[VERSION_POSITION] = 2.into()
             }),
-            ("the gateway missing", &|fields| {
+            ("version 3 with version 4's fields", &|fields| {
+                fields[VERSION_POSITION] = 3.into()
+            }),
+            ("the purpose missing", &|fields| {
                 fields.pop();
+            }),
+            ("the purpose retyped", &|fields| {
+                fields[VERSION_POSITION + 3] = 7.into()
             }),
             ("the gateway retyped", &|fields| {
                 fields[VERSION_POSITION + 2] = 7.into()

@@ -60,6 +60,12 @@ pub const ADDED_IN_V2: [&str; 1] = ["exchange_id"];
 /// The fields version 3 adds after those of version 2.
 pub const ADDED_IN_V3: [&str; 1] = ["gateway"];
 
+/// The fields version 4 adds after those of version 3. From version 4 on, every digest of
+/// personal data (`path_sha256`, `purpose_sha256`, `request_sha256`, `response_sha256`,
+/// `subject_sha256`) is an HMAC under the deployment's audit key ([`crate::key`]), not a plain
+/// SHA-256; the field names stay, so that queries and tools written for earlier entries run on.
+pub const ADDED_IN_V4: [&str; 1] = ["purpose"];
+
 /// Which canonical encoding an entry was chained with. Each version adds fields after those of
 /// the one before; a gateway writes [`EncodingVersion::CURRENT`] and verifies every version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,17 +76,20 @@ pub enum EncodingVersion {
     V2,
     /// Version 2's fields and `gateway` (the instance that committed the entry).
     V3,
+    /// Version 3's fields and `purpose` (a vocabulary code, in clear); digests are keyed.
+    V4,
 }
 
 impl EncodingVersion {
     /// The version new entries are written with.
-    pub const CURRENT: EncodingVersion = EncodingVersion::V3;
+    pub const CURRENT: EncodingVersion = EncodingVersion::V4;
 
     /// Every version, oldest first.
-    pub const ALL: [EncodingVersion; 3] = [
+    pub const ALL: [EncodingVersion; 4] = [
         EncodingVersion::V1,
         EncodingVersion::V2,
         EncodingVersion::V3,
+        EncodingVersion::V4,
     ];
 
     /// Its number (as stored and in the prefix).
@@ -89,6 +98,7 @@ impl EncodingVersion {
             EncodingVersion::V1 => 1,
             EncodingVersion::V2 => 2,
             EncodingVersion::V3 => 3,
+            EncodingVersion::V4 => 4,
         }
     }
 
@@ -105,6 +115,7 @@ impl EncodingVersion {
             EncodingVersion::V1 => b"xgate-audit-v1",
             EncodingVersion::V2 => b"xgate-audit-v2",
             EncodingVersion::V3 => b"xgate-audit-v3",
+            EncodingVersion::V4 => b"xgate-audit-v4",
         }
     }
 
@@ -114,6 +125,7 @@ impl EncodingVersion {
             EncodingVersion::V1 => &FIELDS_V1,
             EncodingVersion::V2 => &ADDED_IN_V2,
             EncodingVersion::V3 => &ADDED_IN_V3,
+            EncodingVersion::V4 => &ADDED_IN_V4,
         }
     }
 
@@ -165,7 +177,8 @@ impl EntryKind {
 }
 
 /// One audit entry before the writer numbers and chains it. Nothing in it is a record body, a
-/// token, a raw certificate id, a raw path or a raw purpose: those appear only as SHA-256.
+/// token, a raw certificate id or subject, a raw path or a free-text purpose: those appear only
+/// as digests, keyed under the audit key from encoding version 4 on ([`ADDED_IN_V4`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     /// When the gateway finished the call: RFC 3339, UTC, milliseconds
@@ -190,9 +203,13 @@ pub struct AuditEntry {
     /// SHA-256 (hex) of the request path without the query: a path can hold a personal
     /// identifier, so only its digest is kept.
     pub path_sha256: Option<String>,
-    /// SHA-256 (hex) of the `Xgate-Purpose` text, when the caller sent one: the text is free
-    /// and may name a person.
+    /// The digest (hex) of the `Xgate-Purpose` text, when the caller sent one that is not a
+    /// code of the deployment's vocabulary: free text may name a person.
     pub purpose_sha256: Option<String>,
+    /// The `Xgate-Purpose` code, when the caller sent one of the deployment's vocabulary
+    /// (`[purposes]`): a code is not personal, so it is kept in clear. Absent from entries of
+    /// encoding versions 1 to 3.
+    pub purpose: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
     /// The outcome word of SPEC §9.
@@ -210,7 +227,8 @@ pub struct AuditEntry {
     pub request_schema: Option<String>,
     /// `name@version` of the response schema.
     pub response_schema: Option<String>,
-    /// For certificate lookups: SHA-256 (hex) of the certificate id.
+    /// The digest (hex) of whose record the call concerned: a certificate lookup's id, or an
+    /// exchange's subject (SPEC §15), keyed with its kind ([`crate::key::AuditKey::subject`]).
     pub subject_sha256: Option<String>,
     /// Total time in the gateway, microseconds.
     pub total_us: u64,
@@ -320,6 +338,9 @@ fn encode_canonical(
     }
     if version >= EncodingVersion::V3 {
         optional(out, gateway);
+    }
+    if version >= EncodingVersion::V4 {
+        optional(out, entry.purpose.as_deref());
     }
 }
 
@@ -498,6 +519,7 @@ mod tests {
                 b"/exchange/market-regulation/business-licenses/1",
             )),
             purpose_sha256: None,
+            purpose: None,
             status: 200,
             outcome: "ok".to_owned(),
             request_bytes: Some(0),
@@ -586,7 +608,33 @@ mod tests {
             );
         }
         assert_eq!(EncodingVersion::from_number(0), None);
-        assert_eq!(EncodingVersion::from_number(4), None);
+        assert_eq!(EncodingVersion::from_number(5), None);
+    }
+
+    #[test]
+    fn version_4_is_version_3_with_its_prefix_and_the_purpose_code_after_every_field() {
+        let mut full = entry("r");
+        full.purpose = Some("tax-assessment".to_owned());
+        let three = canonical(EncodingVersion::V3, 3, &full, Some("gw-2"));
+        let four = canonical(EncodingVersion::V4, 3, &full, Some("gw-2"));
+        let mut expected = b"xgate-audit-v4".to_vec();
+        expected.extend_from_slice(&three[b"xgate-audit-v3".len()..]);
+        expected.extend_from_slice(b"\x01\x00\x00\x00\x0etax-assessment");
+        assert_eq!(four, expected);
+        // Versions before 4 do not encode a purpose code, even when the entry has one.
+        let mut without = full.clone();
+        without.purpose = None;
+        assert_eq!(
+            canonical(EncodingVersion::V3, 3, &without, Some("gw-2")),
+            three
+        );
+        assert_eq!(EncodingVersion::CURRENT, EncodingVersion::V4);
+        assert_eq!(EncodingVersion::V4.fields().last(), Some("purpose"));
+        // The hash covers the code.
+        let mut chained = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, "gw-2", [full]);
+        assert_eq!(verify_chain(AuditHash::Sha256, &chained), Ok(1));
+        chained[0].entry.purpose = Some("benefit-review".to_owned());
+        assert!(verify_chain(AuditHash::Sha256, &chained).is_err());
     }
 
     #[test]
@@ -604,11 +652,10 @@ mod tests {
             canonical(EncodingVersion::V3, 3, &full, None),
             [&b"xgate-audit-v3"[..], &two[14..], &[0]].concat()
         );
-        assert_eq!(EncodingVersion::CURRENT, EncodingVersion::V3);
         assert_eq!(
             EncodingVersion::V3.fields().last(),
             Some("gateway"),
-            "the gateway is the last field"
+            "the gateway is version 3's last field"
         );
         // The writer stamps the gateway, and the hash covers it.
         let mut chained = chain_entries(AuditHash::Sha256, GENESIS_HASH, 0, "gw-2", [full]);
@@ -770,7 +817,7 @@ mod tests {
         let new = chain_entries(hash, previous, 3, "gw-1", [entry("new-4"), entry("new-5")]);
         assert!(
             new.iter()
-                .all(|stored| stored.version == EncodingVersion::V3)
+                .all(|stored| stored.version == EncodingVersion::CURRENT)
         );
         let all: Vec<&StoredEntry> = old.iter().chain(&new).collect();
         assert_eq!(verify_chain(hash, all), Ok(5));

@@ -37,6 +37,7 @@ use reserve::Reserve;
 
 pub mod block;
 pub mod entry;
+pub mod key;
 pub mod outcome;
 pub mod postgres;
 pub mod query;
@@ -44,8 +45,9 @@ pub mod reserve;
 pub mod store;
 
 pub use entry::{AuditEntry, AuditHash, EntryKind, StoredEntry, sha256_hex};
+pub use key::AuditKey;
 pub use outcome::Outcome;
-pub use query::{EntryFilter, Page, Summary, TimeWindow};
+pub use query::{EntryFilter, Page, SubjectPage, Summary, TimeWindow};
 pub use store::Verification;
 
 /// When an audit commit reaches the disk (SQLite's `synchronous` in WAL mode).
@@ -83,6 +85,9 @@ pub struct AuditSettings {
     pub synchronous: AuditSync,
     /// Bytes kept allocated for the moment the disk fills (0: none).
     pub reserve_bytes: u64,
+    /// The audit key's file (`[audit] key_file`, resolved; default `audit.key` next to the
+    /// SQLite file).
+    pub key_file: PathBuf,
 }
 
 /// Entries waiting for the writer at most; past it, callers wait. At a few microseconds of
@@ -106,6 +111,9 @@ pub enum AuditError {
     /// SQLite refused.
     #[error("audit database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The audit key could not be had, or is not the trail's.
+    #[error(transparent)]
+    Key(#[from] key::KeyError),
     /// The database's folder could not be created.
     #[error("cannot create the audit database's folder: {0}")]
     Folder(std::io::Error),
@@ -266,6 +274,7 @@ pub struct AuditTrail {
     sender: mpsc::Sender<Message>,
     backend: Backend,
     hash: AuditHash,
+    key: Arc<AuditKey>,
     readers: Arc<Semaphore>,
     health: Arc<Health>,
 }
@@ -306,13 +315,18 @@ impl AuditTrail {
     ///
     /// The writer stamps every entry with `instance` (`[gateway] instance`), counts committed
     /// entries and batch sizes and shows its availability in `metrics`.
+    ///
+    /// A trail written under another audit key than `key` is refused ([`key::KeyError::Changed`]);
+    /// one without a key's fingerprint is given `key`'s.
     pub fn open(
         settings: &AuditSettings,
+        key: AuditKey,
         instance: &str,
         metrics: Box<dyn TrailObserver>,
     ) -> Result<AuditTrail, AuditError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
         let connection = store::open_writer(&settings.path, settings.hash, settings.synchronous)?;
+        store::check_key(&connection, &key)?;
         let health = Arc::new(Health::default());
         let mut writer = Writer {
             connection,
@@ -341,6 +355,7 @@ impl AuditTrail {
             sender,
             backend: Backend::Sqlite(settings.path.clone()),
             hash: settings.hash,
+            key: Arc::new(key),
             readers: Arc::new(Semaphore::new(MAX_READERS)),
             health,
         })
@@ -359,12 +374,14 @@ impl AuditTrail {
     /// answer was lost may have committed it).
     pub async fn open_postgres(
         pool: deadpool_postgres::Pool,
+        key: AuditKey,
         hash: AuditHash,
         instance: &str,
         metrics: Box<dyn TrailObserver>,
     ) -> Result<AuditTrail, AuditError> {
         let client = pool.get().await?;
         postgres::open(&client, hash).await?;
+        postgres::check_key(&client, &key).await?;
         drop(client);
         let health = Arc::new(Health::default());
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -382,6 +399,7 @@ impl AuditTrail {
             sender,
             backend: Backend::Postgres(pool),
             hash,
+            key: Arc::new(key),
             readers: Arc::new(Semaphore::new(MAX_READERS)),
             health,
         })
@@ -450,6 +468,40 @@ impl AuditTrail {
                 {
                     let mut client = pool.get().await?;
                     postgres::list(&mut client, &filter).await?
+                }
+            }
+        };
+        Ok(Page::new(entries, limit))
+    }
+
+    /// The audit key: the keyed digests every entry's personal data is kept as.
+    pub fn key(&self) -> &Arc<AuditKey> {
+        &self.key
+    }
+
+    /// One page of the entries that concerned a subject (SPEC §15), newest first, answered from
+    /// the subject index: `kind` and `id` are digested under the audit key here, and neither
+    /// is kept.
+    pub async fn subject(
+        &self,
+        kind: &str,
+        id: &str,
+        page: SubjectPage,
+    ) -> Result<Page, AuditError> {
+        let subject = self.key.subject(kind, id);
+        let SubjectPage { limit, after } = page;
+        let entries = match &self.backend {
+            Backend::Sqlite(path) => {
+                self.read(path, move |connection| {
+                    store::subject_entries(connection, &subject, limit, after)
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => {
+                let _permit = self.reader().await?;
+                {
+                    let client = pool.get().await?;
+                    postgres::subject_entries(&client, &subject, limit, after).await?
                 }
             }
         };

@@ -25,6 +25,7 @@ use crate::block::{self, BlockVerifier, StoredBlock};
 use crate::entry::{
     AuditEntry, AuditHash, Break, GENESIS_HASH, StoredEntry, chain_entries, digest_hex,
 };
+use crate::key::AuditKey;
 use crate::query::{EntryFilter, Summary, TimeWindow};
 use crate::store::{self, Unappended, Verification, WindowCopy};
 
@@ -82,6 +83,50 @@ CREATE VIEW audit_entries AS SELECT
 FROM audit_blocks AS b, jsonb_array_elements(b.entries::jsonb) AS e;
 ";
 
+/// What the store's second migration adds for SPEC §15: the subject index `audit_subjects`
+/// (each keyed subject digest with its entry's sequence number, written in the same transaction
+/// as the entry's block, so that `GET /audit/subjects/...` reads an index instead of the trail),
+/// and the `purpose` column of encoding version 4 on the `audit_entries` view. The audit key's
+/// fingerprint goes into `audit_meta` (`key_fingerprint`) at the first keyed start.
+pub const TABLES_V2: &str = "
+CREATE TABLE audit_subjects (
+    subject text NOT NULL,
+    sequence bigint NOT NULL,
+    PRIMARY KEY (subject, sequence)
+);
+CREATE OR REPLACE VIEW audit_entries AS SELECT
+    (e.value ->> 0)::bigint AS sequence,
+    e.value ->> 1 AS time,
+    e.value ->> 2 AS kind,
+    e.value ->> 3 AS request_id,
+    e.value ->> 4 AS consumer,
+    e.value ->> 5 AS provider,
+    e.value ->> 6 AS service,
+    e.value ->> 7 AS method,
+    e.value ->> 8 AS path_sha256,
+    e.value ->> 9 AS purpose_sha256,
+    (e.value ->> 10)::integer AS status,
+    e.value ->> 11 AS outcome,
+    (e.value ->> 12)::numeric AS request_bytes,
+    (e.value ->> 13)::numeric AS response_bytes,
+    e.value ->> 14 AS request_sha256,
+    e.value ->> 15 AS response_sha256,
+    e.value ->> 16 AS request_schema,
+    e.value ->> 17 AS response_schema,
+    e.value ->> 18 AS subject_sha256,
+    (e.value ->> 19)::numeric AS total_us,
+    (e.value ->> 20)::numeric AS upstream_us,
+    e.value ->> 21 AS hash,
+    coalesce((e.value ->> 22)::integer, 1) AS version,
+    e.value ->> 23 AS exchange_id,
+    e.value ->> 24 AS gateway,
+    e.value ->> 25 AS purpose
+FROM audit_blocks AS b, jsonb_array_elements(b.entries::jsonb) AS e;
+";
+
+const INSERT_SUBJECTS: &str = "INSERT INTO audit_subjects (subject, sequence) \
+    SELECT * FROM unnest($1::text[], $2::bigint[])";
+
 /// Blocks fetched per round trip by the verification and the summary (a block holds at most
 /// [`crate::MAX_BATCH`] entries).
 const READ_CHUNK: i32 = 8;
@@ -126,6 +171,90 @@ async fn check_hash(client: &impl GenericClient, hash: AuditHash) -> Result<(), 
         }),
         _ => Ok(()),
     }
+}
+
+/// Refuses a store whose trail was written under another audit key; a store without a key's
+/// fingerprint is given `key`'s (the first of several gateways starting at once wins, and the
+/// others are then checked against it).
+pub async fn check_key(client: &Client, key: &AuditKey) -> Result<(), AuditError> {
+    client
+        .execute(
+            "INSERT INTO audit_meta (key, value) VALUES ('key_fingerprint', $1) \
+             ON CONFLICT (key) DO NOTHING",
+            &[&key.fingerprint()],
+        )
+        .await?;
+    let stored: Option<String> = client
+        .query_opt(
+            "SELECT value FROM audit_meta WHERE key = 'key_fingerprint'",
+            &[],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    key.check(stored.as_deref())?;
+    Ok(())
+}
+
+/// [`crate::store::subject_entries`] on the store: the subject index's sequence numbers, then
+/// each entry from its block (the blocks fetched in one query), keeping only entries that carry
+/// the digest.
+pub async fn subject_entries(
+    client: &Client,
+    subject: &str,
+    limit: u32,
+    after: Option<u64>,
+) -> Result<Vec<StoredEntry>, AuditError> {
+    let after = after.map_or(i64::MAX, |after| i64::try_from(after).unwrap_or(i64::MAX));
+    let wanted = i64::from(limit).saturating_add(1);
+    let sequences: Vec<i64> = client
+        .query(
+            "SELECT sequence FROM audit_subjects WHERE subject = $1 AND sequence < $2 \
+             ORDER BY sequence DESC LIMIT $3",
+            &[&subject, &after, &wanted],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if sequences.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The block of each sequence number: the one with the greatest first sequence not after it.
+    let rows = client
+        .query(
+            "SELECT DISTINCT b.first_sequence, b.entries FROM unnest($1::bigint[]) AS s(sequence) \
+             CROSS JOIN LATERAL (SELECT first_sequence, entries FROM audit_blocks \
+                 WHERE first_sequence <= s.sequence ORDER BY first_sequence DESC LIMIT 1) AS b",
+            &[&sequences],
+        )
+        .await?;
+    let mut texts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        texts.push((row.try_get::<_, i64>(0)?, row.try_get::<_, String>(1)?));
+    }
+    let subject = subject.to_owned();
+    // Decoding up to a page's worth of blocks is CPU work: off the runtime's workers.
+    tokio::task::spawn_blocking(move || {
+        let mut blocks = Vec::with_capacity(texts.len());
+        for (first_sequence, text) in texts {
+            let entries =
+                block::decode(text.as_bytes()).ok_or(AuditError::Damaged { first_sequence })?;
+            blocks.push(entries);
+        }
+        Ok(sequences
+            .iter()
+            .filter_map(|sequence| {
+                blocks
+                    .iter()
+                    .find_map(|entries| block::entry_at(entries, *sequence))
+            })
+            .filter(|stored| stored.entry.subject_sha256.as_deref() == Some(subject.as_str()))
+            .cloned()
+            .collect())
+    })
+    .await
+    .map_err(|_| AuditError::TaskFailed)?
 }
 
 /// Prepares the store's trail for appending with `hash`: a first open of an empty store records
@@ -178,9 +307,10 @@ pub async fn append(
             client.prepare_cached(LOCK_CHAIN).await?,
             client.prepare_cached(INSERT_BLOCK).await?,
             client.prepare_cached(MOVE_CHAIN).await?,
+            client.prepare_cached(INSERT_SUBJECTS).await?,
         ))
     };
-    let (lock, insert, advance) = match statements.await {
+    let (lock, insert, advance, index) = match statements.await {
         Ok(statements) => statements,
         Err(error) => return Err(Unappended { error, entries }),
     };
@@ -223,9 +353,18 @@ pub async fn append(
             &block.entries,
         ];
         let advance_parameters: [&(dyn ToSql + Sync); 2] = [&last, &block.head];
-        let (_, moved, ()) = tokio::try_join!(
+        let (subjects, sequences): (Vec<&str>, Vec<i64>) = block::subjects(&stored).unzip();
+        let index_parameters: [&(dyn ToSql + Sync); 2] = [&subjects, &sequences];
+        let indexed = async {
+            if subjects.is_empty() {
+                return Ok(0);
+            }
+            client.execute(&index, &index_parameters).await
+        };
+        let (_, moved, _, ()) = tokio::try_join!(
             client.execute(&insert, &insert_parameters),
             client.execute(&advance, &advance_parameters),
+            indexed,
             client.batch_execute("COMMIT"),
         )?;
         if moved != 1 {
@@ -664,6 +803,12 @@ pub async fn import_sqlite(
     let insert = transaction.prepare(INSERT_BLOCK).await?;
     let (sender, mut receiver) = mpsc::channel::<Vec<CopiedBlock>>(2);
     let path = path.to_owned();
+    let sqlite_fingerprint = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            store::stored_key_fingerprint(&store::open_reader(&path)?)
+        })
+    };
     let reader = tokio::task::spawn_blocking(move || read_sqlite_trail(&path, hash, &sender));
     let copied = async {
         while let Some(chunk) = receiver.recv().await {
@@ -698,6 +843,29 @@ pub async fn import_sqlite(
             &[&to_bigint(count)?, &head],
         )
         .await?;
+    // The subject index of the copied entries, rebuilt from the blocks themselves; and the
+    // trail's audit key, by its fingerprint: the gateways must keep using the same key file
+    // (a fingerprint a gateway left in the empty store gives way: no entry was keyed with it).
+    transaction.batch_execute(INDEX_SUBJECTS).await?;
+    if let Some(fingerprint) = sqlite_fingerprint
+        .await
+        .map_err(|_| AuditError::TaskFailed)??
+    {
+        transaction
+            .execute(
+                "INSERT INTO audit_meta (key, value) VALUES ('key_fingerprint', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&fingerprint],
+            )
+            .await?;
+    }
     transaction.commit().await?;
     Ok(count)
 }
+
+/// Fills the subject index from every keyed entry's subject digest (encoding version 4 on).
+const INDEX_SUBJECTS: &str = "INSERT INTO audit_subjects (subject, sequence) \
+    SELECT e.value ->> 18, (e.value ->> 0)::bigint \
+    FROM audit_blocks AS b, jsonb_array_elements(b.entries::jsonb) AS e \
+    WHERE (e.value ->> 22)::integer >= 4 AND e.value ->> 18 IS NOT NULL \
+    ON CONFLICT DO NOTHING";

@@ -50,6 +50,26 @@ pub struct EntryFilter {
     pub after: Option<u64>,
 }
 
+/// The page of `GET /audit/subjects/{kind}/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubjectPage {
+    /// Entries per page, 1 to [`MAX_LIMIT`].
+    pub limit: u32,
+    /// Only entries older than this sequence number (the previous page's `next`).
+    pub after: Option<u64>,
+}
+
+impl SubjectPage {
+    /// Parses `limit` and `after`.
+    pub fn parse(query: Option<&str>) -> Result<SubjectPage, BadParameter> {
+        let mut found = pairs(query, &["limit", "after"])?;
+        Ok(SubjectPage {
+            limit: limit(&mut found)?,
+            after: after(&mut found)?,
+        })
+    }
+}
+
 /// Formats an instant as entries store it: RFC 3339, UTC, milliseconds, `Z`.
 pub fn format_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -77,6 +97,31 @@ fn pairs(
         }
     }
     Ok(found)
+}
+
+/// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+fn limit(found: &mut BTreeMap<&'static str, String>) -> Result<u32, BadParameter> {
+    match found.remove("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or(BadParameter("limit")),
+    }
+}
+
+/// `after`: a sequence number (PostgreSQL's `bigint` holds it).
+fn after(found: &mut BTreeMap<&'static str, String>) -> Result<Option<u64>, BadParameter> {
+    found
+        .remove("after")
+        .map(|text| {
+            text.parse::<u64>()
+                .ok()
+                .filter(|after| *after >= 1 && i64::try_from(*after).is_ok())
+                .ok_or(BadParameter("after"))
+        })
+        .transpose()
 }
 
 fn window(found: &mut BTreeMap<&'static str, String>) -> Result<TimeWindow, BadParameter> {
@@ -148,23 +193,8 @@ impl EntryFilter {
             None => EntryKind::Exchange,
             Some(text) => EntryKind::parse(text).ok_or(BadParameter("kind"))?,
         };
-        let limit = match found.remove("limit") {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                .ok_or(BadParameter("limit"))?,
-        };
-        let after = found
-            .remove("after")
-            .map(|text| {
-                text.parse::<u64>()
-                    .ok()
-                    .filter(|after| *after >= 1 && i64::try_from(*after).is_ok())
-                    .ok_or(BadParameter("after"))
-            })
-            .transpose()?;
+        let limit = limit(&mut found)?;
+        let after = after(&mut found)?;
         let window = window(&mut found)?;
         Ok(EntryFilter {
             kind,
@@ -619,6 +649,7 @@ mod tests {
                 method: String::new(),
                 path_sha256: None,
                 purpose_sha256: None,
+                purpose: None,
                 status: 200,
                 outcome: "ok".to_owned(),
                 request_bytes: None,

@@ -30,6 +30,7 @@ use super::query::{
 use crate::AuditSync;
 use crate::Outcome;
 use crate::entry::AuditHash;
+use crate::key::AuditKey;
 
 /// How long a connection waits for another one's lock (a checkpoint, a second writer process)
 /// before failing.
@@ -97,7 +98,14 @@ CREATE TABLE IF NOT EXISTS audit_blocks (
     entries TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (max_time, min_time);
+CREATE TABLE IF NOT EXISTS audit_subjects (
+    subject TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    PRIMARY KEY (subject, sequence)
+) WITHOUT ROWID;
 ";
+
+const INSERT_SUBJECT: &str = "INSERT INTO audit_subjects (subject, sequence) VALUES (?1, ?2)";
 
 /// `e.value ->> 0 AS sequence, e.value ->> 1 AS time, ...`: the stored fields of the entry `e`
 /// of `json_each(b.entries)`, under their names. A field past the end of an entry's array (one
@@ -297,6 +305,84 @@ pub(crate) fn hash_name(hash: AuditHash) -> &'static str {
     }
 }
 
+/// The audit key's fingerprint stored in the file, if any.
+pub(crate) fn stored_key_fingerprint(
+    connection: &Connection,
+) -> Result<Option<String>, AuditError> {
+    Ok(connection
+        .query_row(
+            "SELECT value FROM audit_meta WHERE key = 'key_fingerprint'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Refuses a trail written under another audit key; a trail without a key's fingerprint (new,
+/// or written before digests were keyed) is given `key`'s.
+pub fn check_key(connection: &Connection, key: &AuditKey) -> Result<(), AuditError> {
+    let stored = stored_key_fingerprint(connection)?;
+    key.check(stored.as_deref())?;
+    if stored.is_none() {
+        connection.execute(
+            "INSERT INTO audit_meta (key, value) VALUES ('key_fingerprint', ?1)",
+            [key.fingerprint()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Entries that concerned the subject whose keyed digest is `subject`, newest first, at most
+/// `limit + 1`, older than `after` when given: answered from the `audit_subjects` index, then
+/// each entry read from its block (a block is decoded once however many of its entries are
+/// on the page). An index row whose entry does not carry that digest (an edited index) is
+/// skipped: the page holds only what the chained entries say.
+pub fn subject_entries(
+    connection: &Connection,
+    subject: &str,
+    limit: u32,
+    after: Option<u64>,
+) -> Result<Vec<StoredEntry>, AuditError> {
+    let after = after.map_or(i64::MAX, |after| i64::try_from(after).unwrap_or(i64::MAX));
+    let wanted = i64::from(limit).saturating_add(1);
+    let mut index = connection.prepare_cached(
+        "SELECT sequence FROM audit_subjects WHERE subject = ?1 AND sequence < ?2 \
+         ORDER BY sequence DESC LIMIT ?3",
+    )?;
+    let sequences: Vec<i64> = index
+        .query_map(params![subject, after, wanted], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut block_of = connection.prepare_cached(
+        "SELECT first_sequence, entries FROM audit_blocks WHERE first_sequence <= ?1 \
+         ORDER BY first_sequence DESC LIMIT 1",
+    )?;
+    let mut page = Vec::with_capacity(sequences.len());
+    let mut current: Option<(i64, Vec<StoredEntry>)> = None;
+    for sequence in sequences {
+        let held = current
+            .as_ref()
+            .is_some_and(|(_, entries)| block::entry_at(entries, sequence).is_some());
+        if !held {
+            let found: Option<(i64, String)> = block_of
+                .query_row([sequence], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((first_sequence, text)) = found else {
+                continue;
+            };
+            let entries =
+                block::decode(text.as_bytes()).ok_or(AuditError::Damaged { first_sequence })?;
+            current = Some((first_sequence, entries));
+        }
+        if let Some((_, entries)) = &current
+            && let Some(stored) = block::entry_at(entries, sequence)
+            && stored.entry.subject_sha256.as_deref() == Some(subject)
+        {
+            page.push(stored.clone());
+        }
+    }
+    Ok(page)
+}
+
 /// A batch that was not committed, handed back whole so that it can be tried again.
 #[derive(Debug)]
 pub struct Unappended {
@@ -379,6 +465,12 @@ fn insert_block(
         block.head,
         block.entries,
     ])?;
+    {
+        let mut insert = transaction.prepare_cached(INSERT_SUBJECT)?;
+        for (subject, sequence) in block::subjects(stored) {
+            insert.execute(params![subject, sequence])?;
+        }
+    }
     transaction.commit()?;
     Ok(())
 }
@@ -438,6 +530,7 @@ fn stored_entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
             method: row.get(7)?,
             path_sha256: row.get(8)?,
             purpose_sha256: row.get(9)?,
+            purpose: row.get(block::VERSION_POSITION + 3)?,
             status: row.get(10)?,
             outcome: row.get(11)?,
             request_bytes: row.get(12)?,
@@ -963,6 +1056,7 @@ mod tests {
             method: "GET".to_owned(),
             path_sha256: Some(sha256_hex(format!("/{index}").as_bytes())),
             purpose_sha256: None,
+            purpose: None,
             status: 200,
             outcome: "ok".to_owned(),
             request_bytes: Some(index),
@@ -1252,7 +1346,7 @@ mod tests {
         assert_eq!((verification.ok, verification.count), (true, 1101));
         let newest = list(&connection, &filter()).unwrap();
         assert_eq!(newest[0].entry, entry(1101));
-        assert_eq!(newest[0].version, EncodingVersion::V3);
+        assert_eq!(newest[0].version, EncodingVersion::CURRENT);
         assert_eq!(newest[0].gateway.as_deref(), Some("gw-1"));
         assert_eq!(newest[1].gateway, None);
         assert_eq!(newest[1].entry, entry_v1(1100));
@@ -1268,7 +1362,7 @@ mod tests {
             versions,
             [
                 (1, None, None),
-                (3, entry(1101).exchange_id, Some("gw-1".to_owned()))
+                (4, entry(1101).exchange_id, Some("gw-1".to_owned()))
             ],
             "the view names both versions' fields"
         );

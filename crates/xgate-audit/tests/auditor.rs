@@ -3,8 +3,8 @@
 //! the file behind the writer's back.
 
 use xgate_audit::{
-    AuditEntry, AuditHash, AuditSettings, AuditSync, AuditTrail, EntryFilter, EntryKind, Outcome,
-    Unobserved, sha256_hex, verify_file,
+    AuditEntry, AuditError, AuditHash, AuditKey, AuditSettings, AuditSync, AuditTrail, EntryFilter,
+    EntryKind, Outcome, SubjectPage, Unobserved, sha256_hex, verify_file,
 };
 
 fn entry(request: u32, outcome: Outcome) -> AuditEntry {
@@ -19,6 +19,7 @@ fn entry(request: u32, outcome: Outcome) -> AuditEntry {
         method: "POST".to_owned(),
         path_sha256: Some(sha256_hex(b"/exchange/market-regulation/business-license")),
         purpose_sha256: None,
+        purpose: None,
         status: if outcome == Outcome::Ok { 200 } else { 422 },
         outcome: outcome.as_str().to_owned(),
         request_bytes: Some(42),
@@ -42,9 +43,11 @@ async fn an_auditors_program_writes_reads_and_verifies_a_trail_without_the_gatew
             hash,
             synchronous: AuditSync::DEFAULT,
             reserve_bytes: 0,
+            key_file: folder.path().join(format!("trail-{hash:?}.key")),
         };
         let trail = tokio::task::block_in_place(|| {
-            AuditTrail::open(&settings, "gw-1", Box::new(Unobserved)).unwrap()
+            let key = AuditKey::load_or_create(&settings.key_file, hash).unwrap();
+            AuditTrail::open(&settings, key, "gw-1", Box::new(Unobserved)).unwrap()
         });
         for request in 0..10 {
             let outcome = if request % 3 == 0 {
@@ -90,4 +93,107 @@ async fn an_auditors_program_writes_reads_and_verifies_a_trail_without_the_gatew
             "{hash:?}: the edit went unnoticed: {tampered:?}"
         );
     }
+}
+
+/// A trail whose entries name subjects: the lookup is answered from the index, newest first and
+/// paged, finds only that subject's entries (not another id's, not another kind's with the same
+/// characters), and skips an index row that points at an entry without that digest. A trail
+/// reopened under another key is refused, naming both fingerprints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subjects_are_found_from_the_index_and_another_key_is_refused() {
+    let folder = tempfile::tempdir().unwrap();
+    let settings = AuditSettings {
+        path: folder.path().join("trail.db"),
+        hash: AuditHash::Sha256,
+        synchronous: AuditSync::DEFAULT,
+        reserve_bytes: 0,
+        key_file: folder.path().join("audit.key"),
+    };
+    let key = AuditKey::load_or_create(&settings.key_file, settings.hash).unwrap();
+    let trail = tokio::task::block_in_place(|| {
+        AuditTrail::open(&settings, key.clone(), "gw-1", Box::new(Unobserved)).unwrap()
+    });
+    let (person, other) = ("11010519491231002X", "110105194912310021");
+    for request in 0..30u32 {
+        let mut entry = entry(request, Outcome::Ok);
+        entry.subject_sha256 = Some(match request % 3 {
+            0 => key.subject("resident", person),
+            1 => key.subject("resident", other),
+            _ => key.subject("organisation", person),
+        });
+        trail.append(entry).await.unwrap();
+    }
+    let page = |limit, after| SubjectPage { limit, after };
+    let first = trail
+        .subject("resident", person, page(4, None))
+        .await
+        .unwrap();
+    let requests = |entries: &[xgate_audit::StoredEntry]| {
+        entries
+            .iter()
+            .map(|stored| stored.entry.request_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        requests(&first.entries),
+        ["request-27", "request-24", "request-21", "request-18"]
+    );
+    let rest = trail
+        .subject("resident", person, page(100, first.next))
+        .await
+        .unwrap();
+    assert_eq!(
+        requests(&rest.entries),
+        [
+            "request-15",
+            "request-12",
+            "request-9",
+            "request-6",
+            "request-3",
+            "request-0"
+        ]
+    );
+    assert_eq!(rest.next, None);
+    let nobody = trail
+        .subject("resident", "11010519491231003X", page(100, None))
+        .await
+        .unwrap();
+    assert!(nobody.entries.is_empty());
+    trail.flush().await;
+    drop(trail);
+
+    // An index row forged to point at another subject's entry is not believed.
+    let connection = rusqlite::Connection::open(&settings.path).unwrap();
+    connection
+        .execute(
+            "INSERT INTO audit_subjects (subject, sequence) VALUES (?1, 2)",
+            [key.subject("resident", person)],
+        )
+        .unwrap();
+    drop(connection);
+    let trail = tokio::task::block_in_place(|| {
+        AuditTrail::open(&settings, key.clone(), "gw-1", Box::new(Unobserved)).unwrap()
+    });
+    let all = trail
+        .subject("resident", person, page(100, None))
+        .await
+        .unwrap();
+    assert_eq!(all.entries.len(), 10, "{:?}", requests(&all.entries));
+    drop(trail);
+
+    // Another key file: the gateway refuses to start against this trail.
+    let other_key =
+        AuditKey::load_or_create(&folder.path().join("other.key"), settings.hash).unwrap();
+    let refused = tokio::task::block_in_place(|| {
+        AuditTrail::open(&settings, other_key.clone(), "gw-1", Box::new(Unobserved)).unwrap_err()
+    });
+    assert!(matches!(refused, AuditError::Key(_)), "{refused}");
+    let message = refused.to_string();
+    assert!(message.contains(&key.fingerprint()[..16]), "{message}");
+    assert!(
+        message.contains(&other_key.fingerprint()[..16]),
+        "{message}"
+    );
+    // The chain hash is a plain hash: the trail verifies without any key.
+    assert!(verify_file(&settings).unwrap().ok);
 }

@@ -1,6 +1,6 @@
 //! The audit trail in PostgreSQL, against a real server (`XGATE_TEST_DATABASE_URL`, by default
 //! `postgres://postgres@127.0.0.1:5432/postgres`): each test on a database of its own, its
-//! tables made by `postgres::TABLES_V1` as the store's first migration makes them.
+//! tables made by `postgres::TABLES_V1` and `TABLES_V2` as the store's migrations make them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use tokio_postgres::NoTls;
 use xgate_audit::entry::{EncodingVersion, GENESIS_HASH, chain_entries};
 use xgate_audit::query::MAX_LIMIT;
 use xgate_audit::{
-    AuditEntry, AuditError, AuditHash, AuditSync, AuditTrail, EntryFilter, EntryKind, TimeWindow,
-    Unobserved, block, postgres, sha256_hex, store,
+    AuditEntry, AuditError, AuditHash, AuditKey, AuditSync, AuditTrail, EntryFilter, EntryKind,
+    SubjectPage, TimeWindow, Unobserved, block, postgres, sha256_hex, store,
 };
 
 /// The test server's URL.
@@ -83,7 +83,7 @@ impl TestDatabase {
         database
             .connect()
             .await
-            .batch_execute(postgres::TABLES_V1)
+            .batch_execute(&format!("{}{}", postgres::TABLES_V1, postgres::TABLES_V2))
             .await
             .unwrap();
         database
@@ -112,9 +112,15 @@ impl TestDatabase {
     }
 
     async fn trail(&self, hash: AuditHash, instance: &str) -> AuditTrail {
-        AuditTrail::open_postgres(self.pool(4), hash, instance, Box::new(Unobserved))
-            .await
-            .unwrap()
+        AuditTrail::open_postgres(
+            self.pool(4),
+            test_key(hash),
+            hash,
+            instance,
+            Box::new(Unobserved),
+        )
+        .await
+        .unwrap()
     }
 
     /// Refuses every connection to this database and ends those open (an outage), or allows
@@ -166,6 +172,11 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The key every test trail is written under.
+fn test_key(hash: AuditHash) -> AuditKey {
+    AuditKey::new(&[9; 32], hash, std::path::Path::new("test.key"))
+}
+
 /// Entry `index`: exchanges and certificate lookups, several consumers, outcomes and minutes.
 fn entry(index: u64) -> AuditEntry {
     let certificate = index % 7 == 3;
@@ -196,6 +207,7 @@ fn entry(index: u64) -> AuditEntry {
         method: "GET".to_owned(),
         path_sha256: Some(sha256_hex(format!("/{index}").as_bytes())),
         purpose_sha256: None,
+        purpose: None,
         status: if index.is_multiple_of(5) { 502 } else { 200 },
         outcome: if certificate {
             ["hit", "miss", "stale"][(index % 3) as usize]
@@ -300,7 +312,7 @@ async fn three_gateways_appending_at_once_make_one_chain_without_gaps() {
     let stored = all_entries(&trails[0]).await;
     assert_eq!(stored.len(), 900);
     for entry in &stored {
-        assert_eq!(entry.version, EncodingVersion::V3);
+        assert_eq!(entry.version, EncodingVersion::CURRENT);
         assert_eq!(
             entry.gateway.as_deref(),
             Some(names[committed[&entry.sequence]]),
@@ -563,16 +575,22 @@ async fn pages_and_summaries_from_postgresql_equal_sqlite_s() {
 async fn a_sqlite_trail_is_imported_verbatim_and_its_chain_runs_on() {
     let folder = tempfile::tempdir().unwrap();
     let path = folder.path().join("audit.db");
+    let key = test_key(AuditHash::Sha256);
+    let person = "11010519491231002X";
     {
         let mut sqlite = store::open_writer(&path, AuditHash::Sha256, AuditSync::Normal).unwrap();
+        store::check_key(&sqlite, &key).unwrap();
         for first in (1..=100).step_by(20) {
-            store::append(
-                &mut sqlite,
-                AuditHash::Sha256,
-                "gw-old",
-                (first..first + 20).map(entry).collect(),
-            )
-            .unwrap();
+            let entries = (first..first + 20)
+                .map(|index| {
+                    let mut entry = entry(index);
+                    if index % 10 == 0 {
+                        entry.subject_sha256 = Some(key.subject("resident", person));
+                    }
+                    entry
+                })
+                .collect();
+            store::append(&mut sqlite, AuditHash::Sha256, "gw-old", entries).unwrap();
         }
         let before = store::verify(&sqlite, AuditHash::Sha256).unwrap();
         assert!(before.ok && before.count == 100, "{before:?}");
@@ -638,6 +656,145 @@ async fn a_sqlite_trail_is_imported_verbatim_and_its_chain_runs_on() {
         .unwrap();
     assert_eq!(newest.entries[0].gateway.as_deref(), Some("gw-new"));
     assert_eq!(newest.entries[1].gateway.as_deref(), Some("gw-old"));
+    // The subject index came along, and so did the key's fingerprint.
+    let found = trail
+        .subject(
+            "resident",
+            person,
+            SubjectPage {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    let sequences: Vec<u64> = found.entries.iter().map(|stored| stored.sequence).collect();
+    assert_eq!(sequences, [100, 90, 80, 70, 60, 50, 40, 30, 20, 10]);
+    let refused = AuditTrail::open_postgres(
+        database.pool(1),
+        AuditKey::new(
+            &[1; 32],
+            AuditHash::Sha256,
+            std::path::Path::new("other.key"),
+        ),
+        AuditHash::Sha256,
+        "gw-other",
+        Box::new(Unobserved),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(refused, AuditError::Key(_)), "{refused}");
+}
+
+/// Gateways on one store share the subject index: a lookup on one finds what every gateway
+/// wrote, newest first and paged, only for that subject, and never an entry an edited index row
+/// points at; a gateway with another audit key is refused at start, and the first key's
+/// fingerprint is what the store keeps.
+#[tokio::test]
+async fn the_subject_index_and_the_key_fingerprint_hold_for_every_gateway() {
+    let database = TestDatabase::new().await;
+    let key = test_key(AuditHash::Sha256);
+    let (one, two) = (
+        database.trail(AuditHash::Sha256, "gw-1").await,
+        database.trail(AuditHash::Sha256, "gw-2").await,
+    );
+    let person = "11010519491231002X";
+    for index in 1..=40u64 {
+        let mut entry = entry(index);
+        entry.subject_sha256 = Some(if index % 2 == 0 {
+            key.subject("resident", person)
+        } else {
+            key.subject("resident", "110105194912310021")
+        });
+        let trail = if index % 4 < 2 { &one } else { &two };
+        trail.append(entry).await.unwrap();
+    }
+    let first = two
+        .subject(
+            "resident",
+            person,
+            SubjectPage {
+                limit: 5,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    let sequences = |page: &xgate_audit::Page| -> Vec<u64> {
+        page.entries.iter().map(|stored| stored.sequence).collect()
+    };
+    assert_eq!(sequences(&first), [40, 38, 36, 34, 32]);
+    let gateways: std::collections::BTreeSet<_> = first
+        .entries
+        .iter()
+        .filter_map(|stored| stored.gateway.clone())
+        .collect();
+    assert_eq!(gateways.len(), 2, "both gateways' entries: {gateways:?}");
+    let rest = one
+        .subject(
+            "resident",
+            person,
+            SubjectPage {
+                limit: 100,
+                after: first.next,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sequences(&rest),
+        [30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2]
+    );
+    assert_eq!(rest.next, None);
+    // An index row pointing at another subject's entry is not believed.
+    let client = database.connect().await;
+    client
+        .execute(
+            "INSERT INTO audit_subjects (subject, sequence) VALUES ($1, 39)",
+            &[&key.subject("resident", person)],
+        )
+        .await
+        .unwrap();
+    let all = one
+        .subject(
+            "resident",
+            person,
+            SubjectPage {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.entries.len(), 20);
+    assert!(all.entries.iter().all(|stored| stored.sequence % 2 == 0));
+    // The store keeps the key's fingerprint, never the key.
+    let stored: String = client
+        .query_one(
+            "SELECT value FROM audit_meta WHERE key = 'key_fingerprint'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, key.fingerprint());
+    let other = AuditKey::new(
+        &[1; 32],
+        AuditHash::Sha256,
+        std::path::Path::new("other.key"),
+    );
+    let refused = AuditTrail::open_postgres(
+        database.pool(1),
+        other.clone(),
+        AuditHash::Sha256,
+        "gw-3",
+        Box::new(Unobserved),
+    )
+    .await
+    .unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains(&key.fingerprint()[..16]), "{message}");
+    assert!(message.contains(&other.fingerprint()[..16]), "{message}");
 }
 
 #[tokio::test]
@@ -682,6 +839,7 @@ async fn a_store_chained_with_sm3_is_refused_by_a_sha256_trail() {
     sm3.append(entry(1)).await.unwrap();
     let refused = AuditTrail::open_postgres(
         database.pool(1),
+        test_key(AuditHash::Sha256),
         AuditHash::Sha256,
         "gw-2",
         Box::new(Unobserved),

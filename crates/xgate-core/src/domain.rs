@@ -96,6 +96,11 @@ name_type!(
     "schema name"
 );
 name_type!(
+    /// Whose record a call carries (SPEC §15), e.g. `resident` or `organisation`.
+    SubjectKind,
+    "subject kind"
+);
+name_type!(
     /// A certificate type, e.g. `marriage-certificate`.
     CertificateType,
     "certificate type"

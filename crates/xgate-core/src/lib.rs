@@ -16,4 +16,5 @@ pub mod pointer;
 pub mod projection;
 pub mod registry;
 pub mod report;
+pub mod subject;
 pub mod translate;
