@@ -1270,16 +1270,9 @@ fn check_service(
     let mut fields = BTreeMap::new();
     for (consumer, paths) in &section.fields {
         let field_key = format!("{key}.fields.{consumer}");
-        let Ok(consumer_id) = DepartmentId::parse(consumer) else {
-            report.report(&field_key, "is not a department id");
+        let Some(consumer_id) = listed_consumer(&field_key, consumer, &consumers, report) else {
             continue;
         };
-        if !consumers.contains(&consumer_id) {
-            report.report(
-                &field_key,
-                format!("{consumer} is not one of the service's consumers"),
-            );
-        }
         if section.response_schema.is_none() {
             report.report(&field_key, "a projection needs a response_schema");
         }
@@ -1478,6 +1471,24 @@ pub(crate) fn masks_by_consumer(
         .collect()
 }
 
+/// A per-consumer table's key (`fields`, `masks`): a department id (`None` after reporting it
+/// is not one), reported when it is not one of `consumers`.
+fn listed_consumer(
+    key: &str,
+    consumer: &str,
+    consumers: &BTreeSet<DepartmentId>,
+    report: &mut Reporter<'_>,
+) -> Option<DepartmentId> {
+    let Ok(id) = DepartmentId::parse(consumer) else {
+        report.report(key, "is not a department id");
+        return None;
+    };
+    if !consumers.contains(&id) {
+        report.report(key, format!("{consumer} is not one of the consumers"));
+    }
+    Some(id)
+}
+
 /// `[services.X.masks]` or `[certificates.T.masks]` (SPEC §15): per consumer (a department id,
 /// one of `consumers`), shared pointers the `schema` can hold, each with a known mask kind. A
 /// mask without a schema is a problem: there is no shared record to mask. Returns what parsed,
@@ -1504,16 +1515,9 @@ fn check_masks(
         .and_then(|(schema, registry)| Some((registry.resolve(schema).ok()?, registry)));
     for (consumer, rules) in section {
         let consumer_key = format!("{key}.masks.{consumer}");
-        let Ok(consumer_id) = DepartmentId::parse(consumer) else {
-            report.report(&consumer_key, "is not a department id");
+        let Some(consumer_id) = listed_consumer(&consumer_key, consumer, consumers, report) else {
             continue;
         };
-        if !consumers.contains(&consumer_id) {
-            report.report(
-                &consumer_key,
-                format!("{consumer} is not one of the consumers"),
-            );
-        }
         let mut parsed = Vec::with_capacity(rules.len());
         for (pointer, kind) in rules {
             let rule_key = format!("{consumer_key}.{pointer:?}");
