@@ -5,18 +5,24 @@
 //! Each phase is measured alone, through the library's public API only, and `pipeline` runs
 //! every in-process step of the full path (both directions) one after the other, so the sum
 //! of the phases can be checked against the whole. Run with
-//! `cargo bench --bench phases -- --warm-up-time 1 --measurement-time 3`.
+//! `cargo bench --bench phases -- --warm-up-time 1 --measurement-time 3`; `-- masks` runs the
+//! masks' two alone (SPEC §15: `Masks::apply` on a ten-member household, and an exchange
+//! without masks).
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 use xgate::config::{Department, Overrides};
 use xgate::snapshot::Snapshot;
+use xgate_core::domain::DepartmentId;
 use xgate_core::i18n::Lang;
+use xgate_core::masking::{MaskKind, Masks};
+use xgate_core::pointer::FieldPath;
 use xgate_core::projection::Projection;
 use xgate_core::registry::CompiledSchema;
 use xgate_core::translate::{Direction, Format};
@@ -235,5 +241,57 @@ fn large_records(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, phases, large_records);
+/// A household of a head and ten members, each with a resident id, a name and a phone: the
+/// record a consumer with masks on every person's id and name receives (SPEC §15).
+fn household() -> Value {
+    const NAMES: [&str; 5] = ["张三", "李四", "王五", "欧阳娜娜", "赵六"];
+    let members: Vec<Value> = (0..10)
+        .map(|index| {
+            serde_json::json!({
+                "resident_id": format!("1101051949123100{index:02}"),
+                "name": NAMES[index % 5],
+                "phone": format!("1381234{index:04}"),
+                "relation": "child"
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "resident_id": "11010519491231002X", "name": "欧阳娜娜", "phone": "13812345678",
+        "address": "福州市鼓楼区五四路 100 号", "members": members
+    })
+}
+
+/// The masks' cost: `Masks::apply` on [`household`] (22 masked values), and what an exchange
+/// without masks pays (a lookup in an empty map).
+fn masking(c: &mut Criterion) {
+    let rule = |pointer: &str, kind: &str| {
+        (
+            FieldPath::parse(pointer).expect("a pointer"),
+            MaskKind::parse(kind).expect("a kind"),
+        )
+    };
+    let masks = Masks::new(vec![
+        rule("/address", "redact"),
+        rule("/members/*/name", "name"),
+        rule("/members/*/resident_id", "resident-id"),
+        rule("/name", "name"),
+        rule("/phone", "keep:3-4"),
+        rule("/resident_id", "resident-id"),
+    ]);
+    let record = household();
+    c.bench_function("masks/household-10", |b| {
+        b.iter_batched_ref(
+            || record.clone(),
+            |record| masks.apply(black_box(record)),
+            BatchSize::SmallInput,
+        )
+    });
+    let consumer = DepartmentId::parse("civil-affairs").expect("an id");
+    let none: HashMap<DepartmentId, Masks> = HashMap::new();
+    c.bench_function("masks/none", |b| {
+        b.iter(|| black_box(&none).get(black_box(&consumer)).is_some())
+    });
+}
+
+criterion_group!(benches, phases, large_records, masking);
 criterion_main!(benches);

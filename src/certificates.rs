@@ -5,8 +5,9 @@
 //! identify (401), route (unknown type → 404), authorize (not a consumer → 403), admit (the
 //! bounds on calls in flight, which lookups share with exchanges → 429, 503), purpose
 //! (`Xgate-Purpose` missing → 400; not one the type lists → 403; too long → 431), check id (`id_format` → 422, before any issuer call),
-//! look up (the cache; the issuer only on a miss), to consumer (the shared record into the
-//! caller's layout, on every response, after the cache), record ([`record_lookup`]: metrics, log
+//! look up (the cache; the issuer only on a miss), to consumer (the shared record, masked for the
+//! caller (SPEC §15) on a copy, into the caller's layout, on every response, after the cache),
+//! record ([`record_lookup`]: metrics, log
 //! event and the audit entry, committed before the answer leaves).
 //!
 //! The cache ([`cache`]) holds shared records, validated by [`issuer::fetch`] before they are
@@ -429,8 +430,9 @@ pub(crate) fn check_id(issuer: &Issuer, id: &str) -> Result<(), ExchangeError> {
     }
 }
 
-/// To consumer: the shared record in the caller's layout when it has a format for the type's
-/// schema (a record it cannot express is the gateway's 502), as cached otherwise.
+/// To consumer: the shared record, masked by the type's masks for the caller (SPEC §15), in the
+/// caller's layout when it has a format for the type's schema (a record it cannot express is
+/// the gateway's 502), as cached otherwise.
 fn to_consumer(
     snapshot: &Snapshot,
     consumer: &Department,
@@ -442,11 +444,24 @@ fn to_consumer(
         Answer::NotFound => return Err(ExchangeError::CertificateNotFound),
         Answer::Found(record) => record,
     };
+    // The cached record stays as the issuer gave it: masks are the consumer's, on a copy.
+    let masked = issuer.masks.get(&consumer.id).map(|masks| {
+        let mut value = record.value.clone();
+        masks.apply(&mut value);
+        value
+    });
     let schema_name = issuer.settings.schema.name.as_str();
     let Some(format) = consumer.formats.get(schema_name) else {
-        return Ok(record.bytes.clone());
+        return Ok(match masked {
+            // Serializing a value cannot fail.
+            Some(value) => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+            None => record.bytes.clone(),
+        });
     };
-    match format.translate(&record.value, Direction::FromShared) {
+    match format.translate(
+        masked.as_ref().unwrap_or(&record.value),
+        Direction::FromShared,
+    ) {
         // Serializing a translated value cannot fail.
         Ok(own) => Ok(Bytes::from(serde_json::to_vec(&own).unwrap_or_default())),
         Err(errors) => {

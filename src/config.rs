@@ -19,6 +19,7 @@ use xgate_core::domain::{
     CertificateType, Compatibility, DepartmentId, PurposeCode, Role, SchemaName, SchemaRef,
     ServiceName, SubjectKind,
 };
+use xgate_core::masking::{MaskKind, Masks};
 use xgate_core::pointer::FieldPath;
 use xgate_core::registry::Registry;
 use xgate_core::subject::SubjectPointer;
@@ -418,6 +419,8 @@ pub struct Service {
     pub fields: BTreeMap<DepartmentId, Vec<FieldPath>>,
     /// The purposes a call must state one of (`Xgate-Purpose`); empty: any or none.
     pub purposes: Vec<PurposeCode>,
+    /// Per consumer, the masks of its responses (rules in pointer order).
+    pub masks: BTreeMap<DepartmentId, Masks>,
     /// Whose record it carries, and where its id is in the shared request or response.
     pub subject: Option<SubjectPointer>,
 }
@@ -439,6 +442,8 @@ pub struct CertificateTypeSettings {
     pub consumers: BTreeSet<DepartmentId>,
     /// The purposes a lookup must state one of (`Xgate-Purpose`); empty: any stated purpose.
     pub purposes: Vec<PurposeCode>,
+    /// Per consumer, the masks of its answers (rules in pointer order).
+    pub masks: BTreeMap<DepartmentId, Masks>,
     /// The subject kind of its ids (SPEC §15: of the kind its `id_format` names, otherwise the
     /// type's name).
     pub subject_kind: SubjectKind,
@@ -1376,16 +1381,9 @@ fn check_service(
     let mut fields = BTreeMap::new();
     for (consumer, paths) in &section.fields {
         let field_key = format!("{key}.fields.{consumer}");
-        let Ok(consumer_id) = DepartmentId::parse(consumer) else {
-            report.report(&field_key, "is not a department id");
+        let Some(consumer_id) = listed_consumer(&field_key, consumer, &consumers, report) else {
             continue;
         };
-        if !consumers.contains(&consumer_id) {
-            report.report(
-                &field_key,
-                format!("{consumer} is not one of the service's consumers"),
-            );
-        }
         if section.response_schema.is_none() {
             report.report(&field_key, "a projection needs a response_schema");
         }
@@ -1403,6 +1401,14 @@ fn check_service(
         section.purposes.as_deref(),
         report,
     );
+    let masks = check_masks(
+        &key,
+        &section.masks,
+        &consumers,
+        response_schema.as_ref().and_then(Option::as_ref),
+        names,
+        report,
+    );
     let subject = section
         .subject
         .as_ref()
@@ -1417,6 +1423,7 @@ fn check_service(
         consumers,
         fields,
         purposes,
+        masks,
         subject,
     })
 }
@@ -1548,6 +1555,14 @@ fn check_certificate_type(
         section.purposes.as_deref(),
         report,
     );
+    let masks = check_masks(
+        &key,
+        &section.masks,
+        &consumers,
+        schema.as_ref(),
+        names,
+        report,
+    );
     if !lookup_ok {
         return None;
     }
@@ -1564,7 +1579,94 @@ fn check_certificate_type(
         id_format: section.id_format.clone(),
         consumers,
         purposes,
+        masks,
     })
+}
+
+/// The consumers' masks that mask anything, for one lookup on the request path.
+pub(crate) fn masks_by_consumer(
+    masks: &BTreeMap<DepartmentId, Masks>,
+) -> HashMap<DepartmentId, Masks> {
+    masks
+        .iter()
+        .filter(|(_, masks)| !masks.is_empty())
+        .map(|(consumer, masks)| (consumer.clone(), masks.clone()))
+        .collect()
+}
+
+/// A per-consumer table's key (`fields`, `masks`): a department id (`None` after reporting it
+/// is not one), reported when it is not one of `consumers`.
+fn listed_consumer(
+    key: &str,
+    consumer: &str,
+    consumers: &BTreeSet<DepartmentId>,
+    report: &mut Reporter<'_>,
+) -> Option<DepartmentId> {
+    let Ok(id) = DepartmentId::parse(consumer) else {
+        report.report(key, "is not a department id");
+        return None;
+    };
+    if !consumers.contains(&id) {
+        report.report(key, format!("{consumer} is not one of the consumers"));
+    }
+    Some(id)
+}
+
+/// `[services.X.masks]` or `[certificates.T.masks]` (SPEC §15): per consumer (a department id,
+/// one of `consumers`), shared pointers the `schema` can hold, each with a known mask kind. A
+/// mask without a schema is a problem: there is no shared record to mask. Returns what parsed,
+/// each consumer's rules in pointer order (the TOML table's keys, sorted).
+fn check_masks(
+    key: &str,
+    section: &BTreeMap<String, BTreeMap<String, String>>,
+    consumers: &BTreeSet<DepartmentId>,
+    schema: Option<&SchemaRef>,
+    names: &Names<'_>,
+    report: &mut Reporter<'_>,
+) -> BTreeMap<DepartmentId, Masks> {
+    let mut masks = BTreeMap::new();
+    if !section.is_empty() && schema.is_none() {
+        let what = if key.starts_with("services.") {
+            "masks need a response_schema: they apply to the shared record"
+        } else {
+            "masks need a schema: they apply to the shared record"
+        };
+        report.report(format!("{key}.masks"), what);
+    }
+    let compiled = schema
+        .zip(names.registry)
+        .and_then(|(schema, registry)| Some((registry.resolve(schema).ok()?, registry)));
+    for (consumer, rules) in section {
+        let consumer_key = format!("{key}.masks.{consumer}");
+        let Some(consumer_id) = listed_consumer(&consumer_key, consumer, consumers, report) else {
+            continue;
+        };
+        let mut parsed = Vec::with_capacity(rules.len());
+        for (pointer, kind) in rules {
+            let rule_key = format!("{consumer_key}.{pointer:?}");
+            let path = match FieldPath::parse(pointer) {
+                Ok(path) => path,
+                Err(reason) => {
+                    report.report(&rule_key, reason);
+                    continue;
+                }
+            };
+            if let Some((schema, registry)) = &compiled
+                && !xgate_core::registry::holds::can_hold(schema, registry.documents(), &path)
+            {
+                report.report(
+                    &rule_key,
+                    format!("{} cannot hold a value at {pointer}", schema.label()),
+                );
+            }
+            match MaskKind::parse(kind) {
+                Ok(kind) => parsed.push((path, kind)),
+                Err(reason) => report.report(&rule_key, reason),
+            }
+        }
+        masks.insert(consumer_id, Masks::new(parsed));
+    }
+    masks
 }
 
 /// Checks what no department file can say wrong on its own: a certificate type, a token or a

@@ -436,6 +436,7 @@ async fn run_phases<'s>(
         validate_response(schema, &response)?;
         let subject = subject_digest(parties.route, key.as_deref(), &response);
         let response = project(parties.route, parties.consumer, response);
+        let response = mask(parties.route, parties.consumer, response);
         let response = to_consumer(parties.consumer, schema, response, lang)?;
         let rewritten = response.original.is_none();
         Ok((response.into_bytes(), rewritten, subject))
@@ -911,6 +912,22 @@ fn project(route: &Route, consumer: &Department, response: Record) -> Record {
             value: projection.apply(response.value),
             original: None,
         },
+    }
+}
+
+/// Phase 11 still, mask (SPEC §15): the service's masks for this consumer, after projection
+/// and before its format; the masked values are not validated again. Without masks for it,
+/// one lookup in an empty (or small) map and the record as it was.
+fn mask(route: &Route, consumer: &Department, mut response: Record) -> Record {
+    match route.masks.get(&consumer.id) {
+        None => response,
+        Some(masks) => {
+            masks.apply(&mut response.value);
+            Record {
+                value: response.value,
+                original: None,
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::metrics::ExchangeSeries;
 use crate::tls::ClientCertificate;
 use crate::upstream::{Lane, UpstreamAddress};
 use xgate_core::domain::DepartmentId;
+use xgate_core::masking::Masks;
 use xgate_core::projection::Projection;
 use xgate_core::registry::Registry;
 
@@ -59,6 +60,9 @@ pub struct Route {
     pub address: Option<UpstreamAddress>,
     /// Per consumer, the projection of the service's `fields`.
     pub projections: HashMap<DepartmentId, Projection>,
+    /// Per consumer with any, the service's `masks` (SPEC §15); empty when none are configured,
+    /// so an exchange without masks looks up an empty map and nothing more.
+    pub masks: HashMap<DepartmentId, Masks>,
     /// Per consumer allowed to call it, the metric series of its served exchanges, resolved
     /// on its first (`Metrics::exchange_series`): a served exchange then records its metrics
     /// without looking labels up. A new snapshot resolves them anew.
@@ -138,6 +142,7 @@ impl Snapshot {
                                 (consumer.clone(), Projection::new(paths.clone()))
                             })
                             .collect(),
+                        masks: crate::config::masks_by_consumer(&service.masks),
                         served: service
                             .consumers
                             .iter()

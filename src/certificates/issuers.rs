@@ -9,6 +9,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::config::{CertificateTypeSettings, Config};
 use crate::upstream::{self, Lane, UpstreamAddress};
+use xgate_core::domain::DepartmentId;
+use xgate_core::masking::Masks;
 
 /// Characters an id keeps in a path segment: the unreserved ones (RFC 3986).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -30,6 +32,9 @@ pub struct Issuer {
     target_suffix: String,
     /// The check of `id_format`.
     check_id: fn(&str) -> bool,
+    /// Per consumer with any, the type's `masks` (SPEC §15), applied to a copy of the cached
+    /// record on its way to that consumer.
+    pub(crate) masks: HashMap<DepartmentId, Masks>,
 }
 
 impl Issuer {
@@ -58,6 +63,7 @@ impl Issuer {
             target_prefix: before[path_start..].to_owned(),
             target_suffix: after.to_owned(),
             check_id,
+            masks: crate::config::masks_by_consumer(&settings.masks),
         })
     }
 

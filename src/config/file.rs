@@ -282,6 +282,9 @@ pub(crate) struct ServiceSection {
     /// The codes of `[purposes]` callers may state in `Xgate-Purpose`; when set, a call must
     /// state one of them (400 without `Xgate-Purpose`, 403 with another).
     pub purposes: Option<Vec<String>>,
+    /// Per consumer, the masks of its responses: shared pointer → mask kind (SPEC §15).
+    #[serde(default)]
+    pub masks: BTreeMap<String, BTreeMap<String, String>>,
     /// Whose record the service carries (SPEC §15): the trail keeps its keyed digest, and
     /// `GET /audit/subjects/{kind}/{id}` finds the call.
     #[serde(default)]
@@ -313,6 +316,9 @@ pub(crate) struct CertificateTypeSection {
     /// The codes of `[purposes]` a lookup may state in `Xgate-Purpose`; when set, a lookup
     /// must state one of them (403 with another).
     pub purposes: Option<Vec<String>>,
+    /// Per consumer, the masks of its answers: shared pointer → mask kind (SPEC §15).
+    #[serde(default)]
+    pub masks: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 mod defaults {

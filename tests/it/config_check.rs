@@ -233,7 +233,7 @@ const BROKEN_CONFIG_PROBLEMS: &[Expected] = &[
     expected(
         PROVIDER,
         "services.b.fields.twin",
-        "not one of the service's consumers",
+        "is not one of the consumers",
     ),
     expected(
         PROVIDER,

@@ -24,6 +24,7 @@ mod forwarding;
 mod framing;
 mod hostile;
 mod limits;
+mod masking;
 mod metrics;
 mod privacy;
 mod purposes;

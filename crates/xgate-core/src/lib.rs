@@ -10,6 +10,7 @@ pub mod domain;
 pub mod i18n;
 pub mod identifiers;
 pub mod json;
+pub mod masking;
 pub mod number;
 pub mod pointer;
 pub mod projection;

@@ -19,6 +19,7 @@ use crate::report::Problem;
 pub mod compatibility;
 pub mod draft;
 pub mod exact;
+pub mod holds;
 pub mod pattern;
 pub mod references;
 pub mod witness;
