@@ -385,6 +385,23 @@ curl -s {data}/certificates/resident-identity/350104199003080571 \
 curl -si -X DELETE {admin}/admin/certificates/business-license \
   -H 'Authorization: Bearer demo-data-bureau'
 curl -s {admin}/metrics | grep certificate
+
+# 17. Personal data (SPEC §15). Public security's residents service wants a purpose from the
+#     deployment's vocabulary ([purposes] in config/xgate.toml): without one, 400
+#     purpose-required; with one the tax bureau reads the record, and human resources gets
+#     the resident id and the name masked (350104********0571, 陈**):
+curl -s {data}/exchange/public-security/residents/350104199003080571 \
+  -H 'Authorization: Bearer demo-tax'
+curl -s {data}/exchange/public-security/residents/350104199003080571 \
+  -H 'Authorization: Bearer demo-tax' -H 'Xgate-Purpose: tax-assessment'
+curl -s {data}/exchange/public-security/residents/350104199003080571 \
+  -H 'Authorization: Bearer demo-human-resources' -H 'Xgate-Purpose: benefit-review'
+
+# 18. Who looked at this person's records, and why: every exchange and lookup that concerned
+#     the resident, newest first, from the trail's subject index (auditors and admins only;
+#     the trail holds only keyed digests of the id):
+curl -s {admin}/audit/subjects/resident/350104199003080571 \
+  -H 'Authorization: Bearer demo-audit-office'
 "#
     )
 }

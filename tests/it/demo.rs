@@ -457,6 +457,70 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
         .unwrap();
     assert_eq!(response.headers()["xgate-cache"], "miss");
 
+    // 17-18. Personal data: the residents service wants a listed purpose, masks the id and
+    //    name for human resources only, and the subject lookup finds who looked and why.
+    let resident = "/exchange/public-security/residents/350104199003080571";
+    let (status, problem) = get_json(&http, &data, resident, "demo-tax").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["type"], "urn:xgate:problem:purpose-required");
+    let read = |token: &'static str, purpose: &'static str| {
+        let http = http.clone();
+        let url = format!("{data}{resident}");
+        async move {
+            let response = http
+                .get(url)
+                .bearer_auth(token)
+                .header("xgate-purpose", purpose)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, clear) = read("demo-tax", "tax-assessment").await;
+    assert_eq!(status, StatusCode::OK, "{clear}");
+    assert_eq!(clear["resident_id"], "350104199003080571");
+    assert_eq!(clear["name"], "陈晓东");
+    let (status, masked) = read("demo-human-resources", "benefit-review").await;
+    assert_eq!(status, StatusCode::OK, "{masked}");
+    assert_eq!(masked["resident_id"], "350104********0571");
+    assert_eq!(masked["name"], "陈**");
+    let (status, refused) = read("demo-human-resources", "tax-assessment-please").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, looked) = get_json(
+        &http,
+        &admin,
+        "/audit/subjects/resident/350104199003080571",
+        "demo-audit-office",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{looked}");
+    let seen: Vec<(&str, &str, &str)> = looked["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["consumer"].as_str().unwrap(),
+                entry["service"].as_str().unwrap(),
+                entry["purpose"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        &seen[..2],
+        [
+            ("human-resources", "residents", "benefit-review"),
+            ("tax", "residents", "tax-assessment"),
+        ],
+        "{looked}"
+    );
+    // The resident identity lookups of step 9 concerned the same person.
+    assert!(
+        seen.contains(&("market-regulation", "resident-identity", "-")),
+        "{looked}"
+    );
+
     // SIGTERM stops it cleanly.
     let status = Command::new("kill")
         .arg("-TERM")
