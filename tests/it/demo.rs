@@ -460,7 +460,7 @@ async fn the_demo_runs_its_calls_stops_on_sigterm_and_refuses_a_taken_port() {
     // 17-18. Personal data: the residents service wants a listed purpose, masks the id and
     //    name for human resources only, and the subject lookup finds who looked and why.
     let resident = "/exchange/public-security/residents/350104199003080571";
-    let (status, problem) = get_json(&http, &data, resident, "demo-tax").await;
+    let (status, problem) = get_json(&http, data, resident, "demo-tax").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(problem["type"], "urn:xgate:problem:purpose-required");
     let read = |token: &'static str, purpose: &'static str| {
