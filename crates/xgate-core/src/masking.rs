@@ -95,9 +95,13 @@ impl MaskKind {
 
     /// Masks one value in place (see the module's rules).
     pub fn mask(self, value: &mut Value) {
-        let masked = match (&*value, self.kept()) {
+        let masked = match (&mut *value, self.kept()) {
             (Value::Null, _) => return,
-            (Value::String(text), Some((first, last))) => mask_text(text, first, last),
+            (Value::String(text), Some((first, last))) => {
+                // In place: the stars take at most the bytes of what they hide.
+                mask_in_place(text, first, last);
+                return;
+            }
             (Value::Number(number), Some((first, last))) => {
                 mask_text(&number.to_string(), first, last)
             }
@@ -132,6 +136,28 @@ fn mask_text(text: &str, first: usize, last: usize) -> String {
     masked.extend(std::iter::repeat_n('*', count - first - last));
     masked.extend(chars.skip(count - first - last));
     masked
+}
+
+/// [`mask_text`] in `text`'s own buffer: the hidden characters are replaced by as many `*`,
+/// which never need more bytes than they take, so nothing is allocated.
+fn mask_in_place(text: &mut String, first: usize, last: usize) {
+    /// Enough stars for every id and name in use; a longer run is built.
+    const STARS: &str = "****************************************************************";
+    let count = text.chars().count();
+    let (start, end, stars) = if count <= first.saturating_add(last) {
+        (0, text.len(), count)
+    } else {
+        let at = |nth: usize| {
+            text.char_indices()
+                .nth(nth)
+                .map_or(text.len(), |(at, _)| at)
+        };
+        (at(first), at(count - last), count - first - last)
+    };
+    match STARS.get(..stars) {
+        Some(run) => text.replace_range(start..end, run),
+        None => text.replace_range(start..end, &"*".repeat(stars)),
+    }
 }
 
 /// The masks one consumer's records get, prepared once at load.
@@ -239,6 +265,31 @@ mod tests {
                 .unwrap_err()
                 .contains("keep:F-L takes")
         );
+    }
+
+    #[test]
+    fn masking_in_place_gives_what_building_a_new_text_gives() {
+        let long = "长".repeat(100);
+        for text in [
+            "",
+            "a",
+            "张",
+            "张三",
+            "欧阳娜娜",
+            "11010519491231002X",
+            "a😀b😀c",
+            long.as_str(),
+        ] {
+            for (first, last) in [(0, 0), (1, 0), (6, 4), (3, 4), (0, 200), (2, 1)] {
+                let mut in_place = text.to_owned();
+                mask_in_place(&mut in_place, first, last);
+                assert_eq!(
+                    in_place,
+                    mask_text(text, first, last),
+                    "{text:?} {first}-{last}"
+                );
+            }
+        }
     }
 
     #[test]
