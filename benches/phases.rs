@@ -293,5 +293,44 @@ fn masking(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, phases, large_records, masking);
+/// The purpose phase's work per exchange (SPEC §15): the header's code looked up in a
+/// vocabulary of a few codes (`Config::purpose_code`: a `BTreeMap` of codes), and the
+/// `xgate_purpose_uses_total` series found by its three labels and incremented.
+fn purposes(c: &mut Criterion) {
+    let vocabulary: std::collections::BTreeMap<String, String> = [
+        ("benefit-review", "社保待遇审核"),
+        ("household-registration", "户籍业务办理"),
+        ("tax-assessment", "税务核定"),
+    ]
+    .into_iter()
+    .map(|(code, label)| (code.to_owned(), label.to_owned()))
+    .collect();
+    let header = HeaderValue::from_static("tax-assessment");
+    c.bench_function("purpose/code", |b| {
+        b.iter(|| {
+            std::str::from_utf8(black_box(&header).as_bytes())
+                .ok()
+                .and_then(|text| vocabulary.get_key_value(text))
+                .is_some()
+        })
+    });
+    let counter = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("xgate_purpose_uses_total", "bench"),
+        &["consumer", "service", "purpose"],
+    )
+    .expect("a counter");
+    c.bench_function("purpose/metric", |b| {
+        b.iter(|| {
+            counter
+                .with_label_values(&[
+                    black_box("human-resources"),
+                    black_box("residents"),
+                    black_box("tax-assessment"),
+                ])
+                .inc()
+        })
+    });
+}
+
+criterion_group!(benches, phases, large_records, masking, purposes);
 criterion_main!(benches);
