@@ -959,28 +959,7 @@ async fn the_subject_box_lists_who_looked_at_a_person_s_records_in_chromium() {
     const PERSON: &str = "11010519491231002X";
     let browser = browser();
     let records = Upstream::fixed(StatusCode::OK, license()).await;
-    let gateway = ConfigDir::new()
-        .schema("license", 1, license_schema())
-        .department(
-            "market",
-            "department",
-            &format!(
-                r#"
-[services.licenses]
-upstream = "{}"
-methods = ["GET"]
-response_schema = "license"
-consumers = ["tax", "civil"]
-subject = {{ kind = "resident", pointer = "/legal_representative/resident_id" }}
-"#,
-                records.url("/records")
-            ),
-        )
-        .department("tax", "department", "")
-        .department("civil", "department", "")
-        .department("auditor", "auditor", "")
-        .start()
-        .await;
+    let gateway = crate::privacy::deployment(&records).start().await;
     for (caller, purpose) in [("tax", Some("税务核定")), ("civil", None)] {
         let mut call = gateway.call(Method::GET, "/exchange/market/licenses", caller);
         if let Some(purpose) = purpose {

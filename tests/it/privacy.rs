@@ -13,7 +13,7 @@ const ORGANISATION: &str = "91350100M000100Y43";
 
 /// Provider `market` answers [`license`] on `licenses` (its subject the legal representative)
 /// and issues `licence` certificates (ids `cn-uscc`: organisations); `tax` and `civil` call.
-fn deployment(records: &Upstream) -> ConfigDir {
+pub(crate) fn deployment(records: &Upstream) -> ConfigDir {
     ConfigDir::new()
         .schema("license", 1, license_schema())
         .department(
